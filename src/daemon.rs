@@ -1,0 +1,231 @@
+//! The daemon: starts one probe engine per target and the HTTP server, applies reloads, and
+//! shuts everything down on one signal.
+//!
+//! A reload (SIGHUP or `POST /-/reload`) reads the file again; if it is invalid, the running
+//! configuration stays, the error is logged and `idle_drop_config_last_reload_successful` drops
+//! to 0. If it is valid, only targets whose settings changed are restarted; removed targets are
+//! stopped (their sessions closed) and their series deleted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, TargetConfig};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::target::{self, status::StatusBoard, status::TargetStatus};
+
+/// How long targets get to close their sessions at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+type ReloadReply = oneshot::Sender<Result<(), String>>;
+
+/// Asks the daemon to reload its configuration file (SIGHUP, the HTTP endpoint, tests).
+#[derive(Clone)]
+pub struct ReloadTrigger(mpsc::Sender<ReloadReply>);
+
+impl ReloadTrigger {
+    /// Reloads and waits for the result: `Err` carries the reason (file, line, field).
+    pub async fn reload(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(reply)
+            .await
+            .map_err(|_| "the daemon is shutting down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the daemon is shutting down".to_string())?
+    }
+}
+
+/// The receiving end of [`ReloadTrigger`]s, handed to [`run`].
+pub struct ReloadInbox(mpsc::Receiver<ReloadReply>);
+
+pub fn reload_channel() -> (ReloadTrigger, ReloadInbox) {
+    let (tx, rx) = mpsc::channel(4);
+    (ReloadTrigger(tx), ReloadInbox(rx))
+}
+
+struct RunningTarget {
+    config: Arc<TargetConfig>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Runs the exporter until `shutdown` is cancelled. `config` was loaded from `config_path`
+/// (which reloads read again); `listener` is already bound (tests bind port 0).
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    listener: TcpListener,
+    reloads: (ReloadTrigger, ReloadInbox),
+    shutdown: CancellationToken,
+) {
+    let metrics = Arc::new(Metrics::new());
+    let board: StatusBoard = Default::default();
+    let (trigger, ReloadInbox(mut inbox)) = reloads;
+    let state = Arc::new(AppState {
+        metrics: metrics.clone(),
+        board: board.clone(),
+        reload: trigger,
+        ready: false.into(),
+    });
+    let http_shutdown = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
+
+    let mut daemon = Daemon {
+        config_path,
+        running: HashMap::new(),
+        metrics,
+        board,
+        listen_address: config.listen_address,
+        log: config.log.clone(),
+    };
+    daemon.loaded(&config);
+    daemon.apply(config);
+    state.ready.store(true, Ordering::Relaxed);
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            request = inbox.recv() => {
+                let Some(reply) = request else { break };
+                let _ = reply.send(daemon.reload());
+            }
+        }
+    }
+
+    tracing::info!("shutting down: closing probe connections");
+    state.ready.store(false, Ordering::Relaxed);
+    daemon.stop_all().await;
+    http_shutdown.cancel();
+    let _ = server.await;
+    tracing::info!("stopped");
+}
+
+struct Daemon {
+    config_path: PathBuf,
+    running: HashMap<String, RunningTarget>,
+    metrics: Arc<Metrics>,
+    board: StatusBoard,
+    listen_address: std::net::SocketAddr,
+    log: config::LogConfig,
+}
+
+impl Daemon {
+    fn reload(&mut self) -> Result<(), String> {
+        match config::load(&self.config_path) {
+            Err(e) => {
+                self.metrics.reload_successful.set(0);
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(error = %e, "invalid configuration; keeping the running one");
+                Err(e.to_string())
+            }
+            Ok(config) => {
+                if config.listen_address != self.listen_address {
+                    tracing::warn!(new = %config.listen_address, "listen_address changes take effect after a restart");
+                }
+                if config.log != self.log {
+                    tracing::warn!("log settings change take effect after a restart");
+                }
+                self.loaded(&config);
+                self.apply(config);
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+        }
+    }
+
+    fn loaded(&self, config: &Config) {
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        self.metrics.reload_successful.set(1);
+        self.metrics.reloads.with_label_values(&["success"]).inc();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.metrics.reload_timestamp.set(now);
+        self.metrics.targets.set(config.targets.len() as i64);
+    }
+
+    /// Starts new targets, restarts changed ones, stops removed ones.
+    fn apply(&mut self, config: Config) {
+        let wanted: BTreeMap<String, TargetConfig> = config
+            .targets
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, running)| wanted.get(*name) != Some(running.config.as_ref()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            let running = self.running.remove(&name).expect("listed above");
+            running.stop.cancel();
+            let removed = !wanted.contains_key(&name);
+            let metrics = self.metrics.clone();
+            let board = self.board.clone();
+            tracing::info!(target_name = %name, removed, "target stopped");
+            // The old engine closes its sessions in the background; a restarted target's new
+            // engine starts at once (its budget is separate from the old one's closing
+            // sessions only for the few seconds that takes).
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.task).await;
+                if removed {
+                    metrics.remove_target(&name);
+                    board.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
+                }
+            });
+        }
+        for (name, target) in wanted {
+            if self.running.contains_key(&name) {
+                continue;
+            }
+            let target = Arc::new(target);
+            self.board
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone(), TargetStatus::new(&target));
+            let stop = CancellationToken::new();
+            let metrics = self.metrics.target(&name);
+            let task = tokio::spawn(target::run(target.clone(), metrics, self.board.clone(), stop.clone()));
+            tracing::info!(target_name = %name, dsn = %target.display_dsn, "target started");
+            self.running.insert(
+                name,
+                RunningTarget {
+                    config: target,
+                    stop,
+                    task,
+                },
+            );
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for running in self.running.values() {
+            running.stop.cancel();
+        }
+        let tasks = self.running.drain().map(|(_, r)| r.task);
+        let all = futures_join_all(tasks);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!("some targets did not close their sessions within {SHUTDOWN_GRACE:?}");
+        }
+    }
+}
+
+async fn futures_join_all(tasks: impl Iterator<Item = JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}

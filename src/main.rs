@@ -1,0 +1,106 @@
+//! The `idle_drop_exporter` binary: flags, configuration, logging, then the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use idle_drop_exporter::{config, daemon, logging, shutdown};
+
+/// Exit status for an invalid configuration (sysexits' EX_CONFIG).
+const EXIT_BAD_CONFIG: u8 = 78;
+
+/// Measures after how long the network path silently drops idle PostgreSQL connections and
+/// exports it to Prometheus.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Flags {
+    /// Configuration file.
+    #[arg(long = "config", visible_alias = "config.file", default_value = "config.yaml")]
+    config: PathBuf,
+    /// Address to serve /metrics on; overrides `listen_address` in the file.
+    #[arg(long = "web.listen-address")]
+    listen_address: Option<std::net::SocketAddr>,
+    /// Log level or filter (error, warn, info, debug, trace); overrides the file.
+    #[arg(long = "log.level")]
+    log_level: Option<String>,
+    /// Log format (text or json); overrides the file.
+    #[arg(long = "log.format", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Check the configuration file and exit (0 if valid, 78 if not).
+    #[arg(long = "check-config")]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let mut config = match config::load(&flags.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    if flags.check_config {
+        for warning in &config.warnings {
+            eprintln!("warning: {warning}");
+        }
+        println!("{}: OK ({} targets)", flags.config.display(), config.targets.len());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(address) = flags.listen_address {
+        config.listen_address = address;
+    }
+    if let Some(level) = flags.log_level {
+        config.log.level = level;
+    }
+    if let Some(format) = flags.log_format.as_deref() {
+        config.log.format = if format == "json" {
+            config::LogFormat::Json
+        } else {
+            config::LogFormat::Text
+        };
+    }
+    logging::init(&config.log);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen_address).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(address = %config.listen_address, error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(address = %config.listen_address, targets = config.targets.len(), "idle_drop_exporter started");
+        let stop = CancellationToken::new();
+        let (trigger, inbox) = daemon::reload_channel();
+        let signals = {
+            let stop = stop.clone();
+            let trigger = trigger.clone();
+            tokio::spawn(async move {
+                let mut hangups = shutdown::hangups();
+                loop {
+                    tokio::select! {
+                        which = shutdown::terminated() => {
+                            tracing::info!(signal = which, "received signal");
+                            stop.cancel();
+                            return;
+                        }
+                        _ = hangups.recv() => {
+                            tracing::info!(signal = "SIGHUP", "reloading configuration");
+                            let _ = trigger.reload().await;
+                        }
+                    }
+                }
+            })
+        };
+        daemon::run(flags.config, config, listener, (trigger, inbox), stop).await;
+        signals.abort();
+        ExitCode::SUCCESS
+    })
+}

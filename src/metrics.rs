@@ -1,0 +1,386 @@
+//! The exporter's metrics: one registry, the families documented in `docs/metrics.md`, and a
+//! per-target handle the probe engine records through.
+//!
+//! Label values are bounded by construction: idle durations enter only as a ladder rung, kinds
+//! and roles are fixed sets, SQLSTATEs are filtered in `postgres::classify`. Removing a target
+//! (on reload) deletes every series that carries its `target` label.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Discovery states, exported one-hot in `idle_drop_discovery_state`.
+pub const STATES: [&str; 5] = ["discovering", "watching", "no_drop", "below_range", "unreachable"];
+
+/// All metric families, registered once for the life of the process.
+pub struct Metrics {
+    registry: Registry,
+    lower: GaugeVec,
+    upper: GaugeVec,
+    recommended_lifetime: GaugeVec,
+    recommended_socket_timeout: GaugeVec,
+    app_lifetime: GaugeVec,
+    state: IntGaugeVec,
+    discovery_duration: GaugeVec,
+    discovery_runs: IntCounterVec,
+    threshold_changes: IntCounterVec,
+    probe_uses: IntCounterVec,
+    closed: IntCounterVec,
+    unexpected_closed: IntCounterVec,
+    time_to_failure: HistogramVec,
+    connect_duration: HistogramVec,
+    connect_errors: IntCounterVec,
+    sessions: IntGaugeVec,
+    up: IntGaugeVec,
+    keepalive_rescue: IntGaugeVec,
+    ghosts: IntGaugeVec,
+    ghosts_seen: IntCounterVec,
+    ghosts_reaped: IntCounterVec,
+    server_settings: IntGaugeVec,
+    pub reload_successful: IntGauge,
+    pub reload_timestamp: Gauge,
+    pub reloads: IntCounterVec,
+    pub targets: IntGauge,
+}
+
+macro_rules! register {
+    ($registry:expr, $metric:expr) => {{
+        let metric = $metric.expect("metric definition is valid");
+        $registry
+            .register(Box::new(metric.clone()))
+            .expect("metric names are unique");
+        metric
+    }};
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let t = &["target"];
+        let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), t);
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let int_gauge =
+            |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+
+        let metrics = Metrics {
+            lower: register!(r, gauge("idle_drop_threshold_lower_bound_seconds", "Longest idle time a probe connection survived.")),
+            upper: register!(r, gauge("idle_drop_threshold_upper_bound_seconds", "Shortest idle time that killed a probe connection (+Inf while none did).")),
+            recommended_lifetime: register!(r, gauge("idle_drop_recommended_max_idle_lifetime_seconds", "Safe pool max idle lifetime: the lower bound minus the configured margin.")),
+            recommended_socket_timeout: register!(r, gauge("idle_drop_recommended_socket_timeout_seconds", "Socket timeout to set so a dead pooled connection fails fast.")),
+            app_lifetime: register!(r, gauge("idle_drop_app_max_idle_lifetime_seconds", "The application's pool idle lifetime the guard probe protects.")),
+            state: register!(r, int_gauge("idle_drop_discovery_state", "1 for the target's current discovery state.", &["target", "state"])),
+            discovery_duration: register!(r, gauge("idle_drop_discovery_duration_seconds", "Wall time the last completed discovery took.")),
+            discovery_runs: register!(r, counter("idle_drop_discovery_runs_total", "Completed discoveries.", t)),
+            threshold_changes: register!(r, counter("idle_drop_threshold_changes_total", "Watch sentinels that contradicted the bracket.", &["target", "direction"])),
+            probe_uses: register!(r, counter("idle_drop_probe_uses_total", "Probe connection uses after an idle period, by ladder rung and outcome.", &["target", "rung", "outcome"])),
+            closed: register!(r, counter("idle_drop_closed_connections_total", "Probe connections that died.", &["target", "role", "kind", "sqlstate", "detected"])),
+            unexpected_closed: register!(r, counter("idle_drop_unexpected_closed_connections_total", "Probe connections that died although they should have survived (what pages).", &["target", "role", "kind"])),
+            time_to_failure: register!(r, HistogramVec::new(
+                HistogramOpts::new("idle_drop_time_to_failure_seconds", "From sending a probe to learning the connection is dead.")
+                    .buckets(vec![0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
+                &["target", "kind"],
+            )),
+            connect_duration: register!(r, HistogramVec::new(
+                HistogramOpts::new("idle_drop_connect_duration_seconds", "Time to open a probe connection (TCP, TLS, startup).")
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                t,
+            )),
+            connect_errors: register!(r, counter("idle_drop_connect_errors_total", "Failed connection attempts by kind.", &["target", "kind"])),
+            sessions: register!(r, int_gauge("idle_drop_probe_connections", "Sessions the exporter holds on the target, including unreaped ghosts.", t)),
+            up: register!(r, int_gauge("idle_drop_target_up", "1 when the control connection answers.", t)),
+            keepalive_rescue: register!(r, int_gauge("idle_drop_keepalive_rescue", "1: keepalives kept a connection alive past the threshold (packet-counting box); 0: they did not (a proxy).", t)),
+            ghosts: register!(r, int_gauge("idle_drop_ghost_backends", "The exporter's dead sessions the server still lists.", t)),
+            ghosts_seen: register!(r, counter("idle_drop_ghost_backends_seen_total", "Dead probe connections the server still listed.", t)),
+            ghosts_reaped: register!(r, counter("idle_drop_ghost_backends_reaped_total", "Ghost sessions terminated by the exporter.", t)),
+            server_settings: register!(r, int_gauge(
+                "idle_drop_server_settings_info",
+                "Server settings that change what the probe sees, as reported at connect.",
+                &["target", "server_version", "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "idle_session_timeout", "idle_in_transaction_session_timeout"],
+            )),
+            reload_successful: register!(r, IntGauge::new("idle_drop_config_last_reload_successful", "1 if the last configuration load succeeded.")),
+            reload_timestamp: register!(r, Gauge::new("idle_drop_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")),
+            reloads: register!(r, counter("idle_drop_config_reloads_total", "Configuration loads by result.", &["result"])),
+            targets: register!(r, IntGauge::new("idle_drop_targets", "Configured targets.")),
+            registry: r,
+        };
+        let build = register!(
+            metrics.registry,
+            IntGaugeVec::new(
+                Opts::new("idle_drop_build_info", "Build information."),
+                &["version", "rustc_version"]
+            )
+        );
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("IDLE_DROP_RUSTC_VERSION").unwrap_or("unknown")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = metrics.registry.register(Box::new(process));
+        }
+        for result in ["success", "failure"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
+        metrics
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding into a Vec cannot fail");
+        let text = String::from_utf8(buffer).expect("the text format is UTF-8");
+        // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
+        text.replace(" inf\n", " +Inf\n").replace(" -inf\n", " -Inf\n")
+    }
+
+    /// A handle that records for one target.
+    pub fn target(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
+        let handle = TargetMetrics {
+            name: name.to_string(),
+            metrics: self.clone(),
+        };
+        handle.set_state("discovering");
+        handle.metrics.upper.with_label_values(&[name]).set(f64::INFINITY);
+        handle.metrics.lower.with_label_values(&[name]).set(0.0);
+        handle.metrics.up.with_label_values(&[name]).set(0);
+        handle.metrics.sessions.with_label_values(&[name]).set(0);
+        handle.metrics.ghosts.with_label_values(&[name]).set(0);
+        handle.metrics.ghosts_seen.with_label_values(&[name]);
+        handle.metrics.ghosts_reaped.with_label_values(&[name]);
+        handle.metrics.discovery_runs.with_label_values(&[name]);
+        handle
+    }
+
+    /// Deletes every series of a target that is no longer configured.
+    pub fn remove_target(&self, name: &str) {
+        remove_where_target(&self.lower, name);
+        remove_where_target(&self.upper, name);
+        remove_where_target(&self.recommended_lifetime, name);
+        remove_where_target(&self.recommended_socket_timeout, name);
+        remove_where_target(&self.app_lifetime, name);
+        remove_where_target(&self.state, name);
+        remove_where_target(&self.discovery_duration, name);
+        remove_where_target(&self.discovery_runs, name);
+        remove_where_target(&self.threshold_changes, name);
+        remove_where_target(&self.probe_uses, name);
+        remove_where_target(&self.closed, name);
+        remove_where_target(&self.unexpected_closed, name);
+        remove_where_target(&self.time_to_failure, name);
+        remove_where_target(&self.connect_duration, name);
+        remove_where_target(&self.connect_errors, name);
+        remove_where_target(&self.sessions, name);
+        remove_where_target(&self.up, name);
+        remove_where_target(&self.keepalive_rescue, name);
+        remove_where_target(&self.ghosts, name);
+        remove_where_target(&self.ghosts_seen, name);
+        remove_where_target(&self.ghosts_reaped, name);
+        remove_where_target(&self.server_settings, name);
+    }
+}
+
+fn remove_where_target<T: MetricVecBuilder>(vec: &MetricVec<T>, name: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if labels.get("target") == Some(&name) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
+/// Records one target's metrics.
+#[derive(Clone)]
+pub struct TargetMetrics {
+    name: String,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+impl TargetMetrics {
+    pub fn set_bracket(&self, lower: Option<Duration>, upper: Option<Duration>) {
+        let m = &self.metrics;
+        m.lower
+            .with_label_values(&[&self.name])
+            .set(lower.map_or(0.0, |d| d.as_secs_f64()));
+        m.upper
+            .with_label_values(&[&self.name])
+            .set(upper.map_or(f64::INFINITY, |d| d.as_secs_f64()));
+    }
+
+    pub fn set_recommendation(&self, lifetime: Option<Duration>, socket_timeout: Duration) {
+        let m = &self.metrics;
+        match lifetime {
+            Some(d) => m
+                .recommended_lifetime
+                .with_label_values(&[&self.name])
+                .set(d.as_secs_f64()),
+            None => {
+                let _ = m.recommended_lifetime.remove_label_values(&[&self.name]);
+            }
+        }
+        m.recommended_socket_timeout
+            .with_label_values(&[&self.name])
+            .set(socket_timeout.as_secs_f64());
+    }
+
+    pub fn set_app_lifetime(&self, lifetime: Option<Duration>) {
+        if let Some(d) = lifetime {
+            self.metrics
+                .app_lifetime
+                .with_label_values(&[&self.name])
+                .set(d.as_secs_f64());
+        }
+    }
+
+    pub fn set_state(&self, state: &str) {
+        for s in STATES {
+            self.metrics
+                .state
+                .with_label_values(&[&self.name, s])
+                .set(i64::from(s == state));
+        }
+    }
+
+    pub fn discovery_finished(&self, took: Duration) {
+        self.metrics
+            .discovery_duration
+            .with_label_values(&[&self.name])
+            .set(took.as_secs_f64());
+        self.metrics.discovery_runs.with_label_values(&[&self.name]).inc();
+    }
+
+    pub fn threshold_changed(&self, direction: &str) {
+        self.metrics
+            .threshold_changes
+            .with_label_values(&[&self.name, direction])
+            .inc();
+    }
+
+    pub fn probe_use(&self, rung: &str, outcome: &str) {
+        self.metrics
+            .probe_uses
+            .with_label_values(&[&self.name, rung, outcome])
+            .inc();
+    }
+
+    pub fn closed(&self, role: &str, kind: &str, sqlstate: &str, detected: &str, unexpected: bool) {
+        self.metrics
+            .closed
+            .with_label_values(&[&self.name, role, kind, sqlstate, detected])
+            .inc();
+        if unexpected {
+            self.metrics
+                .unexpected_closed
+                .with_label_values(&[&self.name, role, kind])
+                .inc();
+        }
+    }
+
+    pub fn time_to_failure(&self, kind: &str, took: Duration) {
+        self.metrics
+            .time_to_failure
+            .with_label_values(&[&self.name, kind])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn connected(&self, took: Duration) {
+        self.metrics
+            .connect_duration
+            .with_label_values(&[&self.name])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn connect_error(&self, kind: &str) {
+        self.metrics
+            .connect_errors
+            .with_label_values(&[&self.name, kind])
+            .inc();
+    }
+
+    pub fn set_sessions(&self, n: usize) {
+        self.metrics
+            .sessions
+            .with_label_values(&[&self.name])
+            .set(n as i64);
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.metrics.up.with_label_values(&[&self.name]).set(i64::from(up));
+    }
+
+    pub fn set_keepalive_rescue(&self, rescued: bool) {
+        self.metrics
+            .keepalive_rescue
+            .with_label_values(&[&self.name])
+            .set(i64::from(rescued));
+    }
+
+    pub fn set_ghosts_alive(&self, n: usize) {
+        self.metrics.ghosts.with_label_values(&[&self.name]).set(n as i64);
+    }
+
+    pub fn ghost_seen(&self) {
+        self.metrics.ghosts_seen.with_label_values(&[&self.name]).inc();
+    }
+
+    pub fn ghost_reaped(&self) {
+        self.metrics.ghosts_reaped.with_label_values(&[&self.name]).inc();
+    }
+
+    pub fn set_server_settings(&self, settings: &[(&str, String)]) {
+        remove_where_target(&self.metrics.server_settings, &self.name);
+        let mut values: Vec<&str> = vec![&self.name];
+        values.extend(settings.iter().map(|(_, v)| v.as_str()));
+        if let Ok(gauge) = self.metrics.server_settings.get_metric_with_label_values(&values) {
+            gauge.set(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn removing_a_target_drops_all_its_series_and_keeps_others() {
+        let metrics = Arc::new(Metrics::new());
+        let a = metrics.target("a");
+        let b = metrics.target("b");
+        a.probe_use("30s", "ok");
+        a.closed("guard", "timeout", "", "on_use", true);
+        b.probe_use("30s", "ok");
+        metrics.remove_target("a");
+        let text = metrics.encode();
+        assert!(!text.contains("target=\"a\""), "{text}");
+        assert!(text.contains("target=\"b\""));
+    }
+
+    #[test]
+    fn fresh_target_exports_an_open_bracket_and_one_state() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.target("x");
+        let text = metrics.encode();
+        assert!(text.contains("idle_drop_threshold_upper_bound_seconds{target=\"x\"} +Inf"), "{text}");
+        assert!(text.contains("idle_drop_discovery_state{state=\"discovering\",target=\"x\"} 1"), "{text}");
+        assert!(text.contains("idle_drop_discovery_state{state=\"watching\",target=\"x\"} 0"));
+    }
+}

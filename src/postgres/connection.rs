@@ -1,0 +1,304 @@
+//! A probe connection: a tokio-postgres client whose connection task reports how and when it
+//! ended, plus the server's identity of the session (pid and start time) for the ghost check.
+//!
+//! The query error on a dead connection only says `kind: Closed`; the connection task's result
+//! says whether it was a timeout, a reset, an EOF or a FATAL from the server. A probe therefore
+//! waits briefly for the task's result after a failed query and keeps both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::classify::{self, ConnectErrorKind, DeathCause};
+use super::tls;
+use crate::config::TargetConfig;
+
+/// How long a failed query waits for the connection task to report its cause.
+const CAUSE_WAIT: Duration = Duration::from_secs(2);
+
+/// What the driver needs to open a target's connections, built once per target.
+#[derive(Clone)]
+pub struct Connector {
+    driver: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(target: &TargetConfig) -> Result<Self, tls::TlsSetupError> {
+        let (tls, sslmode) = tls::connector(target.sslmode, target.ca_pem.as_ref())?;
+        let mut driver = target.driver.clone();
+        driver
+            .ssl_mode(sslmode)
+            .application_name(super::APPLICATION_NAME)
+            .connect_timeout(target.connect_timeout)
+            .tcp_user_timeout(target.tcp_user_timeout)
+            // Keepalives reset many middleboxes' idle timers and would hide the very drop we
+            // measure; only the keepalive probe turns them on.
+            .keepalives(false);
+        Ok(Connector {
+            driver,
+            tls,
+            connect_timeout: target.connect_timeout,
+        })
+    }
+
+    /// Opens a connection. `keepalive`: TCP keepalive idle/interval for the keepalive probe.
+    /// `on_end` runs once when the connection task finishes, however it finishes.
+    pub async fn open(
+        &self,
+        keepalive: Option<Duration>,
+        on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
+    ) -> Result<ProbeConnection, ConnectError> {
+        let mut driver = self.driver.clone();
+        if let Some(interval) = keepalive {
+            driver
+                .keepalives(true)
+                .keepalives_idle(interval)
+                .keepalives_interval(interval)
+                .keepalives_retries(3);
+        }
+        let started = Instant::now();
+        // The driver's connect_timeout covers only the TCP connect; bound TLS and startup too.
+        let connected = tokio::time::timeout(
+            self.connect_timeout + Duration::from_millis(500),
+            driver.connect(self.tls.clone()),
+        )
+        .await;
+        let (client, connection) = match connected {
+            Err(_) => {
+                return Err(ConnectError {
+                    kind: ConnectErrorKind::Timeout,
+                    detail: "timed out during connect, TLS or startup".into(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(ConnectError {
+                    kind: classify::connect_error(&e),
+                    detail: classify::chain_text(&e),
+                })
+            }
+            Ok(Ok(pair)) => pair,
+        };
+        let (ended_tx, ended_rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let result = connection.await;
+            let end = ConnectionEnd {
+                at: Instant::now(),
+                cause: classify::connection_end(&result),
+                detail: result.err().map(|e| classify::chain_text(&e)),
+            };
+            ended_tx.send_replace(Some(end.clone()));
+            on_end(end);
+        });
+        let mut conn = ProbeConnection {
+            client,
+            ended: ended_rx,
+            task,
+            backend: BackendIdentity::default(),
+            last_active: Instant::now(),
+            connect_duration: started.elapsed(),
+        };
+        let identity = tokio::time::timeout(
+            self.connect_timeout,
+            conn.client.simple_query(
+                "SELECT pg_backend_pid()::text, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            ),
+        )
+        .await;
+        match identity {
+            Ok(Ok(rows)) => {
+                if let Some(row) = first_row(&rows) {
+                    conn.backend = BackendIdentity {
+                        pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
+                        backend_start: row.get(1).unwrap_or_default().to_string(),
+                    };
+                }
+            }
+            Ok(Err(e)) => {
+                return Err(ConnectError {
+                    kind: ConnectErrorKind::ServerError,
+                    detail: format!("reading the session identity: {}", classify::chain_text(&e)),
+                })
+            }
+            Err(_) => {
+                return Err(ConnectError {
+                    kind: ConnectErrorKind::Timeout,
+                    detail: "timed out reading the session identity".into(),
+                })
+            }
+        }
+        conn.last_active = Instant::now();
+        Ok(conn)
+    }
+}
+
+/// The server's name for a session: pid alone is reused, pid + start time is not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendIdentity {
+    pub pid: i32,
+    pub backend_start: String,
+}
+
+/// How the connection task ended.
+#[derive(Clone, Debug)]
+pub struct ConnectionEnd {
+    pub at: Instant,
+    /// `None`: a clean close we asked for.
+    pub cause: Option<DeathCause>,
+    /// The driver's error chain (no secrets: the driver never prints the password).
+    pub detail: Option<String>,
+}
+
+/// A failed connection attempt, classified.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct ConnectError {
+    pub kind: ConnectErrorKind,
+    pub detail: String,
+}
+
+/// An open probe connection.
+pub struct ProbeConnection {
+    client: Client,
+    ended: watch::Receiver<Option<ConnectionEnd>>,
+    task: JoinHandle<()>,
+    pub backend: BackendIdentity,
+    /// When the last answer arrived: the middlebox's idle clock for this flow started then.
+    pub last_active: Instant,
+    pub connect_duration: Duration,
+}
+
+/// What one use of a probe connection found.
+#[derive(Clone, Debug)]
+pub enum ProbeOutcome {
+    /// Answered; the connection is alive and idle again from now.
+    Alive,
+    /// The connection had already ended before the probe was sent: the death happened while
+    /// idle, at `end.at`.
+    ClosedWhileIdle { end: ConnectionEnd },
+    /// The probe found it dead. `cause` comes from the connection task when it reported in time,
+    /// else from the query error; `query_error` is what an application would have seen.
+    Died {
+        cause: DeathCause,
+        query_error: String,
+        time_to_failure: Duration,
+    },
+}
+
+impl ProbeOutcome {
+    /// The `outcome` label of probe uses.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProbeOutcome::Alive => "ok",
+            ProbeOutcome::ClosedWhileIdle { .. } => "closed_while_idle",
+            ProbeOutcome::Died { cause, .. } => cause.kind(),
+        }
+    }
+}
+
+impl ProbeConnection {
+    /// How the connection ended, if it has.
+    pub fn ended(&self) -> Option<ConnectionEnd> {
+        self.ended.borrow().clone()
+    }
+
+    /// Sends the probe query and classifies what happens. Never takes longer than
+    /// `query_timeout` + a short wait for the cause.
+    pub async fn probe(&mut self, query: &str, query_timeout: Duration) -> ProbeOutcome {
+        if let Some(end) = self.ended() {
+            return ProbeOutcome::ClosedWhileIdle { end };
+        }
+        let sent = Instant::now();
+        match tokio::time::timeout(query_timeout, self.client.simple_query(query)).await {
+            Ok(Ok(_)) => {
+                self.last_active = Instant::now();
+                ProbeOutcome::Alive
+            }
+            Ok(Err(query_error)) => {
+                let end = self.wait_for_end(CAUSE_WAIT).await;
+                if let Some(end) = end.as_ref().filter(|e| e.at < sent) {
+                    return ProbeOutcome::ClosedWhileIdle { end: end.clone() };
+                }
+                let cause = end
+                    .and_then(|e| e.cause)
+                    .unwrap_or_else(|| classify::death_cause(&query_error));
+                ProbeOutcome::Died {
+                    cause,
+                    query_error: format!("{query_error:?}"),
+                    time_to_failure: sent.elapsed(),
+                }
+            }
+            Err(_) => {
+                // Still retransmitting into a black hole: that is the silent drop.
+                self.task.abort();
+                ProbeOutcome::Died {
+                    cause: DeathCause::Timeout,
+                    query_error: format!("no answer within {query_timeout:?}"),
+                    time_to_failure: sent.elapsed(),
+                }
+            }
+        }
+    }
+
+    /// The driver client, for the control connection's parameterised queries.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs a statement on this connection (the control connection's work), bounded.
+    pub async fn simple_query(
+        &self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
+        match tokio::time::timeout(timeout, self.client.simple_query(sql)).await {
+            Ok(Ok(messages)) => Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Ok(Err(e)) => Err(classify::chain_text(&e)),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+
+    /// Closes the connection: a live one sends Terminate so the server sees it go; a dead one
+    /// is simply dropped (the ghost check deals with what the server still holds).
+    pub async fn close(self) {
+        let ProbeConnection { client, task, .. } = self;
+        drop(client);
+        let abort = task.abort_handle();
+        if tokio::time::timeout(Duration::from_millis(500), task).await.is_err() {
+            abort.abort();
+        }
+    }
+
+    async fn wait_for_end(&mut self, limit: Duration) -> Option<ConnectionEnd> {
+        let ended = &mut self.ended;
+        let _ = tokio::time::timeout(limit, ended.wait_for(|e| e.is_some())).await;
+        let end = ended.borrow().clone();
+        end
+    }
+}
+
+fn first_row(messages: &[SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQueryRow> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    })
+}
+
+/// Shared handle type for targets' connectors.
+pub type SharedConnector = Arc<Connector>;

@@ -1,0 +1,303 @@
+//! Connection strings: parse a target's DSN (URL or `key=value`) into a driver config, take out
+//! the TLS settings the driver cannot express, and print it without secrets.
+//!
+//! tokio-postgres only understands `sslmode=disable|prefer|require`; libpq users write
+//! `verify-ca`/`verify-full` and `sslrootcert`. We strip those parameters here and hand them to
+//! our own TLS setup, so any DSN a libpq user would write is accepted.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tokio_postgres::config::Host;
+
+/// The TLS policy of a target, in libpq's vocabulary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl FromStr for SslMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            other => Err(format!(
+                "unknown sslmode `{other}` (expected disable, prefer, require, verify-ca or verify-full)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        })
+    }
+}
+
+/// A DSN split into what the driver takes and what we handle ourselves.
+#[derive(Clone)]
+pub struct ParsedDsn {
+    pub config: tokio_postgres::Config,
+    pub sslmode: Option<SslMode>,
+    pub sslrootcert: Option<String>,
+}
+
+impl fmt::Debug for ParsedDsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedDsn")
+            .field("dsn", &redacted(&self.config))
+            .field("sslmode", &self.sslmode)
+            .finish()
+    }
+}
+
+/// Why a DSN was refused. Messages name the offending parameter, never the DSN itself (it may
+/// carry a password).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DsnError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("sslmode: {0}")]
+    SslMode(String),
+    #[error("the DSN names no host")]
+    NoHost,
+}
+
+/// Parses a URL (`postgres://…`) or `key=value` DSN.
+pub fn parse(dsn: &str) -> Result<ParsedDsn, DsnError> {
+    let (rest, sslmode, sslrootcert) = if is_url(dsn) {
+        strip_url_params(dsn)
+    } else {
+        strip_keyword_params(dsn)?
+    };
+    let sslmode = sslmode
+        .map(|m| m.parse::<SslMode>().map_err(DsnError::SslMode))
+        .transpose()?;
+    let config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
+        let detail = std::error::Error::source(&e)
+            .map(|s| format!("{e}: {s}"))
+            .unwrap_or_else(|| e.to_string());
+        DsnError::Invalid(scrub(&detail, dsn))
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(DsnError::NoHost);
+    }
+    Ok(ParsedDsn {
+        config,
+        sslmode,
+        sslrootcert,
+    })
+}
+
+/// `postgres://user@host:port/db`: enough to tell targets apart, never a password.
+pub fn redacted(config: &tokio_postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("");
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect();
+    let db = config.get_dbname().unwrap_or("");
+    if user.is_empty() {
+        format!("postgres://{}/{db}", hosts.join(","))
+    } else {
+        format!("postgres://{user}@{}/{db}", hosts.join(","))
+    }
+}
+
+fn is_url(dsn: &str) -> bool {
+    dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")
+}
+
+type Stripped = (String, Option<String>, Option<String>);
+
+fn strip_url_params(dsn: &str) -> Stripped {
+    let Some((base, query)) = dsn.split_once('?') else {
+        return (dsn.to_string(), None, None);
+    };
+    let mut sslmode = None;
+    let mut sslrootcert = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => sslmode = Some(percent_decode(v)),
+            Some(("sslrootcert", v)) => sslrootcert = Some(percent_decode(v)),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, sslmode, sslrootcert)
+}
+
+fn strip_keyword_params(dsn: &str) -> Result<Stripped, DsnError> {
+    let mut sslmode = None;
+    let mut sslrootcert = None;
+    let mut kept = Vec::new();
+    for (key, value) in keyword_pairs(dsn)? {
+        match key.as_str() {
+            "sslmode" => sslmode = Some(value),
+            "sslrootcert" => sslrootcert = Some(value),
+            _ => kept.push(format!("{key}='{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))),
+        }
+    }
+    Ok((kept.join(" "), sslmode, sslrootcert))
+}
+
+/// Splits `key=value key2='quoted value'` as libpq does (spaces around `=` allowed, `\` escapes
+/// inside quotes).
+fn keyword_pairs(dsn: &str) -> Result<Vec<(String, String)>, DsnError> {
+    let mut pairs = Vec::new();
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(DsnError::Invalid(format!("expected `=` after `{key}`")));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                    None => {
+                        return Err(DsnError::Invalid(format!(
+                            "unterminated quoted value for `{key}`"
+                        )))
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Last line of defence: a driver message that quotes part of the DSN must not carry its password.
+fn scrub(message: &str, dsn: &str) -> String {
+    let Ok(config) = tokio_postgres::Config::from_str(dsn) else {
+        return message.to_string();
+    };
+    match config.get_password() {
+        Some(pw) if !pw.is_empty() => {
+            message.replace(String::from_utf8_lossy(pw).as_ref(), "[redacted]")
+        }
+        _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_form_keeps_driver_params_and_takes_out_tls_ones() {
+        let parsed = parse(
+            "postgres://probe@db.internal:6432/app?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(parsed.sslmode, Some(SslMode::VerifyFull));
+        assert_eq!(parsed.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(parsed.config.get_ports(), &[6432]);
+        assert_eq!(parsed.config.get_application_name(), Some("x"));
+        assert_eq!(redacted(&parsed.config), "postgres://probe@db.internal:6432/app");
+    }
+
+    #[test]
+    fn keyword_form_with_quotes_and_spaces() {
+        let parsed =
+            parse("host=10.0.0.1 port = 5433 user=probe dbname='my db' sslmode=verify-ca").unwrap();
+        assert_eq!(parsed.sslmode, Some(SslMode::VerifyCa));
+        assert_eq!(parsed.config.get_dbname(), Some("my db"));
+        assert_eq!(redacted(&parsed.config), "postgres://probe@10.0.0.1:5433/my db");
+    }
+
+    #[test]
+    fn redaction_never_shows_a_password() {
+        for dsn in [
+            "postgres://probe:hunter2@h:5432/db",
+            "host=h user=probe password=hunter2",
+            "host=h user=probe password='hunter2'",
+        ] {
+            let parsed = parse(dsn).unwrap();
+            assert!(!redacted(&parsed.config).contains("hunter2"));
+            assert!(!format!("{parsed:?}").contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem_not_the_secret() {
+        let err = parse("postgres://probe:hunter2@h:5432/db?sslmode=bogus").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = parse("host=h password=hunter2 port=notaport").unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(parse("user=probe").unwrap_err(), DsnError::NoHost);
+        assert!(parse("host='unterminated").is_err());
+    }
+}

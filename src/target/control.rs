@@ -1,0 +1,329 @@
+//! The control connection: one session per target kept busy so the middlebox never forgets it.
+//!
+//! It answers three questions for the engine:
+//! - *Is the server reachable at all?* A probe that dies while the control connection also
+//!   fails is an outage, not an idle drop, and must not move the bracket.
+//! - *Does the server still list a dead probe's session?* (a ghost), and terminates it: only
+//!   sessions matching pid + backend_start + our application_name, so never anyone else's.
+//! - *What does the server say about keepalives and idle timeouts?* (an info metric).
+//!
+//! It counts against the target's connection budget like any probe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::TargetConfig;
+use crate::metrics::TargetMetrics;
+use crate::postgres::connection::{BackendIdentity, Connector, ProbeConnection};
+use crate::postgres::APPLICATION_NAME;
+use crate::target::status::{self, StatusBoard};
+
+/// What the server says about a dead probe's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GhostVerdict {
+    /// The server no longer lists it.
+    Gone,
+    /// It was still listed (a ghost) and we terminated it.
+    Reaped,
+    /// Still listed and not terminated (reaping off, or refused).
+    Alive,
+    /// The control connection is down: ask again later.
+    Unknown,
+}
+
+enum Request {
+    Ping(oneshot::Sender<bool>),
+    Ghost {
+        backend: BackendIdentity,
+        reply: oneshot::Sender<GhostVerdict>,
+    },
+}
+
+/// The engine's handle on its target's control connection.
+#[derive(Clone)]
+pub struct ControlHandle {
+    requests: mpsc::Sender<Request>,
+    up: watch::Receiver<bool>,
+    lower_bound: Arc<watch::Sender<Option<Duration>>>,
+}
+
+impl ControlHandle {
+    /// A fresh round trip on the control connection: false when the server is unreachable.
+    pub async fn healthy(&self) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(Request::Ping(reply)).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// Checks (and, if configured, reaps) a dead probe's session.
+    pub async fn ghost(&self, backend: BackendIdentity) -> GhostVerdict {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .requests
+            .send(Request::Ghost { backend, reply })
+            .await
+            .is_err()
+        {
+            return GhostVerdict::Unknown;
+        }
+        answer.await.unwrap_or(GhostVerdict::Unknown)
+    }
+
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Changes of reachability.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.up.clone()
+    }
+
+    /// Lets the control connection ping less often once we know how long idle flows survive.
+    pub fn set_lower_bound(&self, lower: Option<Duration>) {
+        self.lower_bound.send_replace(lower);
+    }
+}
+
+/// Starts the control connection task of a target.
+pub fn spawn(
+    target: Arc<TargetConfig>,
+    connector: Arc<Connector>,
+    metrics: TargetMetrics,
+    board: StatusBoard,
+    shutdown: CancellationToken,
+) -> (ControlHandle, tokio::task::JoinHandle<()>) {
+    let (requests, inbox) = mpsc::channel(64);
+    let (up_tx, up) = watch::channel(false);
+    let (lower_tx, lower_rx) = watch::channel(None);
+    let handle = ControlHandle {
+        requests,
+        up,
+        lower_bound: Arc::new(lower_tx),
+    };
+    let control = Control {
+        target,
+        connector,
+        metrics,
+        board,
+        inbox,
+        up: up_tx,
+        lower_bound: lower_rx,
+        shutdown,
+        previous: None,
+    };
+    (handle, tokio::spawn(control.run()))
+}
+
+struct Control {
+    target: Arc<TargetConfig>,
+    connector: Arc<Connector>,
+    metrics: TargetMetrics,
+    board: StatusBoard,
+    inbox: mpsc::Receiver<Request>,
+    up: watch::Sender<bool>,
+    lower_bound: watch::Receiver<Option<Duration>>,
+    shutdown: CancellationToken,
+    /// Our previous control session: if it died silently the server may still hold it.
+    previous: Option<BackendIdentity>,
+}
+
+const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
+
+impl Control {
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut last_error_kind = None;
+        while !self.shutdown.is_cancelled() {
+            match self.connector.open(None, |_| {}).await {
+                Ok(conn) => {
+                    backoff.reset();
+                    last_error_kind = None;
+                    self.metrics.connected(conn.connect_duration);
+                    self.on_connected(&conn).await;
+                    self.serve(conn).await;
+                    self.set_up(false, Some("control connection lost".into()));
+                }
+                Err(e) => {
+                    self.metrics.connect_error(e.kind.label());
+                    if last_error_kind != Some(e.kind) {
+                        tracing::warn!(target_name = %self.target.name, error = %e, "cannot connect to target");
+                        last_error_kind = Some(e.kind);
+                    }
+                    self.set_up(false, Some(e.to_string()));
+                    let wait = backoff.next_delay();
+                    self.answer_while_down(wait).await;
+                }
+            }
+        }
+    }
+
+    fn query_timeout(&self) -> Duration {
+        self.target.query_timeout.min(QUERY_TIMEOUT_CAP)
+    }
+
+    /// How often to touch the control connection: well inside the shortest idle that could
+    /// kill it (the range minimum until a lower bound is known).
+    fn ping_interval(&self) -> Duration {
+        let known = self.lower_bound.borrow().unwrap_or(self.target.idle_min);
+        (known.max(self.target.idle_min) / 2).clamp(Duration::from_millis(250), Duration::from_secs(30))
+    }
+
+    async fn on_connected(&mut self, conn: &ProbeConnection) {
+        let settings = conn
+            .simple_query(
+                "SELECT current_setting('server_version'), current_setting('tcp_keepalives_idle'), \
+                 current_setting('tcp_keepalives_interval'), current_setting('tcp_keepalives_count'), \
+                 coalesce(current_setting('idle_session_timeout', true), 'unsupported'), \
+                 current_setting('idle_in_transaction_session_timeout')",
+                self.query_timeout(),
+            )
+            .await;
+        if let Ok(rows) = settings {
+            if let Some(row) = rows.first() {
+                let names = [
+                    "server_version",
+                    "tcp_keepalives_idle",
+                    "tcp_keepalives_interval",
+                    "tcp_keepalives_count",
+                    "idle_session_timeout",
+                    "idle_in_transaction_session_timeout",
+                ];
+                let values: Vec<(&str, String)> = names
+                    .iter()
+                    .zip(row.iter())
+                    .map(|(n, v)| (*n, v.clone().unwrap_or_default()))
+                    .collect();
+                tracing::info!(target_name = %self.target.name, ?values, "server settings");
+                self.metrics.set_server_settings(&values);
+            }
+        }
+        if let Some(previous) = self.previous.take() {
+            let verdict = self.check_ghost(conn, &previous).await;
+            tracing::debug!(target_name = %self.target.name, ?verdict, "previous control session");
+        }
+        self.previous = Some(conn.backend.clone());
+        self.set_up(true, None);
+    }
+
+    async fn serve(&mut self, conn: ProbeConnection) {
+        let mut next_ping = Instant::now() + self.ping_interval();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    conn.close().await;
+                    return;
+                }
+                request = self.inbox.recv() => {
+                    let Some(request) = request else {
+                        conn.close().await;
+                        return;
+                    };
+                    let ok = match request {
+                        Request::Ping(reply) => {
+                            let ok = self.ping(&conn).await;
+                            let _ = reply.send(ok);
+                            ok
+                        }
+                        Request::Ghost { backend, reply } => {
+                            let verdict = self.check_ghost(&conn, &backend).await;
+                            let _ = reply.send(verdict);
+                            verdict != GhostVerdict::Unknown
+                        }
+                    };
+                    if !ok {
+                        conn.close().await;
+                        return;
+                    }
+                    next_ping = Instant::now() + self.ping_interval();
+                }
+                _ = tokio::time::sleep_until(next_ping) => {
+                    if !self.ping(&conn).await {
+                        conn.close().await;
+                        return;
+                    }
+                    next_ping = Instant::now() + self.ping_interval();
+                }
+            }
+        }
+    }
+
+    async fn ping(&self, conn: &ProbeConnection) -> bool {
+        conn.ended().is_none() && conn.simple_query("SELECT 1", self.query_timeout()).await.is_ok()
+    }
+
+    async fn check_ghost(&self, conn: &ProbeConnection, backend: &BackendIdentity) -> GhostVerdict {
+        if backend.pid == 0 {
+            return GhostVerdict::Gone;
+        }
+        let filter = "FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2 AND application_name = $3";
+        let client = conn.client();
+        let listed = tokio::time::timeout(
+            self.query_timeout(),
+            client.query_one(&format!("SELECT count(*) {filter}"), &[&backend.pid, &backend.backend_start, &APPLICATION_NAME]),
+        )
+        .await;
+        let count: i64 = match listed {
+            Ok(Ok(row)) => row.get(0),
+            _ => return GhostVerdict::Unknown,
+        };
+        if count == 0 {
+            return GhostVerdict::Gone;
+        }
+        if !self.target.reap_ghosts {
+            return GhostVerdict::Alive;
+        }
+        let reaped = tokio::time::timeout(
+            self.query_timeout(),
+            client.query(&format!("SELECT pg_terminate_backend(pid) {filter}"), &[&backend.pid, &backend.backend_start, &APPLICATION_NAME]),
+        )
+        .await;
+        match reaped {
+            Ok(Ok(rows)) if rows.iter().any(|r| r.get::<_, bool>(0)) => GhostVerdict::Reaped,
+            Ok(Ok(rows)) if rows.is_empty() => GhostVerdict::Gone,
+            Ok(Ok(_)) => GhostVerdict::Alive,
+            Ok(Err(e)) => {
+                tracing::warn!(target_name = %self.target.name, pid = backend.pid, error = %crate::postgres::classify::chain_text(&e), "cannot terminate ghost session");
+                GhostVerdict::Alive
+            }
+            Err(_) => GhostVerdict::Unknown,
+        }
+    }
+
+    /// While disconnected, answer requests at once (unreachable) instead of letting them wait.
+    async fn answer_while_down(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(until) => return,
+                request = self.inbox.recv() => match request {
+                    Some(Request::Ping(reply)) => { let _ = reply.send(false); }
+                    Some(Request::Ghost { reply, .. }) => { let _ = reply.send(GhostVerdict::Unknown); }
+                    None => return,
+                }
+            }
+        }
+    }
+
+    fn set_up(&self, up: bool, error: Option<String>) {
+        self.up.send_if_modified(|current| {
+            let changed = *current != up;
+            *current = up;
+            changed
+        });
+        self.metrics.set_up(up);
+        status::update(&self.board, &self.target.name, |s| {
+            s.up = up;
+            if error.is_some() || up {
+                s.last_error = error;
+            }
+        });
+    }
+}

@@ -1,0 +1,815 @@
+//! The probe engine of one target: owns the probe connections (the slots), executes what the
+//! current scheduler (discovery or watch) asks for, classifies every use and death, and keeps
+//! the metrics and the status page in step.
+//!
+//! Each slot holds at most one server session, from the moment we start opening it until the
+//! server no longer lists it (a dead connection's slot is only freed after the ghost check), so
+//! the exporter never holds more than `max_connections` sessions: the slots plus the control
+//! connection.
+//!
+//! Network work (connect, probe, close, ghost check) runs in spawned tasks that report back as
+//! [`Event`]s; the engine loop itself never waits on the network.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::control::{ControlHandle, GhostVerdict};
+use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
+use super::watch::{Role, Watch};
+use crate::backoff::Backoff;
+use crate::config::TargetConfig;
+use crate::discovery::{Action, Bracket, Discovery, PolicyKind, SearchSpace, Verdict};
+use crate::metrics::TargetMetrics;
+use crate::postgres::classify::DeathCause;
+use crate::postgres::connection::{
+    BackendIdentity, ConnectError, Connector, ProbeConnection, ProbeOutcome,
+};
+use crate::recommend::{self, Recommendation};
+
+/// How long a closed connection's session may take to disappear before we call it a ghost.
+const GHOST_GRACE: Duration = Duration::from_secs(1);
+/// How often an unreaped ghost is checked again.
+const GHOST_RECHECK: Duration = Duration::from_secs(30);
+/// How many probe results the status page's chart keeps.
+const RECENT_PROBES: usize = 200;
+
+enum Phase {
+    Discovering { discovery: Discovery, started: Instant },
+    Watching(Watch),
+    /// Closing every slot before the next phase starts (after convergence, a detected change,
+    /// or an outage); the next phase starts once all slots are empty and the server answers.
+    Draining { next: Next },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Next {
+    Discover(Bracket),
+    Watch(Bracket),
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Empty,
+    Opening,
+    Idle(Box<ProbeConnection>),
+    /// A probe (or a passive death check) is in flight; the connection is in that task.
+    InUse,
+    /// Closed or dead; waiting for the server to stop listing the session.
+    Releasing,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u64,
+    state: SlotState,
+    role: Option<Role>,
+    backend: Option<BackendIdentity>,
+}
+
+enum Event {
+    Opened {
+        slot: usize,
+        generation: u64,
+        result: Result<ProbeConnection, ConnectError>,
+    },
+    Used {
+        slot: usize,
+        generation: u64,
+        conn: Box<ProbeConnection>,
+        idle: Duration,
+        outcome: ProbeOutcome,
+        /// False for a death noticed while idle (no probe query was sent).
+        probed: bool,
+        /// Whether the control connection still answered right after the death.
+        server_reachable: bool,
+    },
+    Ended {
+        slot: usize,
+        generation: u64,
+    },
+    GhostAlive {
+        slot: usize,
+        generation: u64,
+    },
+    Released {
+        slot: usize,
+        generation: u64,
+        seen: bool,
+        reaped: bool,
+        counted_alive: bool,
+    },
+}
+
+/// One target's probe engine.
+pub struct Engine {
+    target: Arc<TargetConfig>,
+    metrics: TargetMetrics,
+    board: StatusBoard,
+    connector: Arc<Connector>,
+    control: ControlHandle,
+    events: mpsc::UnboundedSender<Event>,
+    inbox: mpsc::UnboundedReceiver<Event>,
+    slots: Vec<Slot>,
+    phase: Phase,
+    epoch: Instant,
+    bracket: Bracket,
+    recommendation: Option<Recommendation>,
+    ghosts_alive: usize,
+    open_gate: Arc<Mutex<(Backoff, Instant)>>,
+    open_permits: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    rungs: Vec<(Duration, String)>,
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    pub fn new(
+        target: Arc<TargetConfig>,
+        metrics: TargetMetrics,
+        board: StatusBoard,
+        connector: Arc<Connector>,
+        control: ControlHandle,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (events, inbox) = mpsc::unbounded_channel();
+        let probe_slots = target.max_connections - 1;
+        let rungs = target
+            .watch_ladder
+            .iter()
+            .map(|d| (*d, humantime::format_duration(*d).to_string()))
+            .collect();
+        metrics.set_app_lifetime(target.app_max_idle_lifetime);
+        metrics.set_recommendation(None, target.recommended_socket_timeout);
+        Engine {
+            metrics,
+            board,
+            connector,
+            control,
+            events,
+            inbox,
+            slots: (0..probe_slots).map(|_| Slot::default()).collect(),
+            phase: Phase::Draining {
+                next: Next::Discover(Bracket::default()),
+            },
+            epoch: Instant::now(),
+            bracket: Bracket::default(),
+            recommendation: None,
+            ghosts_alive: 0,
+            open_gate: Arc::new(Mutex::new((
+                Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+                Instant::now(),
+            ))),
+            open_permits: Arc::new(Semaphore::new(2)),
+            tasks: JoinSet::new(),
+            rungs,
+            shutdown,
+            target,
+        }
+    }
+
+    /// Runs until `shutdown`, then closes every probe connection and terminates any of our
+    /// sessions the server still lists.
+    pub async fn run(mut self) {
+        let mut reachability = self.control.subscribe();
+        loop {
+            self.maybe_start_next_phase();
+            self.execute(self.now());
+            self.publish_sessions();
+            while self.tasks.try_join_next().is_some() {}
+            let deadline = self.deadline().map(|d| self.epoch + d);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                event = self.inbox.recv() => {
+                    if let Some(event) = event {
+                        self.handle(event);
+                    }
+                }
+                changed = reachability.changed() => {
+                    if changed.is_ok() && !*reachability.borrow() {
+                        self.enter_outage();
+                    }
+                }
+                _ = sleep_until_opt(deadline) => {}
+            }
+        }
+        self.close_all().await;
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn deadline(&self) -> Option<Duration> {
+        match &self.phase {
+            Phase::Discovering { discovery, .. } => discovery.next_deadline(),
+            Phase::Watching(watch) => watch.next_deadline(),
+            Phase::Draining { .. } => None,
+        }
+    }
+
+    fn role(&self, slot: usize) -> Role {
+        self.slots[slot].role.unwrap_or(Role::Discovery)
+    }
+
+    fn is_active(&self) -> bool {
+        !matches!(self.phase, Phase::Draining { .. })
+    }
+
+    // ---- executing the scheduler's actions -------------------------------------------------
+
+    fn execute(&mut self, now: Duration) {
+        let actions = match &mut self.phase {
+            Phase::Discovering { discovery, .. } => discovery.poll(now),
+            Phase::Watching(watch) => watch.poll(now),
+            Phase::Draining { .. } => return,
+        };
+        for action in actions {
+            match action {
+                Action::Open { slot } => self.open(slot),
+                Action::Probe { slot } => self.probe(slot),
+                Action::Discard { slot } => self.discard(slot),
+            }
+        }
+    }
+
+    fn open(&mut self, slot: usize) {
+        let role = match &self.phase {
+            Phase::Watching(watch) => watch.role(slot),
+            _ => Role::Discovery,
+        };
+        let keepalive = if role == Role::Keepalive {
+            self.target.keepalive_probe.map(|k| k.interval)
+        } else {
+            None
+        };
+        let s = &mut self.slots[slot];
+        s.generation += 1;
+        s.state = SlotState::Opening;
+        s.role = Some(role);
+        let generation = s.generation;
+        let events = self.events.clone();
+        let connector = self.connector.clone();
+        let gate = self.open_gate.clone();
+        let permits = self.open_permits.clone();
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let opening = async {
+                let _permit = permits.acquire().await;
+                // One gate for all slots: after a failure every slot waits, so a down server
+                // sees one attempt per backoff step, not a storm.
+                loop {
+                    let not_before = gate.lock().unwrap_or_else(|e| e.into_inner()).1;
+                    if Instant::now() >= not_before {
+                        break;
+                    }
+                    tokio::time::sleep_until(not_before).await;
+                }
+                let ended_events = events.clone();
+                let result = connector
+                    .open(keepalive, move |_| {
+                        let _ = ended_events.send(Event::Ended { slot, generation });
+                    })
+                    .await;
+                let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+                match &result {
+                    Ok(_) => gate.0.reset(),
+                    Err(_) => gate.1 = Instant::now() + gate.0.next_delay(),
+                }
+                result
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                result = opening => {
+                    let _ = events.send(Event::Opened { slot, generation, result });
+                }
+            }
+        });
+    }
+
+    fn probe(&mut self, slot: usize) {
+        let SlotState::Idle(mut conn) = std::mem::replace(&mut self.slots[slot].state, SlotState::InUse) else {
+            return;
+        };
+        let generation = self.slots[slot].generation;
+        let events = self.events.clone();
+        let control = self.control.clone();
+        let query = self.target.probe_query.clone();
+        let query_timeout = self.target.query_timeout;
+        self.tasks.spawn(async move {
+            let idle = conn.last_active.elapsed();
+            let outcome = conn.probe(&query, query_timeout).await;
+            let server_reachable = matches!(outcome, ProbeOutcome::Alive) || control.healthy().await;
+            let _ = events.send(Event::Used {
+                slot,
+                generation,
+                conn,
+                idle,
+                outcome,
+                probed: true,
+                server_reachable,
+            });
+        });
+    }
+
+    fn discard(&mut self, slot: usize) {
+        match std::mem::take(&mut self.slots[slot].state) {
+            SlotState::Idle(conn) => self.release(slot, *conn),
+            other => {
+                self.slots[slot].state = other;
+            }
+        }
+    }
+
+    /// Closes a connection and frees its slot once the server no longer lists the session.
+    fn release(&mut self, slot: usize, conn: ProbeConnection) {
+        let s = &mut self.slots[slot];
+        s.state = SlotState::Releasing;
+        let generation = s.generation;
+        let backend = conn.backend.clone();
+        let events = self.events.clone();
+        let control = self.control.clone();
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            conn.close().await;
+            let work = async {
+                tokio::time::sleep(GHOST_GRACE).await;
+                let mut seen = false;
+                let mut counted_alive = false;
+                loop {
+                    match control.ghost(backend.clone()).await {
+                        GhostVerdict::Gone => break (seen, false, counted_alive),
+                        GhostVerdict::Reaped => break (true, true, counted_alive),
+                        GhostVerdict::Alive => {
+                            seen = true;
+                            if !counted_alive {
+                                counted_alive = true;
+                                let _ = events.send(Event::GhostAlive { slot, generation });
+                            }
+                            tokio::time::sleep(GHOST_RECHECK).await;
+                        }
+                        GhostVerdict::Unknown => tokio::time::sleep(Duration::from_secs(2)).await,
+                    }
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                (seen, reaped, counted_alive) = work => {
+                    let _ = events.send(Event::Released { slot, generation, seen, reaped, counted_alive });
+                }
+            }
+        });
+    }
+
+    // ---- handling results ------------------------------------------------------------------
+
+    fn handle(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Opened {
+                slot,
+                generation,
+                result,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                match result {
+                    Ok(conn) => {
+                        self.metrics.connected(conn.connect_duration);
+                        self.slots[slot].backend = Some(conn.backend.clone());
+                        if self.is_active() {
+                            self.slots[slot].state = SlotState::Idle(Box::new(conn));
+                            self.scheduler_opened(slot, now, true);
+                        } else {
+                            self.release(slot, conn);
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.connect_error(e.kind.label());
+                        tracing::debug!(target_name = %self.target.name, error = %e, "probe connection failed");
+                        let message = e.to_string();
+                        status::update(&self.board, &self.target.name, |s| s.last_error = Some(message));
+                        self.slots[slot].state = SlotState::Empty;
+                        self.scheduler_opened(slot, now, false);
+                    }
+                }
+            }
+            Event::Ended { slot, generation } => {
+                let s = &mut self.slots[slot];
+                if s.generation != generation {
+                    return;
+                }
+                let SlotState::Idle(conn) = std::mem::replace(&mut s.state, SlotState::InUse) else {
+                    return;
+                };
+                let Some(end) = conn.ended() else {
+                    s.state = SlotState::Idle(conn);
+                    return;
+                };
+                let events = self.events.clone();
+                let control = self.control.clone();
+                self.tasks.spawn(async move {
+                    let idle = end.at.saturating_duration_since(conn.last_active);
+                    let server_reachable = control.healthy().await;
+                    let _ = events.send(Event::Used {
+                        slot,
+                        generation,
+                        conn,
+                        idle,
+                        outcome: ProbeOutcome::ClosedWhileIdle { end },
+                        probed: false,
+                        server_reachable,
+                    });
+                });
+            }
+            Event::Used {
+                slot,
+                generation,
+                conn,
+                idle,
+                outcome,
+                probed,
+                server_reachable,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                self.on_used(slot, *conn, idle, outcome, probed, server_reachable, now);
+            }
+            Event::GhostAlive { slot, generation } => {
+                if self.slots[slot].generation == generation {
+                    self.ghosts_alive += 1;
+                    self.metrics.ghost_seen();
+                    self.publish_ghosts();
+                }
+            }
+            Event::Released {
+                slot,
+                generation,
+                seen,
+                reaped,
+                counted_alive,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                if counted_alive {
+                    self.ghosts_alive = self.ghosts_alive.saturating_sub(1);
+                } else if seen {
+                    self.metrics.ghost_seen();
+                }
+                if reaped {
+                    self.metrics.ghost_reaped();
+                    tracing::debug!(target_name = %self.target.name, slot, "reaped a ghost session");
+                }
+                self.publish_ghosts();
+                let s = &mut self.slots[slot];
+                s.state = SlotState::Empty;
+                s.backend = None;
+                match &mut self.phase {
+                    Phase::Discovering { discovery, .. } => discovery.on_released(slot, now),
+                    Phase::Watching(watch) => watch.on_released(slot, now),
+                    Phase::Draining { .. } => {}
+                }
+            }
+        }
+        self.after_event();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_used(
+        &mut self,
+        slot: usize,
+        conn: ProbeConnection,
+        idle: Duration,
+        outcome: ProbeOutcome,
+        probed: bool,
+        server_reachable: bool,
+        now: Duration,
+    ) {
+        let role = self.role(slot);
+        let outcome_label = outcome.label();
+        if probed {
+            let rung = self.rung(idle).to_string();
+            self.metrics.probe_use(&rung, outcome_label);
+        }
+        match outcome {
+            ProbeOutcome::Alive => {
+                self.record_probe(idle, true);
+                if self.is_active() {
+                    self.slots[slot].state = SlotState::Idle(Box::new(conn));
+                    match &mut self.phase {
+                        Phase::Discovering { discovery, .. } => discovery.on_probe(slot, idle, true, now),
+                        Phase::Watching(watch) => watch.on_probe(slot, idle, true, now),
+                        Phase::Draining { .. } => {}
+                    }
+                } else {
+                    self.release(slot, conn);
+                }
+            }
+            ProbeOutcome::ClosedWhileIdle { end } => {
+                let idle_at_death = end.at.saturating_duration_since(conn.last_active);
+                let cause = end.cause.clone().unwrap_or(DeathCause::Error);
+                self.record_death(role, &cause, idle_at_death, "while_idle", end.detail.as_deref());
+                if server_reachable {
+                    self.record_probe(idle_at_death, false);
+                    match &mut self.phase {
+                        Phase::Discovering { discovery, .. } => discovery.on_closed_while_idle(slot, idle_at_death, now),
+                        Phase::Watching(watch) => watch.on_closed_while_idle(slot, idle_at_death, now),
+                        Phase::Draining { .. } => {}
+                    }
+                }
+                self.release(slot, conn);
+            }
+            ProbeOutcome::Died {
+                cause,
+                query_error,
+                time_to_failure,
+            } => {
+                self.metrics.time_to_failure(cause.kind(), time_to_failure);
+                self.record_death(role, &cause, idle, "on_use", Some(&query_error));
+                if server_reachable {
+                    self.record_probe(idle, false);
+                    match &mut self.phase {
+                        Phase::Discovering { discovery, .. } => discovery.on_probe(slot, idle, false, now),
+                        Phase::Watching(watch) => watch.on_probe(slot, idle, false, now),
+                        Phase::Draining { .. } => {}
+                    }
+                }
+                self.release(slot, conn);
+            }
+        }
+        if !server_reachable {
+            self.enter_outage();
+        }
+    }
+
+    fn scheduler_opened(&mut self, slot: usize, now: Duration, ok: bool) {
+        match (&mut self.phase, ok) {
+            (Phase::Discovering { discovery, .. }, true) => discovery.on_opened(slot, now),
+            (Phase::Discovering { discovery, .. }, false) => discovery.on_open_failed(slot, now),
+            (Phase::Watching(watch), true) => watch.on_opened(slot, now),
+            (Phase::Watching(watch), false) => watch.on_open_failed(slot, now),
+            (Phase::Draining { .. }, _) => {}
+        }
+    }
+
+    /// A connection died: count it, and decide whether it should have survived (what pages).
+    fn record_death(
+        &mut self,
+        role: Role,
+        cause: &DeathCause,
+        idle: Duration,
+        detected: &'static str,
+        detail: Option<&str>,
+    ) {
+        let below_lower = self.bracket.lower.is_some_and(|lower| idle <= lower);
+        let unexpected = match role {
+            Role::Guard | Role::SentinelLow => true,
+            Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
+        };
+        self.metrics
+            .closed(role.label(), cause.kind(), cause.sqlstate(), detected, unexpected);
+        let record = EventRecord {
+            at: SystemTime::now(),
+            role: role.label(),
+            kind: cause.to_string(),
+            idle,
+            detected,
+            unexpected,
+        };
+        if unexpected {
+            tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "connection closed although it should have survived");
+        } else {
+            tracing::debug!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "probe connection closed");
+        }
+        status::update(&self.board, &self.target.name, |s| {
+            s.recent_events.push_front(record);
+            s.recent_events.truncate(RECENT_EVENTS);
+        });
+    }
+
+    fn record_probe(&self, idle: Duration, survived: bool) {
+        status::update(&self.board, &self.target.name, |s| {
+            s.recent_probes.push_front(ProbeRecord { idle, survived });
+            s.recent_probes.truncate(RECENT_PROBES);
+        });
+    }
+
+    fn rung(&self, idle: Duration) -> &str {
+        self.rungs
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= idle)
+            .map_or("0s", |(_, label)| label.as_str())
+    }
+
+    // ---- phases ----------------------------------------------------------------------------
+
+    /// After every event: publish the bracket, and move between phases when one is done.
+    fn after_event(&mut self) {
+        let bracket = match &self.phase {
+            Phase::Discovering { discovery, .. } => discovery.bracket(),
+            Phase::Watching(watch) => watch.bracket(),
+            Phase::Draining { .. } => self.bracket,
+        };
+        if bracket != self.bracket {
+            self.set_bracket(bracket);
+        }
+        match &mut self.phase {
+            Phase::Discovering { discovery, started } => {
+                let verdict = discovery.verdict();
+                if verdict != Verdict::Searching {
+                    let took = started.elapsed();
+                    self.metrics.discovery_finished(took);
+                    let state = match verdict {
+                        Verdict::NoDropUpToMax => "no_drop",
+                        Verdict::BelowRange => "below_range",
+                        _ => "watching",
+                    };
+                    tracing::info!(
+                        target_name = %self.target.name,
+                        lower = ?bracket.lower, upper = ?bracket.upper, took = ?took, state,
+                        "discovery finished"
+                    );
+                    self.set_state(state);
+                    self.drain(Next::Watch(bracket));
+                }
+            }
+            Phase::Watching(watch) => {
+                if let Some(rescued) = watch.take_keepalive_result() {
+                    self.metrics.set_keepalive_rescue(rescued);
+                    status::update(&self.board, &self.target.name, |s| s.keepalive_rescue = Some(rescued));
+                }
+                if let Some(change) = watch.take_change() {
+                    self.metrics.threshold_changed(change.direction.label());
+                    tracing::warn!(
+                        target_name = %self.target.name, direction = change.direction.label(),
+                        old_lower = ?bracket.lower, old_upper = ?bracket.upper,
+                        "the idle-drop threshold moved; rediscovering"
+                    );
+                    self.set_bracket(change.seed);
+                    self.set_state("discovering");
+                    self.drain(Next::Discover(change.seed));
+                }
+            }
+            Phase::Draining { .. } => {}
+        }
+    }
+
+    fn enter_outage(&mut self) {
+        let next = match &self.phase {
+            Phase::Discovering { discovery, .. } => Next::Discover(discovery.bracket()),
+            Phase::Watching(watch) => Next::Watch(watch.bracket()),
+            Phase::Draining { next } => *next,
+        };
+        tracing::warn!(target_name = %self.target.name, "target unreachable; probes paused");
+        self.set_state("unreachable");
+        self.drain(next);
+    }
+
+    fn drain(&mut self, next: Next) {
+        self.phase = Phase::Draining { next };
+        for slot in 0..self.slots.len() {
+            self.discard(slot);
+        }
+    }
+
+    fn maybe_start_next_phase(&mut self) {
+        let Phase::Draining { next } = self.phase else {
+            return;
+        };
+        let drained = self.slots.iter().all(|s| matches!(s.state, SlotState::Empty));
+        if !drained || !self.control.is_up() {
+            return;
+        }
+        let now = self.now();
+        let t = &self.target;
+        self.phase = match next {
+            Next::Discover(seed) => {
+                self.set_state("discovering");
+                let space = SearchSpace {
+                    min: t.idle_min,
+                    max: t.idle_max,
+                    precision: t.precision,
+                };
+                Phase::Discovering {
+                    discovery: Discovery::new(space, self.slots.len(), PolicyKind::Adaptive, seed, now),
+                    started: Instant::now(),
+                }
+            }
+            Next::Watch(bracket) => {
+                let state = match (bracket.lower, bracket.upper) {
+                    (_, None) => "no_drop",
+                    (None, _) => "below_range",
+                    _ => "watching",
+                };
+                self.set_state(state);
+                Phase::Watching(Watch::new(
+                    bracket,
+                    t.precision,
+                    t.app_max_idle_lifetime,
+                    t.keepalive_probe.is_some(),
+                    self.slots.len(),
+                ))
+            }
+        };
+        for s in &mut self.slots {
+            s.role = None;
+        }
+    }
+
+    // ---- publishing ------------------------------------------------------------------------
+
+    fn set_bracket(&mut self, bracket: Bracket) {
+        self.bracket = bracket;
+        self.metrics.set_bracket(bracket.lower, bracket.upper);
+        self.control.set_lower_bound(bracket.lower);
+        let t = &self.target;
+        let recommendation = recommend::recommend(&bracket, t.recommendation_margin, t.recommended_socket_timeout);
+        self.metrics
+            .set_recommendation(recommendation.max_idle_lifetime, recommendation.socket_timeout);
+        if self.recommendation.map(|r| r.max_idle_lifetime) != Some(recommendation.max_idle_lifetime) {
+            if let Some(lifetime) = recommendation.max_idle_lifetime {
+                tracing::info!(
+                    target_name = %t.name,
+                    max_idle_lifetime = %humantime::format_duration(lifetime),
+                    socket_timeout = %humantime::format_duration(recommendation.socket_timeout),
+                    "recommended pool settings changed"
+                );
+            }
+        }
+        self.recommendation = Some(recommendation);
+        status::update(&self.board, &t.name, |s| {
+            s.bracket = bracket;
+            s.recommendation = Some(recommendation);
+        });
+    }
+
+    fn set_state(&self, state: &'static str) {
+        self.metrics.set_state(state);
+        status::update(&self.board, &self.target.name, |s| s.state = state);
+    }
+
+    fn publish_sessions(&self) {
+        let probes = self
+            .slots
+            .iter()
+            .filter(|s| !matches!(s.state, SlotState::Empty))
+            .count();
+        let sessions = probes + usize::from(self.control.is_up());
+        self.metrics.set_sessions(sessions);
+        status::update(&self.board, &self.target.name, |s| s.sessions = sessions);
+    }
+
+    fn publish_ghosts(&self) {
+        self.metrics.set_ghosts_alive(self.ghosts_alive);
+        let alive = self.ghosts_alive;
+        status::update(&self.board, &self.target.name, |s| s.ghosts_alive = alive);
+    }
+
+    // ---- shutdown --------------------------------------------------------------------------
+
+    /// Closes idle connections (the server sees them go), stops in-flight work, then asks the
+    /// server to terminate any of our sessions it still lists.
+    async fn close_all(&mut self) {
+        let mut leftovers = Vec::new();
+        let mut closing = JoinSet::new();
+        for slot in &mut self.slots {
+            if let Some(backend) = slot.backend.take() {
+                leftovers.push(backend);
+            }
+            if let SlotState::Idle(conn) = std::mem::take(&mut slot.state) {
+                closing.spawn(conn.close());
+            }
+        }
+        while closing.join_next().await.is_some() {}
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        if leftovers.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut reaped = 0;
+        for backend in leftovers {
+            if self.control.ghost(backend).await == GhostVerdict::Reaped {
+                reaped += 1;
+            }
+        }
+        tracing::info!(target_name = %self.target.name, reaped, "probe connections closed");
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,53 @@
+//! One target's probing: the control connection, the probe engine with its discovery and watch
+//! schedulers, and the status snapshot the landing page reads.
+
+pub mod control;
+pub mod engine;
+pub mod status;
+pub mod watch;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TargetConfig;
+use crate::metrics::TargetMetrics;
+use crate::postgres::connection::Connector;
+use status::StatusBoard;
+
+/// Probes one target until `shutdown`; returns after its sessions are closed.
+pub async fn run(
+    target: Arc<TargetConfig>,
+    metrics: TargetMetrics,
+    board: StatusBoard,
+    shutdown: CancellationToken,
+) {
+    let connector = match Connector::new(&target) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(target_name = %target.name, error = %e, "cannot set up TLS; target not probed");
+            let message = e.to_string();
+            status::update(&board, &target.name, |s| s.last_error = Some(message));
+            metrics.connect_error("tls");
+            shutdown.cancelled().await;
+            return;
+        }
+    };
+    // The control connection outlives the engine's shutdown: the engine needs it to terminate
+    // leftover sessions after closing its probes.
+    let control_shutdown = CancellationToken::new();
+    let (control, control_task) = control::spawn(
+        target.clone(),
+        connector.clone(),
+        metrics.clone(),
+        board.clone(),
+        control_shutdown.clone(),
+    );
+    engine::Engine::new(target, metrics.clone(), board, connector, control, shutdown)
+        .run()
+        .await;
+    control_shutdown.cancel();
+    let _ = control_task.await;
+    metrics.set_sessions(0);
+    metrics.set_up(false);
+}

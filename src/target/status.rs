@@ -1,0 +1,83 @@
+//! What the landing page shows about each target: a snapshot the engine updates after every
+//! event and the HTTP server reads. Holds no secrets: the DSN is the redacted one.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::discovery::Bracket;
+use crate::recommend::Recommendation;
+
+/// How many recent closed-connection events a target keeps for the page.
+pub const RECENT_EVENTS: usize = 20;
+
+/// One closed-connection event, as the page lists it.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub at: SystemTime,
+    pub role: &'static str,
+    pub kind: String,
+    pub idle: Duration,
+    pub detected: &'static str,
+    pub unexpected: bool,
+}
+
+/// One probe use, for the survival chart.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeRecord {
+    pub idle: Duration,
+    pub survived: bool,
+}
+
+/// A target as the page shows it.
+#[derive(Clone, Debug)]
+pub struct TargetStatus {
+    pub name: String,
+    pub display_dsn: String,
+    pub state: &'static str,
+    pub up: bool,
+    pub bracket: Bracket,
+    pub recommendation: Option<Recommendation>,
+    pub app_max_idle_lifetime: Option<Duration>,
+    pub idle_min: Duration,
+    pub idle_max: Duration,
+    pub keepalive_rescue: Option<bool>,
+    pub ghosts_alive: usize,
+    pub sessions: usize,
+    pub last_error: Option<String>,
+    pub recent_events: VecDeque<EventRecord>,
+    pub recent_probes: VecDeque<ProbeRecord>,
+}
+
+impl TargetStatus {
+    pub fn new(target: &crate::config::TargetConfig) -> Self {
+        TargetStatus {
+            name: target.name.clone(),
+            display_dsn: target.display_dsn.clone(),
+            state: "discovering",
+            up: false,
+            bracket: Bracket::default(),
+            recommendation: None,
+            app_max_idle_lifetime: target.app_max_idle_lifetime,
+            idle_min: target.idle_min,
+            idle_max: target.idle_max,
+            keepalive_rescue: None,
+            ghosts_alive: 0,
+            sessions: 0,
+            last_error: None,
+            recent_events: VecDeque::new(),
+            recent_probes: VecDeque::new(),
+        }
+    }
+}
+
+/// All targets' snapshots, keyed by name (sorted for the page).
+pub type StatusBoard = Arc<RwLock<BTreeMap<String, TargetStatus>>>;
+
+/// Applies `change` to one target's snapshot, if it is still on the board.
+pub fn update(board: &StatusBoard, name: &str, change: impl FnOnce(&mut TargetStatus)) {
+    let mut board = board.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(status) = board.get_mut(name) {
+        change(status);
+    }
+}

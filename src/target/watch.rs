@@ -1,0 +1,341 @@
+//! The watch phase: once the bracket is narrow, a few connections keep re-testing it.
+//!
+//! - `sentinel_low` idles just below the lower bound and must survive;
+//! - `guard` idles exactly the application's `app_max_idle_lifetime` and must survive: when it
+//!   dies, the application's pool is handing out dead connections right now;
+//! - `sentinel_high` idles just above the upper bound and must die;
+//! - `keepalive` (optional) idles past the upper bound with TCP keepalives on: surviving means
+//!   the box counts packets (NAT, conntrack, NLB) and keepalives rescue; dying means it counts
+//!   requests (a proxy).
+//!
+//! A sentinel that contradicts the bracket means the threshold moved: the watch reports a
+//! [`Change`] with the observation as the seed of a new discovery. Pure logic, no clock: the
+//! engine drives it with the same calls as the discovery.
+
+use std::time::Duration;
+
+use crate::discovery::{Action, Bracket};
+
+/// What a probe connection is for; the `role` label of closed-connection events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Discovery,
+    SentinelLow,
+    SentinelHigh,
+    Guard,
+    Keepalive,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Discovery => "discovery",
+            Role::SentinelLow => "sentinel_low",
+            Role::SentinelHigh => "sentinel_high",
+            Role::Guard => "guard",
+            Role::Keepalive => "keepalive",
+        }
+    }
+}
+
+/// Which way the threshold moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// The bracket no longer holds; rediscover starting from `seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub direction: Direction,
+    pub seed: Bracket,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Empty,
+    Busy,
+    Idle { since: Duration },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct WatchSlot {
+    role: Role,
+    idle: Duration,
+    state: SlotState,
+}
+
+/// The watch scheduler for one target.
+#[derive(Debug)]
+pub struct Watch {
+    bracket: Bracket,
+    slots: Vec<WatchSlot>,
+    change: Option<Change>,
+    keepalive_result: Option<bool>,
+}
+
+impl Watch {
+    /// `slots`: probe connections available (the budget minus the control connection). Roles
+    /// that do not fit are dropped, least important first (keepalive, then sentinel_high).
+    pub fn new(
+        bracket: Bracket,
+        precision: f64,
+        app_max_idle_lifetime: Option<Duration>,
+        keepalive: bool,
+        slots: usize,
+    ) -> Self {
+        let mut plan = Vec::new();
+        if let Some(lower) = bracket.lower {
+            plan.push((Role::SentinelLow, lower.mul_f64(1.0 - precision)));
+        }
+        if let Some(app) = app_max_idle_lifetime {
+            plan.push((Role::Guard, app));
+        }
+        if let Some(upper) = bracket.upper {
+            plan.push((Role::SentinelHigh, upper.mul_f64(1.0 + precision)));
+            if keepalive {
+                plan.push((Role::Keepalive, upper.mul_f64(1.5)));
+            }
+        }
+        plan.truncate(slots);
+        Watch {
+            bracket,
+            slots: plan
+                .into_iter()
+                .map(|(role, idle)| WatchSlot {
+                    role,
+                    idle,
+                    state: SlotState::Empty,
+                })
+                .collect(),
+            change: None,
+            keepalive_result: None,
+        }
+    }
+
+    pub fn bracket(&self) -> Bracket {
+        self.bracket
+    }
+
+    /// The role of a slot (slots beyond the plan are unused).
+    pub fn role(&self, slot: usize) -> Role {
+        self.slots.get(slot).map_or(Role::Discovery, |s| s.role)
+    }
+
+    /// Whether the keepalive probe wants TCP keepalives on its connection.
+    pub fn wants_keepalive(&self, slot: usize) -> bool {
+        self.role(slot) == Role::Keepalive
+    }
+
+    pub fn poll(&mut self, now: Duration) -> Vec<Action> {
+        if self.change.is_some() {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            match slot.state {
+                SlotState::Empty => {
+                    slot.state = SlotState::Busy;
+                    actions.push(Action::Open { slot: i });
+                }
+                SlotState::Idle { since } if now >= since + slot.idle => {
+                    slot.state = SlotState::Busy;
+                    actions.push(Action::Probe { slot: i });
+                }
+                _ => {}
+            }
+        }
+        actions
+    }
+
+    pub fn next_deadline(&self) -> Option<Duration> {
+        if self.change.is_some() {
+            return None;
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| match s.state {
+                SlotState::Idle { since } => Some(since + s.idle),
+                SlotState::Empty => Some(Duration::ZERO),
+                SlotState::Busy => None,
+            })
+            .min()
+    }
+
+    pub fn on_opened(&mut self, slot: usize, now: Duration) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.state = SlotState::Idle { since: now };
+        }
+    }
+
+    pub fn on_open_failed(&mut self, slot: usize, _now: Duration) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.state = SlotState::Empty;
+        }
+    }
+
+    pub fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let role = s.role;
+        s.state = if survived {
+            SlotState::Idle { since: now }
+        } else {
+            SlotState::Busy
+        };
+        if role == Role::Keepalive {
+            // Keepalives change the test itself: its result says what the box is, not where T is.
+            self.keepalive_result = Some(survived);
+            return;
+        }
+        self.check(idle, survived);
+    }
+
+    pub fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        s.state = SlotState::Busy;
+        if s.role != Role::Keepalive {
+            self.check(idle, false);
+        }
+    }
+
+    pub fn on_released(&mut self, slot: usize, _now: Duration) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.state = SlotState::Empty;
+        }
+    }
+
+    /// The contradiction found, if any (taken once).
+    pub fn take_change(&mut self) -> Option<Change> {
+        self.change.take()
+    }
+
+    /// The keepalive probe's latest result: `Some(true)` when keepalives rescued it.
+    pub fn take_keepalive_result(&mut self) -> Option<bool> {
+        self.keepalive_result.take()
+    }
+
+    fn check(&mut self, idle: Duration, survived: bool) {
+        if self.change.is_some() {
+            return;
+        }
+        if survived && self.bracket.upper.is_some_and(|upper| idle >= upper) {
+            self.change = Some(Change {
+                direction: Direction::Up,
+                seed: Bracket {
+                    lower: Some(idle),
+                    upper: None,
+                },
+            });
+        } else if !survived && self.bracket.lower.is_some_and(|lower| idle <= lower) {
+            self.change = Some(Change {
+                direction: Direction::Down,
+                seed: Bracket {
+                    lower: None,
+                    upper: Some(idle),
+                },
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn bracket() -> Bracket {
+        Bracket {
+            lower: Some(secs(100)),
+            upper: Some(secs(105)),
+        }
+    }
+
+    #[test]
+    fn plans_roles_and_their_idle_times() {
+        let w = Watch::new(bracket(), 0.05, Some(secs(60)), true, 7);
+        assert_eq!(w.role(0), Role::SentinelLow);
+        assert_eq!(w.role(1), Role::Guard);
+        assert_eq!(w.role(2), Role::SentinelHigh);
+        assert_eq!(w.role(3), Role::Keepalive);
+        assert_eq!(w.slots[0].idle, secs(95));
+        assert_eq!(w.slots[1].idle, secs(60));
+        assert!(w.slots[2].idle > secs(105));
+        let small = Watch::new(bracket(), 0.05, Some(secs(60)), true, 1);
+        assert_eq!(small.slots.len(), 1);
+    }
+
+    #[test]
+    fn opens_then_probes_when_each_idle_time_is_reached() {
+        let mut w = Watch::new(bracket(), 0.05, None, false, 7);
+        let opens = w.poll(secs(0));
+        assert_eq!(opens.len(), 2);
+        w.on_opened(0, secs(0));
+        w.on_opened(1, secs(0));
+        assert_eq!(w.next_deadline(), Some(secs(95)));
+        assert!(w.poll(secs(94)).is_empty());
+        assert_eq!(w.poll(secs(95)), vec![Action::Probe { slot: 0 }]);
+    }
+
+    #[test]
+    fn expected_results_change_nothing() {
+        let mut w = Watch::new(bracket(), 0.05, Some(secs(60)), false, 7);
+        w.on_probe(0, secs(95), true, secs(95));
+        w.on_probe(2, secs(111), false, secs(111));
+        assert_eq!(w.take_change(), None);
+    }
+
+    #[test]
+    fn a_dying_low_sentinel_means_the_threshold_went_down() {
+        let mut w = Watch::new(bracket(), 0.05, None, false, 7);
+        w.on_probe(0, secs(95), false, secs(95));
+        assert!(w.poll(secs(200)).is_empty(), "no new work once the bracket is void");
+        let change = w.take_change().unwrap();
+        assert_eq!(change.direction, Direction::Down);
+        assert_eq!(change.seed.upper, Some(secs(95)));
+    }
+
+    #[test]
+    fn a_surviving_high_sentinel_means_the_threshold_went_up() {
+        let mut w = Watch::new(bracket(), 0.05, None, false, 7);
+        w.on_probe(1, secs(111), true, secs(111));
+        let change = w.take_change().unwrap();
+        assert_eq!(change.direction, Direction::Up);
+        assert_eq!(change.seed.lower, Some(secs(111)));
+    }
+
+    #[test]
+    fn guard_death_above_the_bracket_is_no_change_but_below_it_is() {
+        let mut w = Watch::new(bracket(), 0.05, Some(secs(300)), false, 7);
+        w.on_probe(1, secs(300), false, secs(300));
+        assert_eq!(w.take_change(), None);
+        let mut w = Watch::new(bracket(), 0.05, Some(secs(60)), false, 7);
+        w.on_closed_while_idle(1, secs(60), secs(60));
+        assert_eq!(w.take_change().unwrap().direction, Direction::Down);
+    }
+
+    #[test]
+    fn keepalive_results_are_reported_not_treated_as_drift() {
+        let mut w = Watch::new(bracket(), 0.05, None, true, 7);
+        assert_eq!(w.role(2), Role::Keepalive);
+        w.on_probe(2, secs(157), true, secs(157));
+        assert_eq!(w.take_keepalive_result(), Some(true));
+        assert_eq!(w.take_change(), None);
+    }
+}
