@@ -225,9 +225,14 @@ impl ProbeConnection {
                 if let Some(end) = end.as_ref().filter(|e| e.at < sent) {
                     return ProbeOutcome::ClosedWhileIdle { end: end.clone() };
                 }
-                let cause = end
-                    .and_then(|e| e.cause)
-                    .unwrap_or_else(|| classify::death_cause(&query_error));
+                // A FATAL that arrives as the answer to our query is the most precise cause
+                // (the task then only sees the EOF that follows); otherwise trust the task.
+                let cause = if query_error.as_db_error().is_some() {
+                    classify::death_cause(&query_error)
+                } else {
+                    end.and_then(|e| e.cause)
+                        .unwrap_or_else(|| classify::death_cause(&query_error))
+                };
                 ProbeOutcome::Died {
                     cause,
                     query_error: format!("{query_error:?}"),

@@ -1,0 +1,58 @@
+//! The binary as a user meets it: flags, the exit code and the one-line message on bad config,
+//! and no secret in any of it.
+
+mod common;
+
+use std::process::Command;
+
+fn exporter() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let out = exporter()
+        .args(["--config", "config.yaml", "--check-config"])
+        .env("ORDERS_DB_PASSWORD", "not-printed")
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("OK (1 targets)"), "{stdout}");
+    assert!(!stdout.contains("not-printed"));
+}
+
+#[test]
+fn bad_config_exits_78_with_file_line_and_field() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1/db\n    max_connections: 500\n",
+    );
+    let out = exporter().arg("--config").arg(&config.path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("invalid configuration: {}:4: targets[0].max_connections:", config.path.display());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn errors_never_print_a_password() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe:hunter2-secret@127.0.0.1/db?sslmode=bogus\n",
+    );
+    let out = exporter().arg("--config").arg(&config.path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sslmode"), "{stderr}");
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
+}
+
+#[test]
+fn missing_file_and_unknown_flags() {
+    let out = exporter().args(["--config", "/nonexistent/idle.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/idle.yaml"));
+    let out = exporter().arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,362 @@
+//! Test harness: the network-namespace lab (real PostgreSQL behind a conntrack middlebox, see
+//! `lab/lab.sh`), the exporter started in-process on port 0, and a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A lab instance; torn down on drop.
+pub struct Lab {
+    pub name: String,
+    pub env: HashMap<String, String>,
+}
+
+impl Lab {
+    /// `mode`: silent | reset | server; `timeout`: the middlebox's idle timeout in seconds.
+    pub fn up(name: &str, mode: &str, timeout: u64) -> Lab {
+        Self::up_with(name, mode, timeout, &[])
+    }
+
+    pub fn up_with(name: &str, mode: &str, timeout: u64, extra: &[&str]) -> Lab {
+        let output = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .args(["up", name, "--mode", mode, "--timeout", &timeout.to_string()])
+            .args(extra)
+            .output()
+            .expect("run lab/lab.sh (needs root, iproute2, nftables, PostgreSQL)");
+        assert!(
+            output.status.success(),
+            "lab up {name} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+            .collect();
+        Lab {
+            name: name.to_string(),
+            env,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("lab printed no {key}"))
+    }
+
+    pub fn dsn(&self) -> &str {
+        self.get("LAB_DSN")
+    }
+
+    pub fn password_file(&self) -> &str {
+        self.get("LAB_PASSWORD_FILE")
+    }
+
+    pub fn lab(&self, args: &[&str]) -> String {
+        let output = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .args(args)
+            .output()
+            .expect("run lab/lab.sh");
+        assert!(
+            output.status.success(),
+            "lab {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Runs SQL as the superuser (over the lab's unix socket) and returns psql's unaligned output.
+    pub fn sql(&self, sql: &str) -> String {
+        self.lab(&["psql", &self.name, "-Atc", sql])
+    }
+
+    /// How many sessions of the exporter the server lists right now.
+    pub fn exporter_sessions(&self) -> usize {
+        self.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'")
+            .parse()
+            .expect("a count")
+    }
+
+    pub fn set_timeout(&self, seconds: u64) {
+        self.lab(&["set-timeout", &self.name, &seconds.to_string()]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("lab/lab.sh"))
+            .args(["down", &self.name])
+            .output();
+    }
+}
+
+/// A config file in a fresh temp dir.
+pub struct TempConfig {
+    pub dir: PathBuf,
+    pub path: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TempConfig {
+    pub fn new(text: &str) -> TempConfig {
+        let dir = std::env::temp_dir().join(format!(
+            "idle-drop-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        TempConfig { dir, path }
+    }
+
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
+/// The target block the lab tests use: short timeouts so silent drops are noticed fast.
+pub fn lab_target(name: &str, lab: &Lab, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    dsn: {dsn}\n    password_file: {pw}\n    sslmode: disable\n    connect_timeout: 3s\n    query_timeout: 3s\n    tcp_user_timeout: 2s\n    idle_range: {{min: 1s, max: 60s}}\n{extra}",
+        dsn = lab.dsn(),
+        pw = lab.password_file(),
+    )
+}
+
+/// The exporter running in-process, as `main` runs it.
+pub struct Exporter {
+    pub address: SocketAddr,
+    pub stop: CancellationToken,
+    pub reload: idle_drop_exporter::daemon::ReloadTrigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    pub async fn start(config: &TempConfig) -> Exporter {
+        let loaded = idle_drop_exporter::config::load(&config.path).expect("valid config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let (trigger, inbox) = idle_drop_exporter::daemon::reload_channel();
+        let task = tokio::spawn(idle_drop_exporter::daemon::run(
+            config.path.clone(),
+            loaded,
+            listener,
+            (trigger.clone(), inbox),
+            stop.clone(),
+        ));
+        Exporter {
+            address,
+            stop,
+            reload: trigger,
+            task,
+        }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::parse(&http_get(self.address, "/metrics").await.1)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.address, path).await
+    }
+
+    /// Polls /metrics until `done` holds, or panics after `limit` with the last scrape.
+    pub async fn wait_for(&self, limit: Duration, what: &str, done: impl Fn(&Metrics) -> bool) -> Metrics {
+        let start = Instant::now();
+        loop {
+            let m = self.metrics().await;
+            if done(&m) {
+                return m;
+            }
+            if start.elapsed() > limit {
+                panic!("timed out after {limit:?} waiting for {what}; last scrape:\n{}", m.text);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("exporter stops within 30s")
+            .unwrap();
+    }
+}
+
+/// GET over a fresh connection; returns (status, body).
+pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    http_request(address, "GET", path).await
+}
+
+pub async fn http_request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address).expect("connect to exporter");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    })
+    .await
+    .unwrap()
+}
+
+/// A parsed scrape.
+pub struct Metrics {
+    pub text: String,
+    pub samples: Vec<(String, HashMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().expect("number"),
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, HashMap::new()),
+            };
+            samples.push((name.to_string(), labels, value));
+        }
+        Metrics {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// The value of the one sample of `name` whose labels include `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| *v)
+    }
+
+    /// The sum over samples of `name` whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| *v)
+            .sum()
+    }
+
+    /// Distinct values of `label` among samples of `name`.
+    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .filter_map(|(_, l, _)| l.get(label).cloned())
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+}
+
+fn parse_labels(text: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(match n {
+                            'n' => '\n',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim_start_matches(',').to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// Watches the server's count of exporter sessions in the background and remembers the
+/// maximum, to prove the budget is never exceeded.
+pub struct SessionWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<usize>,
+}
+
+impl SessionWatch {
+    pub fn start(lab_name: &str) -> SessionWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = lab_name.to_string();
+        let handle = std::thread::spawn(move || {
+            let mut max = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let out = Command::new("bash")
+                    .arg(repo().join("lab/lab.sh"))
+                    .args(["psql", &name, "-Atc", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'"])
+                    .output();
+                if let Ok(out) = out {
+                    if let Ok(n) = String::from_utf8_lossy(&out.stdout).trim().parse::<usize>() {
+                        max = max.max(n);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            max
+        });
+        SessionWatch { stop, handle }
+    }
+
+    /// Stops watching; returns the largest count seen.
+    pub fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+pub fn exists(path: &str) -> bool {
+    Path::new(path).exists()
+}

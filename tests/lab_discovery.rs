@@ -1,0 +1,146 @@
+//! End to end against a real PostgreSQL behind a real conntrack middlebox (`lab/lab.sh`): the
+//! exporter must find the idle timeout T the lab was set to, classify deaths as the mode
+//! dictates, reap the ghosts a silent drop leaves, and never hold more sessions than its budget.
+//!
+//! Needs root (network namespaces). Each test has its own lab, so they run in parallel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const BUDGET: usize = 8;
+/// Idle times are measured from the client's last answer, the middlebox's timer from the last
+/// packet it forwarded (the client's ACK of that answer): they differ by well under this.
+const CLOCK_SLACK: f64 = 0.15;
+
+struct Expect {
+    kind: &'static str,
+    sqlstate: &'static str,
+    detected: &'static str,
+    ghosts: bool,
+}
+
+async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
+    let lab = Lab::up(lab_name, mode, t);
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{}",
+        lab_target("lab", &lab, &format!("    max_connections: {BUDGET}\n"))
+    ));
+    let sessions = SessionWatch::start(&lab.name);
+    let exporter = Exporter::start(&config).await;
+    let target = [("target", "lab")];
+
+    let m = exporter
+        .wait_for(Duration::from_secs(t * 8 + 60), "the first discovery", |m| {
+            m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0)
+        })
+        .await;
+    let lower = m.get("idle_drop_threshold_lower_bound_seconds", &target).unwrap();
+    let upper = m.get("idle_drop_threshold_upper_bound_seconds", &target).unwrap();
+    let took = m.get("idle_drop_discovery_duration_seconds", &target).unwrap();
+    let t = t as f64;
+    eprintln!(
+        "{mode} T={t}s: bracket [{lower:.3}, {upper:.3}] in {took:.1}s = {:.2}×T",
+        took / t
+    );
+    assert!(lower < t + CLOCK_SLACK && upper >= t - CLOCK_SLACK, "[{lower}, {upper}] must contain {t}");
+    assert!(
+        upper - lower <= 0.05 * (upper + lower) + 1e-6,
+        "[{lower}, {upper}] is wider than ±5%"
+    );
+    assert_eq!(m.get("idle_drop_discovery_state", &[("target", "lab"), ("state", "watching")]), Some(1.0));
+    let recommended = m.get("idle_drop_recommended_max_idle_lifetime_seconds", &target).unwrap();
+    assert!(recommended < lower && recommended >= lower * 0.79, "recommended {recommended} vs lower {lower}");
+
+    // How connections died is what the mode says, and nothing else.
+    let kinds = m.label_values("idle_drop_closed_connections_total", "kind");
+    assert_eq!(kinds, vec![expect.kind.to_string()], "closed-connection kinds");
+    let closed = m.sum(
+        "idle_drop_closed_connections_total",
+        &[("target", "lab"), ("kind", expect.kind), ("sqlstate", expect.sqlstate), ("detected", expect.detected)],
+    );
+    assert!(closed >= 1.0, "expected {} deaths detected {}:\n{}", expect.kind, expect.detected, m.text);
+    assert_eq!(m.sum("idle_drop_unexpected_closed_connections_total", &target), 0.0, "no page during a clean discovery");
+
+    // Only ladder rungs ever become label values.
+    for rung in m.label_values("idle_drop_probe_uses_total", "rung") {
+        assert!(
+            ["0s", "10s", "30s", "1m", "2m", "5m", "10m", "30m", "1h"].contains(&rung.as_str()),
+            "unexpected rung label {rung}"
+        );
+    }
+
+    if expect.ghosts {
+        let m = exporter
+            .wait_for(Duration::from_secs(20), "ghosts to be reaped", |m| {
+                m.get("idle_drop_ghost_backends_reaped_total", &target) >= Some(1.0)
+            })
+            .await;
+        assert!(m.get("idle_drop_ghost_backends_seen_total", &target) >= Some(1.0));
+    }
+
+    exporter.shutdown().await;
+    let max_sessions = sessions.finish();
+    eprintln!("{mode} T={t}s: at most {max_sessions} exporter sessions on the server");
+    assert!(max_sessions <= BUDGET, "the server saw {max_sessions} sessions, budget {BUDGET}");
+    assert!(max_sessions >= 2, "the session watcher saw nothing: is it working?");
+    // Shutdown leaves nothing behind, not even the ghosts of silently dropped probes.
+    let mut left = lab.exporter_sessions();
+    for _ in 0..20 {
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        left = lab.exporter_sessions();
+    }
+    assert_eq!(left, 0, "sessions left on the server after shutdown");
+}
+
+fn silent() -> Expect {
+    Expect { kind: "timeout", sqlstate: "", detected: "on_use", ghosts: true }
+}
+
+fn reset() -> Expect {
+    Expect { kind: "reset", sqlstate: "", detected: "on_use", ghosts: true }
+}
+
+fn server() -> Expect {
+    Expect { kind: "server_terminated", sqlstate: "57P05", detected: "while_idle", ghosts: false }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_drop_after_3s() {
+    discover("s3", "silent", 3, silent()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_drop_after_8s() {
+    discover("s8", "silent", 8, silent()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_drop_after_15s() {
+    discover("s15", "silent", 15, silent()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_after_4s() {
+    discover("r4", "reset", 4, reset()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_after_12s() {
+    discover("r12", "reset", 12, reset()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_idle_session_timeout_3s() {
+    discover("p3", "server", 3, server()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_idle_session_timeout_10s() {
+    discover("p10", "server", 10, server()).await;
+}
