@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The test lab: PostgreSQL in a network namespace behind a Linux conntrack "middlebox" that
+# forgets idle TCP flows after T seconds, as RDS, NAT gateways and load balancers do.
+#
+#   lab.sh up NAME --mode silent|reset|server --timeout T [--max-connections N]
+#   lab.sh set-timeout NAME T | env NAME | status NAME | psql NAME [psql args]
+#   lab.sh restart-postgres NAME | link-down NAME | link-up NAME | down NAME | down-all | deps
+#
+# Traffic stays on this machine: the namespace is reached over a veth pair with addresses from
+# 198.51.100.0/24 (TEST-NET-2). Nothing in the root namespace changes but that veth end.
+set -euo pipefail
+
+STATE_ROOT=/tmp/idle-drop-lab
+log() { echo "lab: $*" >&2; }
+die() { echo "lab: error: $*" >&2; exit 1; }
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$dir" ] && [ -x "$dir/postgres" ] || die "no PostgreSQL server found: run 'lab.sh deps' (apt-get install postgresql)"
+  echo "$dir"
+}
+
+deps() {
+  local missing=()
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  command -v nft >/dev/null || missing+=(nftables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v sysctl >/dev/null || missing+=(procps)
+  command -v psql >/dev/null || missing+=(postgresql-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # Debian's package may start a cluster of its own; the lab does not use it.
+}
+
+check_name() {
+  [[ "$1" =~ ^[a-z0-9]{1,8}$ ]] || die "NAME must be 1-8 characters of a-z 0-9 (interface names are limited to 15)"
+}
+
+ns() { echo "idl-$1"; }
+dir() { echo "$STATE_ROOT/$1"; }
+in_ns() { local name=$1; shift; ip netns exec "$(ns "$name")" "$@"; }
+
+# Each instance gets a /30 out of 198.51.100.0/24: index i -> .4i+1 (host side), .4i+2 (namespace).
+free_index() {
+  local i
+  for i in $(seq 1 62); do
+    if ! grep -qsx "$i" "$STATE_ROOT"/*/index; then echo "$i"; return; fi
+  done
+  die "no free lab address left"
+}
+
+apply_middlebox() {
+  local name=$1 mode=$2 timeout=$3
+  local established=$timeout
+  [ "$mode" = server ] && established=432000
+  in_ns "$name" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
+  in_ns "$name" sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established="$established"
+  local invalid_in="drop"
+  [ "$mode" = reset ] && invalid_in="reject with tcp reset"
+  in_ns "$name" nft -f - <<NFT
+table inet middlebox
+delete table inet middlebox
+table inet middlebox {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iifname "lo" accept
+    ct state invalid $invalid_in
+  }
+  chain output {
+    type filter hook output priority 0; policy accept;
+    oifname "lo" accept
+    # Our own resets answer packets of forgotten flows: they are "invalid" too, let them out.
+    tcp flags rst accept
+    ct state invalid drop
+  }
+}
+NFT
+}
+
+pg_ctl_as_postgres() {
+  local name=$1; shift
+  in_ns "$name" runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$(dir "$name")/data" "$@"
+}
+
+start_postgres() {
+  local name=$1 d
+  d=$(dir "$name")
+  local address max
+  address=$(cat "$d/address"); max=$(cat "$d/max_connections")
+  pg_ctl_as_postgres "$name" -w -t 30 -l "$d/postgres.log" \
+    -o "-c listen_addresses=$address -c port=5432 -c unix_socket_directories=$d -c max_connections=$max -c log_connections=off" \
+    start >/dev/null
+}
+
+superuser_sql() {
+  local name=$1; shift
+  psql -X -q -h "$(dir "$name")" -p 5432 -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"
+}
+
+print_env() {
+  local name=$1 d
+  d=$(dir "$name")
+  [ -f "$d/address" ] || die "no lab named $name"
+  local address; address=$(cat "$d/address")
+  cat <<ENV
+LAB_NAME=$name
+LAB_HOST=$address
+LAB_PORT=5432
+LAB_USER=probe
+LAB_PASSWORD_FILE=$d/password
+LAB_DSN=postgres://probe@$address:5432/postgres
+LAB_SOCKET_DIR=$d
+LAB_MODE=$(cat "$d/mode")
+LAB_TIMEOUT=$(cat "$d/timeout")
+ENV
+}
+
+up() {
+  local name=$1; shift
+  check_name "$name"
+  local mode=silent timeout=30 max=50
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --mode) mode=$2; shift 2 ;;
+      --timeout) timeout=$2; shift 2 ;;
+      --max-connections) max=$2; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+  case $mode in silent|reset|server) ;; *) die "--mode must be silent, reset or server" ;; esac
+  [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ] || die "--timeout must be whole seconds > 0"
+  [ "$(id -u)" = 0 ] || die "the lab needs root (network namespaces)"
+  down "$name" 2>/dev/null || true
+  mkdir -p "$STATE_ROOT"
+  chmod 755 "$STATE_ROOT"
+  local d index host_ip ns_ip
+  d=$(dir "$name")
+  mkdir -p "$d"
+  index=$(free_index)
+  echo "$index" > "$d/index"
+  host_ip="198.51.100.$((index * 4 + 1))"
+  ns_ip="198.51.100.$((index * 4 + 2))"
+  echo "$ns_ip" > "$d/address"
+  echo "$mode" > "$d/mode"
+  echo "$timeout" > "$d/timeout"
+  echo "$max" > "$d/max_connections"
+
+  ip netns add "$(ns "$name")"
+  ip link add "idl-$name-h" type veth peer name "idl-$name-n"
+  ip link set "idl-$name-n" netns "$(ns "$name")"
+  ip addr add "$host_ip/30" dev "idl-$name-h"
+  ip link set "idl-$name-h" up
+  in_ns "$name" ip addr add "$ns_ip/30" dev "idl-$name-n"
+  in_ns "$name" ip link set "idl-$name-n" up
+  in_ns "$name" ip link set lo up
+  apply_middlebox "$name" "$mode" "$timeout"
+
+  chown postgres "$d"
+  runuser -u postgres -- "$(pg_bin)/initdb" -D "$d/data" -A trust -U postgres >/dev/null
+  {
+    echo "host all probe $host_ip/32 scram-sha-256"
+    echo "host all postgres $host_ip/32 reject"
+    echo "local all all trust"
+  } > "$d/data/pg_hba.conf"
+  start_postgres "$name"
+  local password
+  password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )
+  printf '%s\n' "$password" > "$d/password"
+  chmod 644 "$d/password"
+  superuser_sql "$name" -c "CREATE ROLE probe LOGIN PASSWORD '$password'" >/dev/null
+  if [ "$mode" = server ]; then
+    superuser_sql "$name" -c "ALTER ROLE probe SET idle_session_timeout = '${timeout}s'" >/dev/null
+  fi
+  log "$name up: $mode, T=${timeout}s, postgres at $ns_ip:5432"
+  print_env "$name"
+}
+
+set_timeout() {
+  local name=$1 timeout=$2 d
+  d=$(dir "$name")
+  [ -f "$d/mode" ] || die "no lab named $name"
+  [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ] || die "timeout must be whole seconds > 0"
+  echo "$timeout" > "$d/timeout"
+  if [ "$(cat "$d/mode")" = server ]; then
+    superuser_sql "$name" -c "ALTER ROLE probe SET idle_session_timeout = '${timeout}s'" >/dev/null
+  else
+    in_ns "$name" sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_established="$timeout"
+  fi
+  log "$name: T=${timeout}s"
+}
+
+status() {
+  local name=$1 d
+  d=$(dir "$name")
+  print_env "$name"
+  echo "CONNTRACK_ENTRIES=$(in_ns "$name" conntrack -C 2>/dev/null || echo '?')"
+  echo "EXPORTER_SESSIONS=$(superuser_sql "$name" -Atc "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'")"
+}
+
+down() {
+  local name=$1 d
+  d=$(dir "$name")
+  if [ -d "$d/data" ] && ip netns list | grep -qw "$(ns "$name")"; then
+    pg_ctl_as_postgres "$name" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  if [ -f "$d/data/postmaster.pid" ]; then
+    kill -9 "$(head -n 1 "$d/data/postmaster.pid")" 2>/dev/null || true
+  fi
+  ip link del "idl-$name-h" 2>/dev/null || true
+  ip netns del "$(ns "$name")" 2>/dev/null || true
+  rm -rf "$d"
+}
+
+down_all() {
+  local d
+  for d in "$STATE_ROOT"/*/; do
+    [ -d "$d" ] && down "$(basename "$d")"
+  done
+  local n
+  for n in $(ip netns list | awk '{print $1}' | grep '^idl-' || true); do
+    ip netns del "$n" 2>/dev/null || true
+  done
+}
+
+cmd=${1:-}
+[ -n "$cmd" ] || { sed -n '2,10p' "$0"; exit 2; }
+shift
+case $cmd in
+  deps) deps ;;
+  up) up "$@" ;;
+  set-timeout) set_timeout "$@" ;;
+  env) print_env "$@" ;;
+  status) status "$@" ;;
+  psql) name=$1; shift; superuser_sql "$name" "$@" ;;
+  restart-postgres) pg_ctl_as_postgres "$1" -m fast -w restart -l "$(dir "$1")/postgres.log" >/dev/null ;;
+  link-down) ip link set "idl-$1-h" down ;;
+  link-up) ip link set "idl-$1-h" up ;;
+  down) down "$@" ;;
+  down-all) down_all ;;
+  *) die "unknown command $cmd" ;;
+esac
