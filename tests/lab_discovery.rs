@@ -62,7 +62,12 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
         &[("target", "lab"), ("kind", expect.kind), ("sqlstate", expect.sqlstate), ("detected", expect.detected)],
     );
     assert!(closed >= 1.0, "expected {} deaths detected {}:\n{}", expect.kind, expect.detected, m.text);
-    assert_eq!(m.sum("idle_drop_unexpected_closed_connections_total", &target), 0.0, "no page during a clean discovery");
+    assert_eq!(
+        m.sum("idle_drop_unexpected_closed_connections_total", &target),
+        0.0,
+        "no page during a clean discovery:\n{}",
+        m.text.lines().filter(|l| l.contains("closed_connections_total{") || l.contains("probe_uses_total{")).collect::<Vec<_>>().join("\n")
+    );
 
     // Only ladder rungs ever become label values.
     for rung in m.label_values("idle_drop_probe_uses_total", "rung") {
