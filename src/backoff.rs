@@ -61,7 +61,10 @@ mod tests {
         let bases = [1.0, 2.0, 4.0, 8.0, 8.0, 8.0];
         for (d, base) in delays.iter().zip(bases) {
             let s = d.as_secs_f64();
-            assert!(s >= base * 0.8 - 1e-9 && s <= base * 1.2 + 1e-9, "{s} vs {base}");
+            assert!(
+                s >= base * 0.8 - 1e-9 && s <= base * 1.2 + 1e-9,
+                "{s} vs {base}"
+            );
         }
         b.reset();
         assert_eq!(b.current(), Duration::from_secs(1));

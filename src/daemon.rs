@@ -184,7 +184,10 @@ impl Daemon {
                 let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.task).await;
                 if removed {
                     metrics.remove_target(&name);
-                    board.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
+                    board
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&name);
                 }
             });
         }
@@ -199,7 +202,12 @@ impl Daemon {
                 .insert(name.clone(), TargetStatus::new(&target));
             let stop = CancellationToken::new();
             let metrics = self.metrics.target(&name);
-            let task = tokio::spawn(target::run(target.clone(), metrics, self.board.clone(), stop.clone()));
+            let task = tokio::spawn(target::run(
+                target.clone(),
+                metrics,
+                self.board.clone(),
+                stop.clone(),
+            ));
             tracing::info!(target_name = %name, dsn = %target.display_dsn, "target started");
             self.running.insert(
                 name,

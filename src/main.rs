@@ -17,7 +17,11 @@ const EXIT_BAD_CONFIG: u8 = 78;
 #[command(version, about)]
 struct Flags {
     /// Configuration file.
-    #[arg(long = "config", visible_alias = "config.file", default_value = "config.yaml")]
+    #[arg(
+        long = "config",
+        visible_alias = "config.file",
+        default_value = "config.yaml"
+    )]
     config: PathBuf,
     /// Address to serve /metrics on; overrides `listen_address` in the file.
     #[arg(long = "web.listen-address")]
@@ -46,7 +50,11 @@ fn main() -> ExitCode {
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
         }
-        println!("{}: OK ({} targets)", flags.config.display(), config.targets.len());
+        println!(
+            "{}: OK ({} targets)",
+            flags.config.display(),
+            config.targets.len()
+        );
         return ExitCode::SUCCESS;
     }
     if let Some(address) = flags.listen_address {

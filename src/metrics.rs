@@ -15,7 +15,13 @@ use prometheus::{
 };
 
 /// Discovery states, exported one-hot in `idle_drop_discovery_state`.
-pub const STATES: [&str; 5] = ["discovering", "watching", "no_drop", "below_range", "unreachable"];
+pub const STATES: [&str; 5] = [
+    "discovering",
+    "watching",
+    "no_drop",
+    "below_range",
+    "unreachable",
+];
 
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
@@ -69,10 +75,12 @@ impl Metrics {
         let r = Registry::new();
         let t = &["target"];
         let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), t);
-        let counter =
-            |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
-        let int_gauge =
-            |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels)
+        };
 
         let metrics = Metrics {
             lower: register!(r, gauge("idle_drop_threshold_lower_bound_seconds", "Longest idle time a probe connection survived.")),
@@ -123,7 +131,10 @@ impl Metrics {
             )
         );
         build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("IDLE_DROP_RUSTC_VERSION").unwrap_or("unknown")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("IDLE_DROP_RUSTC_VERSION").unwrap_or("unknown"),
+            ])
             .set(1);
         #[cfg(target_os = "linux")]
         {
@@ -144,7 +155,8 @@ impl Metrics {
             .expect("text encoding into a Vec cannot fail");
         let text = String::from_utf8(buffer).expect("the text format is UTF-8");
         // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
-        text.replace(" inf\n", " +Inf\n").replace(" -inf\n", " -Inf\n")
+        text.replace(" inf\n", " +Inf\n")
+            .replace(" -inf\n", " -Inf\n")
     }
 
     /// A handle that records for one target.
@@ -154,7 +166,11 @@ impl Metrics {
             metrics: self.clone(),
         };
         handle.set_state("discovering");
-        handle.metrics.upper.with_label_values(&[name]).set(f64::INFINITY);
+        handle
+            .metrics
+            .upper
+            .with_label_values(&[name])
+            .set(f64::INFINITY);
         handle.metrics.lower.with_label_values(&[name]).set(0.0);
         handle.metrics.up.with_label_values(&[name]).set(0);
         handle.metrics.sessions.with_label_values(&[name]).set(0);
@@ -264,7 +280,10 @@ impl TargetMetrics {
             .discovery_duration
             .with_label_values(&[&self.name])
             .set(took.as_secs_f64());
-        self.metrics.discovery_runs.with_label_values(&[&self.name]).inc();
+        self.metrics
+            .discovery_runs
+            .with_label_values(&[&self.name])
+            .inc();
     }
 
     pub fn threshold_changed(&self, direction: &str) {
@@ -323,7 +342,10 @@ impl TargetMetrics {
     }
 
     pub fn set_up(&self, up: bool) {
-        self.metrics.up.with_label_values(&[&self.name]).set(i64::from(up));
+        self.metrics
+            .up
+            .with_label_values(&[&self.name])
+            .set(i64::from(up));
     }
 
     pub fn set_keepalive_rescue(&self, rescued: bool) {
@@ -334,22 +356,35 @@ impl TargetMetrics {
     }
 
     pub fn set_ghosts_alive(&self, n: usize) {
-        self.metrics.ghosts.with_label_values(&[&self.name]).set(n as i64);
+        self.metrics
+            .ghosts
+            .with_label_values(&[&self.name])
+            .set(n as i64);
     }
 
     pub fn ghost_seen(&self) {
-        self.metrics.ghosts_seen.with_label_values(&[&self.name]).inc();
+        self.metrics
+            .ghosts_seen
+            .with_label_values(&[&self.name])
+            .inc();
     }
 
     pub fn ghost_reaped(&self) {
-        self.metrics.ghosts_reaped.with_label_values(&[&self.name]).inc();
+        self.metrics
+            .ghosts_reaped
+            .with_label_values(&[&self.name])
+            .inc();
     }
 
     pub fn set_server_settings(&self, settings: &[(&str, String)]) {
         remove_where_target(&self.metrics.server_settings, &self.name);
         let mut values: Vec<&str> = vec![&self.name];
         values.extend(settings.iter().map(|(_, v)| v.as_str()));
-        if let Ok(gauge) = self.metrics.server_settings.get_metric_with_label_values(&values) {
+        if let Ok(gauge) = self
+            .metrics
+            .server_settings
+            .get_metric_with_label_values(&values)
+        {
             gauge.set(1);
         }
     }
@@ -379,8 +414,14 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         metrics.target("x");
         let text = metrics.encode();
-        assert!(text.contains("idle_drop_threshold_upper_bound_seconds{target=\"x\"} +Inf"), "{text}");
-        assert!(text.contains("idle_drop_discovery_state{state=\"discovering\",target=\"x\"} 1"), "{text}");
+        assert!(
+            text.contains("idle_drop_threshold_upper_bound_seconds{target=\"x\"} +Inf"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idle_drop_discovery_state{state=\"discovering\",target=\"x\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("idle_drop_discovery_state{state=\"watching\",target=\"x\"} 0"));
     }
 }

@@ -64,7 +64,10 @@ fn find_key(
         if parent.is_some_and(|p| indent <= p) && i != start {
             continue;
         }
-        if rest.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':')) {
+        if rest
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+        {
             return Some((i, indent));
         }
     }
@@ -106,7 +109,8 @@ fn block_end(lines: &[&str], line: usize, indent: usize, is_item: bool) -> usize
         if let Some((other, rest)) = content(l) {
             // A key's children may be list items at the key's own indentation (`targets:\n- a`);
             // an item ends at the next item or sibling at its indentation.
-            let ends_here = other < indent || (other == indent && (is_item || !rest.starts_with("- ")));
+            let ends_here =
+                other < indent || (other == indent && (is_item || !rest.starts_with("- ")));
             if ends_here {
                 return i;
             }
@@ -138,18 +142,30 @@ targets:
     #[test]
     fn finds_nested_fields() {
         assert_eq!(line_of(TEXT, &[Key("listen_address")]), Some(1));
-        assert_eq!(line_of(TEXT, &[Key("targets"), Index(0), Key("name")]), Some(4));
-        assert_eq!(line_of(TEXT, &[Key("targets"), Index(1), Key("name")]), Some(9));
+        assert_eq!(
+            line_of(TEXT, &[Key("targets"), Index(0), Key("name")]),
+            Some(4)
+        );
+        assert_eq!(
+            line_of(TEXT, &[Key("targets"), Index(1), Key("name")]),
+            Some(9)
+        );
         assert_eq!(
             line_of(TEXT, &[Key("targets"), Index(1), Key("max_connections")]),
             Some(10)
         );
         assert_eq!(
-            line_of(TEXT, &[Key("targets"), Index(0), Key("idle_range"), Key("max")]),
+            line_of(
+                TEXT,
+                &[Key("targets"), Index(0), Key("idle_range"), Key("max")]
+            ),
             Some(8)
         );
         assert_eq!(
-            line_of(TEXT, &[Key("targets"), Index(1), Key("idle_range"), Key("max")]),
+            line_of(
+                TEXT,
+                &[Key("targets"), Index(1), Key("idle_range"), Key("max")]
+            ),
             Some(12)
         );
     }
@@ -157,13 +173,19 @@ targets:
     #[test]
     fn list_items_at_the_parent_indentation() {
         let text = "targets:\n- name: a\n  dsn: x\n- name: b\n  dsn: y\nlog:\n  level: info\n";
-        assert_eq!(line_of(text, &[Key("targets"), Index(1), Key("dsn")]), Some(5));
+        assert_eq!(
+            line_of(text, &[Key("targets"), Index(1), Key("dsn")]),
+            Some(5)
+        );
         assert_eq!(line_of(text, &[Key("log"), Key("level")]), Some(7));
     }
 
     #[test]
     fn missing_fields_fall_back_to_the_nearest_known_line() {
-        assert_eq!(line_of(TEXT, &[Key("targets"), Index(0), Key("sslmode")]), None);
+        assert_eq!(
+            line_of(TEXT, &[Key("targets"), Index(0), Key("sslmode")]),
+            None
+        );
         assert_eq!(line_of(TEXT, &[Key("targets"), Index(5)]), None);
     }
 }

@@ -203,7 +203,10 @@ impl Validator<'_> {
             if !names.insert(target.name.clone()) {
                 return Err(self.error(
                     &[Key("targets"), Index(i), Key("name")],
-                    format!("`{}` is used by another target; names must be unique", target.name),
+                    format!(
+                        "`{}` is used by another target; names must be unique",
+                        target.name
+                    ),
                 ));
             }
             targets.push(target);
@@ -343,14 +346,20 @@ impl Validator<'_> {
         if !(precision > 0.0 && precision <= 0.5) {
             return Err(self.error(&at("precision"), "must be above 0% and at most 50%"));
         }
-        let margin = self.fraction(&at("recommendation_margin"), &raw.recommendation_margin, 0.2)?;
+        let margin = self.fraction(
+            &at("recommendation_margin"),
+            &raw.recommendation_margin,
+            0.2,
+        )?;
         if !(0.0..=0.9).contains(&margin) {
             return Err(self.error(&at("recommendation_margin"), "must be between 0% and 90%"));
         }
 
         let watch_ladder = self.ladder(i, &raw.watch_ladder)?;
         let app_max_idle_lifetime = match &raw.app_max_idle_lifetime {
-            Some(_) => Some(self.duration(&at("app_max_idle_lifetime"), &raw.app_max_idle_lifetime, "")?),
+            Some(_) => {
+                Some(self.duration(&at("app_max_idle_lifetime"), &raw.app_max_idle_lifetime, "")?)
+            }
             None => None,
         };
         let recommended_socket_timeout = self.duration(
@@ -361,7 +370,12 @@ impl Validator<'_> {
         let keepalive_probe = match &raw.keepalive_probe {
             Some(k) if k.enabled.unwrap_or(true) => Some(KeepaliveProbe {
                 interval: self.duration(
-                    &[Key("targets"), Index(i), Key("keepalive_probe"), Key("interval")],
+                    &[
+                        Key("targets"),
+                        Index(i),
+                        Key("keepalive_probe"),
+                        Key("interval"),
+                    ],
                     &k.interval,
                     "30s",
                 )?,
@@ -405,7 +419,11 @@ impl Validator<'_> {
             dsn_has_password,
         ];
         if sources.iter().filter(|s| **s).count() > 1 {
-            let field = if raw.password_file.is_some() { "password_file" } else { "password_env" };
+            let field = if raw.password_file.is_some() {
+                "password_file"
+            } else {
+                "password_env"
+            };
             return Err(self.error(
                 &at(field),
                 "give the password in one place only: password_file, password_env or the DSN",
@@ -414,11 +432,16 @@ impl Validator<'_> {
         if let Some(file) = &raw.password_file {
             let path = self.relative(file);
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                self.error(&at("password_file"), format!("cannot read {}: {e}", path.display()))
+                self.error(
+                    &at("password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             let password = text.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
-                return Err(self.error(&at("password_file"), format!("{} is empty", path.display())));
+                return Err(
+                    self.error(&at("password_file"), format!("{} is empty", path.display()))
+                );
             }
             return Ok(Some(Secret::new(password)));
         }
@@ -450,7 +473,10 @@ impl Validator<'_> {
     fn duration(&self, at: &[Step], value: &Option<String>, default: &str) -> Checked<Duration> {
         let text = value.as_deref().unwrap_or(default);
         let duration = humantime::parse_duration(text.trim()).map_err(|e| {
-            self.error(at, format!("`{text}` is not a duration like 90s, 5m or 1h30m ({e})"))
+            self.error(
+                at,
+                format!("`{text}` is not a duration like 90s, 5m or 1h30m ({e})"),
+            )
         })?;
         if duration.is_zero() {
             return Err(self.error(at, "must be longer than zero"));
@@ -458,7 +484,12 @@ impl Validator<'_> {
         Ok(duration)
     }
 
-    fn fraction(&self, at: &[Step], value: &Option<raw::RawFraction>, default: f64) -> Checked<f64> {
+    fn fraction(
+        &self,
+        at: &[Step],
+        value: &Option<raw::RawFraction>,
+        default: f64,
+    ) -> Checked<f64> {
         match value {
             None => Ok(default),
             Some(raw::RawFraction::Number(n)) => Ok(*n),

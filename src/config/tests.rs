@@ -56,7 +56,9 @@ fn budget_above_the_hard_cap_is_refused() {
 
 #[test]
 fn inverted_range_and_zero_durations_are_refused() {
-    let e = err(&format!("{MINIMAL}    idle_range:\n      min: 10m\n      max: 1m\n"));
+    let e = err(&format!(
+        "{MINIMAL}    idle_range:\n      min: 10m\n      max: 1m\n"
+    ));
     assert_eq!(e.field, "targets[0].idle_range.min");
     assert_eq!(e.line, Some(5));
     assert!(e.reason.contains("inverted"), "{e}");
@@ -71,7 +73,10 @@ fn inverted_range_and_zero_durations_are_refused() {
 
 #[test]
 fn percentages_in_both_spellings() {
-    let c = check(&format!("{MINIMAL}    precision: 2%\n    recommendation_margin: 0.3\n")).unwrap();
+    let c = check(&format!(
+        "{MINIMAL}    precision: 2%\n    recommendation_margin: 0.3\n"
+    ))
+    .unwrap();
     assert!((c.targets[0].precision - 0.02).abs() < 1e-9);
     assert!((c.targets[0].recommendation_margin - 0.3).abs() < 1e-9);
     let e = err(&format!("{MINIMAL}    precision: 80%\n"));
@@ -85,7 +90,10 @@ fn passwords_come_from_one_place_and_never_show() {
     std::fs::write(dir.join("pw"), "s3cret-file\n").unwrap();
     let text = format!("{MINIMAL}    password_file: pw\n");
     let c = parse(&dir.join("c.yaml"), &text).unwrap();
-    assert_eq!(c.targets[0].driver.get_password(), Some("s3cret-file".as_bytes()));
+    assert_eq!(
+        c.targets[0].driver.get_password(),
+        Some("s3cret-file".as_bytes())
+    );
     assert!(!format!("{c:?}").contains("s3cret"));
 
     let e = parse(
@@ -95,10 +103,16 @@ fn passwords_come_from_one_place_and_never_show() {
     .unwrap_err();
     assert!(e.reason.contains("one place"), "{e}");
 
-    let e = err(&format!("{MINIMAL}    password_env: IDLE_DROP_SURELY_UNSET_VAR\n"));
+    let e = err(&format!(
+        "{MINIMAL}    password_env: IDLE_DROP_SURELY_UNSET_VAR\n"
+    ));
     assert!(e.reason.contains("IDLE_DROP_SURELY_UNSET_VAR"), "{e}");
 
-    let e = parse(&dir.join("c.yaml"), &format!("{MINIMAL}    password_file: missing\n")).unwrap_err();
+    let e = parse(
+        &dir.join("c.yaml"),
+        &format!("{MINIMAL}    password_file: missing\n"),
+    )
+    .unwrap_err();
     assert!(e.reason.contains("cannot read"), "{e}");
 
     let c = check("targets:\n  - name: db\n    dsn: postgres://u:inline-pw@h/db\n").unwrap();
@@ -135,7 +149,10 @@ fn ladder_must_increase_and_stay_small() {
     let e = err(&format!("{MINIMAL}    watch_ladder: [1m, 30s]\n"));
     assert!(e.reason.contains("increasing"));
     let many: Vec<String> = (1..=20).map(|i| format!("{i}s")).collect();
-    let e = err(&format!("{MINIMAL}    watch_ladder: [{}]\n", many.join(", ")));
+    let e = err(&format!(
+        "{MINIMAL}    watch_ladder: [{}]\n",
+        many.join(", ")
+    ));
     assert!(e.reason.contains("1 to 16"));
 }
 

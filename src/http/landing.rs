@@ -39,7 +39,9 @@ fn row(page: &mut String, s: &TargetStatus) {
         .recommendation
         .and_then(|r| r.max_idle_lifetime)
         .map_or("–".to_string(), human);
-    let socket = s.recommendation.map_or("–".to_string(), |r| human(r.socket_timeout));
+    let socket = s
+        .recommendation
+        .map_or("–".to_string(), |r| human(r.socket_timeout));
     let app = match (s.app_max_idle_lifetime, s.bracket.lower) {
         (Some(app), Some(lower)) if app >= lower => {
             format!("<span class=\"bad\">{} (unsafe)</span>", human(app))
@@ -81,7 +83,11 @@ fn events(page: &mut String, s: &TargetStatus) {
             escape(&e.kind),
             human(e.idle),
             e.detected,
-            if e.unexpected { "<span class=\"bad\">yes</span>" } else { "no" },
+            if e.unexpected {
+                "<span class=\"bad\">yes</span>"
+            } else {
+                "no"
+            },
         );
     }
     page.push_str("</tbody></table>\n");

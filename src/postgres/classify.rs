@@ -48,7 +48,9 @@ impl DeathCause {
 impl fmt::Display for DeathCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DeathCause::ServerTerminated { sqlstate } => write!(f, "server_terminated ({sqlstate})"),
+            DeathCause::ServerTerminated { sqlstate } => {
+                write!(f, "server_terminated ({sqlstate})")
+            }
             other => f.write_str(other.kind()),
         }
     }
@@ -171,7 +173,10 @@ fn io_kind(error: &tokio_postgres::Error) -> Option<io::ErrorKind> {
 /// Keeps the `sqlstate` label bounded: codes of the classes that end sessions pass through,
 /// anything else becomes `other`.
 pub fn bounded_sqlstate(code: &str) -> String {
-    let well_formed = code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+    let well_formed = code.len() == 5
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
     let session_class = ["08", "25", "28", "53", "57", "58", "XX"]
         .iter()
         .any(|class| code.starts_with(class));
@@ -198,10 +203,16 @@ mod tests {
     fn labels_are_the_documented_ones() {
         assert_eq!(DeathCause::Timeout.kind(), "timeout");
         assert_eq!(
-            DeathCause::ServerTerminated { sqlstate: "57P05".into() }.sqlstate(),
+            DeathCause::ServerTerminated {
+                sqlstate: "57P05".into()
+            }
+            .sqlstate(),
             "57P05"
         );
         assert_eq!(DeathCause::Reset.sqlstate(), "");
-        assert_eq!(ConnectErrorKind::TooManyConnections.label(), "too_many_connections");
+        assert_eq!(
+            ConnectErrorKind::TooManyConnections.label(),
+            "too_many_connections"
+        );
     }
 }

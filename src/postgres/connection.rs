@@ -285,7 +285,10 @@ impl ProbeConnection {
         let ProbeConnection { client, task, .. } = self;
         drop(client);
         let abort = task.abort_handle();
-        if tokio::time::timeout(Duration::from_millis(500), task).await.is_err() {
+        if tokio::time::timeout(Duration::from_millis(500), task)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
     }

@@ -168,7 +168,10 @@ fn strip_keyword_params(dsn: &str) -> Result<Stripped, DsnError> {
         match key.as_str() {
             "sslmode" => sslmode = Some(value),
             "sslrootcert" => sslrootcert = Some(value),
-            _ => kept.push(format!("{key}='{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))),
+            _ => kept.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            )),
         }
     }
     Ok((kept.join(" "), sslmode, sslrootcert))
@@ -265,7 +268,10 @@ mod tests {
         assert_eq!(parsed.sslrootcert.as_deref(), Some("/etc/ca.pem"));
         assert_eq!(parsed.config.get_ports(), &[6432]);
         assert_eq!(parsed.config.get_application_name(), Some("x"));
-        assert_eq!(redacted(&parsed.config), "postgres://probe@db.internal:6432/app");
+        assert_eq!(
+            redacted(&parsed.config),
+            "postgres://probe@db.internal:6432/app"
+        );
     }
 
     #[test]
@@ -274,7 +280,10 @@ mod tests {
             parse("host=10.0.0.1 port = 5433 user=probe dbname='my db' sslmode=verify-ca").unwrap();
         assert_eq!(parsed.sslmode, Some(SslMode::VerifyCa));
         assert_eq!(parsed.config.get_dbname(), Some("my db"));
-        assert_eq!(redacted(&parsed.config), "postgres://probe@10.0.0.1:5433/my db");
+        assert_eq!(
+            redacted(&parsed.config),
+            "postgres://probe@10.0.0.1:5433/my db"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::CaBundle;
@@ -50,7 +52,8 @@ pub fn connector(
             let ca = ca.ok_or_else(|| TlsSetupError(format!("sslmode {mode} needs ca_file")))?;
             let mut roots = RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut ca.pem.as_slice()) {
-                let cert = cert.map_err(|e| TlsSetupError(format!("{}: {e}", ca.path.display())))?;
+                let cert =
+                    cert.map_err(|e| TlsSetupError(format!("{}: {e}", ca.path.display())))?;
                 roots
                     .add(cert)
                     .map_err(|e| TlsSetupError(format!("{}: {e}", ca.path.display())))?;

@@ -172,7 +172,8 @@ impl Control {
     /// kill it (the range minimum until a lower bound is known).
     fn ping_interval(&self) -> Duration {
         let known = self.lower_bound.borrow().unwrap_or(self.target.idle_min);
-        (known.max(self.target.idle_min) / 2).clamp(Duration::from_millis(250), Duration::from_secs(30))
+        (known.max(self.target.idle_min) / 2)
+            .clamp(Duration::from_millis(250), Duration::from_secs(30))
     }
 
     async fn on_connected(&mut self, conn: &ProbeConnection) {
@@ -255,7 +256,11 @@ impl Control {
     }
 
     async fn ping(&self, conn: &ProbeConnection) -> bool {
-        conn.ended().is_none() && conn.simple_query("SELECT 1", self.query_timeout()).await.is_ok()
+        conn.ended().is_none()
+            && conn
+                .simple_query("SELECT 1", self.query_timeout())
+                .await
+                .is_ok()
     }
 
     async fn check_ghost(&self, conn: &ProbeConnection, backend: &BackendIdentity) -> GhostVerdict {
@@ -266,7 +271,10 @@ impl Control {
         let client = conn.client();
         let listed = tokio::time::timeout(
             self.query_timeout(),
-            client.query_one(&format!("SELECT count(*) {filter}"), &[&backend.pid, &backend.backend_start, &APPLICATION_NAME]),
+            client.query_one(
+                &format!("SELECT count(*) {filter}"),
+                &[&backend.pid, &backend.backend_start, &APPLICATION_NAME],
+            ),
         )
         .await;
         let count: i64 = match listed {
@@ -281,7 +289,10 @@ impl Control {
         }
         let reaped = tokio::time::timeout(
             self.query_timeout(),
-            client.query(&format!("SELECT pg_terminate_backend(pid) {filter}"), &[&backend.pid, &backend.backend_start, &APPLICATION_NAME]),
+            client.query(
+                &format!("SELECT pg_terminate_backend(pid) {filter}"),
+                &[&backend.pid, &backend.backend_start, &APPLICATION_NAME],
+            ),
         )
         .await;
         match reaped {

@@ -39,11 +39,16 @@ const GHOST_RECHECK: Duration = Duration::from_secs(30);
 const RECENT_PROBES: usize = 200;
 
 enum Phase {
-    Discovering { discovery: Discovery, started: Instant },
+    Discovering {
+        discovery: Discovery,
+        started: Instant,
+    },
     Watching(Watch),
     /// Closing every slot before the next phase starts (after convergence, a detected change,
     /// or an outage); the next phase starts once all slots are empty and the server answers.
-    Draining { next: Next },
+    Draining {
+        next: Next,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -294,7 +299,9 @@ impl Engine {
     }
 
     fn probe(&mut self, slot: usize) {
-        let SlotState::Idle(mut conn) = std::mem::replace(&mut self.slots[slot].state, SlotState::InUse) else {
+        let SlotState::Idle(mut conn) =
+            std::mem::replace(&mut self.slots[slot].state, SlotState::InUse)
+        else {
             return;
         };
         let generation = self.slots[slot].generation;
@@ -305,7 +312,8 @@ impl Engine {
         self.tasks.spawn(async move {
             let idle = conn.last_active.elapsed();
             let outcome = conn.probe(&query, query_timeout).await;
-            let server_reachable = matches!(outcome, ProbeOutcome::Alive) || control.healthy().await;
+            let server_reachable =
+                matches!(outcome, ProbeOutcome::Alive) || control.healthy().await;
             let _ = events.send(Event::Used {
                 slot,
                 generation,
@@ -395,7 +403,9 @@ impl Engine {
                         self.metrics.connect_error(e.kind.label());
                         tracing::debug!(target_name = %self.target.name, error = %e, "probe connection failed");
                         let message = e.to_string();
-                        status::update(&self.board, &self.target.name, |s| s.last_error = Some(message));
+                        status::update(&self.board, &self.target.name, |s| {
+                            s.last_error = Some(message)
+                        });
                         self.slots[slot].state = SlotState::Empty;
                         self.scheduler_opened(slot, now, false);
                     }
@@ -406,7 +416,8 @@ impl Engine {
                 if s.generation != generation {
                     return;
                 }
-                let SlotState::Idle(conn) = std::mem::replace(&mut s.state, SlotState::InUse) else {
+                let SlotState::Idle(conn) = std::mem::replace(&mut s.state, SlotState::InUse)
+                else {
                     return;
                 };
                 let Some(end) = conn.ended() else {
@@ -506,7 +517,9 @@ impl Engine {
                 if self.is_active() {
                     self.slots[slot].state = SlotState::Idle(Box::new(conn));
                     match &mut self.phase {
-                        Phase::Discovering { discovery, .. } => discovery.on_probe(slot, idle, true, now),
+                        Phase::Discovering { discovery, .. } => {
+                            discovery.on_probe(slot, idle, true, now)
+                        }
                         Phase::Watching(watch) => watch.on_probe(slot, idle, true, now),
                         Phase::Draining { .. } => {}
                     }
@@ -517,12 +530,22 @@ impl Engine {
             ProbeOutcome::ClosedWhileIdle { end } => {
                 let idle_at_death = end.at.saturating_duration_since(conn.last_active);
                 let cause = end.cause.clone().unwrap_or(DeathCause::Error);
-                self.record_death(role, &cause, idle_at_death, "while_idle", end.detail.as_deref());
+                self.record_death(
+                    role,
+                    &cause,
+                    idle_at_death,
+                    "while_idle",
+                    end.detail.as_deref(),
+                );
                 if server_reachable {
                     self.record_probe(idle_at_death, false);
                     match &mut self.phase {
-                        Phase::Discovering { discovery, .. } => discovery.on_closed_while_idle(slot, idle_at_death, now),
-                        Phase::Watching(watch) => watch.on_closed_while_idle(slot, idle_at_death, now),
+                        Phase::Discovering { discovery, .. } => {
+                            discovery.on_closed_while_idle(slot, idle_at_death, now)
+                        }
+                        Phase::Watching(watch) => {
+                            watch.on_closed_while_idle(slot, idle_at_death, now)
+                        }
                         Phase::Draining { .. } => {}
                     }
                 }
@@ -538,7 +561,9 @@ impl Engine {
                 if server_reachable {
                     self.record_probe(idle, false);
                     match &mut self.phase {
-                        Phase::Discovering { discovery, .. } => discovery.on_probe(slot, idle, false, now),
+                        Phase::Discovering { discovery, .. } => {
+                            discovery.on_probe(slot, idle, false, now)
+                        }
                         Phase::Watching(watch) => watch.on_probe(slot, idle, false, now),
                         Phase::Draining { .. } => {}
                     }
@@ -570,13 +595,24 @@ impl Engine {
         detected: &'static str,
         detail: Option<&str>,
     ) {
-        let below_lower = self.bracket.lower.is_some_and(|lower| idle <= lower);
+        // Idle times carry scheduling jitter; a death inside the precision band below the lower
+        // bound is measurement noise, not a connection that should have lived.
+        let tolerance = 1.0 - self.target.precision;
+        let below_lower = self
+            .bracket
+            .lower
+            .is_some_and(|lower| idle < lower.mul_f64(tolerance));
         let unexpected = match role {
             Role::Guard | Role::SentinelLow => true,
             Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
         };
-        self.metrics
-            .closed(role.label(), cause.kind(), cause.sqlstate(), detected, unexpected);
+        self.metrics.closed(
+            role.label(),
+            cause.kind(),
+            cause.sqlstate(),
+            detected,
+            unexpected,
+        );
         let record = EventRecord {
             at: SystemTime::now(),
             role: role.label(),
@@ -646,7 +682,9 @@ impl Engine {
             Phase::Watching(watch) => {
                 if let Some(rescued) = watch.take_keepalive_result() {
                     self.metrics.set_keepalive_rescue(rescued);
-                    status::update(&self.board, &self.target.name, |s| s.keepalive_rescue = Some(rescued));
+                    status::update(&self.board, &self.target.name, |s| {
+                        s.keepalive_rescue = Some(rescued)
+                    });
                 }
                 if let Some(change) = watch.take_change() {
                     self.metrics.threshold_changed(change.direction.label());
@@ -686,7 +724,10 @@ impl Engine {
         let Phase::Draining { next } = self.phase else {
             return;
         };
-        let drained = self.slots.iter().all(|s| matches!(s.state, SlotState::Empty));
+        let drained = self
+            .slots
+            .iter()
+            .all(|s| matches!(s.state, SlotState::Empty));
         if !drained || !self.control.is_up() {
             return;
         }
@@ -701,7 +742,13 @@ impl Engine {
                     precision: t.precision,
                 };
                 Phase::Discovering {
-                    discovery: Discovery::new(space, self.slots.len(), PolicyKind::Adaptive, seed, now),
+                    discovery: Discovery::new(
+                        space,
+                        self.slots.len(),
+                        PolicyKind::Adaptive,
+                        seed,
+                        now,
+                    ),
                     started: Instant::now(),
                 }
             }
@@ -733,10 +780,18 @@ impl Engine {
         self.metrics.set_bracket(bracket.lower, bracket.upper);
         self.control.set_lower_bound(bracket.lower);
         let t = &self.target;
-        let recommendation = recommend::recommend(&bracket, t.recommendation_margin, t.recommended_socket_timeout);
-        self.metrics
-            .set_recommendation(recommendation.max_idle_lifetime, recommendation.socket_timeout);
-        if self.recommendation.map(|r| r.max_idle_lifetime) != Some(recommendation.max_idle_lifetime) {
+        let recommendation = recommend::recommend(
+            &bracket,
+            t.recommendation_margin,
+            t.recommended_socket_timeout,
+        );
+        self.metrics.set_recommendation(
+            recommendation.max_idle_lifetime,
+            recommendation.socket_timeout,
+        );
+        if self.recommendation.map(|r| r.max_idle_lifetime)
+            != Some(recommendation.max_idle_lifetime)
+        {
             if let Some(lifetime) = recommendation.max_idle_lifetime {
                 tracing::info!(
                     target_name = %t.name,

@@ -305,7 +305,10 @@ mod tests {
     fn a_dying_low_sentinel_means_the_threshold_went_down() {
         let mut w = Watch::new(bracket(), 0.05, None, false, 7);
         w.on_probe(0, secs(95), false, secs(95));
-        assert!(w.poll(secs(200)).is_empty(), "no new work once the bracket is void");
+        assert!(
+            w.poll(secs(200)).is_empty(),
+            "no new work once the bracket is void"
+        );
         let change = w.take_change().unwrap();
         assert_eq!(change.direction, Direction::Down);
         assert_eq!(change.seed.upper, Some(secs(95)));

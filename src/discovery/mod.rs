@@ -1,0 +1,287 @@
+//! Discovery: narrowing down after how long idle connections are dropped, as pure logic.
+//!
+//! The engine (`target::engine`) owns real connections; this module only decides, from the
+//! bracket found so far and the idle age of each connection slot, which slot to open, which
+//! connection to use now, and which to discard. No I/O and no clock: time is a `Duration`
+//! since the engine started, so the same code runs under the simulator ([`sim`]) that measures
+//! how fast each [`PolicyKind`] converges.
+//!
+//! Terms: a connection idle for `d` survives its next use iff `d < T`; a use resets its idle
+//! clock. The **bracket** is (longest idle that survived, shortest idle that killed].
+
+mod policy;
+pub mod sim;
+
+use std::time::Duration;
+
+/// Where to look for the threshold and when to stop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SearchSpace {
+    pub min: Duration,
+    pub max: Duration,
+    /// Stop when `(upper - lower) <= precision * (upper + lower)`: ±precision around the midpoint.
+    pub precision: f64,
+}
+
+impl SearchSpace {
+    /// The largest `upper / lower` ratio that meets the precision.
+    pub fn target_ratio(&self) -> f64 {
+        (1.0 + self.precision) / (1.0 - self.precision)
+    }
+}
+
+/// What has been observed: `lower` is the longest idle a connection survived, `upper` the
+/// shortest idle that killed one. `None`: not observed yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Bracket {
+    pub lower: Option<Duration>,
+    pub upper: Option<Duration>,
+}
+
+/// Where a discovery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Searching,
+    /// The bracket meets the precision.
+    Converged,
+    /// A connection survived the range's max: nothing drops within the range.
+    NoDropUpToMax,
+    /// A connection died at or below the range's min.
+    BelowRange,
+}
+
+impl Bracket {
+    pub fn record_survival(&mut self, idle: Duration) {
+        self.lower = Some(self.lower.map_or(idle, |l| l.max(idle)));
+    }
+
+    pub fn record_death(&mut self, idle: Duration) {
+        self.upper = Some(self.upper.map_or(idle, |u| u.min(idle)));
+    }
+
+    /// False when a survival is at or above a death: the threshold moved (or noise).
+    pub fn is_consistent(&self) -> bool {
+        match (self.lower, self.upper) {
+            (Some(l), Some(u)) => l < u,
+            _ => true,
+        }
+    }
+
+    /// `upper / lower`, when both are known.
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.lower, self.upper) {
+            (Some(l), Some(u)) if !l.is_zero() => Some(u.as_secs_f64() / l.as_secs_f64()),
+            _ => None,
+        }
+    }
+
+    /// The geometric midpoint, when both bounds are known.
+    pub fn midpoint(&self) -> Option<Duration> {
+        match (self.lower, self.upper) {
+            (Some(l), Some(u)) => Some(Duration::from_secs_f64(
+                (l.as_secs_f64() * u.as_secs_f64()).sqrt(),
+            )),
+            _ => None,
+        }
+    }
+
+    pub fn verdict(&self, space: &SearchSpace) -> Verdict {
+        if self.lower.is_some_and(|l| l >= space.max) {
+            return Verdict::NoDropUpToMax;
+        }
+        if self.upper.is_some_and(|u| u <= space.min) {
+            return Verdict::BelowRange;
+        }
+        match (self.lower, self.upper) {
+            (Some(l), Some(u)) if l < u => {
+                let (l, u) = (l.as_secs_f64(), u.as_secs_f64());
+                if u - l <= space.precision * (u + l) + 1e-12 {
+                    Verdict::Converged
+                } else {
+                    Verdict::Searching
+                }
+            }
+            _ => Verdict::Searching,
+        }
+    }
+}
+
+/// Which policy picks the idle times to test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// Escalate geometrically with the oldest connection, then split the bracket with the
+    /// connections whose ages already lie inside it (see `policy.rs`).
+    Adaptive,
+    /// Baseline: fixed idle values (the 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h ladder, scaled to the
+    /// range max), one connection each, repeated. Cannot narrow below its rung spacing.
+    FixedLadder,
+    /// Baseline: one connection, sequential bisection at the bracket's geometric midpoint.
+    Bisection,
+}
+
+/// What the engine should do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a new connection into this empty slot.
+    Open { slot: usize },
+    /// Use this idle connection now.
+    Probe { slot: usize },
+    /// Close it: known dead (idle past the upper bound) or no longer needed.
+    Discard { slot: usize },
+}
+
+/// A slot as the policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Empty,
+    /// Opening, probing or releasing: waiting for the engine.
+    Busy,
+    Idle {
+        since: Duration,
+    },
+}
+
+/// One discovery run over a fixed number of connection slots.
+#[derive(Debug)]
+pub struct Discovery {
+    space: SearchSpace,
+    policy: PolicyKind,
+    slots: Vec<Slot>,
+    bracket: Bracket,
+    /// Idle values currently being tested (probe sent, no answer yet), per slot.
+    testing: Vec<Option<Duration>>,
+    /// The time of the last `poll`: the policies' notion of "now" for `next_deadline`.
+    now: Duration,
+}
+
+impl Discovery {
+    /// `seed`: what is already known (after a detected change, the contradicting observation).
+    pub fn new(
+        space: SearchSpace,
+        slots: usize,
+        policy: PolicyKind,
+        seed: Bracket,
+        _now: Duration,
+    ) -> Self {
+        Discovery {
+            space,
+            policy,
+            slots: vec![Slot::Empty; slots.max(1)],
+            bracket: if seed.is_consistent() {
+                seed
+            } else {
+                Bracket::default()
+            },
+            testing: vec![None; slots.max(1)],
+            now: Duration::ZERO,
+        }
+    }
+
+    pub fn bracket(&self) -> Bracket {
+        self.bracket
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        self.bracket.verdict(&self.space)
+    }
+
+    pub fn policy(&self) -> PolicyKind {
+        self.policy
+    }
+
+    /// Actions due at `now`; each marks its slot busy until the matching `on_*` call.
+    pub fn poll(&mut self, now: Duration) -> Vec<Action> {
+        self.now = now;
+        let actions = if self.verdict() == Verdict::Searching {
+            policy::decide(self, now)
+        } else {
+            self.idle_slots()
+                .map(|(slot, _)| Action::Discard { slot })
+                .collect()
+        };
+        for action in &actions {
+            let slot = match *action {
+                Action::Open { slot } | Action::Discard { slot } => slot,
+                Action::Probe { slot } => {
+                    if let Slot::Idle { since } = self.slots[slot] {
+                        self.testing[slot] = Some(now.saturating_sub(since));
+                    }
+                    slot
+                }
+            };
+            self.slots[slot] = Slot::Busy;
+        }
+        actions
+    }
+
+    /// When `poll` next has something to do.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        if self.verdict() != Verdict::Searching {
+            return self.idle_slots().next().map(|_| Duration::ZERO);
+        }
+        policy::deadline(self)
+    }
+
+    pub fn on_opened(&mut self, slot: usize, now: Duration) {
+        self.slots[slot] = Slot::Idle { since: now };
+    }
+
+    pub fn on_open_failed(&mut self, slot: usize, _now: Duration) {
+        self.slots[slot] = Slot::Empty;
+    }
+
+    pub fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+        self.testing[slot] = None;
+        if survived {
+            self.slots[slot] = Slot::Idle { since: now };
+            self.observe_survival(idle);
+        } else {
+            self.slots[slot] = Slot::Busy;
+            self.observe_death(idle);
+        }
+    }
+
+    pub fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
+        self.testing[slot] = None;
+        self.slots[slot] = Slot::Busy;
+        self.observe_death(idle);
+    }
+
+    pub fn on_released(&mut self, slot: usize, _now: Duration) {
+        self.slots[slot] = Slot::Empty;
+    }
+
+    /// A survival at or above a known death means the threshold moved up (or a fluke): start
+    /// again from this observation alone, the newest evidence.
+    fn observe_survival(&mut self, idle: Duration) {
+        if self.bracket.upper.is_some_and(|u| idle >= u) {
+            self.bracket = Bracket {
+                lower: Some(idle),
+                upper: None,
+            };
+        } else {
+            self.bracket.record_survival(idle);
+        }
+    }
+
+    fn observe_death(&mut self, idle: Duration) {
+        if self.bracket.lower.is_some_and(|l| idle <= l) {
+            self.bracket = Bracket {
+                lower: None,
+                upper: Some(idle),
+            };
+        } else {
+            self.bracket.record_death(idle);
+        }
+    }
+
+    pub(crate) fn idle_slots(&self) -> impl Iterator<Item = (usize, Duration)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| match s {
+            Slot::Idle { since } => Some((i, *since)),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

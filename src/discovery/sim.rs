@@ -1,0 +1,223 @@
+//! A simulated world for the discovery policies: a middlebox with a known threshold T, ideal
+//! timers, and configurable latencies. It drives a [`Discovery`] exactly as the engine does
+//! (poll at deadlines, results delivered after their latency), so the wall-time figures in
+//! `docs/benchmarks.md` come from the same decision code that runs in production.
+
+use std::time::Duration;
+
+use super::{Action, Bracket, Discovery, PolicyKind, SearchSpace, Verdict};
+
+/// Latencies of the simulated world.
+#[derive(Clone, Copy, Debug)]
+pub struct SimOptions {
+    pub connect_latency: Duration,
+    pub probe_rtt: Duration,
+    /// How long a probe on a dead connection takes to report: a silent drop waits for the TCP
+    /// user timeout, a reset is seen at once.
+    pub failure_detection: Duration,
+    /// Closing a dead connection and checking the server for its ghost.
+    pub release_delay: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            connect_latency: Duration::from_millis(5),
+            probe_rtt: Duration::from_millis(1),
+            failure_detection: Duration::ZERO,
+            release_delay: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// How one simulated discovery went.
+#[derive(Clone, Copy, Debug)]
+pub struct SimOutcome {
+    pub converged_at: Option<Duration>,
+    pub bracket: Bracket,
+    pub verdict: Verdict,
+    pub probes: usize,
+    pub opens: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    Opened {
+        slot: usize,
+    },
+    Probed {
+        slot: usize,
+        idle: Duration,
+        survived: bool,
+    },
+    Released {
+        slot: usize,
+    },
+}
+
+/// Runs one discovery against threshold `threshold` until it converges or `time_limit`.
+pub fn simulate(
+    space: SearchSpace,
+    slots: usize,
+    policy: PolicyKind,
+    threshold: Duration,
+    opts: &SimOptions,
+    time_limit: Duration,
+) -> SimOutcome {
+    let mut discovery = Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO);
+    let mut since = vec![Duration::ZERO; slots.max(1)];
+    let mut pending: Vec<(Duration, Pending)> = Vec::new();
+    let mut now = Duration::ZERO;
+    let (mut probes, mut opens) = (0, 0);
+    loop {
+        if discovery.verdict() != Verdict::Searching {
+            return SimOutcome {
+                converged_at: Some(now),
+                bracket: discovery.bracket(),
+                verdict: discovery.verdict(),
+                probes,
+                opens,
+            };
+        }
+        for action in discovery.poll(now) {
+            match action {
+                Action::Open { slot } => {
+                    opens += 1;
+                    pending.push((now + opts.connect_latency, Pending::Opened { slot }));
+                }
+                Action::Probe { slot } => {
+                    probes += 1;
+                    let idle = now - since[slot];
+                    let survived = idle < threshold;
+                    let latency = if survived {
+                        opts.probe_rtt
+                    } else {
+                        opts.failure_detection.max(opts.probe_rtt)
+                    };
+                    pending.push((
+                        now + latency,
+                        Pending::Probed {
+                            slot,
+                            idle,
+                            survived,
+                        },
+                    ));
+                }
+                Action::Discard { slot } => {
+                    pending.push((now + opts.release_delay, Pending::Released { slot }));
+                }
+            }
+        }
+        let next_event = pending.iter().map(|(at, _)| *at).min();
+        let next = match (next_event, discovery.next_deadline()) {
+            (Some(a), Some(b)) => a.min(b.max(now)),
+            (Some(a), None) => a,
+            (None, Some(b)) => b.max(now),
+            (None, None) => break,
+        };
+        if next > time_limit {
+            break;
+        }
+        now = next;
+        // Deliver every result due now, in time order.
+        pending.sort_by_key(|(at, _)| *at);
+        while let Some(&(at, event)) = pending.first() {
+            if at > now {
+                break;
+            }
+            pending.remove(0);
+            match event {
+                Pending::Opened { slot } => {
+                    since[slot] = at;
+                    discovery.on_opened(slot, at);
+                }
+                Pending::Probed {
+                    slot,
+                    idle,
+                    survived,
+                } => {
+                    if survived {
+                        since[slot] = at;
+                    } else {
+                        pending.push((at + opts.release_delay, Pending::Released { slot }));
+                    }
+                    discovery.on_probe(slot, idle, survived, at);
+                }
+                Pending::Released { slot } => discovery.on_released(slot, at),
+            }
+        }
+    }
+    SimOutcome {
+        converged_at: None,
+        bracket: discovery.bracket(),
+        verdict: discovery.verdict(),
+        probes,
+        opens,
+    }
+}
+
+/// Distribution of `converged_at / T` over many thresholds.
+#[derive(Clone, Copy, Debug)]
+pub struct RatioStats {
+    pub median: f64,
+    pub p90: f64,
+    pub max: f64,
+    /// Runs that did not converge within 20×T (their ratio counts as +∞).
+    pub unconverged: usize,
+    pub samples: usize,
+}
+
+/// Runs `samples` discoveries with T log-uniform in the search range (deterministic for a seed).
+pub fn ratio_stats(
+    space: SearchSpace,
+    slots: usize,
+    policy: PolicyKind,
+    opts: &SimOptions,
+    samples: usize,
+    seed: u64,
+) -> RatioStats {
+    let mut rng = SplitMix(seed);
+    let (lo, hi) = (space.min.as_secs_f64().ln(), space.max.as_secs_f64().ln());
+    let mut ratios: Vec<f64> = (0..samples)
+        .map(|_| {
+            // Keep T strictly inside the range so every run can converge.
+            let t = (lo + (hi - lo) * (0.02 + 0.96 * rng.unit())).exp();
+            let threshold = Duration::from_secs_f64(t);
+            let outcome = simulate(
+                space,
+                slots,
+                policy,
+                threshold,
+                opts,
+                Duration::from_secs_f64(t * 20.0 + 60.0),
+            );
+            match outcome.converged_at {
+                Some(at) if outcome.verdict == Verdict::Converged => at.as_secs_f64() / t,
+                _ => f64::INFINITY,
+            }
+        })
+        .collect();
+    ratios.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let at = |q: f64| ratios[((ratios.len() as f64 * q) as usize).min(ratios.len() - 1)];
+    RatioStats {
+        median: at(0.5),
+        p90: at(0.9),
+        max: *ratios.last().unwrap_or(&f64::NAN),
+        unconverged: ratios.iter().filter(|r| r.is_infinite()).count(),
+        samples,
+    }
+}
+
+/// A tiny deterministic PRNG (SplitMix64): sampling needs repeatability, not quality.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
