@@ -17,7 +17,11 @@ fn check_config_accepts_the_shipped_example() {
         .current_dir(common::repo())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("OK (1 targets)"), "{stdout}");
     assert!(!stdout.contains("not-printed"));
@@ -28,10 +32,17 @@ fn bad_config_exits_78_with_file_line_and_field() {
     let config = common::TempConfig::new(
         "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1/db\n    max_connections: 500\n",
     );
-    let out = exporter().arg("--config").arg(&config.path).output().unwrap();
+    let out = exporter()
+        .arg("--config")
+        .arg(&config.path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let expected = format!("invalid configuration: {}:4: targets[0].max_connections:", config.path.display());
+    let expected = format!(
+        "invalid configuration: {}:4: targets[0].max_connections:",
+        config.path.display()
+    );
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
 }
@@ -41,7 +52,11 @@ fn errors_never_print_a_password() {
     let config = common::TempConfig::new(
         "targets:\n  - name: db\n    dsn: postgres://probe:hunter2-secret@127.0.0.1/db?sslmode=bogus\n",
     );
-    let out = exporter().arg("--config").arg(&config.path).output().unwrap();
+    let out = exporter()
+        .arg("--config")
+        .arg(&config.path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sslmode"), "{stderr}");
@@ -50,7 +65,10 @@ fn errors_never_print_a_password() {
 
 #[test]
 fn missing_file_and_unknown_flags() {
-    let out = exporter().args(["--config", "/nonexistent/idle.yaml"]).output().unwrap();
+    let out = exporter()
+        .args(["--config", "/nonexistent/idle.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/idle.yaml"));
     let out = exporter().arg("--no-such-flag").output().unwrap();

@@ -33,40 +33,81 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
     let target = [("target", "lab")];
 
     let m = exporter
-        .wait_for(Duration::from_secs(t * 8 + 60), "the first discovery", |m| {
-            m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0)
-        })
+        .wait_for(
+            Duration::from_secs(t * 8 + 60),
+            "the first discovery",
+            |m| m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0),
+        )
         .await;
-    let lower = m.get("idle_drop_threshold_lower_bound_seconds", &target).unwrap();
-    let upper = m.get("idle_drop_threshold_upper_bound_seconds", &target).unwrap();
-    let took = m.get("idle_drop_discovery_duration_seconds", &target).unwrap();
+    let lower = m
+        .get("idle_drop_threshold_lower_bound_seconds", &target)
+        .unwrap();
+    let upper = m
+        .get("idle_drop_threshold_upper_bound_seconds", &target)
+        .unwrap();
+    let took = m
+        .get("idle_drop_discovery_duration_seconds", &target)
+        .unwrap();
     let t = t as f64;
     eprintln!(
         "{mode} T={t}s: bracket [{lower:.3}, {upper:.3}] in {took:.1}s = {:.2}×T",
         took / t
     );
-    assert!(lower < t + CLOCK_SLACK && upper >= t - CLOCK_SLACK, "[{lower}, {upper}] must contain {t}");
+    assert!(
+        lower < t + CLOCK_SLACK && upper >= t - CLOCK_SLACK,
+        "[{lower}, {upper}] must contain {t}"
+    );
     assert!(
         upper - lower <= 0.05 * (upper + lower) + 1e-6,
         "[{lower}, {upper}] is wider than ±5%"
     );
-    assert_eq!(m.get("idle_drop_discovery_state", &[("target", "lab"), ("state", "watching")]), Some(1.0));
-    let recommended = m.get("idle_drop_recommended_max_idle_lifetime_seconds", &target).unwrap();
-    assert!(recommended < lower && recommended >= lower * 0.79, "recommended {recommended} vs lower {lower}");
+    assert_eq!(
+        m.get(
+            "idle_drop_discovery_state",
+            &[("target", "lab"), ("state", "watching")]
+        ),
+        Some(1.0)
+    );
+    let recommended = m
+        .get("idle_drop_recommended_max_idle_lifetime_seconds", &target)
+        .unwrap();
+    assert!(
+        recommended < lower && recommended >= lower * 0.79,
+        "recommended {recommended} vs lower {lower}"
+    );
 
     // How connections died is what the mode says, and nothing else.
     let kinds = m.label_values("idle_drop_closed_connections_total", "kind");
-    assert_eq!(kinds, vec![expect.kind.to_string()], "closed-connection kinds");
+    assert_eq!(
+        kinds,
+        vec![expect.kind.to_string()],
+        "closed-connection kinds"
+    );
     let closed = m.sum(
         "idle_drop_closed_connections_total",
-        &[("target", "lab"), ("kind", expect.kind), ("sqlstate", expect.sqlstate), ("detected", expect.detected)],
+        &[
+            ("target", "lab"),
+            ("kind", expect.kind),
+            ("sqlstate", expect.sqlstate),
+            ("detected", expect.detected),
+        ],
     );
-    assert!(closed >= 1.0, "expected {} deaths detected {}:\n{}", expect.kind, expect.detected, m.text);
+    assert!(
+        closed >= 1.0,
+        "expected {} deaths detected {}:\n{}",
+        expect.kind,
+        expect.detected,
+        m.text
+    );
     assert_eq!(
         m.sum("idle_drop_unexpected_closed_connections_total", &target),
         0.0,
         "no page during a clean discovery:\n{}",
-        m.text.lines().filter(|l| l.contains("closed_connections_total{") || l.contains("probe_uses_total{")).collect::<Vec<_>>().join("\n")
+        m.text
+            .lines()
+            .filter(|l| l.contains("closed_connections_total{") || l.contains("probe_uses_total{"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // Only ladder rungs ever become label values.
@@ -89,8 +130,14 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
     exporter.shutdown().await;
     let max_sessions = sessions.finish();
     eprintln!("{mode} T={t}s: at most {max_sessions} exporter sessions on the server");
-    assert!(max_sessions <= BUDGET, "the server saw {max_sessions} sessions, budget {BUDGET}");
-    assert!(max_sessions >= 2, "the session watcher saw nothing: is it working?");
+    assert!(
+        max_sessions <= BUDGET,
+        "the server saw {max_sessions} sessions, budget {BUDGET}"
+    );
+    assert!(
+        max_sessions >= 2,
+        "the session watcher saw nothing: is it working?"
+    );
     // Shutdown leaves nothing behind, not even the ghosts of silently dropped probes.
     let mut left = lab.exporter_sessions();
     for _ in 0..20 {
@@ -104,15 +151,30 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
 }
 
 fn silent() -> Expect {
-    Expect { kind: "timeout", sqlstate: "", detected: "on_use", ghosts: true }
+    Expect {
+        kind: "timeout",
+        sqlstate: "",
+        detected: "on_use",
+        ghosts: true,
+    }
 }
 
 fn reset() -> Expect {
-    Expect { kind: "reset", sqlstate: "", detected: "on_use", ghosts: true }
+    Expect {
+        kind: "reset",
+        sqlstate: "",
+        detected: "on_use",
+        ghosts: true,
+    }
 }
 
 fn server() -> Expect {
-    Expect { kind: "server_terminated", sqlstate: "57P05", detected: "while_idle", ghosts: false }
+    Expect {
+        kind: "server_terminated",
+        sqlstate: "57P05",
+        detected: "while_idle",
+        ghosts: false,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

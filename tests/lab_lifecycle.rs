@@ -23,20 +23,37 @@ async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
         .await;
 
     // A broken file: refused with file, line and field; the old config keeps running.
-    config.write(&format!("listen_address: 127.0.0.1:0\ntargets:\n{a}    precision: lots\n"));
+    config.write(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{a}    precision: lots\n"
+    ));
     let (status, body) = http_request(exporter.address, "POST", "/-/reload").await;
     assert_eq!(status, 500);
-    assert!(body.contains("config.yaml:") && body.contains("targets[0].precision"), "{body}");
+    assert!(
+        body.contains("config.yaml:") && body.contains("targets[0].precision"),
+        "{body}"
+    );
     let m = exporter.metrics().await;
-    assert_eq!(m.get("idle_drop_config_last_reload_successful", &[]), Some(0.0));
-    assert_eq!(m.get("idle_drop_config_reloads_total", &[("result", "failure")]), Some(1.0));
+    assert_eq!(
+        m.get("idle_drop_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get("idle_drop_config_reloads_total", &[("result", "failure")]),
+        Some(1.0)
+    );
     assert_eq!(m.get("idle_drop_target_up", &[("target", "a")]), Some(1.0));
-    let runs_before = m.get("idle_drop_discovery_runs_total", &[("target", "a")]).unwrap();
+    let runs_before = m
+        .get("idle_drop_discovery_runs_total", &[("target", "a")])
+        .unwrap();
     exporter
-        .wait_for(Duration::from_secs(40), "a still probing after the failed reload", |m| {
-            m.get("idle_drop_discovery_runs_total", &[("target", "a")]) > Some(runs_before)
-                || m.sum("idle_drop_probe_uses_total", &[("target", "a")]) > 0.0
-        })
+        .wait_for(
+            Duration::from_secs(40),
+            "a still probing after the failed reload",
+            |m| {
+                m.get("idle_drop_discovery_runs_total", &[("target", "a")]) > Some(runs_before)
+                    || m.sum("idle_drop_probe_uses_total", &[("target", "a")]) > 0.0
+            },
+        )
         .await;
 
     // A good file adds b and keeps a.
@@ -47,7 +64,13 @@ async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
             m.get("idle_drop_target_up", &[("target", "b")]) == Some(1.0)
         })
         .await;
-    assert_eq!(exporter.metrics().await.get("idle_drop_config_last_reload_successful", &[]), Some(1.0));
+    assert_eq!(
+        exporter
+            .metrics()
+            .await
+            .get("idle_drop_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
 
     // Removing a deletes its series and closes its sessions.
     config.write(&format!("listen_address: 127.0.0.1:0\ntargets:\n{b}"));
@@ -80,26 +103,54 @@ async fn guard_failures_page_and_a_moved_threshold_is_rediscovered() {
         })
         .await;
     let m = exporter.metrics().await;
-    assert_eq!(m.sum("idle_drop_unexpected_closed_connections_total", &target), 0.0);
-    assert_eq!(m.get("idle_drop_app_max_idle_lifetime_seconds", &target), Some(4.0));
+    assert_eq!(
+        m.sum("idle_drop_unexpected_closed_connections_total", &target),
+        0.0
+    );
+    assert_eq!(
+        m.get("idle_drop_app_max_idle_lifetime_seconds", &target),
+        Some(4.0)
+    );
 
     // The path now drops after 3 s: the application's 4 s pool lifetime is unsafe.
     lab.set_timeout(3);
     let m = exporter
-        .wait_for(Duration::from_secs(60), "a guard failure and a detected change", |m| {
-            m.sum("idle_drop_unexpected_closed_connections_total", &[("target", "g"), ("role", "guard")]) >= 1.0
-                && m.sum("idle_drop_threshold_changes_total", &[("target", "g"), ("direction", "down")]) >= 1.0
-        })
+        .wait_for(
+            Duration::from_secs(60),
+            "a guard failure and a detected change",
+            |m| {
+                m.sum(
+                    "idle_drop_unexpected_closed_connections_total",
+                    &[("target", "g"), ("role", "guard")],
+                ) >= 1.0
+                    && m.sum(
+                        "idle_drop_threshold_changes_total",
+                        &[("target", "g"), ("direction", "down")],
+                    ) >= 1.0
+            },
+        )
         .await;
-    assert!(m.sum("idle_drop_unexpected_closed_connections_total", &[("target", "g"), ("kind", "timeout")]) >= 1.0);
+    assert!(
+        m.sum(
+            "idle_drop_unexpected_closed_connections_total",
+            &[("target", "g"), ("kind", "timeout")]
+        ) >= 1.0
+    );
     let m = exporter
         .wait_for(Duration::from_secs(90), "the rediscovery", |m| {
             m.get("idle_drop_discovery_runs_total", &target) >= Some(2.0)
         })
         .await;
-    let lower = m.get("idle_drop_threshold_lower_bound_seconds", &target).unwrap();
-    let upper = m.get("idle_drop_threshold_upper_bound_seconds", &target).unwrap();
-    assert!(lower < 3.15 && upper >= 2.85, "new bracket [{lower}, {upper}] must contain 3");
+    let lower = m
+        .get("idle_drop_threshold_lower_bound_seconds", &target)
+        .unwrap();
+    let upper = m
+        .get("idle_drop_threshold_upper_bound_seconds", &target)
+        .unwrap();
+    assert!(
+        lower < 3.15 && upper >= 2.85,
+        "new bracket [{lower}, {upper}] must contain 3"
+    );
     exporter.shutdown().await;
 }
 
@@ -107,7 +158,9 @@ fn scrape_blocking(address: &str) -> Option<Metrics> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     Some(Metrics::parse(response.split_once("\r\n\r\n")?.1))
@@ -168,19 +221,30 @@ fn the_binary_reloads_on_sighup_and_closes_every_session_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "no exit 30s after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no exit 30s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success());
     let mut logs = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     for line in logs.lines() {
         assert!(line.starts_with('{'), "not a JSON log line: {line}");
     }
     assert!(logs.contains("SIGTERM"));
     assert!(logs.contains("bogus_field"), "the failed reload is logged");
     let password = std::fs::read_to_string(lab.password_file()).unwrap();
-    assert!(!logs.contains(password.trim()), "a password reached the logs");
+    assert!(
+        !logs.contains(password.trim()),
+        "a password reached the logs"
+    );
     assert_eq!(lab.exporter_sessions(), 0, "sessions left after SIGTERM");
 }

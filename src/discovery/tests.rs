@@ -132,7 +132,7 @@ fn edge_thresholds() {
     assert_eq!(below.verdict, Verdict::BelowRange);
     let above = simulate(sp, 7, PolicyKind::Adaptive, s(5000.0), &o, s(20000.0));
     assert_eq!(above.verdict, Verdict::NoDropUpToMax);
-    assert!(above.converged_at.unwrap() < s(3600.0 * 1.2));
+    assert!(above.converged_at.unwrap() < s(3600.0 * 1.5), "{above:?}");
     for slots in [1, 2] {
         let out = simulate(sp, slots, PolicyKind::Adaptive, s(42.0), &o, s(42.0 * 40.0));
         assert_eq!(out.verdict, Verdict::Converged, "slots={slots}");

@@ -31,7 +31,14 @@ impl Lab {
     pub fn up_with(name: &str, mode: &str, timeout: u64, extra: &[&str]) -> Lab {
         let output = Command::new("bash")
             .arg(repo().join("lab/lab.sh"))
-            .args(["up", name, "--mode", mode, "--timeout", &timeout.to_string()])
+            .args([
+                "up",
+                name,
+                "--mode",
+                mode,
+                "--timeout",
+                &timeout.to_string(),
+            ])
             .args(extra)
             .output()
             .expect("run lab/lab.sh (needs root, iproute2, nftables, PostgreSQL)");
@@ -43,7 +50,12 @@ impl Lab {
         let env = String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.trim_matches('\'').trim_matches('"').to_string(),
+                )
+            })
             .collect();
         Lab {
             name: name.to_string(),
@@ -86,9 +98,11 @@ impl Lab {
 
     /// How many sessions of the exporter the server lists right now.
     pub fn exporter_sessions(&self) -> usize {
-        self.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'")
-            .parse()
-            .expect("a count")
+        self.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'",
+        )
+        .parse()
+        .expect("a count")
     }
 
     pub fn set_timeout(&self, seconds: u64) {
@@ -179,7 +193,12 @@ impl Exporter {
     }
 
     /// Polls /metrics until `done` holds, or panics after `limit` with the last scrape.
-    pub async fn wait_for(&self, limit: Duration, what: &str, done: impl Fn(&Metrics) -> bool) -> Metrics {
+    pub async fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
         let start = Instant::now();
         loop {
             let m = self.metrics().await;
@@ -187,7 +206,10 @@ impl Exporter {
                 return m;
             }
             if start.elapsed() > limit {
-                panic!("timed out after {limit:?} waiting for {what}; last scrape:\n{}", m.text);
+                panic!(
+                    "timed out after {limit:?} waiting for {what}; last scrape:\n{}",
+                    m.text
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -208,10 +230,14 @@ pub async fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
 }
 
 pub async fn http_request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
     tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(address).expect("connect to exporter");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
@@ -239,7 +265,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn parse(text: &str) -> Metrics {
         let mut samples = Vec::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (series, value) = line.rsplit_once(' ').expect("sample line");
             let value = match value {
                 "+Inf" => f64::INFINITY,
@@ -262,7 +291,12 @@ impl Metrics {
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.samples
             .iter()
-            .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .find(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|(_, _, v)| *v)
     }
 
@@ -270,7 +304,12 @@ impl Metrics {
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
-            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|(_, _, v)| *v)
             .sum()
     }
