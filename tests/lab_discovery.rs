@@ -72,8 +72,8 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
         .get("idle_drop_recommended_max_idle_lifetime_seconds", &target)
         .unwrap();
     assert!(
-        recommended < lower && recommended >= lower * 0.79,
-        "recommended {recommended} vs lower {lower}"
+        recommended <= lower * 0.8 && recommended > lower * 0.8 - 1.0,
+        "recommended {recommended} is not lower × (1 − 20%) rounded down, lower {lower}"
     );
 
     // How connections died is what the mode says, and nothing else.
