@@ -141,8 +141,13 @@ up() {
   local d index host_ip ns_ip
   d=$(dir "$name")
   mkdir -p "$d"
+  # Labs are brought up in parallel by the tests: pick and claim an address under a lock.
+  exec 9>"$STATE_ROOT/.lock"
+  flock 9
   index=$(free_index)
   echo "$index" > "$d/index"
+  flock -u 9
+  exec 9>&-
   host_ip="198.51.100.$((index * 4 + 1))"
   ns_ip="198.51.100.$((index * 4 + 2))"
   echo "$ns_ip" > "$d/address"
