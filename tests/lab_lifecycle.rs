@@ -248,3 +248,77 @@ fn the_binary_reloads_on_sighup_and_closes_every_session_on_sigterm() {
     );
     assert_eq!(lab.exporter_sessions(), 0, "sessions left after SIGTERM");
 }
+
+/// Keepalives keep a conntrack entry alive (the box counts packets) but not a server-side idle
+/// timeout (it counts requests, like a proxy): the keepalive probe must tell them apart.
+async fn keepalive_verdict(lab_name: &str, mode: &str, t: u64) -> (f64, Exporter, Lab) {
+    let lab = Lab::up(lab_name, mode, t);
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{}",
+        lab_target(
+            "k",
+            &lab,
+            "    keepalive_probe: {enabled: true, interval: 1s}\n"
+        )
+    ));
+    let exporter = Exporter::start(&config).await;
+    let m = exporter
+        .wait_for(Duration::from_secs(120), "the keepalive verdict", |m| {
+            m.get("idle_drop_keepalive_rescue", &[("target", "k")])
+                .is_some()
+        })
+        .await;
+    (
+        m.get("idle_drop_keepalive_rescue", &[("target", "k")])
+            .unwrap(),
+        exporter,
+        lab,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_rescue_conntrack_but_not_a_server_timeout() {
+    let (rescued, exporter, lab) = keepalive_verdict("kac", "silent", 4).await;
+    assert_eq!(
+        rescued, 1.0,
+        "keepalives every 1s must keep a 4s conntrack entry alive"
+    );
+
+    // While we are here: the exposition is valid for Prometheus' own linter.
+    let (_, text) = exporter.get("/metrics").await;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed by scripts/test-all.sh");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "promtool check metrics must print nothing"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    exporter.shutdown().await;
+    drop(lab);
+
+    let (rescued, exporter, _lab) = keepalive_verdict("kas", "server", 3).await;
+    assert_eq!(
+        rescued, 0.0,
+        "keepalives cannot rescue a session the server times out"
+    );
+    exporter.shutdown().await;
+}

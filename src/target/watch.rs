@@ -207,7 +207,10 @@ impl Watch {
             return;
         };
         s.state = SlotState::Busy;
-        if s.role != Role::Keepalive {
+        if s.role == Role::Keepalive {
+            // It died before its probe was due: the keepalives did not keep it alive.
+            self.keepalive_result = Some(false);
+        } else {
             self.check(idle, false);
         }
     }
@@ -339,6 +342,9 @@ mod tests {
         assert_eq!(w.role(2), Role::Keepalive);
         w.on_probe(2, secs(157), true, secs(157));
         assert_eq!(w.take_keepalive_result(), Some(true));
+        assert_eq!(w.take_change(), None);
+        w.on_closed_while_idle(2, secs(3), secs(160));
+        assert_eq!(w.take_keepalive_result(), Some(false));
         assert_eq!(w.take_change(), None);
     }
 }
