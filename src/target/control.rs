@@ -140,6 +140,8 @@ impl Control {
     async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut last_error_kind = None;
+        // A health question asked while the connection was failing: answered by the reconnect.
+        let mut pending_ping: Option<oneshot::Sender<bool>> = None;
         while !self.shutdown.is_cancelled() {
             match self.connector.open(None, |_| {}).await {
                 Ok(conn) => {
@@ -147,10 +149,17 @@ impl Control {
                     last_error_kind = None;
                     self.metrics.connected(conn.connect_duration);
                     self.on_connected(&conn).await;
-                    self.serve(conn).await;
-                    self.set_up(false, Some("control connection lost".into()));
+                    if let Some(reply) = pending_ping.take() {
+                        let _ = reply.send(true);
+                    }
+                    // On return the connection is lost; reconnect at once before declaring the
+                    // target down: the control flow itself may just have been idle-dropped.
+                    pending_ping = self.serve(conn).await;
                 }
                 Err(e) => {
+                    if let Some(reply) = pending_ping.take() {
+                        let _ = reply.send(false);
+                    }
                     self.metrics.connect_error(e.kind.label());
                     if last_error_kind != Some(e.kind) {
                         tracing::warn!(target_name = %self.target.name, error = %e, "cannot connect to target");
@@ -213,46 +222,61 @@ impl Control {
         self.set_up(true, None);
     }
 
-    async fn serve(&mut self, conn: ProbeConnection) {
+    /// Serves requests until the connection fails (returns a health question still to answer)
+    /// or shutdown.
+    async fn serve(&mut self, conn: ProbeConnection) -> Option<oneshot::Sender<bool>> {
         let mut next_ping = Instant::now() + self.ping_interval();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     conn.close().await;
-                    return;
+                    return None;
                 }
                 request = self.inbox.recv() => {
                     let Some(request) = request else {
                         conn.close().await;
-                        return;
+                        return None;
                     };
-                    let ok = match request {
+                    match request {
                         Request::Ping(reply) => {
-                            let ok = self.ping(&conn).await;
-                            let _ = reply.send(ok);
-                            ok
+                            if !self.ping(&conn).await {
+                                self.lost(conn).await;
+                                return Some(reply);
+                            }
+                            let _ = reply.send(true);
                         }
                         Request::Ghost { backend, reply } => {
                             let verdict = self.check_ghost(&conn, &backend).await;
                             let _ = reply.send(verdict);
-                            verdict != GhostVerdict::Unknown
+                            if verdict == GhostVerdict::Unknown {
+                                self.lost(conn).await;
+                                return None;
+                            }
                         }
-                    };
-                    if !ok {
-                        conn.close().await;
-                        return;
                     }
                     next_ping = Instant::now() + self.ping_interval();
                 }
                 _ = tokio::time::sleep_until(next_ping) => {
                     if !self.ping(&conn).await {
-                        conn.close().await;
-                        return;
+                        self.lost(conn).await;
+                        return None;
                     }
                     next_ping = Instant::now() + self.ping_interval();
                 }
             }
         }
+    }
+
+    /// The control connection died although it was never idle long: count it (it pages).
+    async fn lost(&self, conn: ProbeConnection) {
+        let cause = conn
+            .ended()
+            .and_then(|end| end.cause)
+            .unwrap_or(crate::postgres::classify::DeathCause::Timeout);
+        tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
+        self.metrics
+            .closed("control", cause.kind(), cause.sqlstate(), "on_use", true);
+        conn.close().await;
     }
 
     async fn ping(&self, conn: &ProbeConnection) -> bool {

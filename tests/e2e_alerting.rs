@@ -1,0 +1,260 @@
+//! End to end with the real stack: Debian's Prometheus scrapes the exporter and loads
+//! `alerts/`, Debian's Alertmanager routes to a webhook started here. The lab then drops
+//! connections the guard probe relies on (T below `app_max_idle_lifetime`): the page must reach
+//! the webhook with the right target and kind, and resolve once T is raised again. On the way,
+//! every query of the Grafana dashboard runs against Prometheus and must return data.
+//! Everything listens on loopback or lives in the lab's namespace.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(program: &str, args: &[String], log: &std::path::Path) -> Process {
+    let log = std::fs::File::create(log).unwrap();
+    Process(
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (installed by scripts/test-all.sh): {e}")),
+    )
+}
+
+/// A webhook receiver: keeps every POSTed body.
+async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            store.lock().unwrap().push(body.to_string());
+                            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, received)
+}
+
+/// Prometheus' instant query API; returns the number of series in the result.
+async fn query(prometheus: SocketAddr, expr: &str) -> usize {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={encoded}")).await;
+    assert_eq!(status, 200, "{expr}: {body}");
+    assert!(body.contains("\"status\":\"success\""), "{expr}: {body}");
+    body.matches("\"metric\":").count()
+}
+
+fn page_for(received: &Arc<Mutex<Vec<String>>>, status: &str) -> Option<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|b| {
+            b.contains("\"alertname\":\"IdleDropClosedConnectionsSpike\"")
+                && b.contains(&format!("\"status\":\"{status}\""))
+                && b.contains("\"target\":\"lab\"")
+        })
+        .cloned()
+}
+
+async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves() {
+    let lab = Lab::up("e2e", "silent", 8);
+    let host = lab.get("LAB_HOST").to_string();
+    // A second target on a closed port of the lab host, so connect errors exist for the dashboard.
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{}  - name: down\n    dsn: postgres://probe@{host}:5433/postgres\n    sslmode: disable\n",
+        lab_target("lab", &lab, "    app_max_idle_lifetime: 5s\n")
+    ));
+    let exporter = Exporter::start(&config).await;
+    let (hook, received) = webhook().await;
+
+    let am_port = free_port();
+    std::fs::write(
+        config.dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, target, kind]\n  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://{hook}/\n        send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let _alertmanager = start(
+        "prometheus-alertmanager",
+        &[
+            format!(
+                "--config.file={}",
+                config.dir.join("alertmanager.yml").display()
+            ),
+            format!("--storage.path={}", config.dir.join("am").display()),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &config.dir.join("alertmanager.log"),
+    );
+
+    let prom_port = free_port();
+    std::fs::write(
+        config.dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: idle_drop_exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
+            rules = repo().join("alerts/idle_drop_exporter.rules.yml").display(),
+            exporter = exporter.address,
+        ),
+    )
+    .unwrap();
+    let _prometheus = start(
+        "prometheus",
+        &[
+            format!(
+                "--config.file={}",
+                config.dir.join("prometheus.yml").display()
+            ),
+            format!("--storage.tsdb.path={}", config.dir.join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &config.dir.join("prometheus.log"),
+    );
+    let prometheus: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+
+    exporter
+        .wait_for(Duration::from_secs(120), "the first discovery", |m| {
+            m.get(
+                "idle_drop_discovery_state",
+                &[("target", "lab"), ("state", "watching")],
+            ) == Some(1.0)
+        })
+        .await;
+    assert!(
+        page_for(&received, "firing").is_none(),
+        "no page while the app's 5s lifetime is safe"
+    );
+
+    // The path now drops after 3 s: the guard (idling the app's 5 s) dies, as the app would.
+    lab.set_timeout(3);
+    wait_until(Duration::from_secs(120), "the page at the webhook", || {
+        page_for(&received, "firing").is_some()
+    })
+    .await;
+    let page = page_for(&received, "firing").unwrap();
+    assert!(page.contains("\"kind\":\"timeout\""), "{page}");
+    assert!(page.contains("\"role\":\"guard\""), "{page}");
+    assert!(page.contains("\"severity\":\"page\""), "{page}");
+    assert!(page.contains("max idle lifetime to at most"), "{page}");
+
+    // Every dashboard query returns data while connections are dying.
+    exporter
+        .wait_for(
+            Duration::from_secs(90),
+            "the rediscovery at the lower threshold",
+            |m| m.get("idle_drop_discovery_runs_total", &[("target", "lab")]) >= Some(2.0),
+        )
+        .await;
+    let output = Command::new("python3")
+        .arg(repo().join("scripts/dashboard-queries.py"))
+        .arg(repo().join("dashboards/idle_drop_exporter.json"))
+        .output()
+        .unwrap();
+    let expressions: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(expressions.len() >= 20, "{expressions:?}");
+    let mut empty = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for expr in &expressions {
+        loop {
+            if query(prometheus, expr).await > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                empty.push(expr.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries without data: {empty:#?}"
+    );
+    eprintln!("{} dashboard queries returned data", expressions.len());
+
+    // Raise T again: the guard survives, the spike window drains, the page resolves.
+    lab.set_timeout(12);
+    wait_until(Duration::from_secs(600), "the page to resolve", || {
+        page_for(&received, "resolved").is_some()
+    })
+    .await;
+    exporter.shutdown().await;
+}
