@@ -93,9 +93,9 @@ fn events(page: &mut String, s: &TargetStatus) {
     page.push_str("</tbody></table>\n");
 }
 
-/// Durations as people read them: `5m 42s`, `4.8s`.
+/// Durations as people read them: `5m 42s`, `10.7s`, `4.8s`.
 pub fn human(d: Duration) -> String {
-    if d < Duration::from_secs(10) {
+    if d < Duration::from_secs(100) {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
@@ -130,5 +130,6 @@ mod tests {
     fn human_durations() {
         assert_eq!(human(Duration::from_millis(4800)), "4.8s");
         assert_eq!(human(Duration::from_secs(342)), "5m 42s");
+        assert_eq!(human(Duration::from_millis(10_650)), "10.7s");
     }
 }
