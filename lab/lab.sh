@@ -2,7 +2,7 @@
 # The test lab: PostgreSQL in a network namespace behind a Linux conntrack "middlebox" that
 # forgets idle TCP flows after T seconds, as RDS, NAT gateways and load balancers do.
 #
-#   lab.sh up NAME --mode silent|reset|server --timeout T [--max-connections N]
+#   lab.sh up NAME --mode silent|reset|server --timeout T [--max-connections N] [--tls]
 #   lab.sh set-timeout NAME T | env NAME | status NAME | psql NAME [psql args]
 #   lab.sh restart-postgres NAME | link-down NAME | link-up NAME | down NAME | down-all | deps
 #
@@ -118,17 +118,41 @@ LAB_SOCKET_DIR=$d
 LAB_MODE=$(cat "$d/mode")
 LAB_TIMEOUT=$(cat "$d/timeout")
 ENV
+  if [ -f "$d/ca.crt" ]; then
+    echo "LAB_CA_FILE=$d/ca.crt"
+    echo "LAB_WRONG_CA_FILE=$d/wrong-ca.crt"
+    echo "LAB_TLS_NAME=db.lab.invalid"
+  fi
+}
+
+# A test CA, a server certificate for the name db.lab.invalid only (so connecting by address
+# passes verify-ca but fails verify-full), and an unrelated CA for the wrong-CA case.
+make_certificates() {
+  local d=$1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=idle-drop lab CA" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=unrelated CA" \
+    -keyout "$d/wrong-ca.key" -out "$d/wrong-ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=db.lab.invalid" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:db.lab.invalid\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' > "$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  chown postgres "$d/server.key" "$d/server.crt"
+  chmod 600 "$d/server.key"
+  chmod 644 "$d/ca.crt" "$d/wrong-ca.crt"
 }
 
 up() {
   local name=$1; shift
   check_name "$name"
-  local mode=silent timeout=30 max=50
+  local mode=silent timeout=30 max=50 tls=no
   while [ $# -gt 0 ]; do
     case $1 in
       --mode) mode=$2; shift 2 ;;
       --timeout) timeout=$2; shift 2 ;;
       --max-connections) max=$2; shift 2 ;;
+      --tls) tls=yes; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -167,8 +191,18 @@ up() {
 
   chown postgres "$d"
   runuser -u postgres -- "$(pg_bin)/initdb" -D "$d/data" -A trust -U postgres >/dev/null
+  local client_rule=host
+  if [ "$tls" = yes ]; then
+    make_certificates "$d"
+    client_rule=hostssl
+    {
+      echo "ssl = on"
+      echo "ssl_cert_file = '$d/server.crt'"
+      echo "ssl_key_file = '$d/server.key'"
+    } >> "$d/data/postgresql.conf"
+  fi
   {
-    echo "host all probe $host_ip/32 scram-sha-256"
+    echo "$client_rule all probe $host_ip/32 scram-sha-256"
     echo "host all postgres $host_ip/32 reject"
     echo "local all all trust"
   } > "$d/data/pg_hba.conf"

@@ -35,6 +35,8 @@ use crate::recommend::{self, Recommendation};
 const GHOST_GRACE: Duration = Duration::from_secs(1);
 /// How often an unreaped ghost is checked again.
 const GHOST_RECHECK: Duration = Duration::from_secs(30);
+/// How long shutdown may spend terminating sessions the server still lists.
+const SWEEP_LIMIT: Duration = Duration::from_secs(8);
 /// How many probe results the status page's chart keeps.
 const RECENT_PROBES: usize = 200;
 
@@ -852,13 +854,25 @@ impl Engine {
             return;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut reaped = 0;
-        for backend in leftovers {
-            if self.control.ghost(backend).await == GhostVerdict::Reaped {
-                reaped += 1;
+        let control = &self.control;
+        let sweep = async move {
+            let mut reaped = 0;
+            for backend in leftovers {
+                if control.ghost(backend).await == GhostVerdict::Reaped {
+                    reaped += 1;
+                }
+            }
+            reaped
+        };
+        // Bounded: an unreachable server must not hold up the process's exit.
+        match tokio::time::timeout(SWEEP_LIMIT, sweep).await {
+            Ok(reaped) => {
+                tracing::info!(target_name = %self.target.name, reaped, "probe connections closed")
+            }
+            Err(_) => {
+                tracing::warn!(target_name = %self.target.name, "could not confirm every probe session closed")
             }
         }
-        tracing::info!(target_name = %self.target.name, reaped, "probe connections closed");
     }
 }
 
