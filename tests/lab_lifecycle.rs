@@ -322,3 +322,87 @@ async fn keepalives_rescue_conntrack_but_not_a_server_timeout() {
     );
     exporter.shutdown().await;
 }
+
+/// Thresholds outside the search range are reported as such, and failed logins are classified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_edges_and_connect_errors_are_reported() {
+    let lab = Lab::up("edge", "server", 3);
+    let wrong_password = TempConfig::new("");
+    std::fs::write(wrong_password.dir.join("pw"), "not-the-password\n").unwrap();
+    let host = lab.get("LAB_HOST");
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n\
+         {above}    max_connections: 3\n    idle_range: {{min: 500ms, max: 2s}}\n\
+         {below}    max_connections: 3\n    idle_range: {{min: 5s, max: 60s}}\n\
+         \x20 - name: badpw\n    dsn: {dsn}\n    password_file: {pw}\n    sslmode: disable\n\
+         \x20 - name: closed\n    dsn: postgres://probe@{host}:5433/postgres\n    sslmode: disable\n",
+        above = lab_target("nodrop", &lab, "").replace("    idle_range: {min: 1s, max: 60s}\n", ""),
+        below = lab_target("below", &lab, "").replace("    idle_range: {min: 1s, max: 60s}\n", ""),
+        dsn = lab.dsn(),
+        pw = wrong_password.dir.join("pw").display(),
+    ));
+    let exporter = Exporter::start(&config).await;
+    let m = exporter
+        .wait_for(
+            Duration::from_secs(60),
+            "verdicts and connect errors",
+            |m| {
+                m.get(
+                    "idle_drop_discovery_state",
+                    &[("target", "nodrop"), ("state", "no_drop")],
+                ) == Some(1.0)
+                    && m.get(
+                        "idle_drop_discovery_state",
+                        &[("target", "below"), ("state", "below_range")],
+                    ) == Some(1.0)
+                    && m.get(
+                        "idle_drop_connect_errors_total",
+                        &[("target", "badpw"), ("kind", "auth")],
+                    ) >= Some(1.0)
+                    && m.get(
+                        "idle_drop_connect_errors_total",
+                        &[("target", "closed"), ("kind", "refused")],
+                    ) >= Some(1.0)
+            },
+        )
+        .await;
+    assert_eq!(
+        m.get(
+            "idle_drop_threshold_upper_bound_seconds",
+            &[("target", "nodrop")]
+        ),
+        Some(f64::INFINITY)
+    );
+    assert!(
+        m.get(
+            "idle_drop_threshold_lower_bound_seconds",
+            &[("target", "nodrop")]
+        ) >= Some(2.0)
+    );
+    assert!(
+        m.get(
+            "idle_drop_threshold_upper_bound_seconds",
+            &[("target", "below")]
+        ) <= Some(5.1)
+    );
+    assert_eq!(
+        m.get("idle_drop_target_up", &[("target", "badpw")]),
+        Some(0.0)
+    );
+    // Backoff: a refused target is retried with growing delays, not in a storm.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let attempts = exporter
+        .metrics()
+        .await
+        .sum("idle_drop_connect_errors_total", &[("target", "closed")]);
+    assert!(
+        attempts <= 6.0,
+        "{attempts} connection attempts in ~10s to a closed port"
+    );
+    let password = std::fs::read_to_string(lab.password_file()).unwrap();
+    let (_, page) = exporter.get("/").await;
+    assert!(
+        !page.contains(password.trim()) && !exporter.metrics().await.text.contains(password.trim())
+    );
+    exporter.shutdown().await;
+}
