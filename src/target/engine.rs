@@ -40,6 +40,53 @@ const SWEEP_LIMIT: Duration = Duration::from_secs(8);
 /// How many probe results the status page's chart keeps.
 const RECENT_PROBES: usize = 200;
 
+/// What the engine asks of the current phase's scheduler: the discovery and the watch answer
+/// the same calls.
+trait Scheduler {
+    fn poll(&mut self, now: Duration) -> Vec<Action>;
+    fn next_deadline(&self) -> Option<Duration>;
+    fn on_opened(&mut self, slot: usize, now: Duration);
+    fn on_open_failed(&mut self, slot: usize, now: Duration);
+    fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration);
+    fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration);
+    fn on_released(&mut self, slot: usize, now: Duration);
+    fn bracket(&self) -> Bracket;
+}
+
+macro_rules! impl_scheduler {
+    ($type:ty) => {
+        impl Scheduler for $type {
+            fn poll(&mut self, now: Duration) -> Vec<Action> {
+                <$type>::poll(self, now)
+            }
+            fn next_deadline(&self) -> Option<Duration> {
+                <$type>::next_deadline(self)
+            }
+            fn on_opened(&mut self, slot: usize, now: Duration) {
+                <$type>::on_opened(self, slot, now)
+            }
+            fn on_open_failed(&mut self, slot: usize, now: Duration) {
+                <$type>::on_open_failed(self, slot, now)
+            }
+            fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+                <$type>::on_probe(self, slot, idle, survived, now)
+            }
+            fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration) {
+                <$type>::on_closed_while_idle(self, slot, idle, now)
+            }
+            fn on_released(&mut self, slot: usize, now: Duration) {
+                <$type>::on_released(self, slot, now)
+            }
+            fn bracket(&self) -> Bracket {
+                <$type>::bracket(self)
+            }
+        }
+    };
+}
+
+impl_scheduler!(Discovery);
+impl_scheduler!(Watch);
+
 enum Phase {
     Discovering {
         discovery: Discovery,
@@ -209,16 +256,29 @@ impl Engine {
         self.close_all().await;
     }
 
+    /// The active phase's scheduler; `None` while draining.
+    fn scheduler(&mut self) -> Option<&mut dyn Scheduler> {
+        match &mut self.phase {
+            Phase::Discovering { discovery, .. } => Some(discovery),
+            Phase::Watching(watch) => Some(watch),
+            Phase::Draining { .. } => None,
+        }
+    }
+
+    fn scheduler_ref(&self) -> Option<&dyn Scheduler> {
+        match &self.phase {
+            Phase::Discovering { discovery, .. } => Some(discovery),
+            Phase::Watching(watch) => Some(watch),
+            Phase::Draining { .. } => None,
+        }
+    }
+
     fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
 
     fn deadline(&self) -> Option<Duration> {
-        match &self.phase {
-            Phase::Discovering { discovery, .. } => discovery.next_deadline(),
-            Phase::Watching(watch) => watch.next_deadline(),
-            Phase::Draining { .. } => None,
-        }
+        self.scheduler_ref().and_then(|s| s.next_deadline())
     }
 
     fn role(&self, slot: usize) -> Role {
@@ -232,11 +292,10 @@ impl Engine {
     // ---- executing the scheduler's actions -------------------------------------------------
 
     fn execute(&mut self, now: Duration) {
-        let actions = match &mut self.phase {
-            Phase::Discovering { discovery, .. } => discovery.poll(now),
-            Phase::Watching(watch) => watch.poll(now),
-            Phase::Draining { .. } => return,
+        let Some(scheduler) = self.scheduler() else {
+            return;
         };
+        let actions = scheduler.poll(now);
         for action in actions {
             match action {
                 Action::Open { slot } => self.open(slot),
@@ -486,10 +545,8 @@ impl Engine {
                 let s = &mut self.slots[slot];
                 s.state = SlotState::Empty;
                 s.backend = None;
-                match &mut self.phase {
-                    Phase::Discovering { discovery, .. } => discovery.on_released(slot, now),
-                    Phase::Watching(watch) => watch.on_released(slot, now),
-                    Phase::Draining { .. } => {}
+                if let Some(scheduler) = self.scheduler() {
+                    scheduler.on_released(slot, now);
                 }
             }
         }
@@ -518,12 +575,8 @@ impl Engine {
                 self.record_probe(idle, true);
                 if self.is_active() {
                     self.slots[slot].state = SlotState::Idle(Box::new(conn));
-                    match &mut self.phase {
-                        Phase::Discovering { discovery, .. } => {
-                            discovery.on_probe(slot, idle, true, now)
-                        }
-                        Phase::Watching(watch) => watch.on_probe(slot, idle, true, now),
-                        Phase::Draining { .. } => {}
+                    if let Some(scheduler) = self.scheduler() {
+                        scheduler.on_probe(slot, idle, true, now);
                     }
                 } else {
                     self.release(slot, conn);
@@ -541,14 +594,8 @@ impl Engine {
                 );
                 if server_reachable {
                     self.record_probe(idle_at_death, false);
-                    match &mut self.phase {
-                        Phase::Discovering { discovery, .. } => {
-                            discovery.on_closed_while_idle(slot, idle_at_death, now)
-                        }
-                        Phase::Watching(watch) => {
-                            watch.on_closed_while_idle(slot, idle_at_death, now)
-                        }
-                        Phase::Draining { .. } => {}
+                    if let Some(scheduler) = self.scheduler() {
+                        scheduler.on_closed_while_idle(slot, idle_at_death, now);
                     }
                 }
                 self.release(slot, conn);
@@ -562,12 +609,8 @@ impl Engine {
                 self.record_death(role, &cause, idle, "on_use", Some(&query_error));
                 if server_reachable {
                     self.record_probe(idle, false);
-                    match &mut self.phase {
-                        Phase::Discovering { discovery, .. } => {
-                            discovery.on_probe(slot, idle, false, now)
-                        }
-                        Phase::Watching(watch) => watch.on_probe(slot, idle, false, now),
-                        Phase::Draining { .. } => {}
+                    if let Some(scheduler) = self.scheduler() {
+                        scheduler.on_probe(slot, idle, false, now);
                     }
                 }
                 self.release(slot, conn);
@@ -579,12 +622,10 @@ impl Engine {
     }
 
     fn scheduler_opened(&mut self, slot: usize, now: Duration, ok: bool) {
-        match (&mut self.phase, ok) {
-            (Phase::Discovering { discovery, .. }, true) => discovery.on_opened(slot, now),
-            (Phase::Discovering { discovery, .. }, false) => discovery.on_open_failed(slot, now),
-            (Phase::Watching(watch), true) => watch.on_opened(slot, now),
-            (Phase::Watching(watch), false) => watch.on_open_failed(slot, now),
-            (Phase::Draining { .. }, _) => {}
+        match self.scheduler() {
+            Some(scheduler) if ok => scheduler.on_opened(slot, now),
+            Some(scheduler) => scheduler.on_open_failed(slot, now),
+            None => {}
         }
     }
 
@@ -653,11 +694,7 @@ impl Engine {
 
     /// After every event: publish the bracket, and move between phases when one is done.
     fn after_event(&mut self) {
-        let bracket = match &self.phase {
-            Phase::Discovering { discovery, .. } => discovery.bracket(),
-            Phase::Watching(watch) => watch.bracket(),
-            Phase::Draining { .. } => self.bracket,
-        };
+        let bracket = self.scheduler_ref().map_or(self.bracket, |s| s.bracket());
         if bracket != self.bracket {
             self.set_bracket(bracket);
         }
@@ -706,8 +743,8 @@ impl Engine {
 
     fn enter_outage(&mut self) {
         let next = match &self.phase {
-            Phase::Discovering { discovery, .. } => Next::Discover(discovery.bracket()),
-            Phase::Watching(watch) => Next::Watch(watch.bracket()),
+            Phase::Discovering { .. } => Next::Discover(self.bracket),
+            Phase::Watching(_) => Next::Watch(self.bracket),
             Phase::Draining { next } => *next,
         };
         tracing::warn!(target_name = %self.target.name, "target unreachable; probes paused");
