@@ -399,3 +399,57 @@ impl SessionWatch {
 pub fn exists(path: &str) -> bool {
     Path::new(path).exists()
 }
+
+/// Scrapes the exporter every 250 ms in the background and checks that /metrics always answers
+/// and that no counter ever goes backwards.
+pub struct ScrapeWatch {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<usize, String>>,
+}
+
+impl ScrapeWatch {
+    pub fn start(address: SocketAddr) -> ScrapeWatch {
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut last: HashMap<String, f64> = HashMap::new();
+            let mut scrapes = 0;
+            while !token.is_cancelled() {
+                let (status, body) =
+                    tokio::time::timeout(Duration::from_secs(5), http_get(address, "/metrics"))
+                        .await
+                        .map_err(|_| "a scrape took more than 5s".to_string())?;
+                if status != 200 {
+                    return Err(format!("/metrics answered {status}"));
+                }
+                scrapes += 1;
+                for line in body.lines().filter(|l| !l.starts_with('#')) {
+                    let Some((series, value)) = line.rsplit_once(' ') else {
+                        continue;
+                    };
+                    if !(series.contains("_total")
+                        || series.contains("_count")
+                        || series.contains("_bucket"))
+                    {
+                        continue;
+                    }
+                    let value: f64 = value.parse().unwrap_or(f64::NAN);
+                    if let Some(previous) = last.insert(series.to_string(), value) {
+                        if value < previous {
+                            return Err(format!("{series} went backwards: {previous} -> {value}"));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(scrapes)
+        });
+        ScrapeWatch { stop, handle }
+    }
+
+    /// Stops; panics with the first problem seen. Returns how many scrapes were checked.
+    pub async fn finish(self) -> usize {
+        self.stop.cancel();
+        self.handle.await.unwrap().unwrap_or_else(|e| panic!("{e}"))
+    }
+}
