@@ -53,12 +53,7 @@ pub fn for_pools(lifetime: Duration, socket: Duration) -> Vec<Advice> {
             settings: format!("Pool::builder().idle_timeout(Some(Duration::from_secs({secs}))).test_on_check_out(true)"),
             source: "bb8 api.rs Builder::idle_timeout",
         },
-        Advice {
-            library: "HikariCP",
-            // HikariCP times are milliseconds; keepaliveTime must be at least 30000.
-            settings: format!("idleTimeout={ms}; keepaliveTime={}; JDBC socketTimeout={socket_s} (pgJDBC, seconds)", ms.max(30_000)),
-            source: "brettwooldridge/HikariCP README (milliseconds); pgJDBC socketTimeout (seconds)",
-        },
+        hikari(lifetime, socket_s),
         Advice {
             library: "pgx (pgxpool)",
             settings: format!("pool_max_conn_idle_time={secs}s (or Config.MaxConnIdleTime = {secs} * time.Second)"),
@@ -92,6 +87,26 @@ pub fn for_pools(lifetime: Duration, socket: Duration) -> Vec<Advice> {
     ]
 }
 
+/// HikariCP refuses `keepaliveTime` and `maxLifetime` below 30 s and `idleTimeout` below 10 s
+/// (it silently resets them), and `idleTimeout` only retires connections above `minimumIdle`.
+/// Its keepalive is a real query, so it also resets a middlebox's idle timer.
+fn hikari(lifetime: Duration, socket_s: u64) -> Advice {
+    let ms = lifetime.as_millis();
+    let settings = if ms >= 30_000 {
+        format!("keepaliveTime={ms} (below maxLifetime); JDBC socketTimeout={socket_s} (pgJDBC, seconds)")
+    } else {
+        format!(
+            "keepaliveTime cannot go below 30000 ms, above this path's safe {ms} ms: set minimumIdle=0 and idleTimeout=10000, \
+             validate on borrow (JDBC4 isValid, the default), and JDBC socketTimeout={socket_s} (pgJDBC, seconds)"
+        )
+    };
+    Advice {
+        library: "HikariCP",
+        settings,
+        source: "brettwooldridge/HikariCP README, 'Frequently used' (milliseconds; keepaliveTime and maxLifetime >= 30000, idleTimeout >= 10000); pgJDBC socketTimeout (seconds)",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,10 +127,21 @@ mod tests {
             find("libpq").contains("tcp_user_timeout=10000"),
             "libpq takes milliseconds"
         );
-        assert!(find("HikariCP").contains("idleTimeout=48000"));
         assert!(find("HikariCP").contains("keepaliveTime=48000"));
         assert!(find("node-postgres").contains("idleTimeoutMillis: 48000"));
         assert!(find("SQLAlchemy").contains("pool_recycle=48"));
         assert!(find("PostgreSQL server").contains("tcp_keepalives_idle = 24"));
+    }
+
+    #[test]
+    fn hikari_below_its_minimum_says_so_instead_of_a_value_it_would_reset() {
+        let advice = for_pools(Duration::from_secs(12), Duration::from_secs(10));
+        let hikari = &advice
+            .iter()
+            .find(|a| a.library == "HikariCP")
+            .unwrap()
+            .settings;
+        assert!(!hikari.contains("keepaliveTime=30000"), "{hikari}");
+        assert!(hikari.contains("cannot go below 30000 ms"), "{hikari}");
     }
 }

@@ -206,6 +206,7 @@ impl Daemon {
                 target.clone(),
                 metrics,
                 self.board.clone(),
+                target::RunMode::Continuous,
                 stop.clone(),
             ));
             tracing::info!(target_name = %name, dsn = %target.display_dsn, "target started");

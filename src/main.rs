@@ -43,7 +43,7 @@ struct Flags {
 #[derive(Subcommand, Debug)]
 enum Tool {
     /// Measure one target's idle-drop threshold once and print settings for your pool.
-    Discover(oneshot::Args),
+    Discover(Box<oneshot::Args>),
     /// Run a TCP proxy that forgets idle flows like a NAT gateway or load balancer.
     Simulate(simulator::Args),
 }
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             .build()
             .expect("tokio runtime");
         return match tool {
-            Tool::Discover(args) => runtime.block_on(oneshot::main(args)),
+            Tool::Discover(args) => runtime.block_on(oneshot::main(*args)),
             Tool::Simulate(args) => runtime.block_on(simulator::main(args)),
         };
     }

@@ -12,6 +12,8 @@
 
 mod landing;
 
+pub use landing::human;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,14 +1,356 @@
-//! The `idle_drop_exporter discover` command: one measurement of one target with the daemon's engine, a live
-//! progress display, and a report with copy-paste pool settings.
+//! The `idle_drop_exporter discover` command: one measurement of one target with the daemon's
+//! own engine ([`crate::target::run`] in [`RunMode::DiscoverOnce`]), a live progress display on
+//! stderr, and a report with copy-paste pool settings on stdout.
+//!
+//! The flags are turned into the same configuration the daemon reads (and checked by the same
+//! validator), so a value refused here is refused for the same reason there.
+//!
+//! Exit status: 0 measured (including "nothing dropped up to the range's max"), 1 the probe
+//! could not measure (target unreachable, time limit reached), 2 bad usage, 130 interrupted
+//! (Ctrl-C prints what is known so far).
 
+mod progress;
+mod report;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_yaml::{Mapping, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, LogConfig, LogFormat, TargetConfig};
+use crate::metrics::Metrics;
+use crate::target::status::{StatusBoard, TargetStatus};
+use crate::target::{self, RunMode};
+pub use report::{Outcome, Report};
+
+/// The `target` label and status-board key of the one measured target.
+const TARGET_NAME: &str = "discover";
+/// How long closing the probe sessions may take after the measurement.
+const CLOSE_GRACE: Duration = Duration::from_secs(15);
+/// How long the target may stay unreachable before the measurement is given up.
+const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
+
+pub const EXIT_MEASURED: u8 = 0;
+pub const EXIT_PROBE_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Flags of `idle_drop_exporter discover`.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// PostgreSQL DSN, a URL (postgres://user@host:5432/db) or key=value. Keep the password out
+    /// of it: use --password-env or --password-file.
+    #[arg(long, env = "IDLE_DROP_DSN", hide_env_values = true)]
+    pub dsn: String,
+    /// File holding the password (one line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// disable, prefer, require, verify-ca or verify-full (libpq meanings).
+    #[arg(long)]
+    pub sslmode: Option<String>,
+    /// PEM CA bundle for verify-ca / verify-full.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Sessions the measurement may hold on the server at once (one control connection plus
+    /// probes), 2-64. More connections finish sooner.
+    #[arg(long, default_value_t = 8)]
+    pub budget: i64,
+    /// Shortest idle time considered.
+    #[arg(long, default_value = "1s")]
+    pub range_min: String,
+    /// Longest idle time considered; if nothing drops up to it, that is the answer.
+    #[arg(long, default_value = "1h")]
+    pub range_max: String,
+    /// Stop when the bracket is this tight: (upper - lower) <= precision x (upper + lower).
+    #[arg(long, default_value = "5%")]
+    pub precision: String,
+    /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m].
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit: Option<humantime::Duration>,
+    /// TCP + TLS + startup timeout per connection [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// No answer within this long counts as a dead connection [default: 10s]; small values
+    /// make silent drops cheaper to detect.
+    #[arg(long, value_name = "DURATION")]
+    pub query_timeout: Option<String>,
+    /// TCP_USER_TIMEOUT on probe sockets [default: the query timeout].
+    #[arg(long, value_name = "DURATION")]
+    pub tcp_user_timeout: Option<String>,
+    /// Your pool's current idle lifetime, to be told whether it is safe.
+    #[arg(long, value_name = "DURATION")]
+    pub app_max_idle_lifetime: Option<String>,
+    /// Recommended lifetime = lower bound x (1 - margin).
+    #[arg(long, default_value = "20%")]
+    pub margin: String,
+    /// Socket timeout the recommendation carries.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub socket_timeout: String,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Log level for diagnostics on stderr.
+    #[arg(long = "log.level", default_value = "warn")]
+    pub log_level: String,
+}
 
-/// Measures once and prints the report.
-pub async fn main(_args: Args) -> ExitCode {
-    eprintln!("discover: not implemented yet");
-    ExitCode::FAILURE
+/// Runs the command: checks the flags, measures, prints the report; returns the exit status.
+pub async fn main(args: Args) -> ExitCode {
+    crate::logging::init(&LogConfig {
+        format: LogFormat::Text,
+        level: args.log_level.clone(),
+    });
+    let target = match target_config(&args) {
+        Ok(target) => target,
+        Err(message) => {
+            eprintln!("idle_drop_exporter discover: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let time_limit = args
+        .time_limit
+        .map(Into::into)
+        .unwrap_or(target.idle_max * 2 + Duration::from_secs(60));
+    let interrupt = CancellationToken::new();
+    {
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            crate::shutdown::terminated().await;
+            interrupt.cancel();
+        });
+    }
+    let mut display = progress::Display::stderr();
+    let report = measure(target, time_limit, interrupt, |status, elapsed| {
+        display.show(status, elapsed)
+    })
+    .await;
+    display.finish();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report serializes")
+        );
+    } else {
+        print!("{}", report.render_text());
+    }
+    ExitCode::from(report.outcome.exit_code())
+}
+
+/// Measures one target until discovery is over, `time_limit` passes, the target stays
+/// unreachable, or `interrupt`; calls `progress` about once a second. Every probe session is
+/// closed (and any ghost terminated) before this returns.
+pub async fn measure(
+    target: TargetConfig,
+    time_limit: Duration,
+    interrupt: CancellationToken,
+    mut progress: impl FnMut(&TargetStatus, Duration),
+) -> Report {
+    let target = Arc::new(target);
+    let metrics = Arc::new(Metrics::new());
+    let board: StatusBoard = Default::default();
+    board
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target.name.clone(), TargetStatus::new(&target));
+    let stop = CancellationToken::new();
+    let mut task = tokio::spawn(target::run(
+        target.clone(),
+        metrics.target(&target.name),
+        board.clone(),
+        RunMode::DiscoverOnce,
+        stop.clone(),
+    ));
+    let started = Instant::now();
+    let deadline = started + time_limit;
+    let mut last_reachable = started;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let snapshot = || {
+        board
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target.name)
+            .cloned()
+            .expect("the target stays on the board")
+    };
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut task => break None,
+            _ = interrupt.cancelled() => break Some(Outcome::Interrupted),
+            _ = tokio::time::sleep_until(deadline) => break Some(Outcome::TimeLimit),
+            _ = ticker.tick() => {
+                let status = snapshot();
+                progress(&status, started.elapsed());
+                if status.up {
+                    last_reachable = Instant::now();
+                } else if last_reachable.elapsed() >= unreachable_limit(&target) {
+                    break Some(Outcome::Unreachable);
+                }
+            }
+        }
+    };
+    if outcome.is_some() {
+        stop.cancel();
+        if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
+            tracing::warn!("probe sessions still closing after {CLOSE_GRACE:?}");
+            task.abort();
+        }
+    }
+    let status = snapshot();
+    let outcome = outcome.unwrap_or(match status.state {
+        "no_drop" => Outcome::NoDropUpToMax,
+        "below_range" => Outcome::BelowRange,
+        _ => Outcome::Measured,
+    });
+    Report::new(&target, &status, outcome, started.elapsed())
+}
+
+/// Never reached: give up after a few connect attempts; once reached: allow an outage.
+fn unreachable_limit(target: &TargetConfig) -> Duration {
+    (target.connect_timeout * 2 + Duration::from_secs(3))
+        .max(Duration::from_secs(8))
+        .min(UNREACHABLE_LIMIT)
+}
+
+/// The flags as the daemon's configuration of one target, checked by the same validator.
+/// Errors name the flag.
+pub fn target_config(args: &Args) -> Result<TargetConfig, String> {
+    let mut t = Mapping::new();
+    let mut put = |key: &str, value: Value| {
+        t.insert(Value::from(key), value);
+    };
+    put("name", TARGET_NAME.into());
+    put("dsn", args.dsn.clone().into());
+    let path = |p: &Path| Value::from(p.display().to_string());
+    if let Some(file) = &args.password_file {
+        put("password_file", path(file));
+    }
+    if let Some(var) = &args.password_env {
+        put("password_env", var.clone().into());
+    }
+    if let Some(mode) = &args.sslmode {
+        put("sslmode", mode.clone().into());
+    }
+    if let Some(file) = &args.ca_file {
+        put("ca_file", path(file));
+    }
+    put("max_connections", args.budget.into());
+    let mut range = Mapping::new();
+    range.insert("min".into(), args.range_min.clone().into());
+    range.insert("max".into(), args.range_max.clone().into());
+    put("idle_range", Value::Mapping(range));
+    put("precision", args.precision.clone().into());
+    for (key, value) in [
+        ("connect_timeout", &args.connect_timeout),
+        ("query_timeout", &args.query_timeout),
+        ("tcp_user_timeout", &args.tcp_user_timeout),
+        ("app_max_idle_lifetime", &args.app_max_idle_lifetime),
+    ] {
+        if let Some(value) = value {
+            put(key, value.clone().into());
+        }
+    }
+    put("recommendation_margin", args.margin.clone().into());
+    put(
+        "recommended_socket_timeout",
+        args.socket_timeout.clone().into(),
+    );
+    let mut root = Mapping::new();
+    root.insert("targets".into(), Value::Sequence(vec![Value::Mapping(t)]));
+    let text = serde_yaml::to_string(&root).expect("a mapping serializes");
+    let config = config::parse(Path::new("command line"), &text)
+        .map_err(|e| format!("{}: {}", flag_of(&e.field), e.reason))?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(config
+        .targets
+        .into_iter()
+        .next()
+        .expect("one target was given"))
+}
+
+/// The flag a configuration field came from (`targets[0].max_connections` → `--budget`).
+fn flag_of(field: &str) -> String {
+    let key = field.strip_prefix("targets[0]").unwrap_or(field);
+    let key = key.trim_start_matches('.');
+    let flag = match key {
+        "max_connections" => "budget",
+        "idle_range.min" => "range-min",
+        "idle_range.max" | "idle_range" => "range-max",
+        "recommendation_margin" => "margin",
+        "recommended_socket_timeout" => "socket-timeout",
+        "" => "arguments",
+        other => return format!("--{}", other.replace('_', "-")),
+    };
+    format!("--{flag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["discover", "--dsn", "postgres://probe@127.0.0.1:5432/db"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("flags parse").args
+    }
+
+    #[test]
+    fn flags_become_the_daemons_target_settings() {
+        let t = target_config(&args(&[
+            "--budget",
+            "4",
+            "--range-min",
+            "2s",
+            "--range-max",
+            "10m",
+            "--precision",
+            "2%",
+            "--query-timeout",
+            "3s",
+            "--app-max-idle-lifetime",
+            "5m",
+        ]))
+        .unwrap();
+        assert_eq!(t.max_connections, 4);
+        assert_eq!(t.idle_min, Duration::from_secs(2));
+        assert_eq!(t.idle_max, Duration::from_secs(600));
+        assert!((t.precision - 0.02).abs() < 1e-9);
+        assert_eq!(t.query_timeout, Duration::from_secs(3));
+        assert_eq!(t.app_max_idle_lifetime, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn refusals_name_the_flag() {
+        let e = target_config(&args(&["--budget", "500"])).unwrap_err();
+        assert!(e.starts_with("--budget: "), "{e}");
+        let e = target_config(&args(&["--range-min", "1m", "--range-max", "10s"])).unwrap_err();
+        assert!(e.starts_with("--range-"), "{e}");
+        let e = target_config(&args(&["--query-timeout", "soon"])).unwrap_err();
+        assert!(e.starts_with("--query-timeout: "), "{e}");
+        let e = target_config(&args(&["--sslmode", "sometimes"])).unwrap_err();
+        assert!(e.starts_with("--sslmode: "), "{e}");
+    }
+
+    #[test]
+    fn a_password_in_a_refused_dsn_is_not_repeated() {
+        let mut a = args(&[]);
+        a.dsn = "postgres://probe:s3cret-pw@127.0.0.1/db?sslmode=bogus".into();
+        let e = target_config(&a).unwrap_err();
+        assert!(!e.contains("s3cret-pw"), "{e}");
+    }
 }

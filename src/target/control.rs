@@ -212,6 +212,13 @@ impl Control {
                     .collect();
                 tracing::info!(target_name = %self.target.name, ?values, "server settings");
                 self.metrics.set_server_settings(&values);
+                let settings = values
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.clone()))
+                    .collect();
+                status::update(&self.board, &self.target.name, |s| {
+                    s.server_settings = settings
+                });
             }
         }
         if let Some(previous) = self.previous.take() {

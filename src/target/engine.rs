@@ -104,6 +104,16 @@ enum Phase {
 enum Next {
     Discover(Bracket),
     Watch(Bracket),
+    /// Discovery is over and the run was for one measurement only (`discover`).
+    Stop,
+}
+
+/// Whether the engine keeps watching after discovery (the daemon) or stops (`discover`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RunMode {
+    #[default]
+    Continuous,
+    DiscoverOnce,
 }
 
 #[derive(Default)]
@@ -179,6 +189,7 @@ pub struct Engine {
     open_permits: Arc<Semaphore>,
     tasks: JoinSet<()>,
     rungs: Vec<(Duration, String)>,
+    mode: RunMode,
     shutdown: CancellationToken,
 }
 
@@ -189,6 +200,7 @@ impl Engine {
         board: StatusBoard,
         connector: Arc<Connector>,
         control: ControlHandle,
+        mode: RunMode,
         shutdown: CancellationToken,
     ) -> Self {
         let (events, inbox) = mpsc::unbounded_channel();
@@ -222,17 +234,21 @@ impl Engine {
             open_permits: Arc::new(Semaphore::new(2)),
             tasks: JoinSet::new(),
             rungs,
+            mode,
             shutdown,
             target,
         }
     }
 
-    /// Runs until `shutdown`, then closes every probe connection and terminates any of our
-    /// sessions the server still lists.
+    /// Runs until `shutdown` (or, in [`RunMode::DiscoverOnce`], until discovery is over and
+    /// every probe session is released), then closes every probe connection and terminates any
+    /// of our sessions the server still lists.
     pub async fn run(mut self) {
         let mut reachability = self.control.subscribe();
         loop {
-            self.maybe_start_next_phase();
+            if matches!(self.maybe_start_next_phase(), Some(Next::Stop)) {
+                break;
+            }
             self.execute(self.now());
             self.publish_sessions();
             while self.tasks.try_join_next().is_some() {}
@@ -518,7 +534,7 @@ impl Engine {
             Event::GhostAlive { slot, generation } => {
                 if self.slots[slot].generation == generation {
                     self.ghosts_alive += 1;
-                    self.metrics.ghost_seen();
+                    self.ghost_seen();
                     self.publish_ghosts();
                 }
             }
@@ -535,10 +551,11 @@ impl Engine {
                 if counted_alive {
                     self.ghosts_alive = self.ghosts_alive.saturating_sub(1);
                 } else if seen {
-                    self.metrics.ghost_seen();
+                    self.ghost_seen();
                 }
                 if reaped {
                     self.metrics.ghost_reaped();
+                    status::update(&self.board, &self.target.name, |s| s.ghosts_reaped += 1);
                     tracing::debug!(target_name = %self.target.name, slot, "reaped a ghost session");
                 }
                 self.publish_ghosts();
@@ -669,9 +686,11 @@ impl Engine {
         } else {
             tracing::debug!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "probe connection closed");
         }
+        let cause = cause.to_string();
         status::update(&self.board, &self.target.name, |s| {
             s.recent_events.push_front(record);
             s.recent_events.truncate(RECENT_EVENTS);
+            *s.deaths.entry(cause).or_default() += 1;
         });
     }
 
@@ -715,7 +734,13 @@ impl Engine {
                         "discovery finished"
                     );
                     self.set_state(state);
-                    self.drain(Next::Watch(bracket));
+                    status::update(&self.board, &self.target.name, |s| {
+                        s.discovery_took = Some(took)
+                    });
+                    self.drain(match self.mode {
+                        RunMode::Continuous => Next::Watch(bracket),
+                        RunMode::DiscoverOnce => Next::Stop,
+                    });
                 }
             }
             Phase::Watching(watch) => {
@@ -747,6 +772,9 @@ impl Engine {
             Phase::Watching(_) => Next::Watch(self.bracket),
             Phase::Draining { next } => *next,
         };
+        if matches!(next, Next::Stop) {
+            return;
+        }
         tracing::warn!(target_name = %self.target.name, "target unreachable; probes paused");
         self.set_state("unreachable");
         self.drain(next);
@@ -759,22 +787,31 @@ impl Engine {
         }
     }
 
-    fn maybe_start_next_phase(&mut self) {
+    /// Starts the next phase once draining is done; returns what was started.
+    fn maybe_start_next_phase(&mut self) -> Option<Next> {
         let Phase::Draining { next } = self.phase else {
-            return;
+            return None;
         };
         let drained = self
             .slots
             .iter()
             .all(|s| matches!(s.state, SlotState::Empty));
+        if drained && matches!(next, Next::Stop) {
+            return Some(next);
+        }
         if !drained || !self.control.is_up() {
-            return;
+            return None;
         }
         let now = self.now();
         let t = &self.target;
         self.phase = match next {
+            Next::Stop => return Some(next),
             Next::Discover(seed) => {
                 self.set_state("discovering");
+                status::update(&self.board, &t.name, |s| {
+                    s.discovery_started = Some(SystemTime::now());
+                    s.discovery_took = None;
+                });
                 let space = SearchSpace {
                     min: t.idle_min,
                     max: t.idle_max,
@@ -810,6 +847,7 @@ impl Engine {
         for s in &mut self.slots {
             s.role = None;
         }
+        Some(next)
     }
 
     // ---- publishing ------------------------------------------------------------------------
@@ -861,6 +899,11 @@ impl Engine {
         let sessions = probes + usize::from(self.control.is_up());
         self.metrics.set_sessions(sessions);
         status::update(&self.board, &self.target.name, |s| s.sessions = sessions);
+    }
+
+    fn ghost_seen(&self) {
+        self.metrics.ghost_seen();
+        status::update(&self.board, &self.target.name, |s| s.ghosts_seen += 1);
     }
 
     fn publish_ghosts(&self) {

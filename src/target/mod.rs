@@ -13,13 +13,16 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
 use crate::postgres::connection::Connector;
+pub use engine::RunMode;
 use status::StatusBoard;
 
-/// Probes one target until `shutdown`; returns after its sessions are closed.
+/// Probes one target until `shutdown` (or, with [`RunMode::DiscoverOnce`], until its first
+/// discovery is over); returns after its sessions are closed.
 pub async fn run(
     target: Arc<TargetConfig>,
     metrics: TargetMetrics,
     board: StatusBoard,
+    mode: RunMode,
     shutdown: CancellationToken,
 ) {
     let connector = match Connector::new(&target) {
@@ -43,9 +46,17 @@ pub async fn run(
         board.clone(),
         control_shutdown.clone(),
     );
-    engine::Engine::new(target, metrics.clone(), board, connector, control, shutdown)
-        .run()
-        .await;
+    engine::Engine::new(
+        target,
+        metrics.clone(),
+        board,
+        connector,
+        control,
+        mode,
+        shutdown,
+    )
+    .run()
+    .await;
     control_shutdown.cancel();
     let _ = control_task.await;
     metrics.set_sessions(0);

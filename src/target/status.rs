@@ -43,6 +43,18 @@ pub struct TargetStatus {
     pub idle_max: Duration,
     pub keepalive_rescue: Option<bool>,
     pub ghosts_alive: usize,
+    /// Dead probe sessions the server still listed (silent on both ends), and how many of
+    /// those we terminated.
+    pub ghosts_seen: u64,
+    pub ghosts_reaped: u64,
+    /// Every connection death so far by cause (`timeout`, `reset`, `eof`,
+    /// `server_terminated (57P05)`, ...): how the drop looks on this path.
+    pub deaths: BTreeMap<String, u64>,
+    /// The server's settings that change what a probe sees (keepalives, idle timeouts).
+    pub server_settings: Vec<(String, String)>,
+    /// When discovery last started and, once it ended, how long it took.
+    pub discovery_started: Option<SystemTime>,
+    pub discovery_took: Option<Duration>,
     pub sessions: usize,
     pub last_error: Option<String>,
     pub recent_events: VecDeque<EventRecord>,
@@ -63,6 +75,12 @@ impl TargetStatus {
             idle_max: target.idle_max,
             keepalive_rescue: None,
             ghosts_alive: 0,
+            ghosts_seen: 0,
+            ghosts_reaped: 0,
+            deaths: BTreeMap::new(),
+            server_settings: Vec::new(),
+            discovery_started: None,
+            discovery_took: None,
             sessions: 0,
             last_error: None,
             recent_events: VecDeque::new(),

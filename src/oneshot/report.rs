@@ -1,0 +1,361 @@
+//! What `discover` tells the person in trouble: the bracket, how the drop looks on this path,
+//! whether the server keeps ghost sessions, and settings to paste for each pool. Built from the
+//! status snapshot the engine keeps (which never holds a secret), printed as text or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::advice::{self, Advice};
+use crate::config::TargetConfig;
+use crate::http::human;
+use crate::target::status::TargetStatus;
+
+/// How the measurement ended; decides the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The bracket meets the precision.
+    Measured,
+    /// A connection survived the range's max: nothing on this path drops idle flows that soon.
+    NoDropUpToMax,
+    /// A connection died at or below the range's min.
+    BelowRange,
+    /// The time limit passed before the bracket met the precision.
+    TimeLimit,
+    /// The target could not be reached (or stayed unreachable).
+    Unreachable,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Measured | Outcome::NoDropUpToMax | Outcome::BelowRange => {
+                super::EXIT_MEASURED
+            }
+            Outcome::TimeLimit | Outcome::Unreachable => super::EXIT_PROBE_FAILURE,
+            Outcome::Interrupted => super::EXIT_INTERRUPTED,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Outcome::Measured => "measured",
+            Outcome::NoDropUpToMax => "no drop up to the range's max",
+            Outcome::BelowRange => "connections die below the range's min",
+            Outcome::TimeLimit => "time limit reached before the precision (bracket so far)",
+            Outcome::Unreachable => "the target could not be reached",
+            Outcome::Interrupted => "interrupted (bracket so far)",
+        }
+    }
+}
+
+/// The machine-readable report (`--json`); the text form renders the same fields.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The DSN with any password removed.
+    pub target: String,
+    pub outcome: Outcome,
+    pub elapsed_seconds: f64,
+    pub budget: usize,
+    /// Longest idle that survived; `None` if none did.
+    pub lower_bound_seconds: Option<f64>,
+    /// Shortest idle that killed a connection; `None` if none died (+Inf).
+    pub upper_bound_seconds: Option<f64>,
+    pub precision_target: f64,
+    /// `(upper - lower) / (upper + lower)`, when both are known.
+    pub precision_reached: Option<f64>,
+    pub drop: DropLook,
+    pub ghosts: Ghosts,
+    pub server_settings: BTreeMap<String, String>,
+    pub app_max_idle_lifetime_seconds: Option<f64>,
+    /// Whether the application's lifetime is below the lower bound; `None` if unknown.
+    pub app_lifetime_safe: Option<bool>,
+    pub recommendation: Option<Recommended>,
+    /// Copy-paste settings per library, for the recommendation.
+    pub settings: Vec<Advice>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DropLook {
+    /// `silent`, `reset`, `fin` or `server_terminated`; `None` if nothing died.
+    pub kind: Option<&'static str>,
+    /// The SQLSTATE the server sent when it ended the sessions itself.
+    pub sqlstate: Option<String>,
+    pub summary: String,
+    /// Every connection death by cause.
+    pub deaths: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Ghosts {
+    /// Dead probe sessions the server still listed.
+    pub seen: u64,
+    /// Of those, terminated by the probe.
+    pub reaped: u64,
+    /// `None` when no connection died in a way that could leave one.
+    pub server_keeps_ghosts: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Recommended {
+    pub max_idle_lifetime_seconds: f64,
+    pub socket_timeout_seconds: f64,
+}
+
+impl Report {
+    pub fn new(
+        target: &TargetConfig,
+        status: &TargetStatus,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) -> Report {
+        let secs = |d: Duration| d.as_secs_f64();
+        let bracket = status.bracket;
+        let precision_reached = match (bracket.lower, bracket.upper) {
+            (Some(l), Some(u)) if l < u => Some((secs(u) - secs(l)) / (secs(u) + secs(l))),
+            _ => None,
+        };
+        let drop = drop_look(&status.deaths);
+        let client_side_deaths = status
+            .deaths
+            .iter()
+            .filter(|(cause, _)| matches!(kind_of(cause), "timeout" | "reset" | "eof"))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        let ghosts = Ghosts {
+            seen: status.ghosts_seen,
+            reaped: status.ghosts_reaped,
+            server_keeps_ghosts: (client_side_deaths > 0).then_some(status.ghosts_seen > 0),
+        };
+        let recommendation = status.recommendation.and_then(|r| {
+            r.max_idle_lifetime.map(|lifetime| Recommended {
+                max_idle_lifetime_seconds: secs(lifetime),
+                socket_timeout_seconds: secs(r.socket_timeout),
+            })
+        });
+        let settings = status
+            .recommendation
+            .and_then(|r| {
+                r.max_idle_lifetime
+                    .map(|lifetime| advice::for_pools(lifetime, r.socket_timeout))
+            })
+            .unwrap_or_default();
+        Report {
+            target: status.display_dsn.clone(),
+            outcome,
+            elapsed_seconds: secs(elapsed),
+            budget: target.max_connections,
+            lower_bound_seconds: bracket.lower.map(secs),
+            upper_bound_seconds: bracket.upper.map(secs),
+            precision_target: target.precision,
+            precision_reached,
+            drop,
+            ghosts,
+            server_settings: status.server_settings.iter().cloned().collect(),
+            app_max_idle_lifetime_seconds: target.app_max_idle_lifetime.map(secs),
+            app_lifetime_safe: target
+                .app_max_idle_lifetime
+                .zip(bracket.lower)
+                .map(|(app, lower)| app < lower),
+            recommendation,
+            settings,
+            last_error: status.last_error.clone(),
+        }
+    }
+
+    /// The report as people read it.
+    pub fn render_text(&self) -> String {
+        let d = |s: f64| human(Duration::from_secs_f64(s));
+        let mut out = String::new();
+        let _ = writeln!(out, "idle_drop_exporter discover: {}", self.target);
+        let _ = writeln!(
+            out,
+            "{} after {} with {} connections\n",
+            self.outcome.describe(),
+            d(self.elapsed_seconds),
+            self.budget
+        );
+        let bracket = match (self.lower_bound_seconds, self.upper_bound_seconds) {
+            (Some(l), Some(u)) => format!("between {} (survived) and {} (died)", d(l), d(u)),
+            (Some(l), None) => format!("above {} (nothing died)", d(l)),
+            (None, Some(u)) => format!("below {} (nothing survived)", d(u)),
+            (None, None) => "unknown (no probe finished)".to_string(),
+        };
+        let precision = self.precision_reached.map_or(String::new(), |p| {
+            format!(
+                "  (±{:.1}%, target ±{:.1}%)",
+                p * 100.0,
+                self.precision_target * 100.0
+            )
+        });
+        let _ = writeln!(out, "  idle-drop threshold  {bracket}{precision}");
+        let _ = writeln!(out, "  how the drop looks   {}", self.drop.summary);
+        if !self.drop.deaths.is_empty() {
+            let deaths: Vec<String> = self
+                .drop
+                .deaths
+                .iter()
+                .map(|(cause, n)| format!("{cause} x{n}"))
+                .collect();
+            let _ = writeln!(out, "                       ({})", deaths.join(", "));
+        }
+        let ghosts = match self.ghosts.server_keeps_ghosts {
+            Some(true) => format!(
+                "yes: the server still listed {} dead probe session(s) ({} terminated by the probe); \
+                 your application's dead sessions stay too and count against max_connections",
+                self.ghosts.seen, self.ghosts.reaped
+            ),
+            Some(false) => "no: the server let go of every dead probe session".to_string(),
+            None => "not known (no connection died on the client side)".to_string(),
+        };
+        let _ = writeln!(out, "  ghost sessions       {ghosts}");
+        if !self.server_settings.is_empty() {
+            let settings: Vec<String> = self
+                .server_settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(out, "  server settings      {}", settings.join(" "));
+        }
+        if let (Some(app), Some(safe)) =
+            (self.app_max_idle_lifetime_seconds, self.app_lifetime_safe)
+        {
+            let verdict = if safe {
+                "safe"
+            } else {
+                "UNSAFE: connections die before the pool retires them"
+            };
+            let _ = writeln!(out, "  your pool's lifetime {}: {verdict}", d(app));
+        }
+        if let Some(error) = &self.last_error {
+            let _ = writeln!(out, "  last error           {error}");
+        }
+        match &self.recommendation {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "\nRecommended: max idle lifetime {}, socket timeout {}.",
+                    d(r.max_idle_lifetime_seconds),
+                    d(r.socket_timeout_seconds)
+                );
+                let _ = writeln!(
+                    out,
+                    "Settings for your pool (checked against each library's documentation):\n"
+                );
+                for advice in &self.settings {
+                    let _ = writeln!(out, "  {}", advice.library);
+                    for line in advice.settings.lines() {
+                        let _ = writeln!(out, "      {line}");
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "\nNo recommendation: no idle connection survived, so no lifetime is known to be safe."
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The kind part of a cause as the status keeps it (`server_terminated (57P05)` → `server_terminated`).
+fn kind_of(cause: &str) -> &str {
+    cause.split(' ').next().unwrap_or(cause)
+}
+
+fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
+    let dominant = deaths
+        .iter()
+        .filter(|(cause, _)| kind_of(cause) != "error")
+        .max_by_key(|(_, n)| **n)
+        .map(|(cause, _)| cause.as_str());
+    let (kind, sqlstate, summary) = match dominant.map(|c| (kind_of(c), c)) {
+        None => (None, None, "nothing died".to_string()),
+        Some(("timeout", _)) => (
+            Some("silent"),
+            None,
+            "silent: the flow was dropped without a packet; a query on such a connection hangs \
+             until a socket timeout (tokio-postgres: `kind: Closed`, connection ended with \
+             Io(TimedOut))"
+                .to_string(),
+        ),
+        Some(("reset", _)) => (
+            Some("reset"),
+            None,
+            "reset: the path answers a forgotten flow with RST; the next query fails at once \
+             (`kind: Closed`, connection ended with Io(ConnectionReset))"
+                .to_string(),
+        ),
+        Some(("eof", _)) => (
+            Some("fin"),
+            None,
+            "closed: something in the path closed idle flows with a FIN; quaint/Prisma log \
+             `Error { kind: Closed, cause: None }`"
+                .to_string(),
+        ),
+        Some((_, cause)) => {
+            let sqlstate = cause
+                .split_once('(')
+                .map(|(_, rest)| rest.trim_end_matches(')').to_string());
+            let why = match sqlstate.as_deref() {
+                Some("57P05") => " (idle_session_timeout)",
+                Some("25P03") => " (idle_in_transaction_session_timeout)",
+                Some("57P01") => " (terminated by an administrator or shutdown)",
+                _ => "",
+            };
+            let summary = format!(
+                "server-terminated: PostgreSQL ended idle sessions itself with SQLSTATE {}{why}",
+                sqlstate.as_deref().unwrap_or("?")
+            );
+            (Some("server_terminated"), sqlstate, summary)
+        }
+    };
+    DropLook {
+        kind,
+        sqlstate,
+        summary,
+        deaths: deaths.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deaths(items: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        items.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn the_most_frequent_cause_names_the_drop() {
+        let look = drop_look(&deaths(&[("timeout", 4), ("error", 9), ("reset", 1)]));
+        assert_eq!(look.kind, Some("silent"));
+        let look = drop_look(&deaths(&[("server_terminated (57P05)", 3)]));
+        assert_eq!(look.kind, Some("server_terminated"));
+        assert_eq!(look.sqlstate.as_deref(), Some("57P05"));
+        assert!(
+            look.summary.contains("idle_session_timeout"),
+            "{}",
+            look.summary
+        );
+        assert_eq!(drop_look(&deaths(&[("eof", 2)])).kind, Some("fin"));
+        assert_eq!(drop_look(&BTreeMap::new()).kind, None);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_outcome() {
+        assert_eq!(Outcome::Measured.exit_code(), 0);
+        assert_eq!(Outcome::NoDropUpToMax.exit_code(), 0);
+        assert_eq!(Outcome::Unreachable.exit_code(), 1);
+        assert_eq!(Outcome::TimeLimit.exit_code(), 1);
+        assert_eq!(Outcome::Interrupted.exit_code(), 130);
+    }
+}
