@@ -1,0 +1,201 @@
+//! `idle_drop_exporter discover` as a person runs it: the real binary against the lab in every
+//! mode, its JSON report and exit codes, the plain progress lines when stderr is a pipe,
+//! Ctrl-C printing what is known so far, and no session left behind on the server.
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn discover(lab: &Lab, range_max: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"));
+    command
+        .args(["discover", "--dsn", lab.dsn(), "--password-file"])
+        .arg(lab.password_file())
+        .args(["--sslmode", "disable", "--range-max", range_max])
+        .args(["--query-timeout", "3s", "--tcp-user-timeout", "2s"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn report(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn seconds(report: &Value, field: &str) -> f64 {
+    report[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} missing in {report:#}"))
+}
+
+/// Runs discover to completion against a lab with threshold `t`; checks what every mode shares.
+fn measured(lab: &Lab, t: f64) -> Value {
+    let started = Instant::now();
+    let output = discover(lab, "60s", &["--json"]).output().unwrap();
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "measured");
+    let (lower, upper) = (
+        seconds(&report, "lower_bound_seconds"),
+        seconds(&report, "upper_bound_seconds"),
+    );
+    assert!(
+        lower <= t + 0.3 && upper >= t - 0.3,
+        "[{lower}, {upper}] misses T={t}"
+    );
+    assert!((upper - lower) <= 0.05 * (upper + lower) + 1e-9);
+    let recommended = seconds(&report["recommendation"], "max_idle_lifetime_seconds");
+    assert!(
+        recommended < lower,
+        "recommended {recommended} >= lower {lower}"
+    );
+    let quaint = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["library"].as_str().unwrap().starts_with("quaint"))
+        .expect("quaint settings");
+    assert!(quaint["settings"].as_str().unwrap().contains(&format!(
+        "max_idle_connection_lifetime={}",
+        recommended as u64
+    )));
+    // Progress went to stderr as plain lines (stderr is a pipe here).
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.lines().any(|l| l.contains("discovering: bracket [")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\r'), "no redraws on a pipe: {stderr:?}");
+    assert!(started.elapsed() < Duration::from_secs(90));
+    assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
+    report
+}
+
+#[test]
+fn silent_drop_is_measured_with_ghosts() {
+    let lab = Lab::up("ds5", "silent", 5);
+    let report = measured(&lab, 5.0);
+    assert_eq!(report["drop"]["kind"], "silent", "{report:#}");
+    assert!(report["drop"]["deaths"]["timeout"].as_u64().unwrap() >= 1);
+    assert_eq!(report["ghosts"]["server_keeps_ghosts"], true, "{report:#}");
+    assert!(report["ghosts"]["reaped"].as_u64().unwrap() >= 1);
+    assert_eq!(report["server_settings"]["tcp_keepalives_idle"], "7200");
+}
+
+#[test]
+fn reset_is_measured_and_named() {
+    let lab = Lab::up("dr4", "reset", 4);
+    let report = measured(&lab, 4.0);
+    assert_eq!(report["drop"]["kind"], "reset", "{report:#}");
+}
+
+#[test]
+fn server_timeout_is_named_with_its_sqlstate_and_leaves_no_ghost() {
+    let lab = Lab::up("dv3", "server", 3);
+    let report = measured(&lab, 3.0);
+    assert_eq!(report["drop"]["kind"], "server_terminated", "{report:#}");
+    assert_eq!(report["drop"]["sqlstate"], "57P05");
+    assert_eq!(report["ghosts"]["server_keeps_ghosts"], Value::Null);
+    assert_eq!(report["ghosts"]["seen"], 0);
+}
+
+#[test]
+fn nothing_dropping_up_to_the_max_is_an_answer() {
+    let lab = Lab::up("dn", "silent", 3600);
+    let output = discover(&lab, "3s", &["--json"]).output().unwrap();
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["outcome"], "no_drop_up_to_max");
+    assert_eq!(report["upper_bound_seconds"], Value::Null);
+    assert!(seconds(&report, "lower_bound_seconds") >= 3.0);
+    // The text form says so too.
+    let output = discover(&lab, "2s", &[]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("no drop up to the range's max"), "{text}");
+    assert!(text.contains("nothing died"), "{text}");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "no exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ctrl_c_prints_what_is_known_and_closes_every_session() {
+    let lab = Lab::up("di", "silent", 30);
+    let mut child = discover(&lab, "60s", &["--json"]).spawn().unwrap();
+    // Let it learn something: a lower bound appears within a few seconds.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(lab.exporter_sessions() >= 2, "probing had started");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let output = child.wait_with_output().unwrap();
+    let report = report(&output);
+    assert_eq!(status.code(), Some(130), "{report:#}");
+    assert_eq!(report["outcome"], "interrupted");
+    assert!(seconds(&report, "lower_bound_seconds") >= 1.0, "{report:#}");
+    assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
+}
+
+#[test]
+fn an_unreachable_target_fails_with_status_1() {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+        .args(["discover", "--dsn", "postgres://probe@127.0.0.1:1/db"])
+        .args(["--sslmode", "disable", "--connect-timeout", "1s", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = report(&output);
+    assert_eq!(report["outcome"], "unreachable");
+    assert!(report["last_error"].as_str().unwrap().contains("refused"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn bad_usage_exits_2_naming_the_flag_and_never_the_password() {
+    let output = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+        .args([
+            "discover",
+            "--dsn",
+            "postgres://probe:pa55-secret@127.0.0.1/db",
+        ])
+        .args(["--budget", "500"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--budget"), "{stderr}");
+    assert!(!stderr.contains("pa55-secret"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+        .args(["discover"])
+        .env_remove("IDLE_DROP_DSN")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a missing --dsn is bad usage"
+    );
+}
