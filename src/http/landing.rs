@@ -1,34 +1,64 @@
-//! The landing page: every target with its bracket, state and recommendation, readable without
-//! JavaScript and with no external assets. Everything shown comes from the status board, which
-//! never holds a secret (DSNs there are redacted); all text is HTML-escaped.
+//! The landing page: a status page per target with its bracket and state, a survival chart
+//! (inline SVG: each probe's idle time, survived or died, the bracket shaded, the app's lifetime
+//! and the recommendation marked), how connections die on this path, recent closed-connection
+//! events, and the recommended pool settings ready to copy.
+//!
+//! No external assets, readable without JavaScript: the only script adds "Copy" buttons to the
+//! settings, which are plain text either way. Everything shown comes from the status board,
+//! which never holds a secret (DSNs there are redacted); all text is HTML-escaped.
 
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::advice;
 use crate::target::status::{StatusBoard, TargetStatus};
+
+const STYLE: &str = concat!(
+    "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}",
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
+    "th{background:#f4f4f4}.bad{color:#b00;font-weight:bold}.ok{color:#070}.muted{color:#666}",
+    "code,pre{background:#f4f4f4;padding:0 .2em}pre{padding:.4em .6em;margin:.2em 0;white-space:pre-wrap}",
+    "section{border-top:2px solid #ddd;margin-top:1.5em}svg{max-width:100%;height:auto}",
+    ".advice{display:grid;grid-template-columns:16em 1fr auto;gap:.2em .8em;align-items:start}",
+    "button{font:inherit;font-size:.85em;cursor:pointer}"
+);
+
+/// Adds a Copy button after each copyable block; without JavaScript the text stays selectable.
+const COPY_SCRIPT: &str = concat!(
+    "document.querySelectorAll('pre.copy').forEach(function(pre){",
+    "var b=document.createElement('button');b.type='button';b.textContent='Copy';",
+    "b.className='copy-button';b.onclick=function(){",
+    "var done=function(){b.textContent='Copied'};",
+    "if(navigator.clipboard){navigator.clipboard.writeText(pre.textContent).then(done)}",
+    "else{var r=document.createRange();r.selectNodeContents(pre);var s=getSelection();",
+    "s.removeAllRanges();s.addRange(r);document.execCommand('copy');done()}};",
+    "pre.parentNode.insertBefore(b,pre.nextSibling)});"
+);
 
 pub fn render(board: &StatusBoard) -> String {
     let board = board.read().unwrap_or_else(|e| e.into_inner());
-    let mut page = String::from(concat!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<title>idle_drop_exporter</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}",
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
-        ".bad{color:#b00}.ok{color:#070}code{background:#f4f4f4;padding:0 .2em}</style>",
-        "</head><body>\n<h1>idle_drop_exporter</h1>\n",
-        "<p>Measures after how long the network path to each PostgreSQL target drops idle ",
-        "connections. <a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · ",
-        "<a href=\"/-/ready\">Ready</a></p>\n"
-    ));
+    let mut page = format!(
+        concat!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
+            "<title>idle_drop_exporter</title><style>{}</style></head><body>\n",
+            "<h1>idle_drop_exporter</h1>\n",
+            "<p>Measures after how long the network path to each PostgreSQL target drops idle ",
+            "connections. <a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · ",
+            "<a href=\"/-/ready\">Ready</a></p>\n",
+        ),
+        STYLE
+    );
     page.push_str("<table><thead><tr><th>target</th><th>server</th><th>state</th><th>survived up to (lower)</th><th>killed from (upper)</th><th>recommended pool max idle lifetime</th><th>socket timeout</th><th>app lifetime</th><th>ghosts</th></tr></thead><tbody>\n");
     for status in board.values() {
         row(&mut page, status);
     }
     page.push_str("</tbody></table>\n");
+    page.push_str("<p class=\"muted\">The true threshold lies between the lower and the upper bound. Set your pool's max idle lifetime at or below the recommendation and a socket timeout, so a connection that dies anyway fails fast.</p>\n");
     for status in board.values() {
-        events(&mut page, status);
+        section(&mut page, status);
     }
-    page.push_str("</body></html>\n");
+    let _ = write!(page, "<script>{COPY_SCRIPT}</script>\n</body></html>\n");
     page
 }
 
@@ -51,8 +81,7 @@ fn row(page: &mut String, s: &TargetStatus) {
     };
     let _ = writeln!(
         page,
-        "<tr><td>{}</td><td><code>{}</code></td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        escape(&s.name),
+        "<tr><td><a href=\"#target-{id}\">{name}</a></td><td><code>{}</code></td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td></tr>",
         escape(&s.display_dsn),
         escape(state),
         s.bracket.lower.map_or("–".into(), human),
@@ -61,14 +90,71 @@ fn row(page: &mut String, s: &TargetStatus) {
         socket,
         app,
         s.ghosts_alive,
+        id = escape(&s.name),
+        name = escape(&s.name),
     );
 }
 
-fn events(page: &mut String, s: &TargetStatus) {
-    let _ = writeln!(page, "<h2>{}</h2>", escape(&s.name));
+fn section(page: &mut String, s: &TargetStatus) {
+    let _ = writeln!(
+        page,
+        "<section id=\"target-{0}\"><h2>{0}</h2>",
+        escape(&s.name)
+    );
     if let Some(error) = &s.last_error {
         let _ = writeln!(page, "<p class=\"bad\">last error: {}</p>", escape(error));
     }
+    page.push_str("<h3>Survival by idle time</h3>\n");
+    survival_chart(page, s);
+    deaths(page, s);
+    events(page, s);
+    settings(page, s);
+    page.push_str("</section>\n");
+}
+
+fn deaths(page: &mut String, s: &TargetStatus) {
+    page.push_str("<h3>How connections die here</h3>\n");
+    if s.deaths.is_empty() {
+        page.push_str("<p>No connection has died yet.</p>\n");
+    } else {
+        page.push_str("<ul>");
+        for (cause, count) in &s.deaths {
+            let _ = write!(
+                page,
+                "<li><code>{}</code> × {count}: {}</li>",
+                escape(cause),
+                explain(cause)
+            );
+        }
+        page.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        page,
+        "<p>Ghost sessions (dead for us, still listed by the server): {} seen, {} terminated, {} alive.</p>",
+        s.ghosts_seen, s.ghosts_reaped, s.ghosts_alive
+    );
+    if !s.server_settings.is_empty() {
+        let settings: Vec<String> = s
+            .server_settings
+            .iter()
+            .map(|(k, v)| format!("<code>{}={}</code>", escape(k), escape(v)))
+            .collect();
+        let _ = writeln!(page, "<p>Server settings: {}</p>", settings.join(" "));
+    }
+}
+
+fn explain(cause: &str) -> &'static str {
+    match cause.split(' ').next().unwrap_or(cause) {
+        "timeout" => "silent drop: no answer, the flow was forgotten without a packet",
+        "reset" => "the path answered a forgotten flow with RST",
+        "eof" => "something closed the flow with a FIN (quaint/Prisma: kind: Closed)",
+        "server_terminated" => "PostgreSQL ended the session itself (57P05 = idle_session_timeout)",
+        _ => "another error; see the logs",
+    }
+}
+
+fn events(page: &mut String, s: &TargetStatus) {
+    page.push_str("<h3>Recent closed connections</h3>\n");
     if s.recent_events.is_empty() {
         page.push_str("<p>No closed connections yet.</p>\n");
         return;
@@ -91,6 +177,156 @@ fn events(page: &mut String, s: &TargetStatus) {
         );
     }
     page.push_str("</tbody></table>\n");
+}
+
+fn settings(page: &mut String, s: &TargetStatus) {
+    page.push_str("<h3>Settings for your pool</h3>\n");
+    let Some((lifetime, socket)) = s
+        .recommendation
+        .and_then(|r| r.max_idle_lifetime.map(|l| (l, r.socket_timeout)))
+    else {
+        page.push_str("<p>None yet: no idle connection has survived, so no lifetime is known to be safe.</p>\n");
+        return;
+    };
+    let _ = writeln!(
+        page,
+        "<p>Max idle lifetime <b>{}</b> (lower bound minus the margin), socket timeout <b>{}</b>. Each line was checked against the library's documentation.</p>",
+        human(lifetime),
+        human(socket)
+    );
+    page.push_str("<div class=\"advice\">\n");
+    for a in advice::for_pools(lifetime, socket) {
+        let _ = writeln!(
+            page,
+            "<div>{}</div><pre class=\"copy\" title=\"{}\">{}</pre>",
+            escape(a.library),
+            escape(a.source),
+            escape(&a.settings)
+        );
+    }
+    page.push_str("</div>\n");
+}
+
+// ---- the survival chart ------------------------------------------------------------------
+
+const WIDTH: f64 = 720.0;
+const HEIGHT: f64 = 190.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const SURVIVED_Y: f64 = 50.0;
+const DIED_Y: f64 = 110.0;
+const AXIS_Y: f64 = 140.0;
+
+/// Idle time (x) against survived (upper row) or died (lower row) for the recent probes; the
+/// bracket shaded; the app's lifetime and the recommendation as vertical lines.
+fn survival_chart(page: &mut String, s: &TargetStatus) {
+    let probes_max = s.recent_probes.iter().map(|p| p.idle).max();
+    let marks = [
+        s.bracket.lower,
+        s.bracket.upper,
+        s.app_max_idle_lifetime,
+        probes_max,
+    ];
+    let Some(span) = marks.iter().flatten().max().copied() else {
+        page.push_str("<p>No probe has finished yet.</p>\n");
+        return;
+    };
+    let max = nice_ceiling(span.mul_f64(1.15));
+    let x = |d: Duration| LEFT + (WIDTH - LEFT - RIGHT) * (d.as_secs_f64() / max.as_secs_f64());
+    let _ = write!(
+        page,
+        "<svg class=\"survival\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"survival of probe connections by idle time for {}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"12\">",
+        escape(&s.name)
+    );
+    if let (Some(lower), upper) = (s.bracket.lower, s.bracket.upper) {
+        let end = upper.map_or(WIDTH - RIGHT, x);
+        let _ = write!(
+            page,
+            "<rect class=\"bracket\" x=\"{:.1}\" y=\"25\" width=\"{:.1}\" height=\"105\" fill=\"#f5c542\" fill-opacity=\"0.35\"><title>threshold bracket</title></rect>",
+            x(lower),
+            (end - x(lower)).max(1.0)
+        );
+    }
+    let _ = write!(
+        page,
+        "<text x=\"{LEFT}\" y=\"16\" fill=\"#555\">bracket [{}, {}]</text>",
+        s.bracket.lower.map_or("–".into(), human),
+        s.bracket.upper.map_or("∞".into(), human)
+    );
+    let _ = write!(
+        page,
+        "<text x=\"4\" y=\"{}\">survived</text><text x=\"4\" y=\"{}\">died</text>",
+        SURVIVED_Y + 4.0,
+        DIED_Y + 4.0
+    );
+    let _ = write!(
+        page,
+        "<line x1=\"{LEFT}\" y1=\"{AXIS_Y}\" x2=\"{}\" y2=\"{AXIS_Y}\" stroke=\"#444\"/>",
+        WIDTH - RIGHT
+    );
+    for i in 0..=5 {
+        let tick = max.mul_f64(f64::from(i) / 5.0);
+        let tx = x(tick);
+        let _ = write!(
+            page,
+            "<line x1=\"{tx:.1}\" y1=\"{AXIS_Y}\" x2=\"{tx:.1}\" y2=\"{}\" stroke=\"#444\"/><text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            AXIS_Y + 5.0,
+            AXIS_Y + 18.0,
+            human(tick)
+        );
+    }
+    let _ = write!(
+        page,
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">idle time before use</text>",
+        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
+        AXIS_Y + 36.0
+    );
+    for probe in &s.recent_probes {
+        let px = x(probe.idle);
+        if probe.survived {
+            let _ = write!(
+                page,
+                "<circle class=\"survived\" cx=\"{px:.1}\" cy=\"{SURVIVED_Y}\" r=\"4\" fill=\"#2a8a2a\" fill-opacity=\"0.7\"><title>survived {}</title></circle>",
+                human(probe.idle)
+            );
+        } else {
+            let _ = write!(
+                page,
+                "<path class=\"died\" d=\"M{:.1} {:.1}l8 8m0 -8l-8 8\" stroke=\"#c00\" stroke-width=\"2\"><title>died {}</title></path>",
+                px - 4.0,
+                DIED_Y - 4.0,
+                human(probe.idle)
+            );
+        }
+    }
+    let mut marker = |d: Duration, color: &str, label: &str, y: f64| {
+        let mx = x(d);
+        let _ = write!(
+            page,
+            "<line x1=\"{mx:.1}\" y1=\"25\" x2=\"{mx:.1}\" y2=\"{AXIS_Y}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"{:.1}\" y=\"{y}\" fill=\"{color}\">{label} {}</text>",
+            mx + 3.0,
+            human(d)
+        );
+    };
+    if let Some(app) = s.app_max_idle_lifetime {
+        marker(app, "#1f5fbf", "your pool", 36.0);
+    }
+    if let Some(recommended) = s.recommendation.and_then(|r| r.max_idle_lifetime) {
+        marker(recommended, "#2a8a2a", "recommended", 128.0);
+    }
+    page.push_str("</svg>\n");
+}
+
+/// A round axis maximum at or above `d` (1, 2 or 5 times a power of ten seconds).
+fn nice_ceiling(d: Duration) -> Duration {
+    let secs = d.as_secs_f64().max(1.0);
+    let magnitude = 10f64.powf(secs.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|v| *v >= secs)
+        .unwrap_or(10.0 * magnitude);
+    Duration::from_secs_f64(step)
 }
 
 /// Durations as people read them: `5m 42s`, `10.7s`, `4.8s`.
@@ -120,6 +356,11 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::Bracket;
+    use crate::recommend::Recommendation;
+    use crate::target::status::ProbeRecord;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, RwLock};
 
     #[test]
     fn escapes_markup() {
@@ -131,5 +372,72 @@ mod tests {
         assert_eq!(human(Duration::from_millis(4800)), "4.8s");
         assert_eq!(human(Duration::from_secs(342)), "5m 42s");
         assert_eq!(human(Duration::from_millis(10_650)), "10.7s");
+    }
+
+    #[test]
+    fn axis_maxima_are_round() {
+        assert_eq!(
+            nice_ceiling(Duration::from_secs(7)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            nice_ceiling(Duration::from_secs(23)),
+            Duration::from_secs(50)
+        );
+        assert_eq!(
+            nice_ceiling(Duration::from_secs(120)),
+            Duration::from_secs(200)
+        );
+    }
+
+    fn sample() -> TargetStatus {
+        let yaml = "targets:\n  - name: orders\n    dsn: postgres://probe@10.0.0.5/app\n    app_max_idle_lifetime: 30s\n";
+        let config = crate::config::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+        let mut s = TargetStatus::new(&config.targets[0]);
+        s.up = true;
+        s.state = "watching";
+        s.bracket = Bracket {
+            lower: Some(Duration::from_secs(19)),
+            upper: Some(Duration::from_secs(20)),
+        };
+        s.recommendation = Some(Recommendation {
+            max_idle_lifetime: Some(Duration::from_secs(15)),
+            socket_timeout: Duration::from_secs(10),
+        });
+        s.recent_probes.push_front(ProbeRecord {
+            idle: Duration::from_secs(12),
+            survived: true,
+        });
+        s.recent_probes.push_front(ProbeRecord {
+            idle: Duration::from_secs(25),
+            survived: false,
+        });
+        s.deaths = BTreeMap::from([("timeout".to_string(), 3)]);
+        s.last_error = Some("server said <b>no</b>".to_string());
+        s
+    }
+
+    #[test]
+    fn the_page_shows_chart_deaths_and_copyable_settings_escaped() {
+        let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
+        let status = sample();
+        board.write().unwrap().insert(status.name.clone(), status);
+        let page = render(&board);
+        assert!(page.contains("<svg class=\"survival\""));
+        assert_eq!(page.matches("<circle class=\"survived\"").count(), 1);
+        assert_eq!(page.matches("<path class=\"died\"").count(), 1);
+        assert!(page.contains("<rect class=\"bracket\""));
+        assert!(
+            page.contains("your pool 30.0s"),
+            "the app's lifetime is marked"
+        );
+        assert!(page.contains("<span class=\"bad\">30.0s (unsafe)</span>"));
+        assert!(page.contains("max_idle_connection_lifetime=15&amp;socket_timeout=10"));
+        assert!(page.contains("<code>timeout</code> × 3"));
+        assert!(page.contains("server said &lt;b&gt;no&lt;/b&gt;") && !page.contains("<b>no</b>"));
+        assert!(
+            !page.contains("src=\"http") && !page.contains("href=\"http"),
+            "no external assets"
+        );
     }
 }
