@@ -76,6 +76,10 @@ pub async fn run(
         board: board.clone(),
         reload: trigger,
         ready: false.into(),
+        web: config
+            .web_config_file
+            .as_deref()
+            .map(http::web_config::Watcher::new),
     });
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));

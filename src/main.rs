@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use idle_drop_exporter::{config, daemon, logging, oneshot, shutdown, simulator};
+use idle_drop_exporter::{config, daemon, http, logging, oneshot, shutdown, simulator};
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
 const EXIT_BAD_CONFIG: u8 = 78;
@@ -29,6 +29,10 @@ struct Flags {
     /// Address to serve /metrics on; overrides `listen_address` in the file.
     #[arg(long = "web.listen-address")]
     listen_address: Option<std::net::SocketAddr>,
+    /// TLS and basic auth for our endpoint, in Prometheus exporter-toolkit's web-config format
+    /// (docs/web-config.md).
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     /// Log level or filter (error, warn, info, debug, trace); overrides the file.
     #[arg(long = "log.level")]
     log_level: Option<String>,
@@ -67,6 +71,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Some(path) = &flags.web_config_file {
+        if let Err(e) = http::web_config::load(path) {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+        config.web_config_file = Some(path.clone());
+    }
     if flags.check_config {
         for warning in &config.warnings {
             eprintln!("warning: {warning}");

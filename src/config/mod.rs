@@ -9,7 +9,7 @@
 //!
 //! Passwords live only in [`Secret`]s inside the driver config; nothing here prints them.
 
-mod locate;
+pub(crate) mod locate;
 mod raw;
 
 use std::collections::HashSet;
@@ -40,6 +40,9 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// Things worth a log line that do not stop loading (e.g. a password written in a DSN).
     pub warnings: Vec<String>,
+    /// The exporter-toolkit web configuration (TLS, basic auth) for our own endpoint. Not part
+    /// of the YAML file: `main` sets it from `--web.config.file`; see [`crate::http::web_config`].
+    pub web_config_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -138,25 +141,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Checks configuration text; `path` is only used in messages and to resolve relative files.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        let mut reason = e.to_string();
-        if let Some(pos) = reason.rfind(" at line ") {
-            reason.truncate(pos);
-        }
-        // serde_yaml prefixes the field path (`targets[0]: unknown field ...`): keep it as the field.
-        let (field, reason) = match reason.split_once(": ") {
-            Some((field, rest)) if !field.contains(' ') => (field.to_string(), rest.to_string()),
-            _ => (String::new(), reason),
-        };
-        ConfigError {
-            file: path.to_path_buf(),
-            line,
-            field,
-            reason,
-        }
-    })?;
+    let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
     Validator { path, text }.config(raw)
+}
+
+/// A serde_yaml error as a [`ConfigError`]: its line, and the field path serde_yaml puts in
+/// front of the message (`targets[0]: unknown field ...`) as the field.
+pub(crate) fn yaml_error(path: &Path, e: serde_yaml::Error) -> ConfigError {
+    let line = e.location().map(|l| l.line());
+    let mut reason = e.to_string();
+    if let Some(pos) = reason.rfind(" at line ") {
+        reason.truncate(pos);
+    }
+    let (field, reason) = match reason.split_once(": ") {
+        Some((field, rest)) if !field.contains(' ') => (field.to_string(), rest.to_string()),
+        _ => (String::new(), reason),
+    };
+    ConfigError {
+        file: path.to_path_buf(),
+        line,
+        field,
+        reason,
+    }
 }
 
 struct Validator<'a> {
@@ -216,6 +222,7 @@ impl Validator<'_> {
             log,
             targets,
             warnings,
+            web_config_file: None,
         })
     }
 

@@ -72,6 +72,60 @@ fn inverted_range_and_zero_durations_are_refused() {
 }
 
 #[test]
+fn every_zero_duration_and_every_bad_budget_is_refused_with_its_line() {
+    for (extra, field, line) in [
+        ("    connect_timeout: 0s\n", "targets[0].connect_timeout", 4),
+        ("    query_timeout: 0ms\n", "targets[0].query_timeout", 4),
+        (
+            "    tcp_user_timeout: 0s\n",
+            "targets[0].tcp_user_timeout",
+            4,
+        ),
+        (
+            "    app_max_idle_lifetime: 0s\n",
+            "targets[0].app_max_idle_lifetime",
+            4,
+        ),
+        (
+            "    recommended_socket_timeout: 0s\n",
+            "targets[0].recommended_socket_timeout",
+            4,
+        ),
+        (
+            "    idle_range:\n      min: 0s\n",
+            "targets[0].idle_range.min",
+            5,
+        ),
+        (
+            "    idle_range:\n      max: 0s\n",
+            "targets[0].idle_range.max",
+            5,
+        ),
+        (
+            "    keepalive_probe:\n      interval: 0s\n",
+            "targets[0].keepalive_probe.interval",
+            5,
+        ),
+        ("    watch_ladder: [0s, 1m]\n", "targets[0].watch_ladder", 4),
+    ] {
+        let e = err(&format!("{MINIMAL}{extra}"));
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(e.reason.contains("longer than zero"), "{e}");
+    }
+    for budget in ["1", "0", "-3", "65", "9223372036854775807"] {
+        let e = err(&format!("{MINIMAL}    max_connections: {budget}\n"));
+        assert_eq!(e.field, "targets[0].max_connections", "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.reason.contains("2..=64"), "{e}");
+    }
+    // Equal bounds are an empty range: refused like an inverted one.
+    let e = err(&format!("{MINIMAL}    idle_range: {{min: 1m, max: 60s}}\n"));
+    assert_eq!(e.field, "targets[0].idle_range.min");
+    assert!(e.reason.contains("inverted"), "{e}");
+}
+
+#[test]
 fn percentages_in_both_spellings() {
     let c = check(&format!(
         "{MINIMAL}    precision: 2%\n    recommendation_margin: 0.3\n"
@@ -167,4 +221,97 @@ fn other_global_fields() {
     assert!(e.reason.contains("at least one"));
     let e = err("targets:\n  - name: [oops\n");
     assert!(e.line.is_some(), "{e}");
+}
+
+/// Hostile input: no text makes the loader panic, and a refusal always says where.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../../config.yaml");
+
+    /// Lines of the shipped file that hold a `key: value` we can replace.
+    fn value_lines() -> Vec<usize> {
+        SHIPPED
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let t = l.trim_start().trim_start_matches("- ");
+                !t.starts_with('#')
+                    && t.split_once(':').is_some_and(|(k, v)| {
+                        k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            && !v.trim().is_empty()
+                    })
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("0s".to_string()),
+            Just("-1s".to_string()),
+            Just("99999999999999999999h".to_string()),
+            Just("nan%".to_string()),
+            Just("-5%".to_string()),
+            Just("1e308".to_string()),
+            Just("-9223372036854775808".to_string()),
+            Just("~".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            Just("[1s, 0s]".to_string()),
+            Just("\"\"".to_string()),
+            Just("true".to_string()),
+            Just("postgres://u:p@h:notaport/db".to_string()),
+            "[0-9]{1,20}(ms|s|m|h|d)?",
+            "-?[0-9]{1,5}(\\.[0-9]{1,3})?%?",
+            "[a-z0-9 =:/@._-]{0,20}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "(?s).{0,200}") {
+            if let Err(e) = check(&text) {
+                let _ = e.to_string();
+            }
+        }
+
+        #[test]
+        fn yaml_like_text_never_panics(
+            lines in prop::collection::vec(
+                "( {0,4}- )?[a-z_]{1,12}: ?[a-z0-9%\\[\\]{}:, .-]{0,12}", 0..12)
+        ) {
+            if let Err(e) = check(&lines.join("\n")) {
+                let _ = e.to_string();
+            }
+        }
+
+        /// The shipped config with one value replaced: accepted, or refused naming the field
+        /// and its line (a YAML syntax error has no field, but always a line).
+        #[test]
+        fn mutated_shipped_config_names_field_and_line(
+            pick in any::<prop::sample::Index>(),
+            value in value(),
+        ) {
+            std::env::set_var("ORDERS_DB_PASSWORD", "from-env");
+            let lines = value_lines();
+            let line = lines[pick.index(lines.len())];
+            let mut text: Vec<String> = SHIPPED.lines().map(str::to_string).collect();
+            let (key, _) = text[line].split_once(':').unwrap();
+            text[line] = format!("{key}: {value}");
+            let text = text.join("\n");
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+            if let Err(e) = parse(&path, &text) {
+                prop_assert!(e.line.is_some(), "no line: {e}\n{}", text.lines().nth(line).unwrap());
+                let yaml_ok = serde_yaml::from_str::<serde_yaml::Value>(&text).is_ok();
+                if yaml_ok {
+                    prop_assert!(!e.field.is_empty(), "no field: {e}");
+                }
+                prop_assert!(e.to_string().starts_with(&path.display().to_string()));
+            }
+        }
+    }
 }

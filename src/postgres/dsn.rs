@@ -193,9 +193,26 @@ fn keyword_pairs(dsn: &str) -> Result<Vec<(String, String)>, DsnError> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(DsnError::Invalid(format!("expected `=` after `{key}`")));
+            return Err(DsnError::Invalid(format!(
+                "expected `=` after {}",
+                shown_key(&key)
+            )));
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut spaced = false;
+        while chars.next_if(|c| c.is_whitespace()).is_some() {
+            spaced = true;
+        }
+        // `host= password=secret` (an unset template variable) would make libpq take
+        // `password=secret` as the host, and the host is shown everywhere: refuse it instead.
+        if spaced && chars.peek() != Some(&'\'') {
+            let next: String = chars.clone().take_while(|c| !c.is_whitespace()).collect();
+            if next.contains('=') {
+                return Err(DsnError::Invalid(format!(
+                    "{} has an empty value (an unset variable?)",
+                    shown_key(&key)
+                )));
+            }
+        }
         let mut value = String::new();
         if chars.next_if_eq(&'\'').is_some() {
             loop {
@@ -205,7 +222,8 @@ fn keyword_pairs(dsn: &str) -> Result<Vec<(String, String)>, DsnError> {
                     Some(c) => value.push(c),
                     None => {
                         return Err(DsnError::Invalid(format!(
-                            "unterminated quoted value for `{key}`"
+                            "unterminated quoted value for {}",
+                            shown_key(&key)
                         )))
                     }
                 }
@@ -220,6 +238,59 @@ fn keyword_pairs(dsn: &str) -> Result<Vec<(String, String)>, DsnError> {
             }
         }
         pairs.push((key, value));
+    }
+}
+
+/// libpq's connection keywords: safe to quote in a message. Anything else in key position may be
+/// a misparsed piece of a password (`password=a b`), so it is not repeated.
+const KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+fn shown_key(key: &str) -> String {
+    if KEYWORDS.contains(&key) {
+        format!("`{key}`")
+    } else {
+        "a key that is not a libpq keyword".to_string()
     }
 }
 
@@ -307,6 +378,148 @@ mod tests {
         assert!(err.to_string().contains("port"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert_eq!(parse("user=probe").unwrap_err(), DsnError::NoHost);
+        // An unset template variable must not turn the password into the (shown) host name.
+        let err = parse("host= password=hunter2 user=probe").unwrap_err();
+        assert!(
+            err.to_string().contains("`host` has an empty value"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(parse("host='unterminated").is_err());
+    }
+}
+
+/// Hostile input: the parser never panics, and nothing it returns or prints carries the password,
+/// whatever else is wrong with the DSN.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Passwords start with `PWX` (nothing else generated has upper case), so a hit is a leak.
+    fn password() -> impl Strategy<Value = String> {
+        "PWX[a-z0-9 '\\\\@:/?=&%#-]{3,12}"
+    }
+
+    fn encoded(pw: &str) -> String {
+        pw.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn junk() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("5432".to_string()),
+            "[a-z0-9:@/?=&%' .-]{0,10}",
+        ]
+    }
+
+    fn url() -> impl Strategy<Value = (String, String)> {
+        (
+            password(),
+            any::<bool>(),
+            "[a-z]{0,6}",
+            "[a-z0-9.]{0,10}",
+            junk(),
+            "[a-z]{0,6}",
+            prop::collection::vec(
+                prop_oneof![
+                    Just("sslmode=require".to_string()),
+                    Just("sslmode=verify-full".to_string()),
+                    Just("sslrootcert=%2Fx".to_string()),
+                    Just("application_name=x".to_string()),
+                    "[a-z_=%]{0,10}",
+                ],
+                0..3,
+            ),
+        )
+            .prop_map(|(pw, encode, user, host, port, db, params)| {
+                let shown = if encode { encoded(&pw) } else { pw.clone() };
+                let query = if params.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", params.join("&"))
+                };
+                (
+                    format!("postgres://{user}:{shown}@{host}:{port}/{db}{query}"),
+                    pw,
+                )
+            })
+    }
+
+    fn keyword() -> impl Strategy<Value = (String, String)> {
+        (
+            password(),
+            any::<bool>(),
+            prop::collection::vec(
+                prop_oneof![
+                    "host=[a-z0-9.]{0,8}",
+                    "port=[0-9a-z]{0,6}",
+                    "user=[a-z]{0,6}",
+                    "sslmode=[a-z-]{0,11}",
+                    "[a-z_]{1,8}=[a-z0-9']{0,6}",
+                    "[a-z=' ]{0,6}",
+                ],
+                0..5,
+            ),
+            0usize..5,
+        )
+            .prop_map(|(pw, quote, mut parts, at)| {
+                // Unquoted, libpq reads spaces, quotes and backslashes itself.
+                let pw = if quote {
+                    pw
+                } else {
+                    pw.replace([' ', '\\', '\''], "x")
+                };
+                let value = if quote {
+                    format!("'{}'", pw.replace('\\', "\\\\").replace('\'', "\\'"))
+                } else {
+                    pw.clone()
+                };
+                parts.insert(at.min(parts.len()), format!("password={value}"));
+                (parts.join(" "), pw)
+            })
+    }
+
+    fn assert_no_password(dsn: &str, pw: &str) -> Result<(), TestCaseError> {
+        match parse(dsn) {
+            Ok(parsed) => {
+                prop_assert!(!redacted(&parsed.config).contains(pw), "{dsn}");
+                prop_assert!(!format!("{parsed:?}").contains(pw), "{dsn}");
+            }
+            Err(e) => {
+                prop_assert!(!e.to_string().contains(pw), "{dsn}: {e}");
+                prop_assert!(!format!("{e:?}").contains(pw), "{dsn}: {e:?}");
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_text_never_panics(dsn in ".{0,80}") {
+            if let Err(e) = parse(&dsn) {
+                let _ = e.to_string();
+            }
+        }
+
+        #[test]
+        fn url_dsns_never_show_the_password((dsn, pw) in url()) {
+            assert_no_password(&dsn, &pw)?;
+        }
+
+        #[test]
+        fn keyword_dsns_never_show_the_password((dsn, pw) in keyword()) {
+            assert_no_password(&dsn, &pw)?;
+        }
     }
 }

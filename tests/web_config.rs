@@ -1,0 +1,338 @@
+//! `--web.config.file`: the exporter's own endpoint over TLS with basic auth (and, optionally,
+//! verified client certificates), fetched with curl as a scraper would; bad files refused at
+//! start with exit 78 and the field named. Certificates are made here with the openssl CLI.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use tokio_util::sync::CancellationToken;
+
+/// Runs openssl in `dir`, panicking with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl CLI");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// A self-signed server certificate for 127.0.0.1, and a client CA with one client certificate.
+fn certificates(dir: &Path) {
+    let req = |extra: &[&str]| {
+        let mut args = vec!["req", "-x509", "-nodes", "-days", "1"];
+        args.extend(EC);
+        args.extend(extra);
+        openssl(dir, &args);
+    };
+    req(&[
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.crt",
+    ]);
+    req(&[
+        "-subj",
+        "/CN=test client CA",
+        "-keyout",
+        "clientca.key",
+        "-out",
+        "clientca.crt",
+    ]);
+    let mut args = vec!["req", "-nodes"];
+    args.extend(EC);
+    args.extend([
+        "-subj",
+        "/CN=prometheus",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+    ]);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "clientca.crt",
+            "-CAkey",
+            "clientca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+}
+
+/// The exporter in-process with `web_config_file` set, as `main` does after checking it. Its
+/// one target is a closed loopback port: we only care about our own endpoint here.
+struct Running {
+    address: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _config: TempConfig,
+}
+
+async fn start(web_config: &Path) -> Running {
+    let config = TempConfig::new(
+        "targets:\n  - name: closed\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    sslmode: disable\n",
+    );
+    let mut loaded = idle_drop_exporter::config::load(&config.path).unwrap();
+    idle_drop_exporter::http::web_config::load(web_config).expect("valid web config");
+    loaded.web_config_file = Some(web_config.to_path_buf());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(idle_drop_exporter::daemon::run(
+        config.path.clone(),
+        loaded,
+        listener,
+        idle_drop_exporter::daemon::reload_channel(),
+        stop.clone(),
+    ));
+    Running {
+        address,
+        stop,
+        task,
+        _config: config,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("stops")
+            .unwrap();
+    }
+}
+
+/// curl's (status code, headers + body); status 0 when no HTTP answer came.
+async fn curl(args: Vec<String>) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(&args)
+            .output()
+            .expect("curl");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", "000"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+fn https(dir: &Path, address: std::net::SocketAddr, path: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--cacert".to_string(),
+        dir.join("server.crt").display().to_string(),
+        format!("https://{address}{path}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idle-drop-web-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_basic_auth_guard_every_path() {
+    let dir = temp_dir("auth");
+    certificates(&dir);
+    let hash = bcrypt::hash("scrape-pw", 4).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\nhttp_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    let exporter = start(&web).await;
+    let a = exporter.address;
+
+    let (status, body) = curl(https(&dir, a, "/metrics", &["-u", "prometheus:scrape-pw"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("idle_drop_targets"), "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("x-frame-options: deny"),
+        "{body}"
+    );
+    // Again: served from the auth cache this time, same answer.
+    let (status, _) = curl(https(&dir, a, "/", &["-u", "prometheus:scrape-pw"])).await;
+    assert_eq!(status, 200);
+
+    for creds in [
+        vec!["-u", "prometheus:wrong"],
+        vec!["-u", "nobody:scrape-pw"],
+        vec![],
+    ] {
+        let (status, body) = curl(https(&dir, a, "/metrics", &creds)).await;
+        assert_eq!(status, 401, "{creds:?}: {body}");
+        assert!(
+            body.to_ascii_lowercase()
+                .contains("www-authenticate: basic"),
+            "{body}"
+        );
+        assert!(!body.contains("idle_drop_"), "no metrics without auth");
+    }
+    let (status, _) = curl(https(&dir, a, "/-/healthy", &[])).await;
+    assert_eq!(status, 401, "every path is guarded, as in exporter-toolkit");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let (status, body) = curl(vec![
+        "-u".into(),
+        "prometheus:scrape-pw".into(),
+        format!("http://{a}/metrics"),
+    ])
+    .await;
+    assert_eq!(status, 0, "plain HTTP must fail: {body}");
+
+    // The file is read per connection: a new password applies at once, without a reload.
+    let hash = bcrypt::hash("rotated-pw", 4).unwrap();
+    let text = std::fs::read_to_string(&web).unwrap();
+    let old_hash_line = text.lines().last().unwrap().to_string();
+    std::fs::write(
+        &web,
+        text.replace(&old_hash_line, &format!("  prometheus: '{hash}'")),
+    )
+    .unwrap();
+    let (status, _) = curl(https(&dir, a, "/metrics", &["-u", "prometheus:rotated-pw"])).await;
+    assert_eq!(status, 200);
+    let (status, _) = curl(https(&dir, a, "/metrics", &["-u", "prometheus:scrape-pw"])).await;
+    assert_eq!(status, 401, "the old password is gone with its hash");
+
+    // A broken file keeps the last valid one in force.
+    std::fs::write(&web, "tls_server_config:\n  cert_file: [\n").unwrap();
+    let (status, _) = curl(https(&dir, a, "/metrics", &["-u", "prometheus:rotated-pw"])).await;
+    assert_eq!(status, 200);
+    exporter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_verified() {
+    let dir = temp_dir("mtls");
+    certificates(&dir);
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clientca.crt\n",
+    )
+    .unwrap();
+    let exporter = start(&web).await;
+    let a = exporter.address;
+    let cert = dir.join("client.crt").display().to_string();
+    let key = dir.join("client.key").display().to_string();
+    let (status, body) = curl(https(
+        &dir,
+        a,
+        "/metrics",
+        &["--cert", &cert, "--key", &key],
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = curl(https(&dir, a, "/metrics", &[])).await;
+    assert_eq!(status, 0, "no client certificate, no connection");
+    // A certificate from another CA (the server's own self-signed one) is refused too.
+    let other_cert = dir.join("server.crt").display().to_string();
+    let other_key = dir.join("server.key").display().to_string();
+    let (status, _) = curl(https(
+        &dir,
+        a,
+        "/metrics",
+        &["--cert", &other_cert, "--key", &other_key],
+    ))
+    .await;
+    assert_eq!(status, 0);
+    exporter.stop().await;
+}
+
+/// The binary with a bad web config: exit 78 and one line naming the file and field.
+#[test]
+fn bad_web_config_exits_78_naming_the_field() {
+    let dir = temp_dir("bad");
+    certificates(&dir);
+    let config =
+        TempConfig::new("targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/db\n");
+    let cases = [
+        ("tls_server_config:\n  cert_file: server.crt\n", "tls_server_config.key_file"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: missing.key\n", "tls_server_config.key_file"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: clientca.key\n", "tls_server_config.key_file"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS10\n", "tls_server_config.min_version"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n", "tls_server_config.client_ca_file"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAnyClientCert\n  client_ca_file: clientca.crt\n", "tls_server_config.client_auth_type"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "tls_server_config.cipher_suites"),
+        ("tls_server_config:\n  certfile: server.crt\n", "certfile"),
+        ("basic_auth_users:\n  prometheus: hunter2-not-a-hash\n", "basic_auth_users.prometheus"),
+        ("http_server_config:\n  headers:\n    Set-Cookie: a=b\n", "http_server_config.headers"),
+        ("http_server_config:\n  http3: true\n", "http3"),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let web = dir.join(format!("bad{i}.yml"));
+        std::fs::write(&web, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+            .arg("--config")
+            .arg(&config.path)
+            .arg("--web.config.file")
+            .arg(&web)
+            .arg("--web.listen-address")
+            .arg("127.0.0.1:0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{text}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("invalid configuration: {}:", web.display())),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(field),
+            "{text} should name {field}: {stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    // And --check-config checks it too.
+    let out = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+        .arg("--config")
+        .arg(&config.path)
+        .arg("--web.config.file")
+        .arg(dir.join("bad0.yml"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
