@@ -201,7 +201,9 @@ fn pool(lab: &Lab, port: u16, max_idle: Option<Duration>) -> Pool {
         // least as long ago as the last return, so this errs on the safe side.
         builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
             if metrics.last_used() > max_idle {
-                Err(HookError::message("idle longer than the recommended lifetime"))
+                Err(HookError::message(
+                    "idle longer than the recommended lifetime",
+                ))
             } else {
                 Ok(())
             }
@@ -251,7 +253,11 @@ async fn a_pool_without_idle_lifetime_gets_kind_closed_and_the_recommended_one_d
     let naive = pool(&lab, sim.port, None);
     let uses = schedule(&naive, short, long).await;
     let first = uses[0].as_ref().expect("first use works");
-    assert_eq!(uses[1].as_ref().ok(), Some(first), "reused after a short idle");
+    assert_eq!(
+        uses[1].as_ref().ok(),
+        Some(first),
+        "reused after a short idle"
+    );
     let error = uses[2]
         .as_ref()
         .expect_err("the connection idle past T is dead when used");
@@ -364,7 +370,10 @@ async fn the_binary_serves_metrics_promtool_accepts_and_stops_on_sigterm() {
     let (status, body) = http_get(web, "/metrics").await;
     assert_eq!(status, 200);
     let m = Metrics::parse(&body);
-    assert_eq!(m.get("idle_drop_simulator_flows_opened_total", &[]), Some(1.0));
+    assert_eq!(
+        m.get("idle_drop_simulator_flows_opened_total", &[]),
+        Some(1.0)
+    );
     assert_eq!(
         m.get(
             "idle_drop_simulator_flows_ended_total",
