@@ -62,27 +62,27 @@ impl Mode {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Address the applications connect to instead of the database (e.g. 127.0.0.1:6543).
-    #[arg(long)]
+    #[arg(long, value_name = "ADDR")]
     pub listen: SocketAddr,
     /// The real server, HOST:PORT (resolved at each new flow).
-    #[arg(long)]
+    #[arg(long, value_name = "HOST:PORT")]
     pub upstream: String,
     /// Idle time (no byte in either direction) after which a flow is forgotten; humantime
     /// (500ms, 30s, 5m).
-    #[arg(long = "idle-timeout", value_parser = parse_timeout)]
+    #[arg(long = "idle-timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Duration,
     /// What happens to a flow at expiry.
     #[arg(long, value_enum)]
     pub mode: Mode,
     /// Most flows open at once; new connections beyond it are closed at once and counted as
     /// `refused_max_flows`.
-    #[arg(long = "max-flows", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long = "max-flows", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_flows: u32,
     /// How long connecting to the upstream may take before the client is closed.
-    #[arg(long = "upstream-connect-timeout", default_value = "5s", value_parser = parse_timeout)]
+    #[arg(long = "upstream-connect-timeout", value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
     /// Address to serve the simulator's /metrics on (off unless given).
-    #[arg(long = "web.listen-address")]
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub web_listen_address: Option<SocketAddr>,
     /// Log level or tracing filter (error, warn, info, debug, trace).
     #[arg(long = "log.level", default_value = "info")]
