@@ -453,3 +453,13 @@ impl ScrapeWatch {
         self.handle.await.unwrap().unwrap_or_else(|e| panic!("{e}"))
     }
 }
+
+/// Like [`lab_target`], but connecting to `host:port` (e.g. `idle_drop_exporter simulate` in
+/// front of the lab's PostgreSQL) with the lab's user, database and password.
+pub fn lab_target_at(name: &str, lab: &Lab, host: &str, port: u16, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    dsn: postgres://{user}@{host}:{port}/postgres\n    password_file: {pw}\n    sslmode: disable\n    connect_timeout: 3s\n    query_timeout: 3s\n    tcp_user_timeout: 2s\n    idle_range: {{min: 1s, max: 60s}}\n{extra}",
+        user = lab.get("LAB_USER"),
+        pw = lab.password_file(),
+    )
+}

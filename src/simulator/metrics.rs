@@ -1,0 +1,214 @@
+//! The simulator's own counters, in a registry of its own (the simulator is a separate tool: its
+//! `/metrics` must not mix with the exporter's families), and the tiny hyper server that serves
+//! them on `--web.listen-address`.
+//!
+//! Every label value comes from a fixed set (fates, two directions, three modes), so the series
+//! count is bounded whatever the traffic.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::flow::{Direction, Fate};
+use super::Settings;
+
+/// The simulator's metric families.
+pub struct Metrics {
+    registry: Registry,
+    /// Client connections accepted (refused and failed ones included).
+    pub flows_opened: IntCounter,
+    flows_ended: IntCounterVec,
+    /// Flows that reached the idle timeout (counted at that moment; a silent flow ends later).
+    pub flows_expired: IntCounter,
+    /// Flows forwarding or lingering right now (each holds one of `--max-flows`).
+    pub flows_active: IntGauge,
+    forwarded: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every family; the settings fill the constant gauges.
+    pub fn new(settings: &Settings) -> Metrics {
+        let registry = Registry::new();
+        let flows_opened = IntCounter::new(
+            "idle_drop_simulator_flows_opened_total",
+            "Client connections accepted by the simulator (refused ones included).",
+        )
+        .expect("valid metric");
+        let flows_ended = IntCounterVec::new(
+            Opts::new(
+                "idle_drop_simulator_flows_ended_total",
+                "Flows that ended, by fate (expired_silent, expired_reset, expired_fin, \
+                 closed_by_client, closed_by_upstream, upstream_connect_failed, \
+                 refused_max_flows, shutdown).",
+            ),
+            &["fate"],
+        )
+        .expect("valid metric");
+        let flows_expired = IntCounter::new(
+            "idle_drop_simulator_flows_expired_total",
+            "Flows that stayed idle for the idle timeout and were forgotten (counted at expiry).",
+        )
+        .expect("valid metric");
+        let flows_active = IntGauge::new(
+            "idle_drop_simulator_flows_active",
+            "Flows open right now, expired silent flows waiting for their client included.",
+        )
+        .expect("valid metric");
+        let forwarded = IntCounterVec::new(
+            Opts::new(
+                "idle_drop_simulator_forwarded_bytes_total",
+                "Bytes forwarded, by direction (client_to_upstream, upstream_to_client).",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let idle_timeout = Gauge::new(
+            "idle_drop_simulator_idle_timeout_seconds",
+            "Idle time after which the simulator forgets a flow (--idle-timeout).",
+        )
+        .expect("valid metric");
+        let max_flows = IntGauge::new(
+            "idle_drop_simulator_max_flows",
+            "Flows the simulator holds at most (--max-flows); more are refused.",
+        )
+        .expect("valid metric");
+        let mode = IntGaugeVec::new(
+            Opts::new(
+                "idle_drop_simulator_mode_info",
+                "What the simulator does to an expired flow (--mode); always 1.",
+            ),
+            &["mode"],
+        )
+        .expect("valid metric");
+
+        idle_timeout.set(settings.idle_timeout.as_secs_f64());
+        max_flows.set(i64::try_from(settings.max_flows).unwrap_or(i64::MAX));
+        mode.with_label_values(&[settings.mode.as_str()]).set(1);
+        for fate in Fate::ALL {
+            flows_ended.with_label_values(&[fate.as_str()]);
+        }
+        for direction in [Direction::ClientToUpstream, Direction::UpstreamToClient] {
+            forwarded.with_label_values(&[direction.as_str()]);
+        }
+        for collector in [
+            Box::new(flows_opened.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(flows_ended.clone()),
+            Box::new(flows_expired.clone()),
+            Box::new(flows_active.clone()),
+            Box::new(forwarded.clone()),
+            Box::new(idle_timeout),
+            Box::new(max_flows),
+            Box::new(mode),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            flows_opened,
+            flows_ended,
+            flows_expired,
+            flows_active,
+            forwarded,
+        }
+    }
+
+    /// Counts a flow's end.
+    pub fn ended(&self, fate: Fate) {
+        self.flows_ended.with_label_values(&[fate.as_str()]).inc();
+    }
+
+    /// The counter of bytes forwarded in one direction.
+    pub fn forwarded(&self, direction: Direction) -> IntCounter {
+        self.forwarded.with_label_values(&[direction.as_str()])
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+/// Serves `/metrics` (and a one-line `/`) until `shutdown`; open requests get 5 s to finish.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+            let metrics = metrics.clone();
+            async move { Ok::<_, Infallible>(route(&metrics, &request)) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+fn route<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+    match (request.uri().path(), request.method()) {
+        ("/metrics", &Method::GET) => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.encode(),
+        ),
+        ("/", &Method::GET) => respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "idle_drop_exporter simulate: metrics at /metrics\n".to_string(),
+        ),
+        ("/metrics" | "/", _) => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "Method not allowed.\n".to_string(),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "Not found.\n".to_string(),
+        ),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
