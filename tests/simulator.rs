@@ -178,6 +178,59 @@ async fn exporter_finds_the_simulated_timeout_fin() {
     exporter_finds_the_simulated_timeout("sim3", Mode::Fin, 4, "eof").await;
 }
 
+/// `discover` (the real binary) finds the simulator's timeout in every mode and names the
+/// drop the way the mode makes it look. One upstream, three simulators, three runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_finds_the_simulated_timeout_in_every_mode() {
+    let lab = Lab::up("sim5", "silent", 3600);
+    let cases = [
+        (Mode::Silent, 4u64, "silent"),
+        (Mode::Reset, 5, "reset"),
+        (Mode::Fin, 4, "fin"),
+    ];
+    let mut runs = Vec::new();
+    for (mode, t, look) in cases {
+        let sim = Simulator::start(mode, Duration::from_secs(t), upstream_of(&lab)).await;
+        let dsn = format!(
+            "postgres://{}@127.0.0.1:{}/postgres",
+            lab.get("LAB_USER"),
+            sim.port
+        );
+        let password_file = lab.password_file().to_string();
+        let run = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+                .args(["discover", "--dsn", &dsn, "--password-file", &password_file])
+                .args(["--sslmode", "disable", "--range-max", "60s", "--json"])
+                .args(["--query-timeout", "3s", "--tcp-user-timeout", "2s"])
+                .output()
+                .unwrap()
+        });
+        runs.push((sim, run, t, look));
+    }
+    for (sim, run, t, look) in runs {
+        let output = run.await.unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "no report ({e}): {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        assert_eq!(output.status.code(), Some(0), "{report:#}");
+        let lower = report["lower_bound_seconds"].as_f64().unwrap();
+        let upper = report["upper_bound_seconds"].as_f64().unwrap();
+        let t = t as f64;
+        assert!(
+            lower < t + CLOCK_SLACK && upper >= t - CLOCK_SLACK,
+            "{look}: [{lower}, {upper}] must contain {t}"
+        );
+        assert!(upper - lower <= 0.05 * (upper + lower) + 1e-6);
+        assert_eq!(report["drop"]["kind"], look, "{report:#}");
+        sim.stop().await;
+    }
+    assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
+}
+
 fn pool(lab: &Lab, port: u16, max_idle: Option<Duration>) -> Pool {
     let password = std::fs::read_to_string(lab.password_file()).unwrap();
     let mut config = tokio_postgres::Config::new();
