@@ -27,10 +27,10 @@ impl Display {
     }
 
     pub fn show(&mut self, status: &TargetStatus, elapsed: Duration) {
-        let what = describe(status);
+        let (what, left) = describe(status);
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
-            let _ = write!(stderr, "\r\x1b[2K[{:>6}] {what}", human(elapsed));
+            let _ = write!(stderr, "\r\x1b[2K[{:>6}] {what}{left}", human(elapsed));
             let _ = stderr.flush();
             self.drawn = true;
             return;
@@ -40,7 +40,7 @@ impl Display {
             None => true,
         };
         if due {
-            let _ = writeln!(stderr, "[{:>6}] {what}", human(elapsed));
+            let _ = writeln!(stderr, "[{:>6}] {what}{left}", human(elapsed));
             self.last_plain = Some((what, Instant::now()));
         }
     }
@@ -54,10 +54,11 @@ impl Display {
     }
 }
 
-/// State, bracket, its width, and an estimate of the time left. The estimate comes from the
-/// simulator's figures (docs/benchmarks.md): with a known upper bound U, discovery typically
-/// ends by about 1.5 x U after it started.
-fn describe(status: &TargetStatus) -> String {
+/// State, bracket, its width; and apart (so that a ticking estimate alone does not repeat a
+/// plain line) the estimate of the time left. The estimate comes from the simulator's figures
+/// (docs/benchmarks.md): with a known upper bound U, discovery typically ends by about 1.5 x U
+/// after it started.
+fn describe(status: &TargetStatus) -> (String, String) {
     let bracket = status.bracket;
     let lower = bracket.lower.map_or("–".to_string(), human);
     let upper = bracket.upper.map_or("∞".to_string(), human);
@@ -83,7 +84,7 @@ fn describe(status: &TargetStatus) -> String {
         _ => String::new(),
     };
     let mut line = format!(
-        "{state}: bracket [{lower}, {upper}]{width}{left}, {} sessions",
+        "{state}: bracket [{lower}, {upper}]{width}, {} sessions",
         status.sessions
     );
     if !status.up {
@@ -91,5 +92,5 @@ fn describe(status: &TargetStatus) -> String {
             line.push_str(&format!(" ({error})"));
         }
     }
-    line
+    (line, left)
 }
