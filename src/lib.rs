@@ -12,7 +12,7 @@
 //! - [`oneshot`]: the `discover` command, one measurement with the same engine and a report.
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT.
 //! - [`recommend`]: the safe lifetime from a bracket; [`advice`]: it as each library's settings.
-//! - [`backoff`], [`secret`], [`shutdown`], [`logging`]: small helpers.
+//! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
@@ -25,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod discovery;
 pub mod http;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod oneshot;

@@ -55,17 +55,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually EMFILE: log and keep serving rather than die.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::listener::accept(&listener, &shutdown).await else {
+            break;
         };
         let state = state.clone();
         let watcher = graceful.watcher();

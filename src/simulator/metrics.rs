@@ -149,16 +149,8 @@ impl Metrics {
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::listener::accept(&listener, &shutdown).await else {
+            break;
         };
         let metrics = metrics.clone();
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {

@@ -201,17 +201,9 @@ pub async fn run(
     let flows = TaskTracker::new();
     let mut next_id: u64 = 0;
     loop {
-        let (stream, client_address) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually EMFILE: keep serving rather than die.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, client_address)) = crate::listener::accept(&listener, &shutdown).await
+        else {
+            break;
         };
         next_id += 1;
         let id = next_id;
