@@ -161,3 +161,123 @@ async fn server_out_of_connection_slots() {
     assert!(refused <= 8.0, "{refused} refused attempts in ~10 s");
     finish(exporter, scrapes, sessions, &lab).await;
 }
+
+/// A host name the resolver refuses locally: a label longer than 63 bytes cannot be put in a DNS
+/// query, so the lookup fails without any packet leaving this machine.
+fn unresolvable_host() -> String {
+    format!("{}.invalid", "a".repeat(64))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_are_counted_backed_off_and_never_disturb_a_healthy_target() {
+    let plain = Lab::up("fcp", "silent", 5);
+    let tls = Lab::up_with("fct", "server", 30, &["--tls"]);
+    let wrong_password = TempConfig::new("");
+    let wrong_pw_file = wrong_password.dir.join("pw");
+    std::fs::write(&wrong_pw_file, "not-the-password\n").unwrap();
+    let failing = |name: &str, dsn: &str, extra: &str| {
+        format!("  - name: {name}\n    dsn: {dsn}\n    connect_timeout: 2s\n    max_connections: 3\n{extra}")
+    };
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{healthy}{badpw}{nodns}{needtls}{wrongca}",
+        healthy = lab_target("f", &plain, &format!("    max_connections: {BUDGET}\n")),
+        badpw = failing(
+            "badpw",
+            plain.dsn(),
+            &format!(
+                "    sslmode: disable\n    password_file: {}\n",
+                wrong_pw_file.display()
+            )
+        ),
+        nodns = failing(
+            "nodns",
+            &format!("postgres://probe@{}:5432/postgres", unresolvable_host()),
+            "    sslmode: disable\n"
+        ),
+        // The plain lab's server has TLS off: a client that requires it must refuse to go on.
+        needtls = failing(
+            "needtls",
+            plain.dsn(),
+            &format!(
+                "    sslmode: require\n    password_file: {}\n",
+                plain.password_file()
+            )
+        ),
+        wrongca = failing(
+            "wrongca",
+            tls.dsn(),
+            &format!(
+                "    sslmode: verify-ca\n    ca_file: {}\n    password_file: {}\n",
+                tls.get("LAB_WRONG_CA_FILE"),
+                tls.password_file()
+            )
+        ),
+    ));
+    let sessions = SessionWatch::start(&plain.name);
+    let started = std::time::Instant::now();
+    let exporter = Exporter::start(&config).await;
+    let scrapes = ScrapeWatch::start(exporter.address);
+    let expected = [
+        ("badpw", "auth"),
+        ("nodns", "dns"),
+        ("needtls", "tls"),
+        ("wrongca", "tls"),
+    ];
+    exporter
+        .wait_for(
+            Duration::from_secs(60),
+            "the healthy target to watch and every failure to be classified",
+            |m| {
+                m.get(
+                    "idle_drop_discovery_state",
+                    &[("target", "f"), ("state", "watching")],
+                ) == Some(1.0)
+                    && expected.iter().all(|(target, kind)| {
+                        m.get(
+                            "idle_drop_connect_errors_total",
+                            &[("target", target), ("kind", kind)],
+                        ) >= Some(1.0)
+                    })
+            },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(started.elapsed())).await;
+    let m = exporter.metrics().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    for (target, kind) in expected {
+        assert_eq!(
+            m.get("idle_drop_target_up", &[("target", target)]),
+            Some(0.0)
+        );
+        let attempts = m.sum("idle_drop_connect_errors_total", &[("target", target)]);
+        // Backoff doubles from 1 s: about log2(elapsed) + 1 attempts, never one per second.
+        assert!(
+            attempts <= 2.0 + elapsed.log2().ceil(),
+            "{target}: {attempts} failed attempts in {elapsed:.0}s\n{}",
+            m.text
+        );
+        assert_eq!(
+            m.get(
+                "idle_drop_connect_errors_total",
+                &[("target", target), ("kind", kind)]
+            ),
+            Some(attempts),
+            "{target} fails only as {kind}"
+        );
+    }
+    let lower = m
+        .get(
+            "idle_drop_threshold_lower_bound_seconds",
+            &[("target", "f")],
+        )
+        .unwrap();
+    let upper = m
+        .get(
+            "idle_drop_threshold_upper_bound_seconds",
+            &[("target", "f")],
+        )
+        .unwrap();
+    assert!(lower < 5.15 && upper >= 4.85, "[{lower}, {upper}]");
+    assert_eq!(tls.exporter_sessions(), 0, "a refused CA never logs in");
+    finish(exporter, scrapes, sessions, &plain).await;
+}

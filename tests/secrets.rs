@@ -54,7 +54,11 @@ fn good_config(lab: &Lab, port: u16, password_file: &Path) -> String {
         ),
         target(
             "nohost",
-            &format!("postgres://probe:{PASSWORD}@no-such-host.invalid:5432/postgres"),
+            // A label over 63 bytes fails inside the resolver: no DNS query leaves the machine.
+            &format!(
+                "postgres://probe:{PASSWORD}@{}.invalid:5432/postgres",
+                "a".repeat(64)
+            ),
             ""
         ),
     )
