@@ -1,8 +1,9 @@
 //! TLS against the lab's PostgreSQL with its own test CA. The server certificate names
 //! `db.lab.invalid` only and the exporter connects by address, so: `require` encrypts without
 //! checking; `verify-ca` checks the chain but not the name; `verify-full` checks both and must
-//! refuse; an unrelated CA is refused by `verify-ca`; a server that only accepts TLS refuses
-//! `disable`. Refusals are counted as the right connect-error kind and never stop the exporter.
+//! refuse; `verify-full` with the certificate's name as `host` (and the address as `hostaddr`,
+//! so no name is looked up) passes; an unrelated CA is refused by `verify-ca`; a server that
+//! only accepts TLS refuses `disable`. Refusals are counted as the right connect-error kind and never stop the exporter.
 
 mod common;
 
@@ -27,18 +28,28 @@ async fn sslmodes_behave_as_in_libpq() {
     let ca = lab.get("LAB_CA_FILE").to_string();
     let wrong = lab.get("LAB_WRONG_CA_FILE").to_string();
     let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}{}{}{}{}",
+        "listen_address: 127.0.0.1:0\ntargets:\n{}{}{}{}{}{}",
         target("require", &lab, "require", None),
         target("verifyca", &lab, "verify-ca", Some(&ca)),
         target("verifyfull", &lab, "verify-full", Some(&ca)),
         target("wrongca", &lab, "verify-ca", Some(&wrong)),
         target("plain", &lab, "disable", None),
+        target("fullname", &lab, "verify-full", Some(&ca)).replace(
+            lab.dsn(),
+            &format!(
+                "'host=db.lab.invalid hostaddr={} port={} user={} dbname=postgres'",
+                lab.get("LAB_HOST"),
+                lab.get("LAB_PORT"),
+                lab.get("LAB_USER")
+            )
+        ),
     ));
     let exporter = Exporter::start(&config).await;
     let m = exporter
         .wait_for(Duration::from_secs(60), "every target to be judged", |m| {
             m.get("idle_drop_target_up", &[("target", "require")]) == Some(1.0)
                 && m.get("idle_drop_target_up", &[("target", "verifyca")]) == Some(1.0)
+                && m.get("idle_drop_target_up", &[("target", "fullname")]) == Some(1.0)
                 && m.sum(
                     "idle_drop_connect_errors_total",
                     &[("target", "verifyfull")],
@@ -80,7 +91,7 @@ async fn sslmodes_behave_as_in_libpq() {
     }
     // The encrypted sessions are really encrypted.
     let ssl = lab.sql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'idle_drop_exporter'");
-    assert!(ssl.parse::<u32>().unwrap() >= 2, "TLS sessions: {ssl}");
+    assert!(ssl.parse::<u32>().unwrap() >= 3, "TLS sessions: {ssl}");
     let (_, page) = exporter.get("/").await;
     assert!(
         page.contains("tls"),
