@@ -199,3 +199,19 @@ fn bad_usage_exits_2_naming_the_flag_and_never_the_password() {
         "a missing --dsn is bad usage"
     );
 }
+
+#[test]
+fn the_time_limit_ends_with_the_bracket_so_far_and_status_1() {
+    let lab = Lab::up("dt", "silent", 30);
+    let started = Instant::now();
+    let output = discover(&lab, "60s", &["--json", "--time-limit", "4s"])
+        .output()
+        .unwrap();
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "time_limit");
+    assert!(seconds(&report, "lower_bound_seconds") >= 1.0, "{report:#}");
+    assert_eq!(report["upper_bound_seconds"], Value::Null);
+    assert!(started.elapsed() < Duration::from_secs(25));
+    assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
+}
