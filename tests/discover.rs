@@ -215,3 +215,28 @@ fn the_time_limit_ends_with_the_bracket_so_far_and_status_1() {
     assert!(started.elapsed() < Duration::from_secs(25));
     assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
 }
+
+/// On a terminal the progress is one line redrawn in place (run under `script`, which gives the
+/// command a pseudo-terminal; bsdutils is essential in Debian).
+#[test]
+fn on_a_terminal_progress_redraws_one_line() {
+    let lab = Lab::up("dy", "server", 3);
+    let command = format!(
+        "{} discover --dsn {} --password-file {} --sslmode disable --range-max 60s",
+        env!("CARGO_BIN_EXE_idle_drop_exporter"),
+        lab.dsn(),
+        lab.password_file()
+    );
+    let output = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("\r\x1b[2K[") && screen.contains("bracket ["),
+        "{screen:?}"
+    );
+    assert!(screen.contains("idle-drop threshold  between"), "{screen}");
+}
