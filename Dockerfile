@@ -3,7 +3,8 @@
 #   docker build -t idle_drop_exporter .
 #   docker run -v $PWD/config.yaml:/etc/idle_drop_exporter/config.yaml -p 10187:10187 idle_drop_exporter
 
-FROM rust:1.85-bookworm AS builder
+# 1.88: the oldest Rust the locked dependencies build with (sha2 0.11 via postgres-protocol).
+FROM rust:1.88-bookworm AS builder
 WORKDIR /build
 # Dependencies first, against placeholder sources, so this layer is cached until Cargo.lock changes.
 COPY Cargo.toml Cargo.lock ./

@@ -27,6 +27,7 @@ check "promtool check rules" promtool check rules alerts/idle_drop_exporter.rule
 check "promtool test rules" promtool test rules alerts/tests/*.yml
 check "dashboard queries and variables" python3 scripts/check-dashboard.py
 check "hadolint Dockerfile" hadolint Dockerfile
+check "Dockerfile and Cargo.toml Rust >= every dependency's rust-version" python3 scripts/check-rust-version.py
 check "kubernetes-validate core manifests" kubernetes-validate --strict --quiet \
   deploy/kubernetes/configmap.yaml deploy/kubernetes/secret.yaml \
   deploy/kubernetes/deployment.yaml deploy/kubernetes/service.yaml
