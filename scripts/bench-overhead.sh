@@ -17,7 +17,7 @@
 # thousands of idle client connections cost PgBouncer a few KiB each instead of a backend each.
 # pool_mode = transaction (the exporter's probes are simple-protocol `SELECT 1`s; see the doc
 # for what transaction pooling means for ghost reaping), auth_type = trust (authentication cost
-# is not what is measured), max_client_conn = 12000, file limits raised to 65536.
+# is not what is measured), max_client_conn = 12000, open-file limit raised to the hard limit (20000 here).
 #
 # Per N, the three run at the same time, each with N targets, all pointing at that PgBouncer:
 # - ours: the release binary, N targets (distinct names, same DSN), 8 connections each (7 idle
@@ -28,8 +28,10 @@
 # - postgres_exporter 0.11.1 (Debian's; no multi-target /probe before 0.12): one process with a
 #   DATA_SOURCE_NAME list of N DSNs, /metrics scraped every INTERVAL. It labels series by
 #   host:port only, so N DSNs need N distinct hosts: it runs inside the lab's namespace and
-#   reaches PgBouncer at 127.0.x.y (the namespace's own loopback); for N >= 1000 its default
-#   and settings metrics are turned off (pg_up only), or one scrape would be ~20,000 queries.
+#   reaches PgBouncer at 127.0.x.y (the namespace's own loopback). For N > 1 its bgwriter and
+#   database collectors are off (0.11.1 fails every scrape with a DSN list otherwise); for
+#   N >= 1000 its default and settings metrics are off too (pg_up only), or one scrape would be
+#   ~20,000 queries.
 # After WARMUP, RSS (VmRSS) and CPU (utime+stime from /proc/PID/stat) are sampled over WINDOW
 # seconds; CPU s/hour is extrapolated from the window. Then SCRAPES timed scrapes (curl -w) of
 # each one's endpoint give size and latency (median, p90).
@@ -123,7 +125,7 @@ INI
   echo '"probe" ""' > "$dir/userlist.txt"
   chown -R postgres "$dir"
   # Inside the namespace `listen_addr = *` means its loopback and its veth end only.
-  ip netns exec "$NS" bash -c "ulimit -n 65536; exec pgbouncer -d -u postgres '$dir/pgbouncer.ini'"
+  ip netns exec "$NS" bash -c "ulimit -n $(ulimit -Hn); exec pgbouncer -d -u postgres '$dir/pgbouncer.ini'"
   sleep 1
   remember "$(cat "$dir/pgbouncer.pid")"
   log "pgbouncer up in $NS on port 6432 (pid $(cat "$dir/pgbouncer.pid"))"
@@ -212,7 +214,7 @@ write_ours_config() {
 start_ours() {
   local config=$1
   "$BIN" --config "$config" --check-config >/dev/null
-  bash -c "ulimit -n 65536; exec '$BIN' --config '$config'" > "$OUT/ours.log" 2>&1 &
+  bash -c "ulimit -n $(ulimit -Hn); exec '$BIN' --config '$config'" > "$OUT/ours.log" 2>&1 &
   OURS_PID=$!
   remember $OURS_PID
 }
@@ -224,7 +226,7 @@ modules:
     prober: tcp
     timeout: 5s
 YML
-  bash -c "ulimit -n 65536; exec prometheus-blackbox-exporter --config.file='$OUT/blackbox.yml' --web.listen-address=127.0.0.1:$BLACKBOX_PORT --log.level=warn" > "$OUT/blackbox.log" 2>&1 &
+  bash -c "ulimit -n $(ulimit -Hn); exec prometheus-blackbox-exporter --config.file='$OUT/blackbox.yml' --web.listen-address=127.0.0.1:$BLACKBOX_PORT --log.level=warn" > "$OUT/blackbox.log" 2>&1 &
   BLACKBOX_PID=$!
   remember $BLACKBOX_PID
 }
@@ -235,7 +237,7 @@ start_pgexp() {
   if [ -n "$ns" ]; then listen=127.0.0.1:$PGEXP_PORT; else listen=127.0.0.1:$PGEXP_PORT; fi
   printf '%s' "$dsns" > "$OUT/pgexp.dsn"
   chmod 600 "$OUT/pgexp.dsn"
-  local run="ulimit -n 65536; DATA_SOURCE_NAME=\$(cat '$OUT/pgexp.dsn') exec prometheus-postgres-exporter --web.listen-address=$listen --log.level=warn $flags"
+  local run="ulimit -n $(ulimit -Hn); DATA_SOURCE_NAME=\$(cat '$OUT/pgexp.dsn') exec prometheus-postgres-exporter --web.listen-address=$listen --log.level=warn $flags"
   if [ -n "$ns" ]; then
     ip netns exec "$ns" bash -c "$run" > "$OUT/pgexp.log" 2>&1 &
   else
@@ -252,8 +254,8 @@ steady() {
   [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
   local host n
   host=$(cat "$OUT/lab_host")
-  local results=$OUT/steady.md
-  echo "| N targets | exporter | RSS after warm-up (MiB) | RSS max in window (MiB) | CPU s/hour (from ${WINDOW}s) | endpoint scraped | response size (bytes) | scrape latency median / p90 (ms) | failed scrapes |" > "$results"
+  local results=$OUT/steady-${*// /-}.md
+  echo "| N targets | exporter | RSS after warm-up (MiB) | RSS max in window (MiB) | CPU s/hour (from ${WINDOW}s; 1 tick = $(awk "BEGIN {printf \"%.1f\", 3600 / $WINDOW / $(getconf CLK_TCK)}") s/h) | endpoint scraped | response size (bytes) | scrape latency median / p90 (ms) | failed scrapes |" > "$results"
   echo "|---|---|---|---|---|---|---|---|---|" >> "$results"
   for n in "$@"; do
     log "N=$n: starting the three exporters"
@@ -266,7 +268,10 @@ steady() {
     for i in $(seq 1 "$n"); do
       dsns+="${dsns:+,}postgresql://probe:$pw@127.0.$((i / 250)).$((i % 250 + 1)):6432/postgres?sslmode=disable"
     done
-    [ "$n" -ge 1000 ] && flags="--disable-default-metrics --disable-settings-metrics"
+    # 0.11.1's newer collectors (bgwriter, database) do not handle a DSN list: with two DSNs
+    # every scrape fails with "collected before with the same name and label values".
+    [ "$n" -gt 1 ] && flags="--no-collector.bgwriter --no-collector.database"
+    [ "$n" -ge 1000 ] && flags="$flags --disable-default-metrics --disable-settings-metrics"
     start_pgexp "$dsns" "$NS" "$flags"
     sleep 2
     # Scrape loops at INTERVAL.
