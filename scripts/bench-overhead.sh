@@ -254,7 +254,8 @@ steady() {
   [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
   local host n
   host=$(cat "$OUT/lab_host")
-  local results=$OUT/steady-${*// /-}.md
+  local ns_list="$*"
+  local results=$OUT/steady-${ns_list// /-}.md
   echo "| N targets | exporter | RSS after warm-up (MiB) | RSS max in window (MiB) | CPU s/hour (from ${WINDOW}s; 1 tick = $(awk "BEGIN {printf \"%.1f\", 3600 / $WINDOW / $(getconf CLK_TCK)}") s/h) | endpoint scraped | response size (bytes) | scrape latency median / p90 (ms) | failed scrapes |" > "$results"
   echo "|---|---|---|---|---|---|---|---|---|" >> "$results"
   for n in "$@"; do
