@@ -265,7 +265,7 @@ steady() {
     start_blackbox
     # postgres_exporter: N distinct hosts on the namespace's loopback, all PgBouncer.
     local dsns="" i flags="" pw
-    pw=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(open(sys.argv[1]).read().strip(),safe=""))' "$OUT/lab_password_file")
+    pw=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(open(sys.argv[1]).read().strip(),safe=""))' "$(cat "$OUT/lab_password_file")")
     for i in $(seq 1 "$n"); do
       dsns+="${dsns:+,}postgresql://probe:$pw@127.0.$((i / 250)).$((i % 250 + 1)):6432/postgres?sslmode=disable"
     done
@@ -336,7 +336,7 @@ drops() {
   [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
   local host pw
   host=$(cat "$OUT/lab_host")
-  pw=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(open(sys.argv[1]).read().strip(),safe=""))' "$OUT/lab_password_file")
+  pw=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(open(sys.argv[1]).read().strip(),safe=""))' "$(cat "$OUT/lab_password_file")")
   bash "$LABSH" set-timeout "$LAB" "$DROP_T"
   # One target each, straight at PostgreSQL (port 5432, through the middlebox): ghosts can be
   # reaped there, and postgres_exporter sees the same path.
