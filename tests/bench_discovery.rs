@@ -97,9 +97,15 @@ async fn bench_discovery() {
         .collect();
     let precisions: Vec<u64> = env_list("IDLE_DROP_BENCH_PRECISIONS", "5,2")
         .iter()
-        .map(|s| s.parse().expect("IDLE_DROP_BENCH_PRECISIONS: whole percent"))
+        .map(|s| {
+            s.parse()
+                .expect("IDLE_DROP_BENCH_PRECISIONS: whole percent")
+        })
         .collect();
-    let policies = env_list("IDLE_DROP_BENCH_POLICIES", "adaptive,bisection,fixed_ladder");
+    let policies = env_list(
+        "IDLE_DROP_BENCH_POLICIES",
+        "adaptive,bisection,fixed_ladder",
+    );
     let repeats: usize = std::env::var("IDLE_DROP_BENCH_REPEATS")
         .ok()
         .and_then(|s| s.parse().ok())
