@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use locate::Step::{self, Index, Key};
 
+use crate::discovery::PolicyKind;
 use crate::postgres::dsn::{self, SslMode};
 use crate::secret::Secret;
 
@@ -85,6 +86,9 @@ pub struct TargetConfig {
     pub recommended_socket_timeout: Duration,
     pub keepalive_probe: Option<KeepaliveProbe>,
     pub reap_ghosts: bool,
+    /// How discovery picks idle times. `Adaptive` in production; the baselines exist so
+    /// `docs/benchmarks.md` can compare policies in the real engine.
+    pub discovery_policy: PolicyKind,
 }
 
 /// The CA certificates of a target, with where they came from (for error messages).
@@ -389,6 +393,19 @@ impl Validator<'_> {
             }),
             _ => None,
         };
+        let discovery_policy = match raw.discovery_policy.as_deref().map(str::trim) {
+            None | Some("adaptive") => PolicyKind::Adaptive,
+            Some("bisection") => PolicyKind::Bisection,
+            Some("fixed_ladder") => PolicyKind::FixedLadder,
+            Some(other) => {
+                return Err(self.error(
+                    &at("discovery_policy"),
+                    format!(
+                        "`{other}` is not a discovery policy (adaptive, bisection or fixed_ladder; the last two are baselines for benchmarking)"
+                    ),
+                ))
+            }
+        };
 
         Ok(TargetConfig {
             name,
@@ -410,6 +427,7 @@ impl Validator<'_> {
             recommended_socket_timeout,
             keepalive_probe,
             reap_ghosts: raw.reap_ghosts.unwrap_or(true),
+            discovery_policy,
         })
     }
 

@@ -41,6 +41,7 @@ pub struct RawTarget {
     pub recommended_socket_timeout: Option<String>,
     pub keepalive_probe: Option<RawKeepaliveProbe>,
     pub reap_ghosts: Option<bool>,
+    pub discovery_policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, serde::Serialize)]

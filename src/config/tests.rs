@@ -36,6 +36,26 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(t.watch_ladder.len(), 8);
     assert!(t.keepalive_probe.is_none());
     assert!(t.reap_ghosts);
+    assert_eq!(t.discovery_policy, PolicyKind::Adaptive);
+}
+
+#[test]
+fn discovery_policy_is_one_of_three() {
+    for (text, kind) in [
+        ("adaptive", PolicyKind::Adaptive),
+        ("bisection", PolicyKind::Bisection),
+        ("fixed_ladder", PolicyKind::FixedLadder),
+    ] {
+        let c = check(&format!("{MINIMAL}    discovery_policy: {text}\n")).unwrap();
+        assert_eq!(c.targets[0].discovery_policy, kind, "{text}");
+    }
+    let e = err(&format!("{MINIMAL}    discovery_policy: random\n"));
+    assert_eq!(e.field, "targets[0].discovery_policy");
+    assert_eq!(e.line, Some(4));
+    assert!(
+        e.reason.contains("adaptive, bisection or fixed_ladder"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
 use super::watch::{Role, Watch};
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
-use crate::discovery::{Action, Bracket, Discovery, PolicyKind, SearchSpace, Verdict};
+use crate::discovery::{Action, Bracket, Discovery, SearchSpace, Verdict};
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{
@@ -821,7 +821,7 @@ impl Engine {
                     discovery: Discovery::new(
                         space,
                         self.slots.len(),
-                        PolicyKind::Adaptive,
+                        t.discovery_policy,
                         seed,
                         now,
                     ),
