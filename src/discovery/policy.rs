@@ -6,7 +6,7 @@
 //!
 //! ## Adaptive
 //! 1. **Escalate** while nothing has died: use the *oldest* connection when its idle age reaches
-//!    `lower × GROWTH` (the range min first). A survival re-arms that connection, so the next
+//!    `lower × GROWTH` (the range min first; doubling when there is only one connection). A survival re-arms that connection, so the next
 //!    oldest carries on the escalation with little lag, and the re-armed connections end up with
 //!    ages spread geometrically just below the current escalation value.
 //! 2. **Split** once something died: bisect `(lower, upper]` at its geometric midpoint, one probe
@@ -26,6 +26,10 @@ use super::{Action, Discovery, PolicyKind, Slot};
 /// connection lagging the escalation more: on the simulator (2,000 T in 1 s–1 h, 8 slots) 1.2
 /// gave a median of 1.43×T, 1.3 gave 1.32×T, 1.4 gave 1.30×T but 1.58×T at p90, 2.0 gave 2.5×T.
 const GROWTH: f64 = 1.3;
+/// With a single probe connection there is no older connection to carry the escalation: each
+/// step waits the whole value again, so small steps add up (1.3 costs about 4.3×T before the
+/// first death). Doubling costs about 2×T, as in libre's `natbd` lifetime test.
+const GROWTH_ONE_SLOT: f64 = 2.0;
 /// The baseline ladder (30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h) as fractions of the range max.
 const LADDER_FRACTIONS: [f64; 8] = [
     30.0 / 3600.0,
@@ -101,7 +105,14 @@ fn adaptive(d: &Discovery) -> Vec<(Duration, Action)> {
                 });
             let next = match highest {
                 None => min,
-                Some(h) => (h * GROWTH).min(max),
+                Some(h) => {
+                    let growth = if d.slots.len() == 1 {
+                        GROWTH_ONE_SLOT
+                    } else {
+                        GROWTH
+                    };
+                    (h * growth).min(max)
+                }
             };
             if let Some((slot, since)) = idle.first() {
                 out.push((*since + dur(next), Action::Probe { slot: *slot }));

@@ -159,12 +159,18 @@ fn adaptive_meets_its_goal_and_beats_the_baselines() {
     let adaptive7 = ratio_stats(sp, 7, PolicyKind::Adaptive, &o, samples, 1);
     let bisection = ratio_stats(sp, 8, PolicyKind::Bisection, &o, samples, 1);
     let ladder = ratio_stats(sp, 8, PolicyKind::FixedLadder, &o, samples, 1);
-    eprintln!("±5%, 8 slots: adaptive {adaptive8:?}\n7 slots: adaptive {adaptive7:?}\nbisection {bisection:?}\nladder {ladder:?}");
+    // A budget of 2 leaves one probe connection: adaptive must not lose to plain bisection.
+    let adaptive1 = ratio_stats(sp, 1, PolicyKind::Adaptive, &o, samples, 1);
+    eprintln!("±5%, 8 slots: adaptive {adaptive8:?}\n7 slots: adaptive {adaptive7:?}\n1 slot: adaptive {adaptive1:?}\nbisection {bisection:?}\nladder {ladder:?}");
     assert_eq!(adaptive8.unconverged, 0);
     assert!(adaptive8.median <= 2.0, "median {}", adaptive8.median);
     assert!(adaptive8.p90 <= 2.5, "p90 {}", adaptive8.p90);
     assert!(adaptive7.median <= 2.0, "median {}", adaptive7.median);
     assert!(adaptive8.median < bisection.median);
+    assert!(
+        adaptive1.median <= bisection.median * 1.05,
+        "one slot: adaptive {adaptive1:?} vs bisection {bisection:?}"
+    );
     assert!(
         ladder.unconverged > samples / 2,
         "a fixed ladder cannot reach ±5% for most T"
@@ -189,7 +195,7 @@ fn ratio_table() {
         PolicyKind::Bisection,
         PolicyKind::FixedLadder,
     ] {
-        for slots in [2, 4, 7, 8, 16] {
+        for slots in [1, 2, 4, 7, 8, 16] {
             for precision in [0.05, 0.02] {
                 for detection in [0.0, 10.0] {
                     let o = SimOptions {

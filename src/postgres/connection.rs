@@ -107,16 +107,23 @@ impl Connector {
         let identity = tokio::time::timeout(
             self.connect_timeout,
             conn.client.simple_query(
-                "SELECT pg_backend_pid()::text, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                "SELECT pg_backend_pid()::text, backend_start::text, \
+                 extract(epoch FROM now() - backend_start)::text \
+                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
             ),
         )
         .await;
         match identity {
             Ok(Ok(rows)) => {
                 if let Some(row) = first_row(&rows) {
+                    // A backend older than our connection was not started for us: a pooler
+                    // (PgBouncer, RDS Proxy) handed us one of its server connections.
+                    let age: f64 = row.get(2).and_then(|a| a.parse().ok()).unwrap_or(f64::MAX);
+                    let own_window = started.elapsed() + BACKEND_AGE_SLACK;
                     conn.backend = BackendIdentity {
                         pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
                         backend_start: row.get(1).unwrap_or_default().to_string(),
+                        exclusive: age <= own_window.as_secs_f64(),
                     };
                 }
             }
@@ -138,11 +145,19 @@ impl Connector {
     }
 }
 
+/// How much older than our connection attempt a backend may look and still have been started
+/// for it (clock granularity between the server's `backend_start` and `now()`).
+const BACKEND_AGE_SLACK: Duration = Duration::from_secs(1);
+
 /// The server's name for a session: pid alone is reused, pid + start time is not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendIdentity {
     pub pid: i32,
     pub backend_start: String,
+    /// The server started this backend for our connection, so it is ours alone. False behind a
+    /// pooler that handed us an older server connection: that session is the pooler's, and
+    /// the exporter never terminates it.
+    pub exclusive: bool,
 }
 
 /// How the connection task ended.

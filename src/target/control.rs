@@ -40,6 +40,7 @@ enum Request {
     Ping(oneshot::Sender<bool>),
     Ghost {
         backend: BackendIdentity,
+        idle_since: Instant,
         reply: oneshot::Sender<GhostVerdict>,
     },
 }
@@ -62,12 +63,17 @@ impl ControlHandle {
         answer.await.unwrap_or(false)
     }
 
-    /// Checks (and, if configured, reaps) a dead probe's session.
-    pub async fn ghost(&self, backend: BackendIdentity) -> GhostVerdict {
+    /// Checks (and, if configured, reaps) a dead probe's session; `idle_since` is when we last
+    /// used it (a session someone used after that is not terminated).
+    pub async fn ghost(&self, backend: BackendIdentity, idle_since: Instant) -> GhostVerdict {
         let (reply, answer) = oneshot::channel();
         if self
             .requests
-            .send(Request::Ghost { backend, reply })
+            .send(Request::Ghost {
+                backend,
+                idle_since,
+                reply,
+            })
             .await
             .is_err()
         {
@@ -130,11 +136,15 @@ struct Control {
     up: watch::Sender<bool>,
     lower_bound: watch::Receiver<Option<Duration>>,
     shutdown: CancellationToken,
-    /// Our previous control session: if it died silently the server may still hold it.
-    previous: Option<BackendIdentity>,
+    /// Our previous control session and when it last answered: if it died silently the
+    /// server may still hold it.
+    previous: Option<(BackendIdentity, Instant)>,
 }
 
 const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
+/// How much shorter than our own idle time the server's may be and still be "unused since us":
+/// the server marks a session idle when it has sent its answer, a little after our last send.
+const GHOST_IDLE_SLACK: Duration = Duration::from_secs(2);
 
 impl Control {
     async fn run(mut self) {
@@ -221,11 +231,11 @@ impl Control {
                 });
             }
         }
-        if let Some(previous) = self.previous.take() {
-            let verdict = self.check_ghost(conn, &previous).await;
+        if let Some((previous, idle_since)) = self.previous.take() {
+            let verdict = self.check_ghost(conn, &previous, idle_since).await;
             tracing::debug!(target_name = %self.target.name, ?verdict, "previous control session");
         }
-        self.previous = Some(conn.backend.clone());
+        self.previous = Some((conn.backend.clone(), Instant::now()));
         self.set_up(true, None);
     }
 
@@ -250,10 +260,11 @@ impl Control {
                                 self.lost(conn).await;
                                 return Some(reply);
                             }
+                            self.answered();
                             let _ = reply.send(true);
                         }
-                        Request::Ghost { backend, reply } => {
-                            let verdict = self.check_ghost(&conn, &backend).await;
+                        Request::Ghost { backend, idle_since, reply } => {
+                            let verdict = self.check_ghost(&conn, &backend, idle_since).await;
                             let _ = reply.send(verdict);
                             if verdict == GhostVerdict::Unknown {
                                 self.lost(conn).await;
@@ -268,6 +279,7 @@ impl Control {
                         self.lost(conn).await;
                         return None;
                     }
+                    self.answered();
                     next_ping = Instant::now() + self.ping_interval();
                 }
             }
@@ -286,6 +298,13 @@ impl Control {
         conn.close().await;
     }
 
+    /// The control session just answered: if it dies later, it was last used now.
+    fn answered(&mut self) {
+        if let Some((_, last)) = &mut self.previous {
+            *last = Instant::now();
+        }
+    }
+
     async fn ping(&self, conn: &ProbeConnection) -> bool {
         conn.ended().is_none()
             && conn
@@ -294,8 +313,18 @@ impl Control {
                 .is_ok()
     }
 
-    async fn check_ghost(&self, conn: &ProbeConnection, backend: &BackendIdentity) -> GhostVerdict {
-        if backend.pid == 0 {
+    /// Whether the server still lists a dead session of ours, and if so (and reaping is on)
+    /// terminates it. Two guards keep this from ever ending someone else's session: a backend
+    /// the server did not start for our connection (a pooler's) is not ours to judge; and a
+    /// session is terminated only while the server shows it idle at least as long as we have
+    /// not used it, so one that anybody used after us is left alone.
+    async fn check_ghost(
+        &self,
+        conn: &ProbeConnection,
+        backend: &BackendIdentity,
+        idle_since: Instant,
+    ) -> GhostVerdict {
+        if backend.pid == 0 || !backend.exclusive {
             return GhostVerdict::Gone;
         }
         let filter = "FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2 AND application_name = $3";
@@ -318,17 +347,30 @@ impl Control {
         if !self.target.reap_ghosts {
             return GhostVerdict::Alive;
         }
+        let unused_for = idle_since
+            .elapsed()
+            .saturating_sub(GHOST_IDLE_SLACK)
+            .as_secs_f64();
         let reaped = tokio::time::timeout(
             self.query_timeout(),
             client.query(
-                &format!("SELECT pg_terminate_backend(pid) {filter}"),
-                &[&backend.pid, &backend.backend_start, &APPLICATION_NAME],
+                &format!(
+                    "SELECT pg_terminate_backend(pid) {filter} AND state = 'idle' \
+                     AND state_change <= now() - make_interval(secs => $4)"
+                ),
+                &[
+                    &backend.pid,
+                    &backend.backend_start,
+                    &APPLICATION_NAME,
+                    &unused_for,
+                ],
             ),
         )
         .await;
         match reaped {
             Ok(Ok(rows)) if rows.iter().any(|r| r.get::<_, bool>(0)) => GhostVerdict::Reaped,
-            Ok(Ok(rows)) if rows.is_empty() => GhostVerdict::Gone,
+            // Listed a moment ago, but now gone or busy (or used after us): not terminated.
+            Ok(Ok(rows)) if rows.is_empty() => GhostVerdict::Alive,
             Ok(Ok(_)) => GhostVerdict::Alive,
             Ok(Err(e)) => {
                 tracing::warn!(target_name = %self.target.name, pid = backend.pid, error = %crate::postgres::classify::chain_text(&e), "cannot terminate ghost session");

@@ -133,7 +133,9 @@ struct Slot {
     generation: u64,
     state: SlotState,
     role: Option<Role>,
-    backend: Option<BackendIdentity>,
+    /// The session this slot holds on the server, and when we last used it (what the
+    /// shutdown sweep needs for slots whose connection is in flight).
+    backend: Option<(BackendIdentity, Instant)>,
 }
 
 enum Event {
@@ -382,6 +384,9 @@ impl Engine {
             return;
         };
         let generation = self.slots[slot].generation;
+        if let Some((_, last_used)) = &mut self.slots[slot].backend {
+            *last_used = Instant::now();
+        }
         let events = self.events.clone();
         let control = self.control.clone();
         let query = self.target.probe_query.clone();
@@ -418,6 +423,9 @@ impl Engine {
         s.state = SlotState::Releasing;
         let generation = s.generation;
         let backend = conn.backend.clone();
+        // When we last sent anything: a probe's query may have reached the server even if its
+        // answer never came back.
+        let last_used = s.backend.as_ref().map_or(conn.last_active, |(_, at)| *at);
         let events = self.events.clone();
         let control = self.control.clone();
         let shutdown = self.shutdown.clone();
@@ -428,7 +436,7 @@ impl Engine {
                 let mut seen = false;
                 let mut counted_alive = false;
                 loop {
-                    match control.ghost(backend.clone()).await {
+                    match control.ghost(backend.clone(), last_used).await {
                         GhostVerdict::Gone => break (seen, false, counted_alive),
                         GhostVerdict::Reaped => break (true, true, counted_alive),
                         GhostVerdict::Alive => {
@@ -468,7 +476,7 @@ impl Engine {
                 match result {
                     Ok(conn) => {
                         self.metrics.connected(conn.connect_duration);
-                        self.slots[slot].backend = Some(conn.backend.clone());
+                        self.slots[slot].backend = Some((conn.backend.clone(), conn.last_active));
                         if self.is_active() {
                             self.slots[slot].state = SlotState::Idle(Box::new(conn));
                             self.scheduler_opened(slot, now, true);
@@ -937,8 +945,8 @@ impl Engine {
         let control = &self.control;
         let sweep = async move {
             let mut reaped = 0;
-            for backend in leftovers {
-                if control.ghost(backend).await == GhostVerdict::Reaped {
+            for (backend, last_used) in leftovers {
+                if control.ghost(backend, last_used).await == GhostVerdict::Reaped {
                     reaped += 1;
                 }
             }

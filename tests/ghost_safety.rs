@@ -1,0 +1,108 @@
+//! Ghost reaping never ends a session that is not the exporter's own dead one. Against the lab's
+//! real PostgreSQL, through the real control connection: a probe session somebody used after
+//! the exporter last did is left alone (the pooler case: PgBouncer in transaction mode hands
+//! the same server connection to the next client); a backend the server did not start for our
+//! connection is never terminated; a session nobody touched since our last use is terminated.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use idle_drop_exporter::metrics::Metrics;
+use idle_drop_exporter::postgres::connection::Connector;
+use idle_drop_exporter::target::control::{self, GhostVerdict};
+use idle_drop_exporter::target::status::{StatusBoard, TargetStatus};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reaping_spares_sessions_used_after_us_and_sessions_not_started_for_us() {
+    let lab = Lab::up("gs", "silent", 3600);
+    let config = idle_drop_exporter::config::parse(
+        std::path::Path::new("test.yaml"),
+        &format!("targets:\n{}", lab_target("g", &lab, "")),
+    )
+    .unwrap();
+    let target = Arc::new(config.targets[0].clone());
+    let connector = Arc::new(Connector::new(&target).unwrap());
+    let board: StatusBoard = Default::default();
+    board
+        .write()
+        .unwrap()
+        .insert("g".into(), TargetStatus::new(&target));
+    let stop = CancellationToken::new();
+    let (control, task) = control::spawn(
+        target.clone(),
+        connector.clone(),
+        Arc::new(Metrics::new()).target("g"),
+        board,
+        stop.clone(),
+    );
+    let started = Instant::now();
+    while !control.is_up() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "control connection up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alive = |pid: i32| {
+        lab.sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        )) == "1"
+    };
+
+    // Used by "somebody else" 3 s after our last use, then idle again: not ours to end.
+    let reused = connector.open(None, |_| {}).await.unwrap();
+    assert!(
+        reused.backend.exclusive,
+        "a direct connection's backend is its own"
+    );
+    let our_last_use = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    reused
+        .simple_query("SELECT 1", Duration::from_secs(3))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        control.ghost(reused.backend.clone(), our_last_use).await,
+        GhostVerdict::Alive
+    );
+    assert!(
+        alive(reused.backend.pid),
+        "a session used after us survives"
+    );
+
+    // A backend the server did not start for our connection (a pooler's): never terminated.
+    let mut pooled = reused.backend.clone();
+    pooled.exclusive = false;
+    assert_eq!(
+        control
+            .ghost(pooled, our_last_use - Duration::from_secs(60))
+            .await,
+        GhostVerdict::Gone
+    );
+    assert!(alive(reused.backend.pid));
+
+    // Nobody touched it since our last use: it is a ghost of ours, terminated.
+    let ghost = connector.open(None, |_| {}).await.unwrap();
+    let last_use = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        control.ghost(ghost.backend.clone(), last_use).await,
+        GhostVerdict::Reaped
+    );
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while alive(ghost.backend.pid) {
+        assert!(Instant::now() < gone_by, "the terminated ghost disappears");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    reused.close().await;
+    ghost.close().await;
+    stop.cancel();
+    task.await.unwrap();
+}
