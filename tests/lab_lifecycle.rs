@@ -95,7 +95,10 @@ async fn guard_failures_page_and_a_moved_threshold_is_rediscovered() {
         "listen_address: 127.0.0.1:0\ntargets:\n{}",
         lab_target("g", &lab, "    app_max_idle_lifetime: 4s\n")
     ));
+    // Drift is a fault too: the same contract as in lab_faults.rs.
+    let sessions = SessionWatch::start(&lab.name);
     let exporter = Exporter::start(&config).await;
+    let scrapes = ScrapeWatch::start(exporter.address);
     let target = [("target", "g")];
     exporter
         .wait_for(Duration::from_secs(90), "the first discovery", |m| {
@@ -151,7 +154,15 @@ async fn guard_failures_page_and_a_moved_threshold_is_rediscovered() {
         lower < 3.15 && upper >= 2.85,
         "new bracket [{lower}, {upper}] must contain 3"
     );
+    assert!(scrapes.finish().await > 10);
     exporter.shutdown().await;
+    let max = sessions.finish();
+    assert!(max <= 8, "the server saw {max} exporter sessions, budget 8");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.exporter_sessions() > 0 {
+        assert!(Instant::now() < deadline, "sessions left behind");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn scrape_blocking(address: &str) -> Option<Metrics> {
