@@ -39,12 +39,7 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
             |m| m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0),
         )
         .await;
-    let lower = m
-        .get("idle_drop_threshold_lower_bound_seconds", &target)
-        .unwrap();
-    let upper = m
-        .get("idle_drop_threshold_upper_bound_seconds", &target)
-        .unwrap();
+    let (lower, upper) = m.bracket("lab");
     let took = m
         .get("idle_drop_discovery_duration_seconds", &target)
         .unwrap();

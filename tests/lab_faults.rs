@@ -59,12 +59,7 @@ async fn postgres_restart_mid_discovery() {
             |m| m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0),
         )
         .await;
-    let lower = m
-        .get("idle_drop_threshold_lower_bound_seconds", &target)
-        .unwrap();
-    let upper = m
-        .get("idle_drop_threshold_upper_bound_seconds", &target)
-        .unwrap();
+    let (lower, upper) = m.bracket("f");
     assert!(
         lower < 8.15 && upper >= 7.85,
         "[{lower}, {upper}] must still contain 8"
@@ -114,12 +109,7 @@ async fn partition_then_recovery() {
                 ) == Some(1.0)
         })
         .await;
-    let lower = m
-        .get("idle_drop_threshold_lower_bound_seconds", &target)
-        .unwrap();
-    let upper = m
-        .get("idle_drop_threshold_upper_bound_seconds", &target)
-        .unwrap();
+    let (lower, upper) = m.bracket("f");
     assert!(
         lower < 5.15 && upper >= 4.85,
         "the partition must not move the bracket: [{lower}, {upper}]"
@@ -265,18 +255,7 @@ async fn connect_failures_are_counted_backed_off_and_never_disturb_a_healthy_tar
             "{target} fails only as {kind}"
         );
     }
-    let lower = m
-        .get(
-            "idle_drop_threshold_lower_bound_seconds",
-            &[("target", "f")],
-        )
-        .unwrap();
-    let upper = m
-        .get(
-            "idle_drop_threshold_upper_bound_seconds",
-            &[("target", "f")],
-        )
-        .unwrap();
+    let (lower, upper) = m.bracket("f");
     assert!(lower < 5.15 && upper >= 4.85, "[{lower}, {upper}]");
     assert_eq!(tls.exporter_sessions(), 0, "a refused CA never logs in");
     finish(exporter, scrapes, sessions, &plain).await;

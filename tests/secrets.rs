@@ -142,14 +142,6 @@ fn has_userinfo_password(line: &str) -> bool {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn exporter() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"));
     command.env(ENV_VAR, PASSWORD);

@@ -100,12 +100,7 @@ async fn exporter_finds_the_simulated_timeout(lab_name: &str, mode: Mode, t: u64
             m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0)
         })
         .await;
-    let lower = m
-        .get("idle_drop_threshold_lower_bound_seconds", &target)
-        .unwrap();
-    let upper = m
-        .get("idle_drop_threshold_upper_bound_seconds", &target)
-        .unwrap();
+    let (lower, upper) = m.bracket("sim");
     let t = t as f64;
     eprintln!(
         "simulate --mode {} T={t}s: bracket [{lower:.3}, {upper:.3}] after {:.1}s",
@@ -347,14 +342,6 @@ async fn a_pool_without_idle_lifetime_gets_kind_closed_and_the_recommended_one_d
         s.text
     );
     sim.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The binary: flags, JSON logs, /metrics through promtool, SIGTERM. No database needed: the

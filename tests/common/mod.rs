@@ -315,6 +315,18 @@ impl Metrics {
     }
 
     /// Distinct values of `label` among samples of `name`.
+    /// A target's threshold bracket `(lower, upper)` in seconds; panics if either is missing.
+    pub fn bracket(&self, target: &str) -> (f64, f64) {
+        let bound = |name: &str| {
+            self.get(name, &[("target", target)])
+                .unwrap_or_else(|| panic!("no {name} for {target}:\n{}", self.text))
+        };
+        (
+            bound("idle_drop_threshold_lower_bound_seconds"),
+            bound("idle_drop_threshold_upper_bound_seconds"),
+        )
+    }
+
     pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
         let mut values: Vec<String> = self
             .samples
@@ -394,6 +406,16 @@ impl SessionWatch {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()
     }
+}
+
+/// A loopback port free right now, for tests that must hand a fixed port to a process they
+/// start (another process could take it first; the tests start theirs at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn exists(path: &str) -> bool {
