@@ -132,14 +132,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The file itself could not be read.
+    pub fn unreadable(path: &Path, error: std::io::Error) -> ConfigError {
+        ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            field: String::new(),
+            reason: format!("cannot read the file: {error}"),
+        }
+    }
+}
+
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        field: String::new(),
-        reason: format!("cannot read the file: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, e))?;
     parse(path, &text)
 }
 

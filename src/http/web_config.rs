@@ -123,12 +123,7 @@ impl std::fmt::Debug for WebConfig {
 
 /// Reads and checks a web configuration file (at start, for `--check-config`, and on change).
 pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        field: String::new(),
-        reason: format!("cannot read the file: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::unreadable(path, e))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let raw: RawWebConfig = if text
         .lines()
