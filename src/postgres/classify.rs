@@ -36,6 +36,20 @@ impl DeathCause {
         }
     }
 
+    /// Whether this death can be what idling does to a connection: anything the path does
+    /// (timeout, reset, EOF), or the server's own idle limits (57P05 idle_session_timeout,
+    /// 25P03 idle_in_transaction_session_timeout, 25P04 transaction_timeout). A server that
+    /// shuts down, restarts or has a session terminated by an administrator (57P01, 57P02,
+    /// 57P03, ...) says nothing about idle time: such a death must not move the bracket.
+    pub fn can_be_idle_expiry(&self) -> bool {
+        match self {
+            DeathCause::ServerTerminated { sqlstate } => {
+                matches!(sqlstate.as_str(), "57P05" | "25P03" | "25P04")
+            }
+            _ => true,
+        }
+    }
+
     /// The `sqlstate` label value (empty unless the server said why).
     pub fn sqlstate(&self) -> &str {
         match self {
@@ -189,6 +203,26 @@ pub fn bounded_sqlstate(code: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_idle_limits_and_the_path_count_as_idle_expiry() {
+        let server = |code: &str| DeathCause::ServerTerminated {
+            sqlstate: code.to_string(),
+        };
+        for idle in [
+            server("57P05"),
+            server("25P03"),
+            DeathCause::Timeout,
+            DeathCause::Reset,
+            DeathCause::Eof,
+        ] {
+            assert!(idle.can_be_idle_expiry(), "{idle}");
+        }
+        for not_idle in [server("57P01"), server("57P02"), server("57P03")] {
+            assert!(!not_idle.can_be_idle_expiry(), "{not_idle}");
+        }
+    }
+
     use super::*;
 
     #[test]

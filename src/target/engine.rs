@@ -595,6 +595,9 @@ impl Engine {
             let rung = self.rung(idle).to_string();
             self.metrics.probe_use(&rung, outcome_label);
         }
+        // A death tells us about idle time only if the server is still there and the death is
+        // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
+        let mut outage = !server_reachable;
         match outcome {
             ProbeOutcome::Alive => {
                 self.record_probe(idle, true);
@@ -617,7 +620,8 @@ impl Engine {
                     "while_idle",
                     end.detail.as_deref(),
                 );
-                if server_reachable {
+                outage |= !cause.can_be_idle_expiry();
+                if !outage {
                     self.record_probe(idle_at_death, false);
                     if let Some(scheduler) = self.scheduler() {
                         scheduler.on_closed_while_idle(slot, idle_at_death, now);
@@ -632,7 +636,8 @@ impl Engine {
             } => {
                 self.metrics.time_to_failure(cause.kind(), time_to_failure);
                 self.record_death(role, &cause, idle, "on_use", Some(&query_error));
-                if server_reachable {
+                outage |= !cause.can_be_idle_expiry();
+                if !outage {
                     self.record_probe(idle, false);
                     if let Some(scheduler) = self.scheduler() {
                         scheduler.on_probe(slot, idle, false, now);
@@ -641,7 +646,7 @@ impl Engine {
                 self.release(slot, conn);
             }
         }
-        if !server_reachable {
+        if outage {
             self.enter_outage();
         }
     }
