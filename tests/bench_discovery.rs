@@ -39,9 +39,6 @@ const LADDER_BUDGET: usize = 8;
 /// Sequential bisection uses one probe connection: control + 1.
 const BISECTION_BUDGET: usize = 2;
 const POLL: Duration = Duration::from_millis(100);
-/// Idle times are measured from the client's last answer, the middlebox's timer from the last
-/// packet it forwarded: they differ by well under this.
-const CLOCK_SLACK: f64 = 0.15;
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)

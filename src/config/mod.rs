@@ -557,15 +557,21 @@ impl Validator<'_> {
     }
 
     fn relative(&self, file: &str) -> PathBuf {
-        let path = Path::new(file);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(path)
-        }
+        relative_to(self.path, file)
+    }
+}
+
+/// A file named in a configuration file: relative paths are relative to that file's folder
+/// (as in Prometheus and exporter-toolkit), not to the working directory.
+pub(crate) fn relative_to(config_file: &Path, file: &str) -> PathBuf {
+    let path = Path::new(file);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        config_file
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(path)
     }
 }
 

@@ -305,16 +305,7 @@ impl Checker<'_> {
         file: &str,
         inputs: &mut Vec<(PathBuf, Vec<u8>)>,
     ) -> Result<Vec<u8>, ConfigError> {
-        let path = Path::new(file);
-        // Relative paths are relative to the web config file, as in exporter-toolkit.
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(path)
-        };
+        let path = crate::config::relative_to(self.path, file);
         let bytes = std::fs::read(&path)
             .map_err(|e| self.error(at, format!("cannot read {}: {e}", path.display())))?;
         inputs.push((path, bytes.clone()));

@@ -408,6 +408,22 @@ impl SessionWatch {
     }
 }
 
+/// Idle times are measured from the client's last answer, a middlebox's timer from the last
+/// packet it forwarded: they differ by well under this many seconds.
+pub const CLOCK_SLACK: f64 = 0.15;
+
+/// Asserts that a measured bracket contains `t` (within [`CLOCK_SLACK`]) and meets ±5%.
+pub fn assert_bracket(what: &str, lower: f64, upper: f64, t: f64) {
+    assert!(
+        lower < t + CLOCK_SLACK && upper >= t - CLOCK_SLACK,
+        "{what}: [{lower}, {upper}] must contain {t}"
+    );
+    assert!(
+        upper - lower <= 0.05 * (upper + lower) + 1e-6,
+        "{what}: [{lower}, {upper}] is wider than ±5%"
+    );
+}
+
 /// A loopback port free right now, for tests that must hand a fixed port to a process they
 /// start (another process could take it first; the tests start theirs at once).
 pub fn free_port() -> u16 {
