@@ -11,7 +11,8 @@
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.
 //! - [`oneshot`]: the `discover` command, one measurement with the same engine and a report.
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT.
-//! - [`recommend`]: the safe lifetime from a bracket; [`advice`]: it as each library's settings.
+//! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
+//!   derived from a model of each pool and labelled with what the pool matrix (`lab/pools/`) proved.
 //! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
@@ -19,7 +20,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod advice;
 pub mod backoff;
 pub mod config;
 pub mod daemon;
@@ -30,6 +30,7 @@ pub mod logging;
 pub mod metrics;
 pub mod oneshot;
 pub mod postgres;
+pub mod recipes;
 pub mod recommend;
 pub mod secret;
 pub mod shutdown;

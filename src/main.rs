@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use idle_drop_exporter::{config, daemon, http, logging, oneshot, shutdown, simulator};
+use idle_drop_exporter::{config, daemon, http, logging, oneshot, recipes, shutdown, simulator};
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
 const EXIT_BAD_CONFIG: u8 = 78;
@@ -50,6 +50,8 @@ enum Tool {
     Discover(Box<oneshot::Args>),
     /// Run a TCP proxy that forgets idle flows like a NAT gateway or load balancer.
     Simulate(simulator::Args),
+    /// Print pool settings for a threshold you already know, without measuring.
+    Recipes(recipes::command::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         return match tool {
             Tool::Discover(args) => runtime.block_on(oneshot::main(*args)),
             Tool::Simulate(args) => runtime.block_on(simulator::main(args)),
+            Tool::Recipes(args) => recipes::command::main(args),
         };
     }
     let mut config = match config::load(&flags.config) {

@@ -19,20 +19,26 @@ pub struct Recommendation {
     pub socket_timeout: Duration,
 }
 
-/// `lower × (1 − margin)`, rounded down to whole seconds from 10 s up.
+/// The recommendation for a bracket: [`lifetime_below`] its lower bound.
 pub fn recommend(bracket: &Bracket, margin: f64, socket_timeout: Duration) -> Recommendation {
-    let max_idle_lifetime = bracket.lower.map(|lower| {
-        let raw = lower.mul_f64((1.0 - margin).clamp(0.0, 1.0));
-        if raw >= Duration::from_secs(10) {
-            Duration::from_secs(raw.as_secs())
-        } else {
-            Duration::from_millis(raw.as_millis() as u64)
-        }
-    });
     Recommendation {
-        max_idle_lifetime,
+        max_idle_lifetime: bracket
+            .lower
+            .and_then(|lower| lifetime_below(lower, margin)),
         socket_timeout,
     }
+}
+
+/// `lower × (1 − margin)`, rounded down to whole seconds from 10 s up, to milliseconds below;
+/// `None` when nothing is left.
+pub fn lifetime_below(lower: Duration, margin: f64) -> Option<Duration> {
+    let raw = lower.mul_f64((1.0 - margin).clamp(0.0, 1.0));
+    let lifetime = if raw >= Duration::from_secs(10) {
+        Duration::from_secs(raw.as_secs())
+    } else {
+        Duration::from_millis(raw.as_millis() as u64)
+    };
+    (!lifetime.is_zero()).then_some(lifetime)
 }
 
 #[cfg(test)]

@@ -61,13 +61,13 @@ fn measured(lab: &Lab, t: f64) -> Value {
         recommended < lower,
         "recommended {recommended} >= lower {lower}"
     );
-    let quaint = report["settings"]
+    let quaint = report["recipes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["library"].as_str().unwrap().starts_with("quaint"))
+        .find(|a| a["library"] == "quaint")
         .expect("quaint settings");
-    assert!(quaint["settings"].as_str().unwrap().contains(&format!(
+    assert!(quaint["text"].as_str().unwrap().contains(&format!(
         "max_idle_connection_lifetime={}",
         recommended as u64
     )));

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::advice;
+use crate::recipes::{self, Recipe};
 use crate::target::status::{StatusBoard, TargetStatus};
 
 const STYLE: &str = concat!(
@@ -19,7 +19,7 @@ const STYLE: &str = concat!(
     "th{background:#f4f4f4}.bad{color:#b00;font-weight:bold}.ok{color:#070}.muted{color:#666}",
     "code,pre{background:#f4f4f4;padding:0 .2em}pre{padding:.4em .6em;margin:.2em 0;white-space:pre-wrap}",
     "section{border-top:2px solid #ddd;margin-top:1.5em}svg{max-width:100%;height:auto}",
-    ".advice{display:grid;grid-template-columns:16em 1fr auto;gap:.2em .8em;align-items:start}",
+    ".advice{display:grid;grid-template-columns:16em 1fr;gap:.2em .8em;align-items:start}",
     "button{font:inherit;font-size:.85em;cursor:pointer}"
 );
 
@@ -181,27 +181,51 @@ fn events(page: &mut String, s: &TargetStatus) {
 
 fn settings(page: &mut String, s: &TargetStatus) {
     page.push_str("<h3>Settings for your pool</h3>\n");
-    let Some((lifetime, socket)) = s
-        .recommendation
-        .and_then(|r| r.max_idle_lifetime.map(|l| (l, r.socket_timeout)))
-    else {
+    let recipes = s
+        .measurement()
+        .zip(s.knobs())
+        .map(|(m, knobs)| recipes::for_path(&m, &knobs))
+        .unwrap_or_default();
+    let Some(lifetime) = s.recommendation.and_then(|r| r.max_idle_lifetime) else {
         page.push_str("<p>None yet: no idle connection has survived, so no lifetime is known to be safe.</p>\n");
         return;
     };
+    if recipes.is_empty() {
+        page.push_str("<p>None yet: the first death tells how this path drops connections.</p>\n");
+        return;
+    }
+    let box_counts = recipes::BoxCounts::from_keepalive_rescue(s.keepalive_rescue);
     let _ = writeln!(
         page,
-        "<p>Max idle lifetime <b>{}</b> (lower bound minus the margin), socket timeout <b>{}</b>. Each line was checked against the library's documentation.</p>",
+        "<p>Lifetime <b>{}</b> (lower bound minus the margin); {}. Each line below says whether the pool matrix ran it against the real library behind a box like this one.</p>",
         human(lifetime),
-        human(socket)
+        escape(box_counts.describe())
     );
-    page.push_str("<div class=\"advice\">\n");
-    for a in advice::for_pools(lifetime, socket) {
+    let (proven, unproven): (Vec<&Recipe>, Vec<&Recipe>) =
+        recipes.iter().partition(|r| r.is_proven());
+    recipe_blocks(page, &proven);
+    if !unproven.is_empty() {
         let _ = writeln!(
             page,
-            "<div>{}</div><pre class=\"copy\" title=\"{}\">{}</pre>",
-            escape(a.library),
-            escape(a.source),
-            escape(&a.settings)
+            "<details><summary>Not verified for this path ({}): derived from each library's source, try them behind <code>idle_drop_exporter simulate</code> first</summary>",
+            unproven.len()
+        );
+        recipe_blocks(page, &unproven);
+        page.push_str("</details>\n");
+    }
+}
+
+fn recipe_blocks(page: &mut String, recipes: &[&Recipe]) {
+    page.push_str("<div class=\"advice\">\n");
+    for r in recipes {
+        let _ = writeln!(
+            page,
+            "<div>{}</div><div><pre class=\"copy\" title=\"{}\">{}</pre><div class=\"muted\">{}. {}.</div></div>",
+            escape(r.title),
+            escape(r.source),
+            escape(&r.text),
+            escape(&r.why),
+            escape(&r.proof.to_string())
         );
     }
     page.push_str("</div>\n");

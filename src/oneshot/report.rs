@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::advice::{self, Advice};
 use crate::config::TargetConfig;
 use crate::http::human;
-use crate::target::status::TargetStatus;
+use crate::recipes::{self, BoxCounts, DropKind, Recipe};
+use crate::target::status::{dominant_death, TargetStatus};
 
 /// How the measurement ended; decides the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,15 +76,17 @@ pub struct Report {
     /// Whether the application's lifetime is below the lower bound; `None` if unknown.
     pub app_lifetime_safe: Option<bool>,
     pub recommendation: Option<Recommended>,
-    /// Copy-paste settings per library, for the recommendation.
-    pub settings: Vec<Advice>,
+    /// Whether TCP keepalives keep an idle flow alive on this path (the keepalive check).
+    pub box_counts: BoxCounts,
+    /// Copy-paste settings per library for this path, each with whether it was proven.
+    pub recipes: Vec<Recipe>,
     pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DropLook {
     /// `silent`, `reset`, `fin` or `server_terminated`; `None` if nothing died.
-    pub kind: Option<&'static str>,
+    pub kind: Option<DropKind>,
     /// The SQLSTATE the server sent when it ended the sessions itself.
     pub sqlstate: Option<String>,
     pub summary: String,
@@ -125,7 +127,12 @@ impl Report {
         let client_side_deaths = status
             .deaths
             .iter()
-            .filter(|(cause, _)| matches!(kind_of(cause), "timeout" | "reset" | "eof"))
+            .filter(|(cause, _)| {
+                matches!(
+                    DropKind::of_death(cause),
+                    Some(DropKind::Silent | DropKind::Reset | DropKind::Fin)
+                )
+            })
             .map(|(_, n)| n)
             .sum::<u64>();
         let ghosts = Ghosts {
@@ -139,12 +146,10 @@ impl Report {
                 socket_timeout_seconds: secs(r.socket_timeout),
             })
         });
-        let settings = status
-            .recommendation
-            .and_then(|r| {
-                r.max_idle_lifetime
-                    .map(|lifetime| advice::for_pools(lifetime, r.socket_timeout))
-            })
+        let recipes = status
+            .measurement()
+            .zip(status.knobs())
+            .map(|(m, knobs)| recipes::for_path(&m, &knobs))
             .unwrap_or_default();
         Report {
             target: status.display_dsn.clone(),
@@ -164,7 +169,8 @@ impl Report {
                 .zip(bracket.lower)
                 .map(|(app, lower)| app < lower),
             recommendation,
-            settings,
+            box_counts: BoxCounts::from_keepalive_rescue(status.keepalive_rescue),
+            recipes,
             last_error: status.last_error.clone(),
         }
     }
@@ -215,6 +221,7 @@ impl Report {
             None => "not known (no connection died on the client side)".to_string(),
         };
         let _ = writeln!(out, "  ghost sessions       {ghosts}");
+        let _ = writeln!(out, "  keepalives           {}", self.box_counts.describe());
         if !self.server_settings.is_empty() {
             let settings: Vec<String> = self
                 .server_settings
@@ -244,16 +251,7 @@ impl Report {
                     d(r.max_idle_lifetime_seconds),
                     d(r.socket_timeout_seconds)
                 );
-                let _ = writeln!(
-                    out,
-                    "Settings for your pool (checked against each library's documentation):\n"
-                );
-                for advice in &self.settings {
-                    let _ = writeln!(out, "  {}", advice.library);
-                    for line in advice.settings.lines() {
-                        let _ = writeln!(out, "      {line}");
-                    }
-                }
+                out.push_str(&recipes::render_text(&self.recipes));
             }
             None => {
                 let _ = writeln!(
@@ -266,42 +264,34 @@ impl Report {
     }
 }
 
-/// The kind part of a cause as the status keeps it (`server_terminated (57P05)` → `server_terminated`).
-fn kind_of(cause: &str) -> &str {
-    cause.split(' ').next().unwrap_or(cause)
-}
-
 fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
-    let dominant = deaths
-        .iter()
-        .filter(|(cause, _)| kind_of(cause) != "error")
-        .max_by_key(|(_, n)| **n)
-        .map(|(cause, _)| cause.as_str());
-    let (kind, sqlstate, summary) = match dominant.map(|c| (kind_of(c), c)) {
+    let dominant = dominant_death(deaths);
+    let (kind, sqlstate, summary) = match dominant.and_then(|c| DropKind::of_death(c).zip(Some(c)))
+    {
         None => (None, None, "nothing died".to_string()),
-        Some(("timeout", _)) => (
-            Some("silent"),
+        Some((DropKind::Silent, _)) => (
+            Some(DropKind::Silent),
             None,
             "silent: the flow was dropped without a packet; a query on such a connection hangs \
              until a socket timeout (tokio-postgres: `kind: Closed`, connection ended with \
              Io(TimedOut))"
                 .to_string(),
         ),
-        Some(("reset", _)) => (
-            Some("reset"),
+        Some((DropKind::Reset, _)) => (
+            Some(DropKind::Reset),
             None,
             "reset: the path answers a forgotten flow with RST; the next query fails at once \
              (`kind: Closed`, connection ended with Io(ConnectionReset))"
                 .to_string(),
         ),
-        Some(("eof", _)) => (
-            Some("fin"),
+        Some((DropKind::Fin, _)) => (
+            Some(DropKind::Fin),
             None,
             "closed: something in the path closed idle flows with a FIN; quaint/Prisma log \
              `Error { kind: Closed, cause: None }`"
                 .to_string(),
         ),
-        Some((_, cause)) => {
+        Some((DropKind::ServerTerminated, cause)) => {
             let sqlstate = cause
                 .split_once('(')
                 .map(|(_, rest)| rest.trim_end_matches(')').to_string());
@@ -315,7 +305,7 @@ fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
                 "server-terminated: PostgreSQL ended idle sessions itself with SQLSTATE {}{why}",
                 sqlstate.as_deref().unwrap_or("?")
             );
-            (Some("server_terminated"), sqlstate, summary)
+            (Some(DropKind::ServerTerminated), sqlstate, summary)
         }
     };
     DropLook {
@@ -337,16 +327,16 @@ mod tests {
     #[test]
     fn the_most_frequent_cause_names_the_drop() {
         let look = drop_look(&deaths(&[("timeout", 4), ("error", 9), ("reset", 1)]));
-        assert_eq!(look.kind, Some("silent"));
+        assert_eq!(look.kind, Some(DropKind::Silent));
         let look = drop_look(&deaths(&[("server_terminated (57P05)", 3)]));
-        assert_eq!(look.kind, Some("server_terminated"));
+        assert_eq!(look.kind, Some(DropKind::ServerTerminated));
         assert_eq!(look.sqlstate.as_deref(), Some("57P05"));
         assert!(
             look.summary.contains("idle_session_timeout"),
             "{}",
             look.summary
         );
-        assert_eq!(drop_look(&deaths(&[("eof", 2)])).kind, Some("fin"));
+        assert_eq!(drop_look(&deaths(&[("eof", 2)])).kind, Some(DropKind::Fin));
         assert_eq!(drop_look(&BTreeMap::new()).kind, None);
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::discovery::Bracket;
+use crate::recipes::{BoxCounts, DropKind, Knobs, Measurement};
 use crate::recommend::Recommendation;
 
 /// How many recent closed-connection events a target keeps for the page.
@@ -42,6 +43,7 @@ pub struct TargetStatus {
     pub idle_min: Duration,
     pub idle_max: Duration,
     pub keepalive_rescue: Option<bool>,
+    pub recommendation_margin: f64,
     pub ghosts_alive: usize,
     /// Dead probe sessions the server still listed (silent on both ends), and how many of
     /// those we terminated.
@@ -74,6 +76,7 @@ impl TargetStatus {
             idle_min: target.idle_min,
             idle_max: target.idle_max,
             keepalive_rescue: None,
+            recommendation_margin: target.recommendation_margin,
             ghosts_alive: 0,
             ghosts_seen: 0,
             ghosts_reaped: 0,
@@ -87,6 +90,35 @@ impl TargetStatus {
             recent_probes: VecDeque::new(),
         }
     }
+}
+
+impl TargetStatus {
+    /// What the recipes are derived from; `None` until some idle survived.
+    pub fn measurement(&self) -> Option<Measurement> {
+        Some(Measurement {
+            lower: self.bracket.lower?,
+            upper: self.bracket.upper,
+            drop: dominant_death(&self.deaths).and_then(DropKind::of_death),
+            box_counts: BoxCounts::from_keepalive_rescue(self.keepalive_rescue),
+        })
+    }
+
+    /// The user's say in the recipes, from the target's settings.
+    pub fn knobs(&self) -> Option<Knobs> {
+        self.recommendation.map(|r| Knobs {
+            margin: self.recommendation_margin,
+            socket_timeout: r.socket_timeout,
+        })
+    }
+}
+
+/// The most frequent cause of death, `error` aside: how the drop looks on this path.
+pub fn dominant_death(deaths: &BTreeMap<String, u64>) -> Option<&str> {
+    deaths
+        .iter()
+        .filter(|(cause, _)| DropKind::of_death(cause).is_some())
+        .max_by_key(|(_, n)| **n)
+        .map(|(cause, _)| cause.as_str())
 }
 
 /// All targets' snapshots, keyed by name (sorted for the page).

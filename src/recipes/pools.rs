@@ -1,0 +1,634 @@
+//! The model of each pool: what its settings really do, read from its source, and the recipe
+//! derived from it for a measured path.
+//!
+//! Names mislead. An "idle timeout" often spares the connections a pool keeps at its minimum
+//! size; a "lifetime" may count age, not idle time; a health check may have no timeout and hang
+//! on the very connection it should catch. [`PoolModel`] records those facts per library, with
+//! the file they come from, and each recipe below is built from them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::proof;
+use super::{millis, secs_down, secs_up, Measurement, Recipe, Setting, Timings, Variant};
+
+/// A library we write a recipe for; the ids are the pool matrix's harness names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Library {
+    Quaint,
+    Libpq,
+    Deadpool,
+    Sqlx,
+    Bb8,
+    Hikaricp,
+    Pgx,
+    Sqlalchemy,
+    PsycopgPool,
+    Asyncpg,
+    #[serde(rename = "node-postgres")]
+    NodePostgres,
+    Pgbouncer,
+    PostgresServer,
+}
+
+/// What a pool's lifetime setting measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// Time since the connection was last returned: a busy pool never retires anything.
+    Idle,
+    /// Time since the connection was opened: safe below the threshold whatever the traffic.
+    Age,
+    /// No lifetime setting.
+    None,
+}
+
+/// The facts a recipe rests on, each from the library's own source.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PoolModel {
+    /// What the setting the recipe uses to retire connections measures.
+    pub clock: Clock,
+    /// Connections kept at the pool's minimum size are never retired for idling.
+    pub minimum_exempt: bool,
+    /// How fast the pool shrinks when it does.
+    pub shrink: &'static str,
+    /// The health check on checkout, and what bounds it.
+    pub check: &'static str,
+    /// Where a socket-level or read timeout goes.
+    pub socket_bound: &'static str,
+    /// Whether a keepalive variant exists (TCP keepalives settable through the library).
+    pub keepalive_recipe: bool,
+    /// Whether it can retire connections at all (a pool); without, keepalives are all it has.
+    pub can_evict: bool,
+    /// Files the facts were read from.
+    pub source: &'static str,
+}
+
+impl Library {
+    pub const ALL: [Library; 13] = [
+        Library::Quaint,
+        Library::Libpq,
+        Library::Deadpool,
+        Library::Sqlx,
+        Library::Bb8,
+        Library::Hikaricp,
+        Library::Pgx,
+        Library::Sqlalchemy,
+        Library::PsycopgPool,
+        Library::Asyncpg,
+        Library::NodePostgres,
+        Library::Pgbouncer,
+        Library::PostgresServer,
+    ];
+
+    /// The harness name in the pool matrix, and the key in `proven.json`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Library::Quaint => "quaint",
+            Library::Libpq => "libpq",
+            Library::Deadpool => "deadpool",
+            Library::Sqlx => "sqlx",
+            Library::Bb8 => "bb8",
+            Library::Hikaricp => "hikaricp",
+            Library::Pgx => "pgx",
+            Library::Sqlalchemy => "sqlalchemy",
+            Library::PsycopgPool => "psycopg_pool",
+            Library::Asyncpg => "asyncpg",
+            Library::NodePostgres => "node-postgres",
+            Library::Pgbouncer => "pgbouncer",
+            Library::PostgresServer => "postgres_server",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Library::Quaint => "quaint / Prisma (DATABASE_URL)",
+            Library::Libpq => "libpq (connection string: psql, psycopg, anything on libpq)",
+            Library::Deadpool => "tokio-postgres + deadpool-postgres",
+            Library::Sqlx => "sqlx (PgPoolOptions)",
+            Library::Bb8 => "bb8 + bb8-postgres",
+            Library::Hikaricp => "HikariCP + pgJDBC (properties)",
+            Library::Pgx => "pgx pgxpool (connection string)",
+            Library::Sqlalchemy => "SQLAlchemy 2 + psycopg 3",
+            Library::PsycopgPool => "psycopg_pool",
+            Library::Asyncpg => "asyncpg (create_pool)",
+            Library::NodePostgres => "node-postgres (pg.Pool)",
+            Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
+            Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
+        }
+    }
+
+    /// Why the matrix cannot run this library at all, if it cannot.
+    fn unprovable(self) -> Option<&'static str> {
+        match self {
+            Library::Quaint => Some(
+                "Prisma's engines are downloaded at install time and crates.io's quaint is a 2020 alpha \
+                 without these parameters; derived from prisma-engines quaint/src/connector/postgres/url.rs, \
+                 with `simulate --mode fin` and tokio-postgres as the stand-in (docs/recipes.md)",
+            ),
+            Library::PostgresServer => Some(
+                "a server setting, not a pool: it lets the server find dead sessions (ghosts) sooner; \
+                 it does not stop a client pool from handing out a dead connection",
+            ),
+            _ => None,
+        }
+    }
+
+    pub fn model(self) -> PoolModel {
+        match self {
+            Library::Quaint => PoolModel {
+                clock: Clock::Age,
+                minimum_exempt: false,
+                shrink: "checked lazily at checkout",
+                check: "none before use; socket_timeout bounds every query",
+                socket_bound: "socket_timeout (seconds) in the URL",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "prisma-engines quaint/src/connector/postgres/url.rs; mobc >= 0.8.5 (max_idle_lifetime counts age)",
+            },
+            Library::Libpq => PoolModel {
+                clock: Clock::None,
+                minimum_exempt: true,
+                shrink: "no pool",
+                check: "none",
+                socket_bound: "tcp_user_timeout (milliseconds); no read timeout exists",
+                keepalive_recipe: true,
+                can_evict: false,
+                source: "PostgreSQL docs, libpq 'Parameter Key Words'",
+            },
+            Library::Deadpool => PoolModel {
+                clock: Clock::None,
+                minimum_exempt: false,
+                shrink: "never on its own; Pool::retain drops what you filter out",
+                check: "RecyclingMethod::Verified runs a query on checkout, bounded only by Timeouts::recycle",
+                socket_bound: "tcp_user_timeout (seconds in a tokio-postgres connection string)",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "deadpool-postgres src/lib.rs (Manager::recycle); deadpool src/managed/mod.rs (Timeouts)",
+            },
+            Library::Sqlx => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: true,
+                shrink: "the reaper closes idle connections above min_connections",
+                check: "test_before_acquire pings, bounded by acquire_timeout (which then fails the request)",
+                socket_bound: "none for reads; acquire_timeout bounds the checkout",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "sqlx-core src/pool/options.rs, src/pool/inner.rs",
+            },
+            Library::Bb8 => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: true,
+                shrink: "the reaper closes idle connections above min_idle",
+                check: "test_on_check_out runs is_valid, bounded by connection_timeout",
+                socket_bound: "tcp_user_timeout (seconds in a tokio-postgres connection string)",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "bb8 src/api.rs (Builder), src/inner.rs (reaper)",
+            },
+            Library::Hikaricp => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: true,
+                shrink: "the housekeeper (every 30 s) retires idle connections above minimumIdle",
+                check: "isValid on borrow after 500 ms idle, bounded by validationTimeout",
+                socket_bound: "pgJDBC socketTimeout (seconds)",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "HikariCP 2.7.9 HikariPool.getConnection, PoolBase.isConnectionAlive; pgJDBC PGProperty",
+            },
+            Library::Pgx => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: false,
+                shrink: "the health check (every pool_health_check_period) closes connections idle past pool_max_conn_idle_time",
+                check: "none on acquire in v4",
+                socket_bound: "a context deadline per query; TCP keepalive from the dialer",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "jackc/pgx v4 pgxpool/pool.go (ParseConfig, checkIdleConnsHealth)",
+            },
+            Library::Sqlalchemy => PoolModel {
+                clock: Clock::Age,
+                minimum_exempt: false,
+                shrink: "pool_recycle replaces a connection at checkout once it is older than the setting",
+                check: "pool_pre_ping runs a ping with no timeout of its own (tcp_user_timeout bounds it)",
+                socket_bound: "connect_args: libpq keepalives and tcp_user_timeout",
+                keepalive_recipe: true,
+                can_evict: true,
+                source: "sqlalchemy/pool/base.py (_ConnectionRecord, pre_ping)",
+            },
+            Library::PsycopgPool => PoolModel {
+                clock: Clock::Age,
+                minimum_exempt: true,
+                shrink: "max_idle closes one connection above min_size per period",
+                check: "check=ConnectionPool.check_connection runs a query with no timeout",
+                socket_bound: "kwargs: libpq keepalives and tcp_user_timeout",
+                keepalive_recipe: true,
+                can_evict: true,
+                source: "psycopg_pool/pool.py (ConnectionPool._shrink_pool, check_connection, max_lifetime)",
+            },
+            Library::Asyncpg => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: true,
+                shrink: "max_inactive_connection_lifetime closes a connection left inactive that long",
+                check: "none on acquire",
+                socket_bound: "command_timeout (seconds) on every query",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "asyncpg/pool.py (PoolConnectionHolder)",
+            },
+            Library::NodePostgres => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: true,
+                shrink: "idleTimeoutMillis closes idle clients above min",
+                check: "none on checkout",
+                socket_bound: "query_timeout (client side, milliseconds)",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "pg-pool index.js; pg lib/client.js",
+            },
+            Library::Pgbouncer => PoolModel {
+                clock: Clock::Idle,
+                minimum_exempt: false,
+                shrink: "server_idle_timeout closes idle server connections",
+                check: "server_check_query after server_check_delay idle",
+                socket_bound: "tcp_user_timeout (milliseconds), tcp_keepalive settings",
+                keepalive_recipe: false,
+                can_evict: true,
+                source: "pgbouncer 1.18 doc/config.md; src/janitor.c",
+            },
+            Library::PostgresServer => PoolModel {
+                clock: Clock::None,
+                minimum_exempt: false,
+                shrink: "not a pool",
+                check: "server keepalives find dead clients",
+                socket_bound: "tcp_keepalives_*, tcp_user_timeout (milliseconds)",
+                keepalive_recipe: true,
+                can_evict: false,
+                source: "PostgreSQL docs, 'Connections and Authentication'",
+            },
+        }
+    }
+}
+
+/// Builds one library's recipe.
+pub fn recipe(library: Library, variant: Variant, m: &Measurement, t: &Timings) -> Recipe {
+    let Shape {
+        settings,
+        text,
+        why,
+        first_request_bound,
+    } = shape(library, variant, t);
+    Recipe {
+        library,
+        title: library.title(),
+        variant,
+        settings,
+        text,
+        why,
+        first_request_bound,
+        proof: proof::proof_of(library, variant, m, library.unprovable()),
+        source: library.model().source,
+    }
+}
+
+struct Shape {
+    settings: Vec<Setting>,
+    text: String,
+    why: String,
+    first_request_bound: std::time::Duration,
+}
+
+/// Seconds as a number a Python library takes: whole when whole, else to the millisecond.
+fn seconds_value(d: std::time::Duration) -> serde_json::Value {
+    if d.subsec_millis() == 0 {
+        json!(d.as_secs())
+    } else {
+        json!(d.as_millis() as f64 / 1000.0)
+    }
+}
+
+fn set(key: &'static str, value: serde_json::Value) -> Setting {
+    Setting { key, value }
+}
+
+/// libpq's keepalive keys, as libpq and psycopg take them.
+fn libpq_keepalives(t: &Timings) -> Vec<Setting> {
+    vec![
+        set("keepalives", json!(1)),
+        set("keepalives_idle", json!(secs_down(t.keepalive_idle))),
+        set(
+            "keepalives_interval",
+            json!(secs_down(t.keepalive_interval)),
+        ),
+        set("keepalives_count", json!(t.keepalive_count)),
+        set("tcp_user_timeout", json!(millis(t.dead_bound))),
+    ]
+}
+
+fn conninfo(settings: &[Setting]) -> String {
+    settings
+        .iter()
+        .map(|s| format!("{}={}", s.key, plain(&s.value)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
+    let lifetime_s = secs_down(t.lifetime);
+    let dead_s = secs_up(t.dead_bound);
+    let check_s = secs_up(t.check_timeout);
+    let one_second = std::time::Duration::from_secs(1);
+    match (library, variant) {
+        (Library::Quaint, _) => {
+            let settings = vec![
+                set("max_idle_connection_lifetime", json!(lifetime_s)),
+                set("socket_timeout", json!(dead_s)),
+            ];
+            Shape {
+                text: format!(
+                    "?max_idle_connection_lifetime={lifetime_s}&socket_timeout={dead_s}"
+                ),
+                settings,
+                why: format!(
+                    "quaint retires connections older than {lifetime_s} s before the path forgets them, \
+                     and socket_timeout turns a query on a connection that died anyway into an error after {dead_s} s"
+                ),
+                first_request_bound: t.dead_bound + one_second,
+            }
+        }
+        (Library::Libpq, _) => {
+            let settings = libpq_keepalives(t);
+            Shape {
+                text: conninfo(&settings),
+                settings,
+                why: format!(
+                    "a keepalive every {} s resets the box's idle timer, so the flow never looks idle; \
+                     tcp_user_timeout ends a connection the box forgot anyway within {dead_s} s",
+                    secs_down(t.keepalive_idle)
+                ),
+                first_request_bound: t.dead_bound + one_second,
+            }
+        }
+        (Library::PostgresServer, _) => {
+            let settings = vec![
+                set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
+                set(
+                    "tcp_keepalives_interval",
+                    json!(secs_down(t.keepalive_interval)),
+                ),
+                set("tcp_keepalives_count", json!(t.keepalive_count)),
+                set("tcp_user_timeout", json!(millis(t.dead_bound))),
+            ];
+            Shape {
+                text: settings
+                    .iter()
+                    .map(|s| format!("{} = {}", s.key, plain(&s.value)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                settings,
+                why: "the server probes idle clients before the box forgets them, and ends the sessions of clients that are gone (ghosts) instead of keeping them for hours".to_string(),
+                first_request_bound: t.dead_bound + one_second,
+            }
+        }
+        (Library::Deadpool, _) => {
+            let settings = vec![
+                set("tcp_user_timeout", json!(dead_s)),
+                set("recycling_method", json!("Verified")),
+                set("recycle_timeout_ms", json!(millis(t.check_timeout))),
+                set("max_idle_ms", json!(millis(t.lifetime))),
+            ];
+            Shape {
+                text: format!(
+                    "connection string: tcp_user_timeout={dead_s}\n\
+                     ManagerConfig {{ recycling_method: RecyclingMethod::Verified }}\n\
+                     Timeouts {{ recycle: Some(Duration::from_millis({})), .. }}\n\
+                     pool.retain(|_, m| m.last_used() < Duration::from_millis({})) before each checkout burst",
+                    millis(t.check_timeout),
+                    millis(t.lifetime)
+                ),
+                settings,
+                why: format!(
+                    "a connection idle {lifetime_s} s or more is dropped before use, the rest are verified with a query \
+                     that may take {check_s} s at most, so a dead one is replaced instead of handed out"
+                ),
+                first_request_bound: t.check_timeout + one_second,
+            }
+        }
+        (Library::Sqlx, _) => {
+            let settings = vec![
+                set("min_connections", json!(0)),
+                set("idle_timeout_ms", json!(millis(t.lifetime))),
+                set("max_lifetime_ms", json!(millis(t.lifetime))),
+                set("test_before_acquire", json!(true)),
+            ];
+            Shape {
+                text: format!(
+                    "PgPoolOptions::new().min_connections(0)\n    .idle_timeout(Duration::from_millis({l}))\n    .max_lifetime(Duration::from_millis({l}))\n    .test_before_acquire(true)",
+                    l = millis(t.lifetime)
+                ),
+                settings,
+                why: format!(
+                    "sqlx never retires connections at min_connections, so the minimum goes to 0 and every \
+                     connection is closed at {lifetime_s} s, before the path forgets it"
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Bb8, _) => {
+            let settings = vec![
+                set("tcp_user_timeout", json!(dead_s)),
+                set("min_idle", json!(0)),
+                set("idle_timeout_ms", json!(millis(t.lifetime))),
+                set("max_lifetime_ms", json!(millis(t.lifetime))),
+                set("test_on_check_out", json!(true)),
+                set("connection_timeout_ms", json!(millis(t.check_timeout) + 1000)),
+            ];
+            Shape {
+                text: format!(
+                    "connection string: tcp_user_timeout={dead_s}\n\
+                     Pool::builder().min_idle(Some(0))\n    .idle_timeout(Some(Duration::from_millis({l})))\n    .max_lifetime(Some(Duration::from_millis({l})))\n    .test_on_check_out(true)\n    .connection_timeout(Duration::from_millis({c}))",
+                    l = millis(t.lifetime),
+                    c = millis(t.check_timeout) + 1000
+                ),
+                settings,
+                why: format!(
+                    "bb8's reaper spares min_idle, so the minimum goes to 0 and every connection is retired at \
+                     {lifetime_s} s; a connection that died anyway fails its check within {dead_s} s"
+                ),
+                first_request_bound: t.dead_bound + one_second,
+            }
+        }
+        (Library::Hikaricp, _) => {
+            let settings = vec![
+                set("validationTimeout", json!(millis(t.check_timeout).max(250))),
+                set("dataSource.socketTimeout", json!(dead_s)),
+            ];
+            Shape {
+                text: format!(
+                    "validationTimeout={}\ndataSource.socketTimeout={dead_s}",
+                    millis(t.check_timeout).max(250)
+                ),
+                settings,
+                why: format!(
+                    "HikariCP validates a connection idle more than 0.5 s before lending it, and a check that \
+                     gets no answer within {check_s} s replaces the connection instead of failing the request"
+                ),
+                first_request_bound: t.check_timeout + one_second,
+            }
+        }
+        (Library::Pgx, _) => {
+            let settings = vec![
+                set("pool_max_conn_idle_time", json!(format!("{}ms", millis(t.lifetime)))),
+                set(
+                    "pool_health_check_period",
+                    json!(format!("{}ms", (millis(t.lifetime) / 4).max(250))),
+                ),
+                set("pool_min_conns", json!(0)),
+            ];
+            Shape {
+                text: format!("&{}", settings.iter().map(|s| format!("{}={}", s.key, plain(&s.value))).collect::<Vec<_>>().join("&")),
+                settings,
+                why: format!(
+                    "pgxpool closes connections idle past {lifetime_s} s at its next health check, which runs often \
+                     enough to beat the path's timeout"
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Sqlalchemy, Variant::Eviction) => {
+            let connect = libpq_keepalives(t)
+                .into_iter()
+                .filter(|s| s.key == "tcp_user_timeout")
+                .collect::<Vec<_>>();
+            sqlalchemy(t, connect, "pool_recycle retires every connection older than {l} s, before the path forgets it; pre_ping checks the rest")
+        }
+        (Library::Sqlalchemy, Variant::Keepalive) => sqlalchemy(
+            t,
+            libpq_keepalives(t),
+            "keepalives keep each flow alive; pool_recycle and pre_ping catch one the box forgot anyway",
+        ),
+        (Library::PsycopgPool, variant) => {
+            let kwargs = match variant {
+                Variant::Keepalive => libpq_keepalives(t),
+                Variant::Eviction => vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))],
+            };
+            let mut settings = vec![
+                set("max_lifetime", seconds_value(t.lifetime)),
+                set("check", json!("ConnectionPool.check_connection")),
+            ];
+            settings.push(set("kwargs", kwargs_object(&kwargs)));
+            Shape {
+                text: format!(
+                    "ConnectionPool(conninfo, max_lifetime={}, check=ConnectionPool.check_connection,\n    kwargs={})",
+                    seconds_value(t.lifetime),
+                    python_dict(&kwargs)
+                ),
+                settings,
+                why: format!(
+                    "max_lifetime replaces every connection, the minimum included, before it is {lifetime_s} s old; \
+                     max_idle would spare the connections kept at min_size"
+                ),
+                first_request_bound: t.dead_bound + one_second,
+            }
+        }
+        (Library::Asyncpg, _) => {
+            let settings = vec![
+                set("min_size", json!(0)),
+                set(
+                    "max_inactive_connection_lifetime",
+                    seconds_value(t.lifetime),
+                ),
+                set("command_timeout", json!(dead_s)),
+            ];
+            Shape {
+                text: format!(
+                    "asyncpg.create_pool(dsn, min_size=0, max_inactive_connection_lifetime={}, command_timeout={dead_s})",
+                    seconds_value(t.lifetime)
+                ),
+                settings,
+                why: format!(
+                    "asyncpg spares connections at min_size, so the minimum goes to 0 and every connection left \
+                     inactive {lifetime_s} s is closed before the path forgets it"
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::NodePostgres, _) => {
+            let settings = vec![
+                set("min", json!(0)),
+                set("idleTimeoutMillis", json!(millis(t.lifetime))),
+                set("query_timeout", json!(millis(t.dead_bound))),
+            ];
+            Shape {
+                text: format!(
+                    "new Pool({{ min: 0, idleTimeoutMillis: {}, query_timeout: {} }})",
+                    millis(t.lifetime),
+                    millis(t.dead_bound)
+                ),
+                settings,
+                why: format!(
+                    "pg.Pool spares clients at min, so the minimum goes to 0 and every client idle {lifetime_s} s is \
+                     closed; query_timeout fails a query on a dead client after {dead_s} s"
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Pgbouncer, _) => {
+            let settings = vec![
+                set("server_idle_timeout", json!(lifetime_s)),
+                set("server_lifetime", json!(lifetime_s)),
+            ];
+            Shape {
+                text: format!("server_idle_timeout = {lifetime_s}\nserver_lifetime = {lifetime_s}"),
+                settings,
+                why: format!(
+                    "PgBouncer closes server connections idle {lifetime_s} s before the path forgets them"
+                ),
+                first_request_bound: one_second,
+            }
+        }
+    }
+}
+
+fn sqlalchemy(t: &Timings, connect: Vec<Setting>, why: &str) -> Shape {
+    let lifetime_s = secs_down(t.lifetime);
+    let settings = vec![
+        set("pool_pre_ping", json!(true)),
+        set("pool_recycle", json!(lifetime_s)),
+        set("connect_args", kwargs_object(&connect)),
+    ];
+    Shape {
+        text: format!(
+            "create_engine(url, pool_pre_ping=True, pool_recycle={lifetime_s},\n    connect_args={})",
+            python_dict(&connect)
+        ),
+        settings,
+        why: why.replace("{l}", &lifetime_s.to_string()),
+        first_request_bound: t.dead_bound + std::time::Duration::from_secs(1),
+    }
+}
+
+fn kwargs_object(settings: &[Setting]) -> serde_json::Value {
+    serde_json::Value::Object(
+        settings
+            .iter()
+            .map(|s| (s.key.to_string(), s.value.clone()))
+            .collect(),
+    )
+}
+
+fn python_dict(settings: &[Setting]) -> String {
+    let items: Vec<String> = settings
+        .iter()
+        .map(|s| format!("\"{}\": {}", s.key, s.value))
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}

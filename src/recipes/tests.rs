@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use super::*;
+
+fn path(lower_s: f64, drop: DropKind, box_counts: BoxCounts) -> Measurement {
+    Measurement {
+        lower: Duration::from_secs_f64(lower_s),
+        upper: Some(Duration::from_secs_f64(lower_s * 1.05)),
+        drop: Some(drop),
+        box_counts,
+    }
+}
+
+#[test]
+fn keepalives_and_bounds_scale_with_the_threshold() {
+    for lower in [3.0, 7.8, 9.0, 58.0, 342.0, 1_790.0, 7_200.0] {
+        let m = path(lower, DropKind::Silent, BoxCounts::Packets);
+        let t = Timings::new(&m, &Knobs::default()).expect("room for a lifetime");
+        assert!(t.lifetime < m.lower, "{lower}: {t:?}");
+        // The first keepalive leaves well before the box forgets the flow, and a flow it
+        // forgot anyway is found before the lifetime is up.
+        assert!(t.keepalive_idle < t.lifetime, "{lower}: {t:?}");
+        let detection = t.keepalive_idle + t.keepalive_interval * t.keepalive_count;
+        assert!(
+            detection <= t.lifetime.max(Duration::from_secs(4)),
+            "{lower}: {t:?}"
+        );
+        assert!(t.dead_bound >= Duration::from_secs(2), "{lower}: {t:?}");
+        assert!(t.dead_bound <= Duration::from_secs(10), "{lower}: {t:?}");
+        assert!(t.check_timeout <= t.dead_bound, "{lower}: {t:?}");
+    }
+}
+
+#[test]
+fn a_fixed_keepalive_interval_no_longer_outlives_a_short_threshold() {
+    // The old libpq line said keepalives_interval=10 whatever T was; at T = 9 s the flow died
+    // between keepalives.
+    let m = path(9.0, DropKind::Silent, BoxCounts::Packets);
+    let t = Timings::new(&m, &Knobs::default()).unwrap();
+    assert!(t.keepalive_interval < Duration::from_secs(3), "{t:?}");
+}
+
+#[test]
+fn the_dead_bound_follows_the_threshold_up_to_the_configured_socket_timeout() {
+    let short = Timings::new(
+        &path(7.8, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    )
+    .unwrap();
+    assert_eq!(short.dead_bound, Duration::from_secs(4));
+    let long = Timings::new(
+        &path(342.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    )
+    .unwrap();
+    assert_eq!(long.dead_bound, Duration::from_secs(10));
+}
+
+#[test]
+fn keepalives_are_relied_on_only_where_the_box_counts_packets() {
+    for (box_counts, expected) in [
+        (BoxCounts::Packets, Variant::Keepalive),
+        (BoxCounts::Requests, Variant::Eviction),
+        (BoxCounts::Unknown, Variant::Eviction),
+    ] {
+        let recipes = for_path(&path(60.0, DropKind::Silent, box_counts), &Knobs::default());
+        let libpq = recipes
+            .iter()
+            .find(|r| r.library == Library::Libpq)
+            .unwrap();
+        assert_eq!(
+            libpq.variant,
+            Variant::Keepalive,
+            "libpq only has keepalives"
+        );
+        let sqlalchemy = recipes
+            .iter()
+            .find(|r| r.library == Library::Sqlalchemy)
+            .unwrap();
+        assert_eq!(sqlalchemy.variant, expected, "{box_counts:?}");
+    }
+}
+
+/// Every value the matrix applies is in the line a person pastes.
+#[test]
+fn the_printed_line_carries_every_setting_the_matrix_runs() {
+    fn values(v: &serde_json::Value) -> Vec<String> {
+        match v {
+            serde_json::Value::Object(map) => map.values().flat_map(values).collect(),
+            serde_json::Value::String(s) => vec![s.clone()],
+            other => vec![other.to_string()],
+        }
+    }
+    for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+        for r in for_path(&path(47.0, DropKind::Silent, box_counts), &Knobs::default()) {
+            let text = r.text.to_lowercase();
+            for s in &r.settings {
+                for value in values(&s.value) {
+                    assert!(
+                        text.contains(&value.to_lowercase()),
+                        "{}: {} = {value} missing from {:?}",
+                        r.library.id(),
+                        s.key,
+                        r.text
+                    );
+                }
+            }
+            assert!(!r.why.is_empty());
+        }
+    }
+}
+
+#[test]
+fn what_the_matrix_cannot_run_says_why() {
+    let recipes = for_path(
+        &path(60.0, DropKind::Fin, BoxCounts::Requests),
+        &Knobs::default(),
+    );
+    for library in [Library::Quaint, Library::PostgresServer] {
+        let r = recipes.iter().find(|r| r.library == library).unwrap();
+        assert!(
+            matches!(&r.proof, Proof::NotVerified { reason } if !reason.is_empty()),
+            "{:?}",
+            r.proof
+        );
+        assert!(!r.is_proven());
+    }
+}
+
+#[test]
+fn no_recipe_without_room_for_a_lifetime() {
+    let m = path(1.1, DropKind::Silent, BoxCounts::Unknown);
+    assert!(for_path(&m, &Knobs::default()).is_empty());
+}
+
+#[test]
+fn every_library_has_one_recipe_and_a_cited_model() {
+    let recipes = for_path(
+        &path(300.0, DropKind::Reset, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    assert_eq!(recipes.len(), Library::ALL.len());
+    for library in Library::ALL {
+        assert!(!library.model().source.is_empty());
+        let id = serde_json::to_value(library).unwrap();
+        assert_eq!(id, serde_json::Value::from(library.id()));
+    }
+}
