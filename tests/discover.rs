@@ -92,6 +92,10 @@ fn silent_drop_is_measured_with_ghosts() {
     assert_eq!(report["ghosts"]["server_keeps_ghosts"], true, "{report:#}");
     assert!(report["ghosts"]["reaped"].as_u64().unwrap() >= 1);
     assert_eq!(report["server_settings"]["tcp_keepalives_idle"], "7200");
+    assert_eq!(
+        report["box_counts"], "packets",
+        "keepalives keep a conntrack flow alive: {report:#}"
+    );
 }
 
 #[test]
@@ -99,6 +103,7 @@ fn reset_is_measured_and_named() {
     let lab = Lab::up("dr4", "reset", 4);
     let report = measured(&lab, 4.0);
     assert_eq!(report["drop"]["kind"], "reset", "{report:#}");
+    assert_eq!(report["box_counts"], "packets", "{report:#}");
 }
 
 #[test]
@@ -109,6 +114,10 @@ fn server_timeout_is_named_with_its_sqlstate_and_leaves_no_ghost() {
     assert_eq!(report["drop"]["sqlstate"], "57P05");
     assert_eq!(report["ghosts"]["server_keeps_ghosts"], Value::Null);
     assert_eq!(report["ghosts"]["seen"], 0);
+    assert_eq!(
+        report["box_counts"], "requests",
+        "keepalives do not stop idle_session_timeout: {report:#}"
+    );
 }
 
 #[test]

@@ -206,6 +206,10 @@ async fn discover_finds_the_simulated_timeout_in_every_mode() {
         let t = t as f64;
         assert_bracket(look, lower, upper, t);
         assert_eq!(report["drop"]["kind"], look, "{report:#}");
+        assert_eq!(
+            report["box_counts"], "requests",
+            "keepalives never reach a proxy's idle timer: {report:#}"
+        );
         sim.stop().await;
     }
     assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");

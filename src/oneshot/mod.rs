@@ -71,7 +71,8 @@ pub struct Args {
     /// Stop when the bracket is this tight: (upper - lower) <= precision x (upper + lower).
     #[arg(long, default_value = "5%")]
     pub precision: String,
-    /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m].
+    /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m,
+    /// 3.25 x with the keepalive check].
     #[arg(long, value_name = "DURATION")]
     pub time_limit: Option<humantime::Duration>,
     /// TCP + TLS + startup timeout per connection [default: 5s].
@@ -93,6 +94,11 @@ pub struct Args {
     /// Socket timeout the recommendation carries.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub socket_timeout: String,
+    /// After the bracket, idle one connection with TCP keepalives past the upper bound: if it
+    /// lives, the box counts packets and keepalives are a fix; if not, it counts requests (a
+    /// proxy). Costs about 1.25 × the upper bound more.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub keepalive_check: bool,
     /// Print the report as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -114,10 +120,11 @@ pub async fn main(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let rounds = if args.keepalive_check { 3.25 } else { 2.0 };
     let time_limit = args
         .time_limit
         .map(Into::into)
-        .unwrap_or(target.idle_max * 2 + Duration::from_secs(60));
+        .unwrap_or(target.idle_max.mul_f64(rounds) + Duration::from_secs(60));
     let interrupt = CancellationToken::new();
     {
         let interrupt = interrupt.clone();
@@ -255,6 +262,12 @@ pub fn target_config(args: &Args) -> Result<TargetConfig, String> {
         if let Some(value) = value {
             put(key, value.clone().into());
         }
+    }
+    if args.keepalive_check {
+        // The interval is capped at a third of the lower bound when the check runs.
+        let mut keepalive = Mapping::new();
+        keepalive.insert("interval".into(), "30s".into());
+        put("keepalive_probe", Value::Mapping(keepalive));
     }
     put("recommendation_margin", args.margin.clone().into());
     put(

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::control::{ControlHandle, GhostVerdict};
 use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
-use super::watch::{Role, Watch};
+use super::watch::{self, Role, Watch};
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, SearchSpace, Verdict};
@@ -104,6 +104,8 @@ enum Phase {
 enum Next {
     Discover(Bracket),
     Watch(Bracket),
+    /// `discover`: the bracket is known; one keepalive probe tells what kind of box it is.
+    CheckKeepalives(Bracket),
     /// Discovery is over and the run was for one measurement only (`discover`).
     Stop,
 }
@@ -329,7 +331,9 @@ impl Engine {
             _ => Role::Discovery,
         };
         let keepalive = if role == Role::Keepalive {
-            self.target.keepalive_probe.map(|k| k.interval)
+            self.target
+                .keepalive_probe
+                .map(|k| watch::keepalive_interval(k.interval, self.bracket))
         } else {
             None
         };
@@ -750,8 +754,14 @@ impl Engine {
                     status::update(&self.board, &self.target.name, |s| {
                         s.discovery_took = Some(took)
                     });
+                    let bracket_found = verdict == Verdict::Converged;
                     self.drain(match self.mode {
                         RunMode::Continuous => Next::Watch(bracket),
+                        RunMode::DiscoverOnce
+                            if bracket_found && self.target.keepalive_probe.is_some() =>
+                        {
+                            Next::CheckKeepalives(bracket)
+                        }
                         RunMode::DiscoverOnce => Next::Stop,
                     });
                 }
@@ -762,6 +772,10 @@ impl Engine {
                     status::update(&self.board, &self.target.name, |s| {
                         s.keepalive_rescue = Some(rescued)
                     });
+                    if self.mode == RunMode::DiscoverOnce {
+                        self.drain(Next::Stop);
+                        return;
+                    }
                 }
                 if let Some(change) = watch.take_change() {
                     self.metrics.threshold_changed(change.direction.label());
@@ -782,6 +796,9 @@ impl Engine {
     fn enter_outage(&mut self) {
         let next = match &self.phase {
             Phase::Discovering { .. } => Next::Discover(self.bracket),
+            Phase::Watching(_) if self.mode == RunMode::DiscoverOnce => {
+                Next::CheckKeepalives(self.bracket)
+            }
             Phase::Watching(_) => Next::Watch(self.bracket),
             Phase::Draining { next } => *next,
         };
@@ -856,6 +873,7 @@ impl Engine {
                     self.slots.len(),
                 ))
             }
+            Next::CheckKeepalives(bracket) => Phase::Watching(Watch::keepalive_check(bracket)),
         };
         for s in &mut self.slots {
             s.role = None;

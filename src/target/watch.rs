@@ -75,6 +75,20 @@ struct WatchSlot {
     state: SlotState,
 }
 
+/// How far past the upper bound the one-off keepalive check idles: clearly dead without
+/// keepalives, and no longer than needed.
+pub const KEEPALIVE_CHECK_FACTOR: f64 = 1.25;
+
+/// The keepalive interval for a probe: the configured one, but always well below the lower
+/// bound, or the first keepalive would leave after the box forgot the flow and the check
+/// would call a packet-counting box a proxy.
+pub fn keepalive_interval(configured: Duration, bracket: Bracket) -> Duration {
+    match bracket.lower {
+        Some(lower) => configured.min((lower / 3).max(Duration::from_secs(1))),
+        None => configured,
+    }
+}
+
 /// The watch scheduler for one target.
 #[derive(Debug)]
 pub struct Watch {
@@ -118,6 +132,24 @@ impl Watch {
                     state: SlotState::Empty,
                 })
                 .collect(),
+            change: None,
+            keepalive_result: None,
+        }
+    }
+
+    /// Only the keepalive probe, idling `KEEPALIVE_CHECK_FACTOR` × the upper bound: what
+    /// `discover` runs after the bracket converged, to tell what kind of box drops flows.
+    pub fn keepalive_check(bracket: Bracket) -> Self {
+        let idle = bracket
+            .upper
+            .map_or(Duration::ZERO, |u| u.mul_f64(KEEPALIVE_CHECK_FACTOR));
+        Watch {
+            bracket,
+            slots: vec![WatchSlot {
+                role: Role::Keepalive,
+                idle,
+                state: SlotState::Empty,
+            }],
             change: None,
             keepalive_result: None,
         }
@@ -268,6 +300,30 @@ mod tests {
             lower: Some(secs(100)),
             upper: Some(secs(105)),
         }
+    }
+
+    #[test]
+    fn the_keepalive_check_idles_past_the_upper_bound_alone() {
+        let mut w = Watch::keepalive_check(bracket());
+        assert_eq!(w.poll(secs(0)), vec![Action::Open { slot: 0 }]);
+        assert!(w.wants_keepalive(0));
+        w.on_opened(0, secs(0));
+        assert!(w.next_deadline().unwrap() > secs(105));
+        w.on_probe(0, secs(132), true, secs(132));
+        assert_eq!(w.take_keepalive_result(), Some(true));
+        assert_eq!(w.take_change(), None, "keepalives say nothing about T");
+    }
+
+    #[test]
+    fn keepalives_leave_well_before_the_lower_bound() {
+        let interval = keepalive_interval(secs(30), bracket());
+        assert_eq!(interval, secs(30));
+        let short = Bracket {
+            lower: Some(secs(8)),
+            upper: Some(secs(9)),
+        };
+        assert!(keepalive_interval(secs(30), short) < secs(8) / 2);
+        assert_eq!(keepalive_interval(secs(30), Bracket::default()), secs(30));
     }
 
     #[test]
