@@ -160,6 +160,11 @@ pub struct Timings {
     /// milliseconds) may take before the connection is thrown away and replaced.
     #[serde(serialize_with = "seconds")]
     pub check_timeout: Duration,
+    /// A client-side read timeout (JDBC socketTimeout, quaint socket_timeout, a context
+    /// deadline). Unlike TCP_USER_TIMEOUT it also ends a slow query on a live connection, so it
+    /// is the user's figure (`--socket-timeout`), not scaled down with the threshold.
+    #[serde(serialize_with = "seconds")]
+    pub read_timeout: Duration,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -194,6 +199,7 @@ impl Timings {
             keepalive_count: KEEPALIVE_COUNT,
             dead_bound,
             check_timeout,
+            read_timeout: knobs.socket_timeout,
         })
     }
 }

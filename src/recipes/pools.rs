@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::proof;
 use super::{millis, secs_down, secs_up, Measurement, Recipe, Setting, Timings, Variant};
+use crate::http::human;
 
 /// A library we write a recipe for; the ids are the pool matrix's harness names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -188,24 +189,24 @@ impl Library {
                 source: "bb8 src/api.rs (Builder), src/inner.rs (reaper)",
             },
             Library::Hikaricp => PoolModel {
-                clock: Clock::Idle,
+                clock: Clock::Age,
                 minimum_exempt: true,
-                shrink: "the housekeeper (every 30 s) retires idle connections above minimumIdle",
-                check: "isValid on borrow after 500 ms idle, bounded by validationTimeout",
-                socket_bound: "pgJDBC socketTimeout (seconds)",
+                shrink: "maxLifetime (age, 30 s at least) retires each connection; idleTimeout (10 s at least) only above minimumIdle, at the housekeeper's run every 30 s",
+                check: "isValid on borrow after 500 ms idle, bounded by validationTimeout (250 ms at least); a failed check tries the next connection, oldest first",
+                socket_bound: "pgJDBC socketTimeout (seconds; also ends slow queries)",
                 keepalive_recipe: false,
                 can_evict: true,
-                source: "HikariCP 2.7.9 HikariPool.getConnection, PoolBase.isConnectionAlive; pgJDBC PGProperty",
+                source: "HikariCP 2.7.9 (Debian libhikaricp-java, decompiled): HikariPool.getConnection, HouseKeeper.run, PoolBase.isConnectionAlive, HikariConfig.validateNumerics; pgJDBC 42.5 PGProperty",
             },
             Library::Pgx => PoolModel {
                 clock: Clock::Idle,
                 minimum_exempt: false,
-                shrink: "the health check (every pool_health_check_period) closes connections idle past pool_max_conn_idle_time",
-                check: "none on acquire in v4",
-                socket_bound: "a context deadline per query; TCP keepalive from the dialer",
+                shrink: "every connection idle past pool_max_conn_idle_time goes at the next health-check tick (pool_health_check_period, 1 min by default), so idle time + period is what counts",
+                check: "none: v4 pings nothing on Acquire, and the health check only compares timestamps",
+                socket_bound: "a context deadline per query (pgconn 1.11 parses no keepalive or tcp_user_timeout key; its dialer keeps alive every 5 min)",
                 keepalive_recipe: false,
                 can_evict: true,
-                source: "jackc/pgx v4 pgxpool/pool.go (ParseConfig, checkIdleConnsHealth)",
+                source: "pgx 4.15 pgxpool/pool.go (ParseConfig, backgroundHealthCheck, checkIdleConnsHealth); pgconn 1.11 config.go, pgconn.go; puddle 1.2 pool.go",
             },
             Library::Sqlalchemy => PoolModel {
                 clock: Clock::Age,
@@ -348,20 +349,20 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
     let one_second = std::time::Duration::from_secs(1);
     match (library, variant) {
         (Library::Quaint, _) => {
+            let read_s = secs_up(t.read_timeout);
             let settings = vec![
                 set("max_idle_connection_lifetime", json!(lifetime_s)),
-                set("socket_timeout", json!(dead_s)),
+                set("socket_timeout", json!(read_s)),
             ];
             Shape {
-                text: format!(
-                    "?max_idle_connection_lifetime={lifetime_s}&socket_timeout={dead_s}"
-                ),
+                text: format!("?max_idle_connection_lifetime={lifetime_s}&socket_timeout={read_s}"),
                 settings,
                 why: format!(
-                    "quaint retires connections older than {lifetime_s} s before the path forgets them, \
-                     and socket_timeout turns a query on a connection that died anyway into an error after {dead_s} s"
+                    "quaint's pool retires connections {lifetime_s} s after they were opened, before the path \
+                     forgets them, and socket_timeout turns a query on a connection that died anyway into an \
+                     error after {read_s} s instead of a hang"
                 ),
-                first_request_bound: t.dead_bound + one_second,
+                first_request_bound: t.read_timeout + one_second,
             }
         }
         (Library::Libpq, _) => {
@@ -466,39 +467,26 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
                 first_request_bound: t.dead_bound + one_second,
             }
         }
-        (Library::Hikaricp, _) => {
+        (Library::Hikaricp, _) => hikaricp(t),
+        (Library::Pgx, _) => {
+            let idle = go_duration(t.lifetime / 2);
             let settings = vec![
-                set("validationTimeout", json!(millis(t.check_timeout).max(250))),
-                set("dataSource.socketTimeout", json!(dead_s)),
+                set("pool_max_conn_idle_time", json!(idle)),
+                set("pool_health_check_period", json!(idle)),
+                set("query_timeout", json!(go_duration(t.read_timeout))),
             ];
             Shape {
                 text: format!(
-                    "validationTimeout={}\ndataSource.socketTimeout={dead_s}",
-                    millis(t.check_timeout).max(250)
+                    "?pool_max_conn_idle_time={idle}&pool_health_check_period={idle}\n\
+                     and in code, each query under context.WithTimeout (query_timeout={})",
+                    go_duration(t.read_timeout)
                 ),
                 settings,
                 why: format!(
-                    "HikariCP validates a connection idle more than 0.5 s before lending it, and a check that \
-                     gets no answer within {check_s} s replaces the connection instead of failing the request"
-                ),
-                first_request_bound: t.check_timeout + one_second,
-            }
-        }
-        (Library::Pgx, _) => {
-            let settings = vec![
-                set("pool_max_conn_idle_time", json!(format!("{}ms", millis(t.lifetime)))),
-                set(
-                    "pool_health_check_period",
-                    json!(format!("{}ms", (millis(t.lifetime) / 4).max(250))),
-                ),
-                set("pool_min_conns", json!(0)),
-            ];
-            Shape {
-                text: format!("&{}", settings.iter().map(|s| format!("{}={}", s.key, plain(&s.value))).collect::<Vec<_>>().join("&")),
-                settings,
-                why: format!(
-                    "pgxpool closes connections idle past {lifetime_s} s at its next health check, which runs often \
-                     enough to beat the path's timeout"
+                    "pgxpool v4 never checks a connection before handing it out and closes idle ones only \
+                     on its health-check tick, so closing them after {idle} and checking every {idle} keeps \
+                     every connection's idle under {}; the context deadline turns anything else into an error",
+                    human(t.lifetime)
                 ),
                 first_request_bound: one_second,
             }
@@ -595,6 +583,65 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
                 first_request_bound: one_second,
             }
         }
+    }
+}
+
+/// HikariCP 2.7.9 validates on borrow (after 0.5 s idle) with `validationTimeout`, and cannot
+/// retire connections younger than 30 s (`maxLifetime` below that is reset to 30 min).
+fn hikaricp(t: &Timings) -> Shape {
+    const HIKARI_MIN_LIFETIME_MS: u64 = 30_000;
+    /// HikariCP's default maximumPoolSize: what the validation timeout is sized for.
+    const POOL: u64 = 10;
+    let lifetime_ms = millis(t.lifetime);
+    let read_s = secs_up(t.read_timeout);
+    let one_second = std::time::Duration::from_secs(1);
+    if lifetime_ms >= HIKARI_MIN_LIFETIME_MS {
+        let settings = vec![
+            set("maxLifetime", json!(lifetime_ms)),
+            set("validationTimeout", json!(1000)),
+            set("dataSource.socketTimeout", json!(read_s)),
+        ];
+        return Shape {
+            text: format!(
+                "maxLifetime={lifetime_ms}\nvalidationTimeout=1000\ndataSource.socketTimeout={read_s}"
+            ),
+            settings,
+            why: format!(
+                "maxLifetime retires every connection by age before the path forgets it ({}), the \
+                 check on borrow catches anything else within 1 s, and socketTimeout ends any other dead read",
+                human(t.lifetime)
+            ),
+            first_request_bound: one_second,
+        };
+    }
+    let validation_ms = (lifetime_ms / POOL).clamp(250, 1000);
+    let settings = vec![
+        set("validationTimeout", json!(validation_ms)),
+        set("dataSource.socketTimeout", json!(read_s)),
+    ];
+    Shape {
+        text: format!(
+            "validationTimeout={validation_ms}\ndataSource.socketTimeout={read_s}\n\
+             # sized for maximumPoolSize <= {POOL}: a larger pool needs validationTimeout <= {lifetime_ms} / maximumPoolSize (250 at least)"
+        ),
+        settings,
+        why: format!(
+            "HikariCP 2.7.9 cannot retire connections younger than 30 s, but it checks every connection \
+             idle over 0.5 s before lending it: a check that gets no answer in {validation_ms} ms replaces the \
+             connection, so a whole pool of dead ones is got through within {}; the first request after a long \
+             idle may wait that long",
+            human(t.lifetime)
+        ),
+        first_request_bound: t.lifetime + one_second,
+    }
+}
+
+/// A Go duration string as pgx parses it: whole seconds from 10 s up, else milliseconds.
+fn go_duration(d: std::time::Duration) -> String {
+    if d >= std::time::Duration::from_secs(10) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 
