@@ -211,32 +211,32 @@ impl Library {
             Library::Sqlalchemy => PoolModel {
                 clock: Clock::Age,
                 minimum_exempt: false,
-                shrink: "pool_recycle replaces a connection at checkout once it is older than the setting",
-                check: "pool_pre_ping runs a ping with no timeout of its own (tcp_user_timeout bounds it)",
+                shrink: "QueuePool never shrinks on idle; pool_recycle replaces a connection at checkout once it is older than the setting",
+                check: "pool_pre_ping runs SELECT 1 with no timeout of its own (tcp_user_timeout bounds it behind conntrack, nothing behind a proxy); a failed ping invalidates every older pooled connection",
                 socket_bound: "connect_args: libpq keepalives and tcp_user_timeout",
                 keepalive_recipe: true,
                 can_evict: true,
-                source: "sqlalchemy/pool/base.py (_ConnectionRecord, pre_ping)",
+                source: "SQLAlchemy 2.0 pool/base.py (_ConnectionRecord.get_connection, _ConnectionFairy._checkout), pool/impl.py (QueuePool), engine/default.py (do_ping)",
             },
             Library::PsycopgPool => PoolModel {
                 clock: Clock::Age,
                 minimum_exempt: true,
-                shrink: "max_idle closes one connection above min_size per period",
-                check: "check=ConnectionPool.check_connection runs a query with no timeout",
+                shrink: "max_idle closes at most one connection above min_size per max_idle period; max_lifetime (age) is checked only when a connection is returned, never at getconn",
+                check: "check=ConnectionPool.check_connection runs execute(\"\") with no timeout, and each failed check makes getconn back off 1, 2, 4 s",
                 socket_bound: "kwargs: libpq keepalives and tcp_user_timeout",
                 keepalive_recipe: true,
                 can_evict: true,
-                source: "psycopg_pool/pool.py (ConnectionPool._shrink_pool, check_connection, max_lifetime)",
+                source: "psycopg_pool 3.3 pool.py (_shrink_pool, _return_connection, check_connection, _getconn_with_check_loop), base.py (_set_connection_expiry_date)",
             },
             Library::Asyncpg => PoolModel {
                 clock: Clock::Idle,
                 minimum_exempt: true,
-                shrink: "max_inactive_connection_lifetime closes a connection left inactive that long",
-                check: "none on acquire",
-                socket_bound: "command_timeout (seconds) on every query",
-                keepalive_recipe: false,
+                shrink: "each connection above min_size is closed exactly max_inactive_connection_lifetime after its last use; those at min_size never",
+                check: "none on acquire beyond is_closed() (an EOF is noticed by the event loop and reconnected)",
+                socket_bound: "command_timeout (seconds, also ends slow queries); no client keepalive option, so server_settings asks the server for keepalives",
+                keepalive_recipe: true,
                 can_evict: true,
-                source: "asyncpg/pool.py (PoolConnectionHolder)",
+                source: "asyncpg 0.32 pool.py (PoolConnectionHolder._setup_inactive_callback, _deactivate_inactive_connection, Pool._maintain_min_size), connection.py (_cleanup)",
             },
             Library::NodePostgres => PoolModel {
                 clock: Clock::Idle,
@@ -450,7 +450,10 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
                 set("idle_timeout_ms", json!(millis(t.lifetime))),
                 set("max_lifetime_ms", json!(millis(t.lifetime))),
                 set("test_on_check_out", json!(true)),
-                set("connection_timeout_ms", json!(millis(t.check_timeout) + 1000)),
+                set(
+                    "connection_timeout_ms",
+                    json!(millis(t.check_timeout) + 1000),
+                ),
             ];
             Shape {
                 text: format!(
@@ -492,59 +495,129 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::Sqlalchemy, Variant::Eviction) => {
-            let connect = libpq_keepalives(t)
-                .into_iter()
-                .filter(|s| s.key == "tcp_user_timeout")
-                .collect::<Vec<_>>();
-            sqlalchemy(t, connect, "pool_recycle retires every connection older than {l} s, before the path forgets it; pre_ping checks the rest")
-        }
-        (Library::Sqlalchemy, Variant::Keepalive) => sqlalchemy(
-            t,
-            libpq_keepalives(t),
-            "keepalives keep each flow alive; pool_recycle and pre_ping catch one the box forgot anyway",
-        ),
-        (Library::PsycopgPool, variant) => {
-            let kwargs = match variant {
-                Variant::Keepalive => libpq_keepalives(t),
-                Variant::Eviction => vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))],
-            };
-            let mut settings = vec![
-                set("max_lifetime", seconds_value(t.lifetime)),
-                set("check", json!("ConnectionPool.check_connection")),
+            let connect = vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))];
+            let settings = vec![
+                set("pool_recycle", json!(lifetime_s)),
+                set("pool_pre_ping", json!(true)),
+                set("connect_args", kwargs_object(&connect)),
             ];
-            settings.push(set("kwargs", kwargs_object(&kwargs)));
             Shape {
                 text: format!(
-                    "ConnectionPool(conninfo, max_lifetime={}, check=ConnectionPool.check_connection,\n    kwargs={})",
-                    seconds_value(t.lifetime),
-                    python_dict(&kwargs)
+                    "create_engine(url, pool_recycle={lifetime_s}, pool_pre_ping=True,\n    connect_args={})",
+                    python_dict(&connect)
                 ),
                 settings,
                 why: format!(
-                    "max_lifetime replaces every connection, the minimum included, before it is {lifetime_s} s old; \
-                     max_idle would spare the connections kept at min_size"
+                    "pool_recycle counts age since connect and is checked at checkout, so SQLAlchemy never \
+                     hands out a connection older than {lifetime_s} s, one the path could have forgotten"
                 ),
-                first_request_bound: t.dead_bound + one_second,
+                first_request_bound: one_second,
             }
         }
-        (Library::Asyncpg, _) => {
+        (Library::Sqlalchemy, Variant::Keepalive) => {
+            let connect = libpq_keepalives(t);
+            let settings = vec![
+                set("pool_pre_ping", json!(true)),
+                set("connect_args", kwargs_object(&connect)),
+            ];
+            Shape {
+                text: format!(
+                    "create_engine(url, pool_pre_ping=True,\n    connect_args={})",
+                    python_dict(&connect)
+                ),
+                settings,
+                why: keepalive_why(t),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::PsycopgPool, Variant::Eviction) => {
+            let interval = t.lifetime / 2;
+            let kwargs = vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))];
+            let settings = vec![
+                set("kwargs", kwargs_object(&kwargs)),
+                set("check_interval", seconds_value(interval)),
+            ];
+            Shape {
+                text: format!(
+                    "pool = ConnectionPool(conninfo, kwargs={})\n\
+                     # and in your code: pool.check() every {} s (check_interval), e.g.\n\
+                     threading.Thread(target=lambda: [time.sleep({}) or pool.check() for _ in itertools.count()], daemon=True).start()",
+                    python_dict(&kwargs),
+                    seconds_value(interval),
+                    seconds_value(interval)
+                ),
+                settings,
+                why: format!(
+                    "psycopg_pool never looks at idle time before lending a connection (max_idle spares \
+                     min_size, max_lifetime is checked only on return), so the application pings the idle \
+                     ones itself every {}, which also keeps the path from ever seeing them idle",
+                    human(interval)
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::PsycopgPool, Variant::Keepalive) => {
+            let kwargs = libpq_keepalives(t);
+            let settings = vec![
+                set("check", json!("check_connection")),
+                set("kwargs", kwargs_object(&kwargs)),
+            ];
+            Shape {
+                text: format!(
+                    "ConnectionPool(conninfo, check=ConnectionPool.check_connection,\n    kwargs={})",
+                    python_dict(&kwargs)
+                ),
+                settings,
+                why: keepalive_why(t),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Asyncpg, Variant::Eviction) => {
+            let read_s = secs_up(t.read_timeout);
             let settings = vec![
                 set("min_size", json!(0)),
                 set(
                     "max_inactive_connection_lifetime",
                     seconds_value(t.lifetime),
                 ),
-                set("command_timeout", json!(dead_s)),
+                set("command_timeout", json!(read_s)),
             ];
             Shape {
                 text: format!(
-                    "asyncpg.create_pool(dsn, min_size=0, max_inactive_connection_lifetime={}, command_timeout={dead_s})",
+                    "asyncpg.create_pool(dsn, min_size=0, max_inactive_connection_lifetime={}, command_timeout={read_s})",
                     seconds_value(t.lifetime)
                 ),
                 settings,
                 why: format!(
-                    "asyncpg spares connections at min_size, so the minimum goes to 0 and every connection left \
-                     inactive {lifetime_s} s is closed before the path forgets it"
+                    "asyncpg closes inactive connections only above min_size, so with a floor of 0 every \
+                     connection idle {} is closed before the path forgets it; command_timeout ends any \
+                     other dead read after {read_s} s",
+                    human(t.lifetime)
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Asyncpg, Variant::Keepalive) => {
+            let server = vec![
+                set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
+                set(
+                    "tcp_keepalives_interval",
+                    json!(secs_down(t.keepalive_interval)),
+                ),
+                set("tcp_keepalives_count", json!(t.keepalive_count)),
+                set("tcp_user_timeout", json!(millis(t.dead_bound))),
+            ];
+            let settings = vec![set("server_settings", kwargs_object(&server))];
+            Shape {
+                text: format!(
+                    "asyncpg.create_pool(dsn, server_settings={})",
+                    python_dict_of_strings(&server)
+                ),
+                settings,
+                why: format!(
+                    "asyncpg cannot set client keepalives, so the server sends them on each session: a \
+                     keepalive every {} s resets the box's idle timer, and the connections stay warm",
+                    secs_down(t.keepalive_idle)
                 ),
                 first_request_bound: one_second,
             }
@@ -645,22 +718,21 @@ fn go_duration(d: std::time::Duration) -> String {
     }
 }
 
-fn sqlalchemy(t: &Timings, connect: Vec<Setting>, why: &str) -> Shape {
-    let lifetime_s = secs_down(t.lifetime);
-    let settings = vec![
-        set("pool_pre_ping", json!(true)),
-        set("pool_recycle", json!(lifetime_s)),
-        set("connect_args", kwargs_object(&connect)),
-    ];
-    Shape {
-        text: format!(
-            "create_engine(url, pool_pre_ping=True, pool_recycle={lifetime_s},\n    connect_args={})",
-            python_dict(&connect)
-        ),
-        settings,
-        why: why.replace("{l}", &lifetime_s.to_string()),
-        first_request_bound: t.dead_bound + std::time::Duration::from_secs(1),
-    }
+fn keepalive_why(t: &Timings) -> String {
+    format!(
+        "a keepalive every {} s resets the box's idle timer, so the flow never looks idle and the \
+         connections stay warm; the pool's check and tcp_user_timeout catch one the box forgot anyway",
+        secs_down(t.keepalive_idle)
+    )
+}
+
+/// PostgreSQL settings as asyncpg's `server_settings` takes them: strings.
+fn python_dict_of_strings(settings: &[Setting]) -> String {
+    let items: Vec<String> = settings
+        .iter()
+        .map(|s| format!("\"{}\": \"{}\"", s.key, plain(&s.value)))
+        .collect();
+    format!("{{{}}}", items.join(", "))
 }
 
 fn kwargs_object(settings: &[Setting]) -> serde_json::Value {
