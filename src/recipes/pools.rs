@@ -239,24 +239,24 @@ impl Library {
                 source: "asyncpg 0.32 pool.py (PoolConnectionHolder._setup_inactive_callback, _deactivate_inactive_connection, Pool._maintain_min_size), connection.py (_cleanup)",
             },
             Library::NodePostgres => PoolModel {
-                clock: Clock::Idle,
+                clock: Clock::Age,
                 minimum_exempt: true,
-                shrink: "idleTimeoutMillis closes idle clients above min",
-                check: "none on checkout",
-                socket_bound: "query_timeout (client side, milliseconds)",
-                keepalive_recipe: false,
+                shrink: "idleTimeoutMillis closes idle clients only above min; maxLifetimeSeconds (age) retires every client, min included, each on its own timer",
+                check: "none on checkout (an EOF on an idle client removes it)",
+                socket_bound: "query_timeout (client side, milliseconds; works behind a proxy, also ends slow queries); no TCP_USER_TIMEOUT in Node",
+                keepalive_recipe: true,
                 can_evict: true,
-                source: "pg-pool index.js; pg lib/client.js",
+                source: "pg-pool 3.14 index.js (_afterConnect, _release, _isAboveMin); pg 8.23 lib/client.js (query_timeout, keepAlive)",
             },
             Library::Pgbouncer => PoolModel {
-                clock: Clock::Idle,
-                minimum_exempt: false,
-                shrink: "server_idle_timeout closes idle server connections",
-                check: "server_check_query after server_check_delay idle",
-                socket_bound: "tcp_user_timeout (milliseconds), tcp_keepalive settings",
-                keepalive_recipe: false,
+                clock: Clock::Age,
+                minimum_exempt: true,
+                shrink: "server_idle_timeout is skipped at or below min_pool_size; server_lifetime (age) applies to all, but closes at most one connection per server_lifetime / pool_size",
+                check: "server_check_query only after server_check_delay (30 s) idle, with no timeout of its own",
+                socket_bound: "tcp_user_timeout (milliseconds) and tcp_keep* toward the server; query_timeout (seconds) on the client side works behind a proxy",
+                keepalive_recipe: true,
                 can_evict: true,
-                source: "pgbouncer 1.18 doc/config.md; src/janitor.c",
+                source: "PgBouncer 1.18 src/janitor.c (check_unused_servers, check_pool_size), src/objects.c (life_over), doc/config.md",
             },
             Library::PostgresServer => PoolModel {
                 clock: Clock::None,
@@ -622,37 +622,80 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
                 first_request_bound: one_second,
             }
         }
-        (Library::NodePostgres, _) => {
-            let settings = vec![
-                set("min", json!(0)),
-                set("idleTimeoutMillis", json!(millis(t.lifetime))),
-                set("query_timeout", json!(millis(t.dead_bound))),
-            ];
+        (Library::NodePostgres, variant) => {
+            let read_ms = millis(t.read_timeout);
+            let (settings, text, why) = match variant {
+                Variant::Eviction => (
+                    vec![
+                        set("maxLifetimeSeconds", seconds_value(t.lifetime)),
+                        set("query_timeout", json!(read_ms)),
+                    ],
+                    format!(
+                        "new Pool({{ maxLifetimeSeconds: {}, query_timeout: {read_ms} }})",
+                        seconds_value(t.lifetime)
+                    ),
+                    format!(
+                        "pg.Pool never closes idle clients at or below min, but maxLifetimeSeconds retires \
+                         every client by age ({}) before the path forgets it; query_timeout turns anything \
+                         left into an error",
+                        human(t.lifetime)
+                    ),
+                ),
+                Variant::Keepalive => {
+                    let delay_ms = secs_down(t.keepalive_idle) * 1000;
+                    (
+                        vec![
+                            set("keepAlive", json!(true)),
+                            set("keepAliveInitialDelayMillis", json!(delay_ms)),
+                            set("query_timeout", json!(read_ms)),
+                        ],
+                        format!(
+                            "new Pool({{ keepAlive: true, keepAliveInitialDelayMillis: {delay_ms}, query_timeout: {read_ms} }})"
+                        ),
+                        keepalive_why(t),
+                    )
+                }
+            };
             Shape {
-                text: format!(
-                    "new Pool({{ min: 0, idleTimeoutMillis: {}, query_timeout: {} }})",
-                    millis(t.lifetime),
-                    millis(t.dead_bound)
-                ),
                 settings,
-                why: format!(
-                    "pg.Pool spares clients at min, so the minimum goes to 0 and every client idle {lifetime_s} s is \
-                     closed; query_timeout fails a query on a dead client after {dead_s} s"
-                ),
+                text,
+                why,
                 first_request_bound: one_second,
             }
         }
-        (Library::Pgbouncer, _) => {
-            let settings = vec![
-                set("server_idle_timeout", json!(lifetime_s)),
-                set("server_lifetime", json!(lifetime_s)),
-            ];
-            Shape {
-                text: format!("server_idle_timeout = {lifetime_s}\nserver_lifetime = {lifetime_s}"),
-                settings,
-                why: format!(
-                    "PgBouncer closes server connections idle {lifetime_s} s before the path forgets them"
+        (Library::Pgbouncer, variant) => {
+            let read_s = secs_up(t.read_timeout);
+            let settings = match variant {
+                Variant::Eviction => vec![
+                    set("server_lifetime", seconds_value(t.lifetime / 2)),
+                    set("query_timeout", json!(read_s)),
+                ],
+                Variant::Keepalive => vec![
+                    set("tcp_keepalive", json!(1)),
+                    set("tcp_keepidle", json!(secs_down(t.keepalive_idle))),
+                    set("tcp_keepintvl", json!(secs_down(t.keepalive_interval))),
+                    set("tcp_keepcnt", json!(t.keepalive_count)),
+                    set("tcp_user_timeout", json!(millis(t.dead_bound))),
+                    set("query_timeout", json!(read_s)),
+                ],
+            };
+            let why = match variant {
+                Variant::Eviction => format!(
+                    "server_idle_timeout spares min_pool_size; server_lifetime does not, but closes at most \
+                     one server connection per server_lifetime / pool_size, so half the safe lifetime ({}) \
+                     retires the whole pool before the path forgets it; query_timeout bounds anything left",
+                    human(t.lifetime / 2)
                 ),
+                Variant::Keepalive => keepalive_why(t),
+            };
+            Shape {
+                text: settings
+                    .iter()
+                    .map(|s| format!("{} = {}", s.key, plain(&s.value)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                settings,
+                why,
                 first_request_bound: one_second,
             }
         }
