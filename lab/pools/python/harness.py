@@ -1,0 +1,351 @@
+"""The Python pool harness: runs one job of the pool matrix (lab/pools/README.md) against a real
+Python library (SQLAlchemy 2 + psycopg 3, psycopg_pool, asyncpg, or libpq through psycopg) and
+prints one result JSON. Usage: harness.py JOB_FILE. Diagnostics go to stderr.
+
+Each library is an adapter with `warm(k)` (hold k connections at once, return their backend
+pids) and `query()` (acquire, SELECT 1, release: the pool's normal path). Sync libraries run each
+query in a daemon thread so a hung one can be abandoned; the process ends with os._exit so no
+library cleanup can hang it.
+"""
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+import weakref
+from importlib.metadata import version as pkg_version
+
+LIBPQ_KEYS = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+              "tcp_user_timeout", "connect_timeout", "options"}
+
+JOB: dict = {}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def error_text(exc: BaseException) -> str:
+    """One line, at most 200 characters, with the password masked should a library echo it."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    password = JOB.get("dsn", {}).get("password")
+    if password:
+        text = text.replace(password, "***")
+    return text[:200]
+
+
+def check_keys(recipe: dict, allowed: set, library: str):
+    unknown = set(recipe) - allowed
+    if unknown:
+        raise SystemExit(f"{library}: unknown recipe keys {sorted(unknown)} (see README.md)")
+
+
+def libpq_params(d: dict) -> dict:
+    """libpq connection keywords from a recipe sub-object, as strings (libpq's own units)."""
+    check_keys(d, LIBPQ_KEYS, "libpq")
+    return {k: str(v) for k, v in d.items()}
+
+
+def psycopg_versions() -> str:
+    import psycopg
+    v = psycopg.pq.version()
+    return f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), libpq {v // 10000}.{v % 10000}"
+
+
+# --- psycopg_pool helpers ------------------------------------------------------------------
+# Neither is a pool setting: psycopg_pool measures no idle time at checkout (max_lifetime is
+# looked at only when a connection is returned, max_idle never closes connections at or below
+# min_size), so an application needs a few lines of its own. These are those lines.
+class IdleCheck:
+    """Shown unsafe, kept to reproduce it: configure/reset stamp a connection when it enters the
+    pool; check refuses (and closes) one idle for `limit` s or more. Every refusal makes
+    getconn() sleep 1, 2, 4, ... s (psycopg_pool's AttemptWithBackoff), so a lone request
+    behind 4 stale connections waits 15 s, and the fresh ones go stale meanwhile."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.idle_since = weakref.WeakKeyDictionary()
+
+    def stamp(self, conn):
+        self.idle_since[conn] = time.monotonic()
+
+    def check(self, conn):
+        idle = time.monotonic() - self.idle_since.get(conn, 0.0)
+        if idle >= self.limit:
+            conn.close()
+            raise RuntimeError(f"connection idle {idle:.1f} s >= {self.limit} s: replaced")
+
+
+def check_every(pool, seconds: float):
+    """The recipe for psycopg_pool: call the pool's own pool.check() every `seconds` (< T) from
+    a daemon thread. It pings every idle connection (execute(""), bytes on the wire, so no
+    connection stays idle long enough for any box to drop it) and replaces broken ones,
+    without a request paying getconn()'s retry back-off."""
+    def loop():
+        while True:
+            time.sleep(seconds)
+            try:
+                pool.check()
+            except Exception as e:
+                log(f"pool.check(): {error_text(e)}")
+    threading.Thread(target=loop, daemon=True).start()
+
+
+# --- adapters ------------------------------------------------------------------------------
+class SqlAlchemy:
+    KEYS = {"pool_recycle", "pool_pre_ping", "pool_timeout", "pool_use_lifo", "pool_size",
+            "max_overflow", "connect_args"}
+
+    def __init__(self, dsn, pool, recipe):
+        import sqlalchemy as sa
+        check_keys(recipe, self.KEYS, "sqlalchemy")
+        self.sa = sa
+        kwargs = {}
+        if pool:
+            kwargs = {"pool_size": pool["min"], "max_overflow": pool["max"] - pool["min"]}
+        kwargs.update({k: v for k, v in recipe.items() if k != "connect_args"})
+        if "connect_args" in recipe:
+            kwargs["connect_args"] = libpq_params(recipe["connect_args"])
+        url = sa.URL.create("postgresql+psycopg", username=dsn["user"], password=dsn["password"],
+                            host=dsn["host"], port=dsn["port"], database=dsn["dbname"])
+        self.engine = sa.create_engine(url, **kwargs)
+        self.version = f"SQLAlchemy {sa.__version__} + {psycopg_versions()}"
+        log(f"sqlalchemy: create_engine(..., {kwargs})")
+
+    def warm(self, k):
+        conns = [self.engine.connect() for _ in range(k)]
+        pids = {c.execute(self.sa.text("SELECT pg_backend_pid()")).scalar() for c in conns}
+        for c in conns:
+            c.close()
+        return pids
+
+    def query(self):
+        with self.engine.connect() as c:
+            c.execute(self.sa.text("SELECT 1")).scalar()
+
+
+class PsycopgPool:
+    KEYS = {"min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "kwargs",
+            "idle_check_seconds", "check_interval"}
+
+    def __init__(self, dsn, pool, recipe):
+        import psycopg_pool
+        check_keys(recipe, self.KEYS, "psycopg_pool")
+        kwargs = {}
+        if pool:
+            kwargs = {"min_size": pool["min"], "max_size": pool["max"]}
+        kwargs.update({k: v for k, v in recipe.items()
+                       if k not in ("check", "kwargs", "idle_check_seconds",
+                                    "check_interval")})
+        shown = dict(kwargs)
+        if recipe.get("check") == "check_connection":
+            kwargs["check"] = psycopg_pool.ConnectionPool.check_connection
+            shown["check"] = "ConnectionPool.check_connection"
+        elif "check" in recipe:
+            raise SystemExit("psycopg_pool: check must be \"check_connection\"")
+        if "idle_check_seconds" in recipe:
+            idle = IdleCheck(recipe["idle_check_seconds"])
+            kwargs.update(configure=idle.stamp, reset=idle.stamp, check=idle.check)
+            shown["idle_check_seconds"] = idle.limit
+        conn_kwargs = dict(user=dsn["user"], password=dsn["password"], host=dsn["host"],
+                           port=dsn["port"], dbname=dsn["dbname"])
+        conn_kwargs.update(libpq_params(recipe.get("kwargs", {})))
+        shown["kwargs"] = recipe.get("kwargs", {})
+        self.pool = psycopg_pool.ConnectionPool(kwargs=conn_kwargs, open=False, **kwargs)
+        self.pool.open(wait=True, timeout=30)
+        if "check_interval" in recipe:
+            check_every(self.pool, recipe["check_interval"])
+            shown["check_interval"] = recipe["check_interval"]
+        self.version = f"psycopg_pool {pkg_version('psycopg-pool')} + {psycopg_versions()}"
+        log(f"psycopg_pool: ConnectionPool({shown})")
+
+    def warm(self, k):
+        conns = [self.pool.getconn() for _ in range(k)]
+        pids = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in conns}
+        for c in conns:
+            c.commit()
+            self.pool.putconn(c)
+        return pids
+
+    def query(self):
+        with self.pool.connection() as c:
+            c.execute("SELECT 1").fetchone()
+
+
+class Libpq:
+    """No pool: `min` (or 1) long-lived psycopg connections; query i goes to connection
+    i mod n (psycopg serialises concurrent use of one connection with its own lock)."""
+
+    def __init__(self, dsn, pool, recipe):
+        import psycopg
+        self.psycopg = psycopg
+        self.params = dict(user=dsn["user"], password=dsn["password"], host=dsn["host"],
+                           port=dsn["port"], dbname=dsn["dbname"], autocommit=True)
+        self.params.update(libpq_params(recipe))
+        self.size = pool["min"] if pool else 1
+        self.conns = []
+        self.next = 0
+        self.lock = threading.Lock()
+        self.version = psycopg_versions()
+        log(f"libpq: {self.size} connection(s) with {recipe or 'libpq defaults'}")
+
+    def warm(self, k):
+        self.conns = [self.psycopg.connect(**self.params) for _ in range(self.size)]
+        return {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in self.conns}
+
+    def query(self):
+        with self.lock:
+            conn = self.conns[self.next % len(self.conns)]
+            self.next += 1
+        conn.execute("SELECT 1").fetchone()
+
+
+class Asyncpg:
+    KEYS = {"min_size", "max_size", "init_size", "max_inactive_connection_lifetime",
+            "max_queries", "command_timeout", "server_settings"}
+
+    def __init__(self, dsn, pool, recipe):
+        import asyncpg
+        check_keys(recipe, self.KEYS, "asyncpg")
+        self.asyncpg = asyncpg
+        self.kwargs = {}
+        if pool:
+            self.kwargs = {"min_size": pool["min"], "max_size": pool["max"]}
+        self.kwargs.update(recipe)
+        if "server_settings" in recipe:
+            self.kwargs["server_settings"] = {k: str(v) for k, v in
+                                              recipe["server_settings"].items()}
+        self.dsn = dsn
+        self.version = f"asyncpg {asyncpg.__version__}"
+        log(f"asyncpg: create_pool({self.kwargs})")
+
+    async def open(self):
+        d = self.dsn
+        self.pool = await self.asyncpg.create_pool(
+            user=d["user"], password=d["password"], host=d["host"], port=d["port"],
+            database=d["dbname"], **self.kwargs)
+
+    async def warm(self, k):
+        conns = [await self.pool.acquire() for _ in range(k)]
+        pids = {await c.fetchval("SELECT pg_backend_pid()") for c in conns}
+        for c in conns:
+            await self.pool.release(c)
+        return pids
+
+    async def query(self):
+        async with self.pool.acquire() as c:
+            await c.fetchval("SELECT 1")
+
+
+ADAPTERS = {"sqlalchemy": SqlAlchemy, "psycopg_pool": PsycopgPool, "libpq": Libpq,
+            "asyncpg": Asyncpg}
+
+
+# --- rounds --------------------------------------------------------------------------------
+def summarize(idle, outcomes, n):
+    """outcomes: one ("ok", latency) or ("failed", text) per finished query; the rest hung."""
+    lat = [v for kind, v in outcomes if kind == "ok"]
+    errors = sorted({v for kind, v in outcomes if kind == "failed"})
+    r = {"idle_seconds": idle, "ok": len(lat), "failed": len(outcomes) - len(lat),
+         "hung": n - len(outcomes),
+         "max_latency_seconds": round(max(lat), 3) if lat else None, "errors": errors}
+    log(f"round idle={idle}: {r}")
+    return r
+
+
+def run_sync(adapter, job):
+    results = []
+    for rnd in job["rounds"]:
+        time.sleep(rnd["idle_seconds"])
+        n = rnd["queries"]
+        outcomes, lock, done = [], threading.Lock(), threading.Semaphore(0)
+        start = time.monotonic()
+
+        def one():
+            try:
+                adapter.query()
+                o = ("ok", time.monotonic() - start)
+            except Exception as e:  # what the application would see
+                o = ("failed", error_text(e))
+            with lock:
+                outcomes.append(o)
+            done.release()
+
+        for _ in range(n):
+            threading.Thread(target=one, daemon=True).start()
+        deadline = start + job["hang_seconds"]
+        for _ in range(n):
+            if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
+        with lock:
+            results.append(summarize(rnd["idle_seconds"], list(outcomes), n))
+    return results
+
+
+async def run_async(adapter, job):
+    results = []
+    for rnd in job["rounds"]:
+        await asyncio.sleep(rnd["idle_seconds"])
+        n = rnd["queries"]
+        start = time.monotonic()
+
+        async def one():
+            try:
+                await adapter.query()
+                return ("ok", time.monotonic() - start)
+            except Exception as e:
+                return ("failed", error_text(e))
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+        done, _pending = await asyncio.wait(tasks, timeout=job["hang_seconds"])
+        # Pending (hung) tasks are abandoned, not cancelled: the application would still wait.
+        outcomes = [t.result() for t in done]
+        results.append(summarize(rnd["idle_seconds"], outcomes, n))
+    return results
+
+
+def finish(obj, code=0):
+    print(json.dumps(obj), flush=True)
+    os._exit(code)
+
+
+def main():
+    global JOB
+    with open(sys.argv[1]) as f:
+        JOB = json.load(f)
+    job = JOB
+    library = job["library"]
+    budget = (sum(r["idle_seconds"] for r in job["rounds"])
+              + len(job["rounds"]) * (job["hang_seconds"] + 5) + 25)
+    # Last resort: whatever hangs (a connect, a pool's close), the job ends within its budget.
+    threading.Timer(budget, lambda: finish({"library": library,
+                                            "error": "harness budget exceeded"}, 3)).start()
+    pool, recipe = job.get("pool"), job.get("recipe") or {}
+    k = pool["min"] if pool else 1
+    try:
+        adapter = ADAPTERS[library](job["dsn"], pool, recipe)
+        if library == "asyncpg":
+            on_loop = lambda coro: asyncio.run_coroutine_threadsafe(coro, LOOP).result()
+            on_loop(adapter.open())
+            pids = on_loop(adapter.warm(k))
+        else:
+            pids = adapter.warm(k)
+        if len(pids) < k:
+            raise RuntimeError(f"warm-up opened {len(pids)} connections, wanted {k}")
+        log(f"warm: {len(pids)} connection(s) open")
+        if library == "asyncpg":
+            rounds = on_loop(run_async(adapter, job))
+        else:
+            rounds = run_sync(adapter, job)
+    except Exception as e:
+        finish({"library": library, "error": error_text(e)}, 1)
+    finish({"library": library, "version": adapter.version, "rounds": rounds})
+
+
+# asyncpg runs on a loop in a daemon thread, so the main thread can always print and exit.
+LOOP = asyncio.new_event_loop()
+threading.Thread(target=LOOP.run_forever, daemon=True).start()
+
+if __name__ == "__main__":
+    main()
