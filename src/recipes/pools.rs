@@ -161,32 +161,32 @@ impl Library {
             Library::Deadpool => PoolModel {
                 clock: Clock::None,
                 minimum_exempt: false,
-                shrink: "never on its own; Pool::retain drops what you filter out",
-                check: "RecyclingMethod::Verified runs a query on checkout, bounded only by Timeouts::recycle",
-                socket_bound: "tcp_user_timeout (seconds in a tokio-postgres connection string)",
-                keepalive_recipe: false,
+                shrink: "never on its own: Pool::retain closes what you filter out, a pre_recycle hook refuses at checkout",
+                check: "RecyclingMethod::Verified runs simple_query(\"\"), bounded only by Timeouts::recycle; a failed or timed-out check drops the object and takes another, unseen by the caller",
+                socket_bound: "tcp_user_timeout (whole seconds in a tokio-postgres connection string)",
+                keepalive_recipe: true,
                 can_evict: true,
-                source: "deadpool-postgres src/lib.rs (Manager::recycle); deadpool src/managed/mod.rs (Timeouts)",
+                source: "deadpool-postgres 0.14 lib.rs (Manager::recycle); deadpool 0.13 managed/pool.rs (try_recycle, retain), managed/metrics.rs; tokio-postgres 0.7 config.rs (Config::param)",
             },
             Library::Sqlx => PoolModel {
                 clock: Clock::Idle,
-                minimum_exempt: true,
-                shrink: "the reaper closes idle connections above min_connections",
-                check: "test_before_acquire pings, bounded by acquire_timeout (which then fails the request)",
-                socket_bound: "none for reads; acquire_timeout bounds the checkout",
+                minimum_exempt: false,
+                shrink: "only in the maintenance task, every min(idle_timeout, max_lifetime); connections below min_connections are reopened after",
+                check: "test_before_acquire pings, bounded only by acquire_timeout for the whole acquire (then PoolTimedOut)",
+                socket_bound: "none: sqlx 0.9 sets no keepalive and no TCP_USER_TIMEOUT",
                 keepalive_recipe: false,
                 can_evict: true,
-                source: "sqlx-core src/pool/options.rs, src/pool/inner.rs",
+                source: "sqlx-core 0.9 pool/options.rs, pool/inner.rs (spawn_maintenance_tasks, min_connections_maintenance), pool/idle.rs",
             },
             Library::Bb8 => PoolModel {
                 clock: Clock::Idle,
-                minimum_exempt: true,
-                shrink: "the reaper closes idle connections above min_idle",
-                check: "test_on_check_out runs is_valid, bounded by connection_timeout",
-                socket_bound: "tcp_user_timeout (seconds in a tokio-postgres connection string)",
-                keepalive_recipe: false,
+                minimum_exempt: false,
+                shrink: "idle_timeout and max_lifetime apply only when the reaper runs (reaper_rate, 30 s by default), min_idle included; new connections are opened up to min_idle after",
+                check: "test_on_check_out runs simple_query(\"\"), bounded only by connection_timeout for the whole get()",
+                socket_bound: "tcp_user_timeout (whole seconds in a tokio-postgres connection string)",
+                keepalive_recipe: true,
                 can_evict: true,
-                source: "bb8 src/api.rs (Builder), src/inner.rs (reaper)",
+                source: "bb8 0.9 api.rs (Builder), inner.rs (PoolInner::get, put_back), internals.rs (PoolInternals::reap); bb8-postgres 0.9",
             },
             Library::Hikaricp => PoolModel {
                 clock: Clock::Age,
@@ -313,6 +313,20 @@ fn set(key: &'static str, value: serde_json::Value) -> Setting {
     Setting { key, value }
 }
 
+/// tokio-postgres' keepalive keys (whole seconds, `tcp_user_timeout` too).
+fn tokio_postgres_keepalives(t: &Timings) -> Vec<Setting> {
+    vec![
+        set("keepalives", json!(1)),
+        set("keepalives_idle", json!(secs_down(t.keepalive_idle))),
+        set(
+            "keepalives_interval",
+            json!(secs_down(t.keepalive_interval)),
+        ),
+        set("keepalives_retries", json!(t.keepalive_count)),
+        set("tcp_user_timeout", json!(secs_up(t.dead_bound))),
+    ]
+}
+
 /// libpq's keepalive keys, as libpq and psycopg take them.
 fn libpq_keepalives(t: &Timings) -> Vec<Setting> {
     vec![
@@ -399,75 +413,90 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
                 first_request_bound: t.dead_bound + one_second,
             }
         }
-        (Library::Deadpool, _) => {
+        (Library::Deadpool, Variant::Eviction) => {
+            let half = seconds_value(t.lifetime / 2);
             let settings = vec![
-                set("tcp_user_timeout", json!(dead_s)),
                 set("recycling_method", json!("Verified")),
-                set("recycle_timeout_ms", json!(millis(t.check_timeout))),
-                set("max_idle_ms", json!(millis(t.lifetime))),
+                set("recycle_timeout", seconds_value(t.check_timeout)),
+                set("pre_recycle_max_idle", seconds_value(t.lifetime)),
+                set("retain_interval", half.clone()),
+                set("retain_max_idle", half.clone()),
+                set("tcp_user_timeout", json!(dead_s)),
             ];
             Shape {
                 text: format!(
                     "connection string: tcp_user_timeout={dead_s}\n\
-                     ManagerConfig {{ recycling_method: RecyclingMethod::Verified }}\n\
-                     Timeouts {{ recycle: Some(Duration::from_millis({})), .. }}\n\
-                     pool.retain(|_, m| m.last_used() < Duration::from_millis({})) before each checkout burst",
-                    millis(t.check_timeout),
-                    millis(t.lifetime)
+                     ManagerConfig {{ recycling_method: RecyclingMethod::Verified }}, .recycle_timeout(Some({} s))\n\
+                     .pre_recycle(Hook::sync_fn(|_, m| if m.last_used() >= {} s {{ Err(..) }} else {{ Ok(()) }}))\n\
+                     every {half} s (retain_interval): pool.retain(|_, m| m.last_used() < {half} s)",
+                    seconds_value(t.check_timeout),
+                    seconds_value(t.lifetime)
                 ),
                 settings,
                 why: format!(
-                    "a connection idle {lifetime_s} s or more is dropped before use, the rest are verified with a query \
-                     that may take {check_s} s at most, so a dead one is replaced instead of handed out"
-                ),
-                first_request_bound: t.check_timeout + one_second,
-            }
-        }
-        (Library::Sqlx, _) => {
-            let settings = vec![
-                set("min_connections", json!(0)),
-                set("idle_timeout_ms", json!(millis(t.lifetime))),
-                set("max_lifetime_ms", json!(millis(t.lifetime))),
-                set("test_before_acquire", json!(true)),
-            ];
-            Shape {
-                text: format!(
-                    "PgPoolOptions::new().min_connections(0)\n    .idle_timeout(Duration::from_millis({l}))\n    .max_lifetime(Duration::from_millis({l}))\n    .test_before_acquire(true)",
-                    l = millis(t.lifetime)
-                ),
-                settings,
-                why: format!(
-                    "sqlx never retires connections at min_connections, so the minimum goes to 0 and every \
-                     connection is closed at {lifetime_s} s, before the path forgets it"
+                    "deadpool has no lifetime of its own: retain closes connections idle {} in the background, \
+                     before the path forgets them (else they linger as ghost sessions), the pre_recycle hook \
+                     refuses any older one at checkout, and a Verified check bounded to {check_s} s replaces a \
+                     dead one without the caller seeing it",
+                    human(t.lifetime / 2)
                 ),
                 first_request_bound: one_second,
             }
         }
-        (Library::Bb8, _) => {
+        (Library::Deadpool, Variant::Keepalive) | (Library::Bb8, Variant::Keepalive) => {
+            let settings = tokio_postgres_keepalives(t);
+            Shape {
+                text: format!("connection string: {}", conninfo(&settings)),
+                settings,
+                why: keepalive_why(t),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Sqlx, _) => {
+            let read_s = secs_up(t.read_timeout);
+            let half = seconds_value(t.lifetime / 2);
             let settings = vec![
-                set("tcp_user_timeout", json!(dead_s)),
-                set("min_idle", json!(0)),
-                set("idle_timeout_ms", json!(millis(t.lifetime))),
-                set("max_lifetime_ms", json!(millis(t.lifetime))),
-                set("test_on_check_out", json!(true)),
-                set(
-                    "connection_timeout_ms",
-                    json!(millis(t.check_timeout) + 1000),
+                set("idle_timeout", half.clone()),
+                set("test_before_acquire", json!(true)),
+                set("acquire_timeout", json!(read_s)),
+            ];
+            Shape {
+                text: format!(
+                    "PgPoolOptions::new()\n    .idle_timeout(Duration::from_secs_f64({half}))\n    .test_before_acquire(true)\n    .acquire_timeout(Duration::from_secs({read_s}))"
                 ),
+                settings,
+                why: format!(
+                    "sqlx retires idle connections only in its maintenance task, which runs every idle_timeout, \
+                     so idle_timeout at half the safe lifetime ({}) closes each one before the path forgets it; \
+                     acquire_timeout bounds a check that gets no answer",
+                    human(t.lifetime / 2)
+                ),
+                first_request_bound: one_second,
+            }
+        }
+        (Library::Bb8, Variant::Eviction) => {
+            let read_s = secs_up(t.read_timeout);
+            let half = seconds_value(t.lifetime / 2);
+            let settings = vec![
+                set("idle_timeout", half.clone()),
+                set("reaper_rate", half.clone()),
+                set("test_on_check_out", json!(true)),
+                set("connection_timeout", json!(read_s)),
+                set("tcp_user_timeout", json!(dead_s)),
             ];
             Shape {
                 text: format!(
                     "connection string: tcp_user_timeout={dead_s}\n\
-                     Pool::builder().min_idle(Some(0))\n    .idle_timeout(Some(Duration::from_millis({l})))\n    .max_lifetime(Some(Duration::from_millis({l})))\n    .test_on_check_out(true)\n    .connection_timeout(Duration::from_millis({c}))",
-                    l = millis(t.lifetime),
-                    c = millis(t.check_timeout) + 1000
+                     Pool::builder()\n    .idle_timeout(Some(Duration::from_secs_f64({half})))\n    .reaper_rate(Duration::from_secs_f64({half}))\n    .test_on_check_out(true)\n    .connection_timeout(Duration::from_secs({read_s}))"
                 ),
                 settings,
                 why: format!(
-                    "bb8's reaper spares min_idle, so the minimum goes to 0 and every connection is retired at \
-                     {lifetime_s} s; a connection that died anyway fails its check within {dead_s} s"
+                    "bb8 applies idle_timeout only when its reaper runs (every 30 s unless reaper_rate says \
+                     otherwise), so both at half the safe lifetime ({}) close every idle connection, min_idle \
+                     included, before the path forgets it",
+                    human(t.lifetime / 2)
                 ),
-                first_request_bound: t.dead_bound + one_second,
+                first_request_bound: one_second,
             }
         }
         (Library::Hikaricp, _) => hikaricp(t),
