@@ -92,6 +92,53 @@ fn inverted_range_and_zero_durations_are_refused() {
 }
 
 #[test]
+fn every_duration_above_thirty_days_is_refused_with_its_line() {
+    // `290000000000y` used to pass and then panic every `GET /` (issue 9, defect 9).
+    for value in ["290000000000y", "31days", "30days 1s"] {
+        for (extra, field, line) in [
+            ("    connect_timeout: V\n", "targets[0].connect_timeout", 4),
+            ("    query_timeout: V\n", "targets[0].query_timeout", 4),
+            (
+                "    tcp_user_timeout: V\n",
+                "targets[0].tcp_user_timeout",
+                4,
+            ),
+            (
+                "    app_max_idle_lifetime: V\n",
+                "targets[0].app_max_idle_lifetime",
+                4,
+            ),
+            (
+                "    recommended_socket_timeout: V\n",
+                "targets[0].recommended_socket_timeout",
+                4,
+            ),
+            (
+                "    idle_range:\n      max: V\n",
+                "targets[0].idle_range.max",
+                5,
+            ),
+            (
+                "    keepalive_probe:\n      interval: V\n",
+                "targets[0].keepalive_probe.interval",
+                5,
+            ),
+            ("    watch_ladder: [1m, V]\n", "targets[0].watch_ladder", 4),
+        ] {
+            let e = err(&format!("{MINIMAL}{}", extra.replace('V', value)));
+            assert_eq!(e.field, field, "{e}");
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.reason.contains("longest duration accepted"), "{e}");
+        }
+    }
+    let c = check(&format!(
+        "{MINIMAL}    app_max_idle_lifetime: 30days\n    idle_range:\n      max: 30days\n"
+    ))
+    .unwrap();
+    assert_eq!(c.targets[0].idle_max, MAX_DURATION);
+}
+
+#[test]
 fn every_zero_duration_and_every_bad_budget_is_refused_with_its_line() {
     for (extra, field, line) in [
         ("    connect_timeout: 0s\n", "targets[0].connect_timeout", 4),
