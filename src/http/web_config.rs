@@ -123,8 +123,10 @@ impl std::fmt::Debug for WebConfig {
 
 /// Reads and checks a web configuration file (at start, for `--check-config`, and on change).
 pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::unreadable(path, e))?;
+    let bytes = crate::config::read_file(path, crate::config::MAX_FILE_BYTES)
+        .map_err(|e| ConfigError::unreadable(path, e))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
+    crate::config::check_nesting(path, &text)?;
     let raw: RawWebConfig = if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -306,7 +308,7 @@ impl Checker<'_> {
         inputs: &mut Vec<(PathBuf, Vec<u8>)>,
     ) -> Result<Vec<u8>, ConfigError> {
         let path = crate::config::relative_to(self.path, file);
-        let bytes = std::fs::read(&path)
+        let bytes = crate::config::read_file(&path, crate::config::MAX_FILE_BYTES)
             .map_err(|e| self.error(at, format!("cannot read {}: {e}", path.display())))?;
         inputs.push((path, bytes.clone()));
         Ok(bytes)
@@ -558,10 +560,10 @@ impl Watcher {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(previous) = &previous {
-            let unchanged = previous
-                .inputs
-                .iter()
-                .all(|(path, bytes)| std::fs::read(path).is_ok_and(|now| now == *bytes));
+            let unchanged = previous.inputs.iter().all(|(path, bytes)| {
+                crate::config::read_file(path, crate::config::MAX_FILE_BYTES)
+                    .is_ok_and(|now| now == *bytes)
+            });
             if unchanged {
                 return Some(previous.clone());
             }
@@ -611,6 +613,24 @@ mod tests {
         let config = load(&write(&d, "web.yml", "# nothing\n")).unwrap();
         assert!(config.tls.is_none());
         assert!(!config.requires_auth());
+    }
+
+    #[test]
+    fn only_bounded_regular_files_and_shallow_yaml_are_read() {
+        let d = dir("bounded");
+        let e = load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let e = load(&write(
+            &d,
+            "w.yml",
+            "tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tls_server_config.cert_file", "{e}");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let deep = format!("basic_auth_users: {}\n", "[".repeat(100_000));
+        let e = load(&write(&d, "deep.yml", &deep)).unwrap_err();
+        assert!(e.reason.contains("nested more than 64 levels"), "{e}");
     }
 
     #[test]
