@@ -608,6 +608,21 @@ impl Validator<'_> {
         if certs.is_empty() {
             return Err(self.error(at, format!("{} holds no certificate", path.display())));
         }
+        // Parse each as the TLS setup will (a CERTIFICATE block holding something else failed
+        // only at the first connection, so the target was never probed).
+        let mut roots = rustls::RootCertStore::empty();
+        for (n, cert) in certs.into_iter().enumerate() {
+            roots.add(cert).map_err(|e| {
+                self.error(
+                    at,
+                    format!(
+                        "{}: certificate {} of the file is not a valid certificate: {e}",
+                        path.display(),
+                        n + 1
+                    ),
+                )
+            })?;
+        }
         Ok(CaBundle { path, pem })
     }
 

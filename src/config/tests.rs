@@ -319,6 +319,32 @@ fn deep_yaml_nesting_is_refused_before_parsing() {
 }
 
 #[test]
+fn a_ca_file_must_hold_parseable_certificates() {
+    // A CERTIFICATE block that is not a certificate passed --check-config and a reload, then
+    // every TLS setup failed with BadEncoding and the target was never probed.
+    let dir = scratch("ca");
+    std::fs::write(
+        dir.join("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = parse(
+        &dir.join("c.yaml"),
+        &format!("{MINIMAL}    sslmode: verify-full\n    ca_file: bad.pem\n"),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "targets[0].ca_file", "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(e.reason.contains("not a valid certificate"), "{e}");
+    // What the old code let through failed at every TLS setup: validation now agrees.
+    let bundle = CaBundle {
+        path: dir.join("bad.pem"),
+        pem: std::fs::read(dir.join("bad.pem")).unwrap(),
+    };
+    assert!(crate::postgres::tls::connector(SslMode::VerifyFull, Some(&bundle)).is_err());
+}
+
+#[test]
 fn tls_settings_are_checked() {
     let e = err(&format!("{MINIMAL}    sslmode: verify-full\n"));
     assert_eq!(e.field, "targets[0].ca_file");
