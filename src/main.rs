@@ -142,6 +142,7 @@ fn main() -> ExitCode {
         };
         daemon::run(flags.config, config, listener, (trigger, inbox), stop).await;
         signals.abort();
+        logging::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
     })
 }
