@@ -62,6 +62,8 @@ pub struct Report {
     pub outcome: Outcome,
     pub elapsed_seconds: f64,
     pub budget: usize,
+    /// The most sessions that existed on the server at once (at most the budget).
+    pub sessions_peak: usize,
     /// Longest idle that survived; `None` if none did.
     pub lower_bound_seconds: Option<f64>,
     /// Shortest idle that killed a connection; `None` if none died (+Inf).
@@ -171,6 +173,7 @@ impl Report {
             outcome,
             elapsed_seconds: secs(elapsed),
             budget: target.max_connections,
+            sessions_peak: status.sessions_peak,
             lower_bound_seconds: bracket.lower.map(secs),
             upper_bound_seconds: bracket.upper.map(secs),
             precision_target: target.precision,
@@ -197,9 +200,10 @@ impl Report {
         let _ = writeln!(out, "idle_drop_exporter discover: {}", self.target);
         let _ = writeln!(
             out,
-            "{} after {} with {} connections\n",
+            "{} after {} with {} connections at most (budget {})\n",
             self.outcome.describe(),
             d(self.elapsed_seconds),
+            self.sessions_peak,
             self.budget
         );
         let bracket = match (self.lower_bound_seconds, self.upper_bound_seconds) {
@@ -402,6 +406,25 @@ mod tests {
         assert!(report(&quiet)
             .render_text()
             .contains("not known (no connection died"));
+    }
+
+    #[test]
+    fn the_report_counts_sessions_that_existed_not_the_budget() {
+        // Issue 9: with 3 free server slots, `--budget 64` reported "with 64 connections".
+        let yaml = "targets:\n  - name: t\n    dsn: postgres://probe@10.0.0.5/app\n    max_connections: 64\n";
+        let target = crate::config::parse(std::path::Path::new("t.yaml"), yaml)
+            .unwrap()
+            .targets
+            .remove(0);
+        let mut status = TargetStatus::new(&target);
+        status.sessions_peak = 3;
+        let report = Report::new(&target, &status, Outcome::Measured, Duration::from_secs(9));
+        let text = report.render_text();
+        assert!(
+            text.contains("with 3 connections at most (budget 64)"),
+            "{text}"
+        );
+        assert_eq!(report.sessions_peak, 3);
     }
 
     #[test]

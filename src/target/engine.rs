@@ -929,14 +929,12 @@ impl Engine {
     }
 
     fn publish_sessions(&self) {
-        let probes = self
-            .slots
-            .iter()
-            .filter(|s| !matches!(s.state, SlotState::Empty))
-            .count();
-        let sessions = probes + usize::from(self.control.is_up());
+        let sessions = probe_sessions(&self.slots) + usize::from(self.control.is_up());
         self.metrics.set_sessions(sessions);
-        status::update(&self.board, &self.target.name, |s| s.sessions = sessions);
+        status::update(&self.board, &self.target.name, |s| {
+            s.sessions = sessions;
+            s.sessions_peak = s.sessions_peak.max(sessions);
+        });
     }
 
     fn ghost_seen(&self) {
@@ -994,9 +992,45 @@ impl Engine {
     }
 }
 
+/// Probe sessions that exist on the server (or may, until it stops listing them): a
+/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42).
+fn probe_sessions(slots: &[Slot]) -> usize {
+    slots
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state,
+                SlotState::Idle(_) | SlotState::InUse | SlotState::Releasing
+            )
+        })
+        .count()
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_being_opened_are_not_counted_as_sessions() {
+        let slot = |state| Slot {
+            state,
+            ..Slot::default()
+        };
+        let slots: Vec<Slot> = (0..40)
+            .map(|_| slot(SlotState::Opening))
+            .chain([
+                slot(SlotState::InUse),
+                slot(SlotState::Releasing),
+                slot(SlotState::Empty),
+            ])
+            .collect();
+        assert_eq!(probe_sessions(&slots), 2);
     }
 }

@@ -61,6 +61,8 @@ pub struct TargetStatus {
     pub discovery_started: Option<SystemTime>,
     pub discovery_took: Option<Duration>,
     pub sessions: usize,
+    /// The most sessions that existed at once.
+    pub sessions_peak: usize,
     pub last_error: Option<String>,
     pub recent_events: VecDeque<EventRecord>,
     pub recent_probes: VecDeque<ProbeRecord>,
@@ -89,6 +91,7 @@ impl TargetStatus {
             discovery_started: None,
             discovery_took: None,
             sessions: 0,
+            sessions_peak: 0,
             last_error: None,
             recent_events: VecDeque::new(),
             recent_probes: VecDeque::new(),
