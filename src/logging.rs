@@ -1,22 +1,224 @@
 //! Log setup: text or JSON lines on stderr, filtered by level. Nothing logged anywhere in the
 //! crate carries a password: DSNs are logged redacted and driver errors never include one.
+//!
+//! Logging never stops the work it describes. Lines go through a bounded queue to a thread of
+//! their own that writes them to stderr and ignores every error: a closed pipe
+//! (`exporter 2>&1 | head -3`) used to panic each task that logged, through tracing-subscriber's
+//! `eprintln!` of its own write errors, and a reader that stops reading would block the probes.
+//! When the queue is full a line is dropped, and the number dropped is said once there is room.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Lines waiting for a slow stderr before new ones are dropped.
+const QUEUE_LINES: usize = 4096;
+
 /// Installs the global subscriber (call once, from `main`).
 pub fn init(log: &LogConfig) {
     let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = STDERR.get_or_init(|| NonBlocking::new(std::io::stderr(), QUEUE_LINES));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer.clone())
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     match log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// Waits up to `limit` for queued lines to reach stderr (before the process exits).
+pub fn flush(limit: Duration) {
+    if let Some(writer) = STDERR.get() {
+        writer.flush(limit);
+    }
+}
+
+static STDERR: OnceLock<NonBlocking> = OnceLock::new();
+
+enum Message {
+    Line(Vec<u8>),
+    Flushed(mpsc::Sender<()>),
+}
+
+/// A writer that hands each write to a background thread and never waits or fails.
+#[derive(Clone)]
+pub struct NonBlocking {
+    queue: SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl NonBlocking {
+    /// Starts the thread that writes to `sink`, with room for `capacity` waiting lines.
+    pub fn new(sink: impl Write + Send + 'static, capacity: usize) -> NonBlocking {
+        let (queue, lines) = mpsc::sync_channel(capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || write_lines(sink, lines, counter))
+            .expect("a thread for the log writer");
+        NonBlocking { queue, dropped }
+    }
+
+    /// Lines dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to `limit` for the lines queued so far to be written (or to fail).
+    pub fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let (done, finished) = mpsc::channel();
+        let mut message = Message::Flushed(done);
+        loop {
+            match self.queue.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) => {
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let _ = finished.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+}
+
+fn write_lines(mut sink: impl Write, lines: Receiver<Message>, dropped: Arc<AtomicU64>) {
+    let mut reported = 0;
+    loop {
+        let message = match lines.recv_timeout(Duration::from_secs(1)) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let now = dropped.load(Ordering::Relaxed);
+        if now > reported {
+            let _ = writeln!(
+                sink,
+                "idle_drop_exporter: {} log lines dropped (stderr too slow)",
+                now - reported
+            );
+            reported = now;
+        }
+        match message {
+            Message::Line(line) => {
+                let _ = sink.write_all(&line);
+            }
+            Message::Flushed(done) => {
+                let _ = sink.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Write for NonBlocking {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Line(buf.to_vec())) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
+    type Writer = NonBlocking;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+
+    /// A stderr whose reader went away.
+    struct BrokenPipe;
+
+    impl Write for BrokenPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    /// A stderr whose reader stopped reading: every write blocks until released.
+    #[derive(Clone, Default)]
+    struct Stuck(Arc<(Mutex<bool>, Condvar)>, Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (released, wake) = &*self.0;
+            let mut open = released.lock().unwrap();
+            while !*open {
+                open = wake.wait(open).unwrap();
+            }
+            self.1.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_broken_stderr_never_panics_the_logging_task() {
+        let writer = NonBlocking::new(BrokenPipe, 16);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer.clone())
+            .log_internal_errors(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..1000 {
+                tracing::info!(i, "a line nobody reads");
+            }
+        });
+        writer.flush(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_stuck_stderr_never_blocks_the_logging_task_and_drops_are_counted() {
+        let sink = Stuck::default();
+        let writer = NonBlocking::new(sink.clone(), 8);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer.clone())
+            .finish();
+        let started = Instant::now();
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..1000 {
+                tracing::info!(i, "waiting line");
+            }
+        });
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(writer.dropped() >= 1000 - 8 - 1, "{}", writer.dropped());
+        // Once the reader reads again, the queued lines and the count of dropped ones arrive.
+        *sink.0 .0.lock().unwrap() = true;
+        sink.0 .1.notify_all();
+        writer.flush(Duration::from_secs(5));
+        let text = String::from_utf8(sink.1.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("waiting line"), "{text}");
+        assert!(text.contains("log lines dropped"), "{text}");
     }
 }

@@ -112,6 +112,14 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
+        // Listening from before anything starts until the end: see `shutdown`.
+        let signals = match shutdown::Signals::new() {
+            Ok(signals) => signals,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for signals");
+                return ExitCode::FAILURE;
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(config.listen_address).await {
             Ok(l) => l,
             Err(e) => {
@@ -125,25 +133,16 @@ fn main() -> ExitCode {
         let signals = {
             let stop = stop.clone();
             let trigger = trigger.clone();
-            tokio::spawn(async move {
-                let mut hangups = shutdown::hangups();
-                loop {
-                    tokio::select! {
-                        which = shutdown::terminated() => {
-                            tracing::info!(signal = which, "received signal");
-                            stop.cancel();
-                            return;
-                        }
-                        _ = hangups.recv() => {
-                            tracing::info!(signal = "SIGHUP", "reloading configuration");
-                            let _ = trigger.reload().await;
-                        }
-                    }
+            tokio::spawn(signals.relay(stop, move || {
+                let trigger = trigger.clone();
+                async move {
+                    let _ = trigger.reload().await;
                 }
-            })
+            }))
         };
         daemon::run(flags.config, config, listener, (trigger, inbox), stop).await;
         signals.abort();
+        logging::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
     })
 }

@@ -32,6 +32,28 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:10187";
 pub const MAX_CONNECTIONS_HARD_CAP: usize = 64;
 /// A ladder rung becomes a label value; this bounds the label's cardinality.
 pub const MAX_LADDER_RUNGS: usize = 16;
+/// The longest duration accepted anywhere (config, `discover` and `simulate` flags): 30 days.
+/// Longer than any idle timeout a box keeps (Linux conntrack's default for an established flow
+/// is 5 days), and short enough that adding it, or a few multiples of it, to any clock reading
+/// and converting it to milliseconds or seconds can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses a humantime duration (`500ms`, `90s`, `1h30m`) above zero and at most
+/// [`MAX_DURATION`]. The message says what was wrong, not where (callers add that).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration like 90s, 5m or 1h30m ({e})"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_string());
+    }
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than {}, the longest duration accepted",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(duration)
+}
 
 /// A fully checked configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,16 +166,96 @@ impl ConfigError {
     }
 }
 
+/// The largest configuration file, web configuration file, CA bundle, certificate or key read.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// The largest password file read.
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+/// The deepest nesting of YAML flow collections (`[`, `{`) accepted. The YAML parser's time
+/// grows steeply with depth (100,000 `[` took 34 s to refuse); our files nest 4 levels.
+pub const MAX_YAML_NESTING: usize = 64;
+
+/// Reads a file named by the operator: a regular file only (a FIFO would block, a device such as
+/// `/dev/zero` never ends), at most `limit` bytes. Checked before opening and again on the open
+/// file. Errors say what was wrong, never what the file holds.
+pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let check = |meta: std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+        }
+        if meta.len() > limit {
+            return Err(too_large(limit));
+        }
+        Ok(())
+    };
+    check(std::fs::metadata(path)?)?;
+    let file = std::fs::File::open(path)?;
+    check(file.metadata()?)?;
+    let mut bytes = Vec::new();
+    // The file may grow between the check and the read.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(bytes)
+}
+
+fn too_large(limit: u64) -> std::io::Error {
+    let size = if limit >= 1024 * 1024 {
+        format!("{} MiB", limit / (1024 * 1024))
+    } else {
+        format!("{} KiB", limit / 1024)
+    };
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("larger than {size}"),
+    )
+}
+
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, e))?;
+    let bytes = read_file(path, MAX_FILE_BYTES).map_err(|e| ConfigError::unreadable(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        field: String::new(),
+        reason: "the file is not UTF-8 text".to_string(),
+    })?;
     parse(path, &text)
 }
 
 /// Checks configuration text; `path` is only used in messages and to resolve relative files.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    check_nesting(path, text)?;
     let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
     Validator { path, text }.config(raw)
+}
+
+/// Refuses YAML nested deeper than [`MAX_YAML_NESTING`] flow collections, before the parser
+/// sees it. Counts every `[`/`{` against every `]`/`}`, even inside quotes or comments: an
+/// overestimate, which only matters for text with 64 unmatched brackets.
+pub(crate) fn check_nesting(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let mut depth = 0usize;
+    for (number, line) in text.lines().enumerate() {
+        for c in line.chars() {
+            match c {
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_YAML_NESTING {
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    line: Some(number + 1),
+                    field: String::new(),
+                    reason: format!(
+                        "nested more than {MAX_YAML_NESTING} levels deep (`[` and `{{`); refused before parsing"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A serde_yaml error as a [`ConfigError`]: its line, and the field path serde_yaml puts in
@@ -463,10 +565,17 @@ impl Validator<'_> {
         }
         if let Some(file) = &raw.password_file {
             let path = self.relative(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            let bytes = read_file(&path, MAX_PASSWORD_FILE_BYTES).map_err(|e| {
                 self.error(
                     &at("password_file"),
                     format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            // Never quote the bytes: they are (or contain) the password.
+            let text = String::from_utf8(bytes).map_err(|_| {
+                self.error(
+                    &at("password_file"),
+                    format!("{} is not UTF-8 text", path.display()),
                 )
             })?;
             let password = text.trim_end_matches(['\r', '\n']);
@@ -491,7 +600,7 @@ impl Validator<'_> {
 
     fn ca_bundle(&self, at: &[Step], file: &str) -> Checked<CaBundle> {
         let path = self.relative(file);
-        let pem = std::fs::read(&path)
+        let pem = read_file(&path, MAX_FILE_BYTES)
             .map_err(|e| self.error(at, format!("cannot read {}: {e}", path.display())))?;
         let certs = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
@@ -499,21 +608,27 @@ impl Validator<'_> {
         if certs.is_empty() {
             return Err(self.error(at, format!("{} holds no certificate", path.display())));
         }
+        // Parse each as the TLS setup will (a CERTIFICATE block holding something else failed
+        // only at the first connection, so the target was never probed).
+        let mut roots = rustls::RootCertStore::empty();
+        for (n, cert) in certs.into_iter().enumerate() {
+            roots.add(cert).map_err(|e| {
+                self.error(
+                    at,
+                    format!(
+                        "{}: certificate {} of the file is not a valid certificate: {e}",
+                        path.display(),
+                        n + 1
+                    ),
+                )
+            })?;
+        }
         Ok(CaBundle { path, pem })
     }
 
     fn duration(&self, at: &[Step], value: &Option<String>, default: &str) -> Checked<Duration> {
         let text = value.as_deref().unwrap_or(default);
-        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
-            self.error(
-                at,
-                format!("`{text}` is not a duration like 90s, 5m or 1h30m ({e})"),
-            )
-        })?;
-        if duration.is_zero() {
-            return Err(self.error(at, "must be longer than zero"));
-        }
-        Ok(duration)
+        parse_duration(text).map_err(|reason| self.error(at, reason))
     }
 
     fn fraction(

@@ -92,6 +92,53 @@ fn inverted_range_and_zero_durations_are_refused() {
 }
 
 #[test]
+fn every_duration_above_thirty_days_is_refused_with_its_line() {
+    // `290000000000y` used to pass and then panic every `GET /` (issue 9, defect 9).
+    for value in ["290000000000y", "31days", "30days 1s"] {
+        for (extra, field, line) in [
+            ("    connect_timeout: V\n", "targets[0].connect_timeout", 4),
+            ("    query_timeout: V\n", "targets[0].query_timeout", 4),
+            (
+                "    tcp_user_timeout: V\n",
+                "targets[0].tcp_user_timeout",
+                4,
+            ),
+            (
+                "    app_max_idle_lifetime: V\n",
+                "targets[0].app_max_idle_lifetime",
+                4,
+            ),
+            (
+                "    recommended_socket_timeout: V\n",
+                "targets[0].recommended_socket_timeout",
+                4,
+            ),
+            (
+                "    idle_range:\n      max: V\n",
+                "targets[0].idle_range.max",
+                5,
+            ),
+            (
+                "    keepalive_probe:\n      interval: V\n",
+                "targets[0].keepalive_probe.interval",
+                5,
+            ),
+            ("    watch_ladder: [1m, V]\n", "targets[0].watch_ladder", 4),
+        ] {
+            let e = err(&format!("{MINIMAL}{}", extra.replace('V', value)));
+            assert_eq!(e.field, field, "{e}");
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(e.reason.contains("longest duration accepted"), "{e}");
+        }
+    }
+    let c = check(&format!(
+        "{MINIMAL}    app_max_idle_lifetime: 30days\n    idle_range:\n      max: 30days\n"
+    ))
+    .unwrap();
+    assert_eq!(c.targets[0].idle_max, MAX_DURATION);
+}
+
+#[test]
 fn every_zero_duration_and_every_bad_budget_is_refused_with_its_line() {
     for (extra, field, line) in [
         ("    connect_timeout: 0s\n", "targets[0].connect_timeout", 4),
@@ -194,6 +241,107 @@ fn passwords_come_from_one_place_and_never_show() {
     assert!(!c.warnings[0].contains("inline-pw"));
     let e = err("targets:\n  - name: db\n    dsn: postgres://u:inline-pw@h/db?sslmode=nope\n");
     assert!(!e.to_string().contains("inline-pw"), "{e}");
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idle-drop-config-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    // /dev/zero as a password, CA or config file grew the process to 4 GB; a FIFO hung it.
+    let dir = scratch("bounded");
+    let config = dir.join("c.yaml");
+    for (field, extra) in [
+        ("password_file", "    password_file: /dev/zero\n"),
+        ("ca_file", "    ca_file: /dev/zero\n"),
+    ] {
+        let e = parse(&config, &format!("{MINIMAL}{extra}")).unwrap_err();
+        assert_eq!(e.field, format!("targets[0].{field}"), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+    }
+    let e = load(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.reason.contains("not a regular file"), "{e}");
+
+    let fifo = dir.join("fifo.yaml");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let e = load(&fifo).unwrap_err();
+    assert!(e.reason.contains("not a regular file"), "{e}");
+
+    // Sizes: a password file up to 4 KiB, any other file up to 1 MiB.
+    std::fs::write(dir.join("pw"), "x".repeat(4096)).unwrap();
+    let c = parse(&config, &format!("{MINIMAL}    password_file: pw\n")).unwrap();
+    assert_eq!(
+        c.targets[0].driver.get_password().map(<[u8]>::len),
+        Some(4096)
+    );
+    std::fs::write(dir.join("pw"), "s3cret".repeat(700)).unwrap();
+    let e = parse(&config, &format!("{MINIMAL}    password_file: pw\n")).unwrap_err();
+    assert!(e.reason.contains("larger than 4 KiB"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+
+    let mut big = MINIMAL.to_string();
+    while big.len() as u64 <= MAX_FILE_BYTES {
+        big.push_str(&format!("# {}\n", "padding ".repeat(16)));
+    }
+    std::fs::write(&config, &big).unwrap();
+    let e = load(&config).unwrap_err();
+    assert!(e.reason.contains("larger than 1 MiB"), "{e}");
+    std::fs::write(&config, MINIMAL).unwrap();
+    assert!(load(&config).is_ok());
+}
+
+#[test]
+fn deep_yaml_nesting_is_refused_before_parsing() {
+    // 100,000 `[` took the YAML parser 34 s to refuse.
+    let started = std::time::Instant::now();
+    for text in [
+        format!("targets: {}\n", "[".repeat(100_000)),
+        format!("{MINIMAL}    name: {}\n", "{a: ".repeat(100_000)),
+    ] {
+        let e = err(&text);
+        assert!(e.reason.contains("nested more than 64 levels"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Ordinary nesting, and brackets that close, are fine.
+    let c = check(&format!("{MINIMAL}    watch_ladder: [[1s]]\n"));
+    assert!(c.is_err_and(|e| !e.reason.contains("nested")));
+    assert!(check(&format!("{MINIMAL}    watch_ladder: [1m, 2m]\n")).is_ok());
+}
+
+#[test]
+fn a_ca_file_must_hold_parseable_certificates() {
+    // A CERTIFICATE block that is not a certificate passed --check-config and a reload, then
+    // every TLS setup failed with BadEncoding and the target was never probed.
+    let dir = scratch("ca");
+    std::fs::write(
+        dir.join("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = parse(
+        &dir.join("c.yaml"),
+        &format!("{MINIMAL}    sslmode: verify-full\n    ca_file: bad.pem\n"),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "targets[0].ca_file", "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(e.reason.contains("not a valid certificate"), "{e}");
+    // What the old code let through failed at every TLS setup: validation now agrees.
+    let bundle = CaBundle {
+        path: dir.join("bad.pem"),
+        pem: std::fs::read(dir.join("bad.pem")).unwrap(),
+    };
+    assert!(crate::postgres::tls::connector(SslMode::VerifyFull, Some(&bundle)).is_err());
 }
 
 #[test]

@@ -442,6 +442,20 @@ mod tests {
     }
 
     #[test]
+    fn the_page_renders_with_the_longest_durations_accepted() {
+        let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
+        let mut status = sample();
+        let max = crate::config::MAX_DURATION;
+        status.app_max_idle_lifetime = Some(max);
+        status.bracket = Bracket {
+            lower: Some(max),
+            upper: None,
+        };
+        board.write().unwrap().insert(status.name.clone(), status);
+        assert!(render(&board).contains("<svg class=\"survival\""));
+    }
+
+    #[test]
     fn the_page_shows_chart_deaths_and_copyable_settings_escaped() {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let status = sample();

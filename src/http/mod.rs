@@ -104,7 +104,7 @@ async fn connection<I>(
     let service = service_fn(move |request| {
         let state = state.clone();
         let web = web.clone();
-        async move { Ok::<_, Infallible>(guarded(&state, web.as_deref(), request).await) }
+        async move { Ok::<_, Infallible>(guarded(&state, web.as_deref(), request, peer).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -121,11 +121,15 @@ async fn guarded(
     state: &AppState,
     web: Option<&WebConfig>,
     request: Request<Incoming>,
+    peer: std::net::SocketAddr,
 ) -> Response<Full<Bytes>> {
     let Some(web) = web else {
         return route(state, request).await;
     };
-    let mut response = match web.authorize(request.headers().get(AUTHORIZATION)).await {
+    let mut response = match web
+        .authorize(request.headers().get(AUTHORIZATION), peer.ip())
+        .await
+    {
         Access::Allowed => route(state, request).await,
         Access::Denied => {
             let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");

@@ -30,9 +30,11 @@
 //! the last valid one stays in force, as with the main configuration's reload; at start an
 //! invalid file is refused with exit status 78.
 //!
-//! **Basic auth** follows exporter-toolkit: bcrypt hashes only; an unknown user still costs one
-//! bcrypt run (against a fixed hash) so response times do not tell which users exist; bcrypt
-//! runs one at a time on a blocking thread, so a flood of wrong passwords cannot eat both cores.
+//! **Basic auth** follows exporter-toolkit: bcrypt hashes only. bcrypt runs one at a time on a
+//! blocking thread, so a flood of wrong passwords cannot eat both cores; and so that the flood
+//! cannot queue ahead of a real scrape either, an unknown user is refused at once (unlike
+//! exporter-toolkit, response times tell which user names exist: the names are not the secret)
+//! and each source address has at most one check waiting or running, any more are refused.
 //! A successful check is cached (HMAC of the password under a per-process random key, compared
 //! in constant time; never the password itself), so a scrape every second costs microseconds.
 
@@ -49,10 +51,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::locate::{line_of, Step, Step::Key};
 use crate::config::{yaml_error, ConfigError};
-
-/// A bcrypt hash of nothing anyone types; checked against when the user is unknown so that
-/// unknown and known users take the same time (exporter-toolkit does the same).
-const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 /// The response headers exporter-toolkit lets a web config set.
 const ALLOWED_HEADERS: [&str; 5] = [
@@ -108,6 +106,8 @@ pub struct WebConfig {
     cache: Mutex<HashMap<String, (String, hmac::Tag)>>,
     cache_key: hmac::Key,
     bcrypt_turn: tokio::sync::Mutex<()>,
+    /// Source addresses with a bcrypt check waiting or running.
+    checking: Mutex<std::collections::HashSet<std::net::IpAddr>>,
     /// The files this configuration was built from, with their bytes (for change detection).
     inputs: Vec<(PathBuf, Vec<u8>)>,
 }
@@ -123,8 +123,10 @@ impl std::fmt::Debug for WebConfig {
 
 /// Reads and checks a web configuration file (at start, for `--check-config`, and on change).
 pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigError::unreadable(path, e))?;
+    let bytes = crate::config::read_file(path, crate::config::MAX_FILE_BYTES)
+        .map_err(|e| ConfigError::unreadable(path, e))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
+    crate::config::check_nesting(path, &text)?;
     let raw: RawWebConfig = if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -175,6 +177,7 @@ pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
         cache: Mutex::new(HashMap::new()),
         cache_key,
         bcrypt_turn: tokio::sync::Mutex::new(()),
+        checking: Mutex::new(Default::default()),
         inputs,
     })
 }
@@ -192,19 +195,23 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header against `basic_auth_users`.
-    pub async fn authorize(&self, header: Option<&HeaderValue>) -> Access {
+    /// Checks an `Authorization` header from `source` against `basic_auth_users`.
+    pub async fn authorize(
+        &self,
+        header: Option<&HeaderValue>,
+        source: std::net::IpAddr,
+    ) -> Access {
         if self.users.is_empty() {
             return Access::Allowed;
         }
         let Some((user, password)) = header.and_then(basic_credentials) else {
             return Access::Denied;
         };
-        let (hash, known) = match self.users.get(&user) {
-            Some(hash) => (hash.clone(), true),
-            None => (DUMMY_HASH.to_string(), false),
+        // Unknown users cost nothing, so they cannot queue ahead of a real scrape.
+        let Some(hash) = self.users.get(&user).cloned() else {
+            return Access::Denied;
         };
-        if known {
+        {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((cached_hash, tag)) = cache.get(&user) {
                 // hmac::verify compares in constant time.
@@ -215,6 +222,16 @@ impl WebConfig {
                 }
             }
         }
+        // One check per source at a time: a flood from one address waits behind itself only.
+        if !self
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(source)
+        {
+            return Access::Denied;
+        }
+        let _done = SourceDone(&self.checking, source);
         let verified = {
             let _turn = self.bcrypt_turn.lock().await;
             let password = password.clone();
@@ -223,7 +240,7 @@ impl WebConfig {
                 .await
                 .unwrap_or(false)
         };
-        if !(verified && known) {
+        if !verified {
             return Access::Denied;
         }
         let tag = hmac::sign(&self.cache_key, password.as_bytes());
@@ -232,6 +249,21 @@ impl WebConfig {
             .unwrap_or_else(|e| e.into_inner())
             .insert(user, (hash, tag));
         Access::Allowed
+    }
+}
+
+/// Frees a source's check slot when its check ends (or its request is dropped).
+struct SourceDone<'a>(
+    &'a Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    std::net::IpAddr,
+);
+
+impl Drop for SourceDone<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
     }
 }
 
@@ -306,7 +338,7 @@ impl Checker<'_> {
         inputs: &mut Vec<(PathBuf, Vec<u8>)>,
     ) -> Result<Vec<u8>, ConfigError> {
         let path = crate::config::relative_to(self.path, file);
-        let bytes = std::fs::read(&path)
+        let bytes = crate::config::read_file(&path, crate::config::MAX_FILE_BYTES)
             .map_err(|e| self.error(at, format!("cannot read {}: {e}", path.display())))?;
         inputs.push((path, bytes.clone()));
         Ok(bytes)
@@ -558,10 +590,10 @@ impl Watcher {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(previous) = &previous {
-            let unchanged = previous
-                .inputs
-                .iter()
-                .all(|(path, bytes)| std::fs::read(path).is_ok_and(|now| now == *bytes));
+            let unchanged = previous.inputs.iter().all(|(path, bytes)| {
+                crate::config::read_file(path, crate::config::MAX_FILE_BYTES)
+                    .is_ok_and(|now| now == *bytes)
+            });
             if unchanged {
                 return Some(previous.clone());
             }
@@ -614,6 +646,24 @@ mod tests {
     }
 
     #[test]
+    fn only_bounded_regular_files_and_shallow_yaml_are_read() {
+        let d = dir("bounded");
+        let e = load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let e = load(&write(
+            &d,
+            "w.yml",
+            "tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "tls_server_config.cert_file", "{e}");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let deep = format!("basic_auth_users: {}\n", "[".repeat(100_000));
+        let e = load(&write(&d, "deep.yml", &deep)).unwrap_err();
+        assert!(e.reason.contains("nested more than 64 levels"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let d = dir("errors");
         let e = load(&write(&d, "w1.yml", "tls_server_config:\n  cert_fil: x\n")).unwrap_err();
@@ -653,6 +703,71 @@ mod tests {
         assert_eq!(e.field, "http_server_config.headers", "{e}");
     }
 
+    fn here() -> std::net::IpAddr {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    }
+
+    fn basic(user: &str, pw: &str) -> HeaderValue {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_password_flood_does_not_delay_a_real_scrape() {
+        // Issue 9: with 100 attackers the first real (uncached) scrape took 5.4 s.
+        let d = dir("flood");
+        let hash = bcrypt::hash("right", 6).unwrap();
+        let config = Arc::new(
+            load(&write(
+                &d,
+                "web.yml",
+                &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+            ))
+            .unwrap(),
+        );
+        // One bcrypt check, for scale.
+        let started = std::time::Instant::now();
+        let probe = std::net::Ipv4Addr::new(10, 9, 9, 9).into();
+        assert_eq!(
+            config
+                .authorize(Some(&basic("prometheus", "nope")), probe)
+                .await,
+            Access::Denied
+        );
+        let one = started.elapsed();
+
+        let attacker: std::net::IpAddr = std::net::Ipv4Addr::new(10, 6, 6, 6).into();
+        let mut flood = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let config = config.clone();
+            let user = if i % 2 == 0 { "prometheus" } else { "mallory" };
+            flood.spawn(async move {
+                config
+                    .authorize(Some(&basic(user, &format!("guess{i}"))), attacker)
+                    .await
+            });
+        }
+        tokio::task::yield_now().await;
+        let started = std::time::Instant::now();
+        let real = config
+            .authorize(Some(&basic("prometheus", "right")), here())
+            .await;
+        let waited = started.elapsed();
+        assert_eq!(real, Access::Allowed);
+        // At most the attacker's one check ahead of ours, plus ours (slack for a busy machine).
+        assert!(
+            waited < one * 10,
+            "real scrape waited {waited:?}, one check takes {one:?}"
+        );
+        while let Some(result) = flood.join_next().await {
+            assert_eq!(result.unwrap(), Access::Denied);
+        }
+        assert!(
+            config.checking.lock().unwrap().is_empty(),
+            "every slot freed"
+        );
+    }
+
     #[tokio::test]
     async fn basic_auth_checks_and_caches() {
         let d = dir("auth");
@@ -668,30 +783,43 @@ mod tests {
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
             HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
         };
-        assert_eq!(config.authorize(None).await, Access::Denied);
+        assert_eq!(config.authorize(None, here()).await, Access::Denied);
         assert_eq!(
-            config.authorize(Some(&header("alice", "wrong"))).await,
+            config
+                .authorize(Some(&header("alice", "wrong")), here())
+                .await,
             Access::Denied
         );
         assert_eq!(
-            config.authorize(Some(&header("mallory", "right"))).await,
+            config
+                .authorize(Some(&header("mallory", "right")), here())
+                .await,
             Access::Denied
         );
         assert_eq!(
-            config.authorize(Some(&header("alice", "right"))).await,
+            config
+                .authorize(Some(&header("alice", "right")), here())
+                .await,
             Access::Allowed
         );
         assert!(config.cache.lock().unwrap().contains_key("alice"));
         // Cached: the right password still passes, a wrong one still fails.
         assert_eq!(
-            config.authorize(Some(&header("alice", "right"))).await,
+            config
+                .authorize(Some(&header("alice", "right")), here())
+                .await,
             Access::Allowed
         );
         assert_eq!(
-            config.authorize(Some(&header("alice", "wrong"))).await,
+            config
+                .authorize(Some(&header("alice", "wrong")), here())
+                .await,
             Access::Denied
         );
         let bearer = HeaderValue::from_static("Bearer abc");
-        assert_eq!(config.authorize(Some(&bearer)).await, Access::Denied);
+        assert_eq!(
+            config.authorize(Some(&bearer), here()).await,
+            Access::Denied
+        );
     }
 }

@@ -73,8 +73,8 @@ pub struct Args {
     pub precision: String,
     /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m,
     /// 3.25 x with the keepalive check].
-    #[arg(long, value_name = "DURATION")]
-    pub time_limit: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_time_limit)]
+    pub time_limit: Option<Duration>,
     /// TCP + TLS + startup timeout per connection [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
@@ -121,10 +121,13 @@ pub async fn main(args: Args) -> ExitCode {
         }
     };
     let rounds = if args.keepalive_check { 3.25 } else { 2.0 };
-    let time_limit = args
-        .time_limit
-        .map(Into::into)
-        .unwrap_or(target.idle_max.mul_f64(rounds) + Duration::from_secs(60));
+    // At most 3.25 x MAX_DURATION + 1m: the range max is bounded by validation.
+    let time_limit = args.time_limit.unwrap_or(
+        target
+            .idle_max
+            .mul_f64(rounds)
+            .saturating_add(Duration::from_secs(60)),
+    );
     let interrupt = CancellationToken::new();
     {
         let interrupt = interrupt.clone();
@@ -175,7 +178,8 @@ pub async fn measure(
         stop.clone(),
     ));
     let started = Instant::now();
-    let deadline = started + time_limit;
+    // A limit too far to be a clock reading is no limit (flags bound it well below that).
+    let deadline = started.checked_add(time_limit);
     let mut last_reachable = started;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let snapshot = || {
@@ -190,7 +194,7 @@ pub async fn measure(
         tokio::select! {
             _ = &mut task => break None,
             _ = interrupt.cancelled() => break Some(Outcome::Interrupted),
-            _ = tokio::time::sleep_until(deadline) => break Some(Outcome::TimeLimit),
+            _ = until(deadline) => break Some(Outcome::TimeLimit),
             _ = ticker.tick() => {
                 let status = snapshot();
                 progress(&status, started.elapsed());
@@ -216,6 +220,33 @@ pub async fn measure(
         _ => Outcome::Measured,
     });
     Report::new(&target, &status, outcome, started.elapsed())
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The longest `--time-limit`: four times the longest range max, above the default for it
+/// (3.25 x range max + 1m).
+pub const MAX_TIME_LIMIT: Duration = Duration::from_secs(4 * config::MAX_DURATION.as_secs());
+
+/// `--time-limit`: a duration above zero and at most [`MAX_TIME_LIMIT`].
+fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_string());
+    }
+    if duration > MAX_TIME_LIMIT {
+        return Err(format!(
+            "longer than {}, the longest time limit accepted",
+            humantime::format_duration(MAX_TIME_LIMIT)
+        ));
+    }
+    Ok(duration)
 }
 
 /// Never reached: give up after a few connect attempts; once reached: allow an outage.
@@ -357,6 +388,44 @@ mod tests {
         assert!(e.starts_with("--query-timeout: "), "{e}");
         let e = target_config(&args(&["--sslmode", "sometimes"])).unwrap_err();
         assert!(e.starts_with("--sslmode: "), "{e}");
+    }
+
+    #[test]
+    fn durations_beyond_the_bound_are_refused_not_panicked_on() {
+        // `--range-max 300000000000y` and `--time-limit 300000000000y` used to exit 101.
+        for flag in [
+            "--range-max",
+            "--query-timeout",
+            "--connect-timeout",
+            "--tcp-user-timeout",
+            "--app-max-idle-lifetime",
+            "--socket-timeout",
+        ] {
+            let e = target_config(&args(&[flag, "300000000000y"])).unwrap_err();
+            assert!(e.starts_with(&format!("{flag}: ")), "{e}");
+            assert!(e.contains("longest duration accepted"), "{e}");
+        }
+        for limit in ["300000000000y", "121days"] {
+            let e = Cli::try_parse_from([
+                "discover",
+                "--dsn",
+                "postgres://probe@127.0.0.1:5432/db",
+                "--time-limit",
+                limit,
+            ])
+            .err()
+            .expect("refused");
+            assert!(e.to_string().contains("longest time limit"), "{e}");
+        }
+        assert_eq!(
+            args(&["--time-limit", "120days"]).time_limit,
+            Some(MAX_TIME_LIMIT)
+        );
+        // The default time limit for the longest range is a valid clock offset.
+        let t = target_config(&args(&["--range-max", "30days"])).unwrap();
+        assert!(Instant::now()
+            .checked_add(t.idle_max.mul_f64(3.25))
+            .is_some());
     }
 
     #[test]

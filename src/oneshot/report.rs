@@ -62,6 +62,8 @@ pub struct Report {
     pub outcome: Outcome,
     pub elapsed_seconds: f64,
     pub budget: usize,
+    /// The most sessions that existed on the server at once (at most the budget).
+    pub sessions_peak: usize,
     /// Longest idle that survived; `None` if none did.
     pub lower_bound_seconds: Option<f64>,
     /// Shortest idle that killed a connection; `None` if none died (+Inf).
@@ -100,8 +102,13 @@ pub struct Ghosts {
     pub seen: u64,
     /// Of those, terminated by the probe.
     pub reaped: u64,
-    /// `None` when no connection died in a way that could leave one.
+    /// Dead probe sessions whose check reached an answer.
+    pub checked: u64,
+    /// `None` when no connection died in a way that could leave one, or when no dead session
+    /// could be checked (the server was unreachable, or the run ended first).
     pub server_keeps_ghosts: Option<bool>,
+    /// Client-side deaths whose sessions might have stayed on the server.
+    pub could_leave_ghosts: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -135,10 +142,20 @@ impl Report {
             })
             .map(|(_, n)| n)
             .sum::<u64>();
+        // "No" only from a check that ran: a run cut short by an outage asked nobody.
+        let server_keeps_ghosts = if status.ghosts_seen > 0 {
+            Some(true)
+        } else if client_side_deaths > 0 && status.ghosts_checked > 0 {
+            Some(false)
+        } else {
+            None
+        };
         let ghosts = Ghosts {
             seen: status.ghosts_seen,
             reaped: status.ghosts_reaped,
-            server_keeps_ghosts: (client_side_deaths > 0).then_some(status.ghosts_seen > 0),
+            checked: status.ghosts_checked,
+            server_keeps_ghosts,
+            could_leave_ghosts: client_side_deaths,
         };
         let recommendation = status.recommendation.and_then(|r| {
             r.max_idle_lifetime.map(|lifetime| Recommended {
@@ -156,6 +173,7 @@ impl Report {
             outcome,
             elapsed_seconds: secs(elapsed),
             budget: target.max_connections,
+            sessions_peak: status.sessions_peak,
             lower_bound_seconds: bracket.lower.map(secs),
             upper_bound_seconds: bracket.upper.map(secs),
             precision_target: target.precision,
@@ -182,9 +200,10 @@ impl Report {
         let _ = writeln!(out, "idle_drop_exporter discover: {}", self.target);
         let _ = writeln!(
             out,
-            "{} after {} with {} connections\n",
+            "{} after {} with {} connections at most (budget {})\n",
             self.outcome.describe(),
             d(self.elapsed_seconds),
+            self.sessions_peak,
             self.budget
         );
         let bracket = match (self.lower_bound_seconds, self.upper_bound_seconds) {
@@ -218,6 +237,11 @@ impl Report {
                 self.ghosts.seen, self.ghosts.reaped
             ),
             Some(false) => "no: the server let go of every dead probe session".to_string(),
+            None if self.ghosts.could_leave_ghosts > 0 => format!(
+                "could not check: the server was not asked about the {} dead probe session(s) \
+                 (unreachable, or the run ended first)",
+                self.ghosts.could_leave_ghosts
+            ),
             None => "not known (no connection died on the client side)".to_string(),
         };
         let _ = writeln!(out, "  ghost sessions       {ghosts}");
@@ -338,6 +362,69 @@ mod tests {
         );
         assert_eq!(drop_look(&deaths(&[("eof", 2)])).kind, Some(DropKind::Fin));
         assert_eq!(drop_look(&BTreeMap::new()).kind, None);
+    }
+
+    #[test]
+    fn ghosts_are_could_not_check_unless_a_check_ran() {
+        // Link down mid-run: 8 silent deaths, no ghost check could run. The old report said
+        // "no: the server let go of every dead probe session" while 8 remained.
+        let yaml = "targets:\n  - name: t\n    dsn: postgres://probe@10.0.0.5/app\n";
+        let target = crate::config::parse(std::path::Path::new("t.yaml"), yaml)
+            .unwrap()
+            .targets
+            .remove(0);
+        let mut status = TargetStatus::new(&target);
+        status.deaths = deaths(&[("timeout", 8)]);
+        let report = |status: &TargetStatus| {
+            Report::new(
+                &target,
+                status,
+                Outcome::Unreachable,
+                Duration::from_secs(60),
+            )
+        };
+        let unchecked = report(&status);
+        assert_eq!(unchecked.ghosts.server_keeps_ghosts, None);
+        let text = unchecked.render_text();
+        assert!(
+            text.contains("ghost sessions       could not check"),
+            "{text}"
+        );
+        assert!(!text.contains("let go"), "{text}");
+
+        status.ghosts_checked = 3;
+        let checked = report(&status);
+        assert_eq!(checked.ghosts.server_keeps_ghosts, Some(false));
+        assert!(checked
+            .render_text()
+            .contains("let go of every dead probe session"));
+
+        status.ghosts_seen = 2;
+        assert_eq!(report(&status).ghosts.server_keeps_ghosts, Some(true));
+
+        let quiet = TargetStatus::new(&target);
+        assert!(report(&quiet)
+            .render_text()
+            .contains("not known (no connection died"));
+    }
+
+    #[test]
+    fn the_report_counts_sessions_that_existed_not_the_budget() {
+        // Issue 9: with 3 free server slots, `--budget 64` reported "with 64 connections".
+        let yaml = "targets:\n  - name: t\n    dsn: postgres://probe@10.0.0.5/app\n    max_connections: 64\n";
+        let target = crate::config::parse(std::path::Path::new("t.yaml"), yaml)
+            .unwrap()
+            .targets
+            .remove(0);
+        let mut status = TargetStatus::new(&target);
+        status.sessions_peak = 3;
+        let report = Report::new(&target, &status, Outcome::Measured, Duration::from_secs(9));
+        let text = report.render_text();
+        assert!(
+            text.contains("with 3 connections at most (budget 64)"),
+            "{text}"
+        );
+        assert_eq!(report.sessions_peak, 3);
     }
 
     #[test]

@@ -294,22 +294,12 @@ fn shown_key(key: &str) -> String {
     }
 }
 
+/// `%XX` escapes of a URL query value. Invalid escapes stay as they are and invalid UTF-8 becomes
+/// U+FFFD (the crate works on bytes, so an escape next to a multi-byte character cannot split it).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Last line of defence: a driver message that quotes part of the DSN must not carry its password.
@@ -386,6 +376,22 @@ mod tests {
         );
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(parse("host='unterminated").is_err());
+    }
+
+    #[test]
+    fn percent_escapes_next_to_multibyte_characters_never_panic() {
+        // `%a` followed by `é`: the old decoder sliced bytes inside the `é` and panicked.
+        let err = parse("postgres://h/db?sslrootcert=%a\u{e9}&sslmode=require");
+        assert_eq!(
+            err.unwrap().sslrootcert.as_deref(),
+            Some("%a\u{e9}"),
+            "an invalid escape stays as written"
+        );
+        let err = parse("postgres://h/db?sslmode=%4\u{e9}").unwrap_err();
+        assert!(matches!(err, DsnError::SslMode(_)), "{err}");
+        // A valid escape at the very end is decoded too.
+        let parsed = parse("postgres://h/db?sslmode=requir%65").unwrap();
+        assert_eq!(parsed.sslmode, Some(SslMode::Require));
     }
 }
 

@@ -133,7 +133,10 @@ impl Activity {
     /// (equal to `timeout` unless the task was late to wake).
     pub async fn expired(&self, timeout: Duration) -> Duration {
         loop {
-            let deadline = self.last() + timeout;
+            // Flags bound the timeout; a deadline past the clock's range is never reached.
+            let Some(deadline) = self.last().checked_add(timeout) else {
+                return std::future::pending().await;
+            };
             let now = Instant::now();
             if now >= deadline {
                 return now - self.last();

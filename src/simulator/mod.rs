@@ -92,12 +92,9 @@ pub struct Args {
     pub log_format: String,
 }
 
+/// Above zero and at most [`crate::config::MAX_DURATION`] (30 days), like every duration.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if duration.is_zero() {
-        return Err("must be more than 0".to_string());
-    }
-    Ok(duration)
+    crate::config::parse_duration(text)
 }
 
 /// What [`run`] needs: the checked flags minus listening and logging.

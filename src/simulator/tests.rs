@@ -106,6 +106,14 @@ fn bad_flags_are_refused() {
         "a zero timeout would expire every flow"
     );
     assert!(with(1, "localhost:6543").is_err(), "--listen is an address");
+    // `500000000000y` used to panic in every flow (and leave flows_active at 1).
+    let e = with(5, "500000000000y").expect_err("too long");
+    assert!(e.to_string().contains("longest duration accepted"), "{e}");
+    assert!(with(5, "31days").is_err(), "above the 30-day bound");
+    assert!(with(5, "30days").is_ok(), "the bound itself is accepted");
+    let mut flags = REQUIRED.to_vec();
+    flags.extend(["--upstream-connect-timeout", "500000000000y"]);
+    assert!(parse(&flags).is_err());
     assert!(parse(&REQUIRED[..6]).is_err(), "--mode is required");
     let mut flags = REQUIRED.to_vec();
     flags.extend(["--max-flows", "0"]);

@@ -171,6 +171,8 @@ enum Event {
         seen: bool,
         reaped: bool,
         counted_alive: bool,
+        /// The connection had died (its session's fate was a ghost check's question).
+        died: bool,
     },
 }
 
@@ -414,7 +416,7 @@ impl Engine {
 
     fn discard(&mut self, slot: usize) {
         match std::mem::take(&mut self.slots[slot].state) {
-            SlotState::Idle(conn) => self.release(slot, *conn),
+            SlotState::Idle(conn) => self.release(slot, *conn, false),
             other => {
                 self.slots[slot].state = other;
             }
@@ -422,7 +424,8 @@ impl Engine {
     }
 
     /// Closes a connection and frees its slot once the server no longer lists the session.
-    fn release(&mut self, slot: usize, conn: ProbeConnection) {
+    /// `died`: the connection died, so the check also tells whether the server keeps ghosts.
+    fn release(&mut self, slot: usize, conn: ProbeConnection, died: bool) {
         let s = &mut self.slots[slot];
         s.state = SlotState::Releasing;
         let generation = s.generation;
@@ -458,7 +461,7 @@ impl Engine {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 (seen, reaped, counted_alive) = work => {
-                    let _ = events.send(Event::Released { slot, generation, seen, reaped, counted_alive });
+                    let _ = events.send(Event::Released { slot, generation, seen, reaped, counted_alive, died });
                 }
             }
         });
@@ -485,7 +488,7 @@ impl Engine {
                             self.slots[slot].state = SlotState::Idle(Box::new(conn));
                             self.scheduler_opened(slot, now, true);
                         } else {
-                            self.release(slot, conn);
+                            self.release(slot, conn, false);
                         }
                     }
                     Err(e) => {
@@ -556,9 +559,13 @@ impl Engine {
                 seen,
                 reaped,
                 counted_alive,
+                died,
             } => {
                 if self.slots[slot].generation != generation {
                     return;
+                }
+                if died {
+                    status::update(&self.board, &self.target.name, |s| s.ghosts_checked += 1);
                 }
                 if counted_alive {
                     self.ghosts_alive = self.ghosts_alive.saturating_sub(1);
@@ -611,7 +618,7 @@ impl Engine {
                         scheduler.on_probe(slot, idle, true, now);
                     }
                 } else {
-                    self.release(slot, conn);
+                    self.release(slot, conn, false);
                 }
             }
             ProbeOutcome::ClosedWhileIdle { end } => {
@@ -631,7 +638,7 @@ impl Engine {
                         scheduler.on_closed_while_idle(slot, idle_at_death, now);
                     }
                 }
-                self.release(slot, conn);
+                self.release(slot, conn, true);
             }
             ProbeOutcome::Died {
                 cause,
@@ -647,7 +654,7 @@ impl Engine {
                         scheduler.on_probe(slot, idle, false, now);
                     }
                 }
-                self.release(slot, conn);
+                self.release(slot, conn, true);
             }
         }
         if outage {
@@ -922,14 +929,12 @@ impl Engine {
     }
 
     fn publish_sessions(&self) {
-        let probes = self
-            .slots
-            .iter()
-            .filter(|s| !matches!(s.state, SlotState::Empty))
-            .count();
-        let sessions = probes + usize::from(self.control.is_up());
+        let sessions = probe_sessions(&self.slots) + usize::from(self.control.is_up());
         self.metrics.set_sessions(sessions);
-        status::update(&self.board, &self.target.name, |s| s.sessions = sessions);
+        status::update(&self.board, &self.target.name, |s| {
+            s.sessions = sessions;
+            s.sessions_peak = s.sessions_peak.max(sessions);
+        });
     }
 
     fn ghost_seen(&self) {
@@ -987,9 +992,45 @@ impl Engine {
     }
 }
 
+/// Probe sessions that exist on the server (or may, until it stops listing them): a
+/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42).
+fn probe_sessions(slots: &[Slot]) -> usize {
+    slots
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state,
+                SlotState::Idle(_) | SlotState::InUse | SlotState::Releasing
+            )
+        })
+        .count()
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_being_opened_are_not_counted_as_sessions() {
+        let slot = |state| Slot {
+            state,
+            ..Slot::default()
+        };
+        let slots: Vec<Slot> = (0..40)
+            .map(|_| slot(SlotState::Opening))
+            .chain([
+                slot(SlotState::InUse),
+                slot(SlotState::Releasing),
+                slot(SlotState::Empty),
+            ])
+            .collect();
+        assert_eq!(probe_sessions(&slots), 2);
     }
 }

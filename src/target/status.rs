@@ -49,6 +49,9 @@ pub struct TargetStatus {
     /// those we terminated.
     pub ghosts_seen: u64,
     pub ghosts_reaped: u64,
+    /// Dead probe sessions whose ghost check reached an answer (the server was asked and said
+    /// gone, or we terminated it); 0 means nobody could ask.
+    pub ghosts_checked: u64,
     /// Every connection death so far by cause (`timeout`, `reset`, `eof`,
     /// `server_terminated (57P05)`, ...): how the drop looks on this path.
     pub deaths: BTreeMap<String, u64>,
@@ -58,6 +61,8 @@ pub struct TargetStatus {
     pub discovery_started: Option<SystemTime>,
     pub discovery_took: Option<Duration>,
     pub sessions: usize,
+    /// The most sessions that existed at once.
+    pub sessions_peak: usize,
     pub last_error: Option<String>,
     pub recent_events: VecDeque<EventRecord>,
     pub recent_probes: VecDeque<ProbeRecord>,
@@ -80,11 +85,13 @@ impl TargetStatus {
             ghosts_alive: 0,
             ghosts_seen: 0,
             ghosts_reaped: 0,
+            ghosts_checked: 0,
             deaths: BTreeMap::new(),
             server_settings: Vec::new(),
             discovery_started: None,
             discovery_took: None,
             sessions: 0,
+            sessions_peak: 0,
             last_error: None,
             recent_events: VecDeque::new(),
             recent_probes: VecDeque::new(),
