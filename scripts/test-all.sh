@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine, as root, it first installs what the
 # tests need (scripts/install-deps.sh: PostgreSQL, nftables, conntrack, Prometheus, Alertmanager,
-# Chromium, hadolint, kubernetes-validate).
+# Chromium, hadolint, kubernetes-validate; the pool matrix installs each library it runs).
 # Lab tests create network namespaces: root is required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,10 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== unit, integration and lab tests"
 # Lab tests mostly wait on idle timers; more threads than cores keep the wall time down.
 cargo test --all-targets --locked --no-fail-fast -- --test-threads=12
+
+echo "== pool matrix: every printed recipe against the real library behind each kind of box"
+# Installs each harness first (pip, npm, cargo, Debian's Go, Java and PgBouncer packages).
+python3 lab/pools/matrix.py
 
 if [ -f scripts/check-observability.sh ]; then
   echo "== dashboards, alert rules, Dockerfile, Kubernetes manifests"

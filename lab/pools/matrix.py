@@ -368,7 +368,19 @@ def recipe_lifetime(report, recipe):
     return report["recommendation"]["max_idle_lifetime_seconds"]
 
 
+# How a version is named where the harness reports only a number.
+PACKAGE = {"deadpool": "deadpool-postgres", "bb8": "bb8", "sqlx": "sqlx", "node-postgres": "pg",
+           "pgbouncer": "PgBouncer", "pgx": "pgx"}
+
+
+def named(lib, version):
+    if version[:1].isdigit() or version[:2] in ("v1", "v2", "v3", "v4", "v5"):
+        return f"{PACKAGE.get(lib, lib)} {version}"
+    return version
+
+
 def record(threshold, reports, results, passed, versions, libraries):
+    versions = {lib: named(lib, v) for lib, v in versions.items()}
     proven = {
         "comment": "written by `python3 lab/pools/matrix.py --record`; each entry: the recipe "
                    "ended the failures behind these boxes (docs/recipes.md)",
@@ -408,6 +420,16 @@ def render_doc(threshold, reports, results, passed, versions, libraries):
         r = reports[box]
         lines.append(f"| `{box}` | {what[box]} | [{r['lower_bound_seconds']:.2f} s, "
                      f"{r['upper_bound_seconds']:.2f} s], {r['drop']['kind']}, box counts {r['box_counts']} |\n")
+    lines.append("\n## Summary\n\n| library | version | defaults (min 4) fail or stall behind | recipe proven behind | not safe behind |\n|---|---|---|---|---|\n")
+    for lib in libraries:
+        bad = [b for b in BOXES if (r := results.get((lib, b, "defaults", None), ({"error": 1}, None))[0])
+               and "error" not in r and shows_problem(totals(r))]
+        proven_by_variant = {v: sorted(boxes, key=BOXES.index) for (l, v), boxes in passed.items() if l == lib}
+        proven_text = "; ".join(f"{v}: {', '.join(b)}" for v, b in sorted(proven_by_variant.items())) or "none"
+        tested = {b for (l, b, k, _v) in results if l == lib and k == "recipe"}
+        unsafe = [b for b in BOXES if b in tested and not any(b in bx for bx in proven_by_variant.values())]
+        lines.append(f"| {lib} | {versions.get(lib, '?')} | {', '.join(bad) or 'none'} | {proven_text} | "
+                     f"{', '.join(unsafe) or 'none'} |\n")
     lines.append(dedent(f"""
         Each cell: 8 concurrent `SELECT 1` through the pool after it sat idle. **defaults**: a pool
         that keeps 4 connections warm, library defaults, idle 1.5 T. **bare**: the library's bare
