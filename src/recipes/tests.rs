@@ -146,3 +146,39 @@ fn every_library_has_one_recipe_and_a_cited_model() {
         assert_eq!(id, serde_json::Value::from(library.id()));
     }
 }
+
+/// A claim in proven.json about a recipe the exporter never prints would prove nothing.
+#[test]
+fn every_proven_recipe_is_one_the_exporter_prints() {
+    let printed: Vec<(Library, Variant)> = [BoxCounts::Packets, BoxCounts::Unknown]
+        .into_iter()
+        .flat_map(|box_counts| {
+            for_path(&path(60.0, DropKind::Silent, box_counts), &Knobs::default())
+                .into_iter()
+                .map(|r| (r.library, r.variant))
+        })
+        .collect();
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("proven.json")).expect("proven.json parses");
+    for claim in file["recipes"].as_array().expect("a list of recipes") {
+        let library: Library = serde_json::from_value(claim["library"].clone()).unwrap();
+        let variant: Variant = serde_json::from_value(claim["variant"].clone()).unwrap();
+        assert!(
+            printed.contains(&(library, variant)),
+            "{claim}: never printed"
+        );
+    }
+}
+
+#[test]
+fn a_recipe_proven_behind_the_measured_box_says_so_and_names_the_version() {
+    let recipes = for_path(
+        &path(300.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    for r in recipes.iter().filter(|r| r.is_proven()) {
+        let line = r.proof.to_string();
+        assert!(line.starts_with("verified against "), "{line}");
+        assert!(line.contains("silent") && line.contains("proxy"), "{line}");
+    }
+}
