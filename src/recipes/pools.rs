@@ -125,7 +125,7 @@ impl Library {
         match self {
             Library::Quaint => Some(
                 "Prisma's engines are downloaded at install time and crates.io's quaint is a 2020 alpha \
-                 without these parameters; derived from prisma-engines quaint/src/connector/postgres/url.rs, \
+                 without these parameters; derived from prisma-engines quaint/src/connector/postgres (PostgresUrl::parse_query_params), \
                  with `simulate --mode fin` and tokio-postgres as the stand-in (docs/recipes.md)",
             ),
             Library::PostgresServer => Some(
@@ -146,7 +146,7 @@ impl Library {
                 socket_bound: "socket_timeout (seconds) in the URL",
                 keepalive_recipe: false,
                 can_evict: true,
-                source: "prisma-engines quaint/src/connector/postgres/url.rs; mobc >= 0.8.5 (max_idle_lifetime counts age)",
+                source: "prisma-engines quaint/src/connector/postgres (PostgresUrl::parse_query_params: whole seconds, max_idle_connection_lifetime 300 s by default); mobc >= 0.8.5 (its max_idle_lifetime counts age)",
             },
             Library::Libpq => PoolModel {
                 clock: Clock::None,
