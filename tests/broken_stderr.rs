@@ -34,10 +34,15 @@ fn a_closed_stderr_pipe_stops_neither_probing_nor_sigterm() {
         let (_, text) = runtime.block_on(common::http_get(address, "/metrics"));
         common::Metrics::parse(&text).sum("idle_drop_connect_errors_total", &[])
     };
+    // Attempts back off (1 s, 2 s, 4 s, ...): wait for the next one rather than a fixed time.
     std::thread::sleep(Duration::from_secs(1));
     let before = attempts(&runtime);
-    std::thread::sleep(Duration::from_secs(2));
-    let after = attempts(&runtime);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = before;
+    while after <= before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        after = attempts(&runtime);
+    }
     assert!(after > before, "probing goes on: {before} -> {after}");
 
     let status = Command::new("kill")
