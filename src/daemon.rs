@@ -5,6 +5,8 @@
 //! configuration stays, the error is logged and `idle_drop_config_last_reload_successful` drops
 //! to 0. If it is valid, only targets whose settings changed are restarted; removed targets are
 //! stopped (their sessions closed) and their series deleted.
+//! Runs of one target name never overlap: a
+//! restarted target's new run waits for the old one (see [`Chain`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,12 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, TargetConfig};
 use crate::http::{self, AppState};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TargetMetrics};
 use crate::target::{self, status::StatusBoard, status::TargetStatus};
 
 /// How long targets get to close their sessions at shutdown.
@@ -56,8 +57,14 @@ pub fn reload_channel() -> (ReloadTrigger, ReloadInbox) {
 struct RunningTarget {
     config: Arc<TargetConfig>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
 }
+
+/// Per target name, the last step started for it (a run, or a removal); cancelled once that
+/// step is over. Each step waits for the one before, so a target's old run has closed its
+/// sessions and written its last metric before a new run of the same name starts (never more
+/// than `max_connections` sessions; its `set_up(false)` cannot land after the new run's
+/// `set_up(true)`), and a removal's clean-up cannot delete a name that came back.
+type Chain = HashMap<String, CancellationToken>;
 
 /// Runs the exporter until `shutdown` is cancelled. `config` was loaded from `config_path`
 /// (which reloads read again); `listener` is already bound (tests bind port 0).
@@ -87,6 +94,8 @@ pub async fn run(
     let mut daemon = Daemon {
         config_path,
         running: HashMap::new(),
+        chain: HashMap::new(),
+        removals: HashMap::new(),
         metrics,
         board,
         listen_address: config.listen_address,
@@ -117,6 +126,10 @@ pub async fn run(
 struct Daemon {
     config_path: PathBuf,
     running: HashMap<String, RunningTarget>,
+    chain: Chain,
+    /// Removals still waiting for their run to end; cancelling one keeps the target's series
+    /// and status entry (the name came back).
+    removals: HashMap<String, CancellationToken>,
     metrics: Arc<Metrics>,
     board: StatusBoard,
     listen_address: std::net::SocketAddr,
@@ -178,40 +191,38 @@ impl Daemon {
             let running = self.running.remove(&name).expect("listed above");
             running.stop.cancel();
             let removed = !wanted.contains_key(&name);
-            let metrics = self.metrics.clone();
-            let board = self.board.clone();
             tracing::info!(target_name = %name, removed, "target stopped");
-            // The old engine closes its sessions in the background; a restarted target's new
-            // engine starts at once (its budget is separate from the old one's closing
-            // sessions only for the few seconds that takes).
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, running.task).await;
-                if removed {
-                    metrics.remove_target(&name);
-                    board
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&name);
-                }
-            });
+            if removed {
+                self.remove_after_stop(name);
+            }
         }
         for (name, target) in wanted {
             if self.running.contains_key(&name) {
                 continue;
             }
+            if let Some(keep) = self.removals.remove(&name) {
+                keep.cancel();
+            }
             let target = Arc::new(target);
+            let stop = CancellationToken::new();
+            let done = CancellationToken::new();
+            let previous = self.chain.insert(name.clone(), done.clone());
+            let fresh_status = TargetStatus::new(&target);
             self.board
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(name.clone(), TargetStatus::new(&target));
-            let stop = CancellationToken::new();
-            let metrics = self.metrics.target(&name);
-            let task = tokio::spawn(target::run(
+                .insert(name.clone(), fresh_status);
+            // A target's first run sets up its series at once; a later one only after its
+            // predecessor has ended (the predecessor still writes them until then).
+            let metrics = previous.is_none().then(|| self.metrics.target(&name));
+            tokio::spawn(run_after(
+                previous,
                 target.clone(),
                 metrics,
+                self.metrics.clone(),
                 self.board.clone(),
-                target::RunMode::Continuous,
                 stop.clone(),
+                done,
             ));
             tracing::info!(target_name = %name, dsn = %target.display_dsn, "target started");
             self.running.insert(
@@ -219,26 +230,99 @@ impl Daemon {
                 RunningTarget {
                     config: target,
                     stop,
-                    task,
                 },
             );
         }
+        self.chain.retain(|_, done| !done.is_cancelled());
+    }
+
+    /// Deletes a removed target's series and status entry once its run has ended, unless the
+    /// name is configured again by then.
+    fn remove_after_stop(&mut self, name: String) {
+        let keep = CancellationToken::new();
+        let done = CancellationToken::new();
+        let previous = self.chain.insert(name.clone(), done.clone());
+        self.removals.insert(name.clone(), keep.clone());
+        let metrics = self.metrics.clone();
+        let board = self.board.clone();
+        tokio::spawn(async move {
+            if let Some(previous) = previous {
+                previous.cancelled().await;
+            }
+            if !keep.is_cancelled() {
+                metrics.remove_target(&name);
+                board
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
+            }
+            done.cancel();
+        });
+        self.removals.retain(|_, keep| !keep.is_cancelled());
     }
 
     async fn stop_all(&mut self) {
         for running in self.running.values() {
             running.stop.cancel();
         }
-        let tasks = self.running.drain().map(|(_, r)| r.task);
-        let all = futures_join_all(tasks);
-        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        self.running.clear();
+        // Each run gives up after SHUTDOWN_GRACE itself; the margin covers a predecessor's.
+        let all = async {
+            for done in self.chain.values() {
+                done.cancelled().await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE * 2 + Duration::from_secs(1), all)
+            .await
+            .is_err()
+        {
             tracing::warn!("some targets did not close their sessions within {SHUTDOWN_GRACE:?}");
         }
     }
 }
 
-async fn futures_join_all(tasks: impl Iterator<Item = JoinHandle<()>>) {
-    for task in tasks {
-        let _ = task.await;
+/// One run of a target: waits for the previous step of the same name, then probes until
+/// `stop`; gives its sessions [`SHUTDOWN_GRACE`] to close, then is aborted (so nothing it does
+/// can land after `done`). `metrics`: the target's handle if already set up.
+async fn run_after(
+    previous: Option<CancellationToken>,
+    target: Arc<TargetConfig>,
+    metrics: Option<TargetMetrics>,
+    registry: Arc<Metrics>,
+    board: StatusBoard,
+    stop: CancellationToken,
+    done: CancellationToken,
+) {
+    if let Some(previous) = previous {
+        previous.cancelled().await;
     }
+    if !stop.is_cancelled() {
+        let metrics = metrics.unwrap_or_else(|| {
+            // Whatever the old run wrote last is replaced by a fresh start.
+            board
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(target.name.clone(), TargetStatus::new(&target));
+            registry.target(&target.name)
+        });
+        let name = target.name.clone();
+        let mut task = tokio::spawn(target::run(
+            target,
+            metrics,
+            board,
+            target::RunMode::Continuous,
+            stop.clone(),
+        ));
+        tokio::select! {
+            _ = &mut task => {}
+            _ = stop.cancelled() => {
+                if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+                    tracing::warn!(target_name = %name, "target did not close its sessions within {SHUTDOWN_GRACE:?}; abandoned");
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+        }
+    }
+    done.cancel();
 }

@@ -38,6 +38,7 @@ pub struct Metrics {
     probe_uses: IntCounterVec,
     closed: IntCounterVec,
     unexpected_closed: IntCounterVec,
+    outages: IntCounterVec,
     time_to_failure: HistogramVec,
     connect_duration: HistogramVec,
     connect_errors: IntCounterVec,
@@ -95,6 +96,7 @@ impl Metrics {
             probe_uses: register!(r, counter("idle_drop_probe_uses_total", "Probe connection uses after an idle period, by ladder rung and outcome.", &["target", "rung", "outcome"])),
             closed: register!(r, counter("idle_drop_closed_connections_total", "Probe connections that died.", &["target", "role", "kind", "sqlstate", "detected"])),
             unexpected_closed: register!(r, counter("idle_drop_unexpected_closed_connections_total", "Probe connections that died although they should have survived (what pages).", &["target", "role", "kind"])),
+            outages: register!(r, counter("idle_drop_outages_total", "Times the target became unreachable (link down, server restart): deaths then are outages, never unexpected idle deaths.", t)),
             time_to_failure: register!(r, HistogramVec::new(
                 HistogramOpts::new("idle_drop_time_to_failure_seconds", "From sending a probe to learning the connection is dead.")
                     .buckets(vec![0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
@@ -178,6 +180,7 @@ impl Metrics {
         handle.metrics.ghosts_seen.with_label_values(&[name]);
         handle.metrics.ghosts_reaped.with_label_values(&[name]);
         handle.metrics.discovery_runs.with_label_values(&[name]);
+        handle.metrics.outages.with_label_values(&[name]);
         handle
     }
 
@@ -195,6 +198,7 @@ impl Metrics {
         remove_where_target(&self.probe_uses, name);
         remove_where_target(&self.closed, name);
         remove_where_target(&self.unexpected_closed, name);
+        remove_where_target(&self.outages, name);
         remove_where_target(&self.time_to_failure, name);
         remove_where_target(&self.connect_duration, name);
         remove_where_target(&self.connect_errors, name);
@@ -306,11 +310,20 @@ impl TargetMetrics {
             .with_label_values(&[&self.name, role, kind, sqlstate, detected])
             .inc();
         if unexpected {
-            self.metrics
-                .unexpected_closed
-                .with_label_values(&[&self.name, role, kind])
-                .inc();
+            self.unexpected(role, kind);
         }
+    }
+
+    /// A connection already counted as closed turned out to be one that should have survived.
+    pub fn unexpected(&self, role: &str, kind: &str) {
+        self.metrics
+            .unexpected_closed
+            .with_label_values(&[&self.name, role, kind])
+            .inc();
+    }
+
+    pub fn outage(&self) {
+        self.metrics.outages.with_label_values(&[&self.name]).inc();
     }
 
     pub fn time_to_failure(&self, kind: &str, took: Duration) {

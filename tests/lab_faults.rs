@@ -260,3 +260,65 @@ async fn connect_failures_are_counted_backed_off_and_never_disturb_a_healthy_tar
     assert_eq!(tls.exporter_sessions(), 0, "a refused CA never logs in");
     finish(exporter, scrapes, sessions, &plain).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_counted_as_one_and_never_as_an_unexpected_idle_death() {
+    let lab = Lab::up("hout", "silent", 5);
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{}",
+        lab_target(
+            "o",
+            &lab,
+            &format!("    max_connections: {BUDGET}\n    app_max_idle_lifetime: 3s\n")
+        )
+    ));
+    let exporter = Exporter::start(&config).await;
+    let target = [("target", "o")];
+    exporter
+        .wait_for(Duration::from_secs(90), "watching", |m| {
+            m.get(
+                "idle_drop_discovery_state",
+                &[("target", "o"), ("state", "watching")],
+            ) == Some(1.0)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = exporter.metrics().await;
+    assert_eq!(
+        before.sum("idle_drop_unexpected_closed_connections_total", &target),
+        0.0,
+        "{}",
+        before.text
+    );
+    assert_eq!(before.get("idle_drop_outages_total", &target), Some(0.0));
+
+    lab.lab(&["link-down", &lab.name]);
+    exporter
+        .wait_for(Duration::from_secs(60), "the target to be seen down", |m| {
+            m.get("idle_drop_target_up", &target) == Some(0.0)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    lab.lab(&["link-up", &lab.name]);
+    let m = exporter
+        .wait_for(Duration::from_secs(120), "recovery to watching", |m| {
+            m.get("idle_drop_target_up", &target) == Some(1.0)
+                && m.get(
+                    "idle_drop_discovery_state",
+                    &[("target", "o"), ("state", "watching")],
+                ) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        m.sum("idle_drop_unexpected_closed_connections_total", &target),
+        0.0,
+        "an outage paged as idle deaths:\n{}",
+        m.text
+    );
+    assert!(
+        m.get("idle_drop_outages_total", &target) >= Some(1.0),
+        "{}",
+        m.text
+    );
+    exporter.shutdown().await;
+}

@@ -123,6 +123,7 @@ pub fn spawn(
         lower_bound: lower_rx,
         shutdown,
         previous: None,
+        lost: None,
     };
     (handle, tokio::spawn(control.run()))
 }
@@ -139,6 +140,9 @@ struct Control {
     /// Our previous control session and when it last answered: if it died silently the
     /// server may still hold it.
     previous: Option<(BackendIdentity, Instant)>,
+    /// How the last control connection died, until a reconnect tells whether that was an
+    /// idle death (the server answered again at once: it pages) or an outage (it did not).
+    lost: Option<crate::postgres::classify::DeathCause>,
 }
 
 const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
@@ -155,6 +159,11 @@ impl Control {
         while !self.shutdown.is_cancelled() {
             match self.connector.open(None, |_| {}).await {
                 Ok(conn) => {
+                    if let Some(cause) = self.lost.take() {
+                        if cause.can_be_idle_expiry() {
+                            self.metrics.unexpected("control", cause.kind());
+                        }
+                    }
                     backoff.reset();
                     last_error_kind = None;
                     self.metrics.connected(conn.connect_duration);
@@ -167,6 +176,8 @@ impl Control {
                     pending_ping = self.serve(conn).await;
                 }
                 Err(e) => {
+                    // The control connection died with the server out of reach: an outage.
+                    self.lost = None;
                     if let Some(reply) = pending_ping.take() {
                         let _ = reply.send(false);
                     }
@@ -286,15 +297,17 @@ impl Control {
         }
     }
 
-    /// The control connection died although it was never idle long: count it (it pages).
-    async fn lost(&self, conn: ProbeConnection) {
+    /// The control connection died although it was never idle long: count it; it pages unless
+    /// the reconnect finds the server unreachable (an outage).
+    async fn lost(&mut self, conn: ProbeConnection) {
         let cause = conn
             .ended()
             .and_then(|end| end.cause)
             .unwrap_or(crate::postgres::classify::DeathCause::Timeout);
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
         self.metrics
-            .closed("control", cause.kind(), cause.sqlstate(), "on_use", true);
+            .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
+        self.lost = Some(cause);
         conn.close().await;
     }
 

@@ -191,6 +191,9 @@ pub struct Engine {
     bracket: Bracket,
     recommendation: Option<Recommendation>,
     ghosts_alive: usize,
+    /// The target is unreachable (entered an outage and no phase started since): deaths now are
+    /// the outage's, never unexpected idle deaths.
+    in_outage: bool,
     open_gate: Arc<Mutex<(Backoff, Instant)>>,
     open_permits: Arc<Semaphore>,
     tasks: JoinSet<()>,
@@ -233,6 +236,7 @@ impl Engine {
             bracket: Bracket::default(),
             recommendation: None,
             ghosts_alive: 0,
+            in_outage: false,
             open_gate: Arc::new(Mutex::new((
                 Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
                 Instant::now(),
@@ -608,7 +612,7 @@ impl Engine {
         }
         // A death tells us about idle time only if the server is still there and the death is
         // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
-        let mut outage = !server_reachable;
+        let mut outage = !server_reachable || self.in_outage;
         match outcome {
             ProbeOutcome::Alive => {
                 self.record_probe(idle, true);
@@ -624,14 +628,15 @@ impl Engine {
             ProbeOutcome::ClosedWhileIdle { end } => {
                 let idle_at_death = end.at.saturating_duration_since(conn.last_active);
                 let cause = end.cause.clone().unwrap_or(DeathCause::Error);
+                outage |= !cause.can_be_idle_expiry();
                 self.record_death(
                     role,
                     &cause,
                     idle_at_death,
                     "while_idle",
                     end.detail.as_deref(),
+                    outage,
                 );
-                outage |= !cause.can_be_idle_expiry();
                 if !outage {
                     self.record_probe(idle_at_death, false);
                     if let Some(scheduler) = self.scheduler() {
@@ -646,8 +651,8 @@ impl Engine {
                 time_to_failure,
             } => {
                 self.metrics.time_to_failure(cause.kind(), time_to_failure);
-                self.record_death(role, &cause, idle, "on_use", Some(&query_error));
                 outage |= !cause.can_be_idle_expiry();
+                self.record_death(role, &cause, idle, "on_use", Some(&query_error), outage);
                 if !outage {
                     self.record_probe(idle, false);
                     if let Some(scheduler) = self.scheduler() {
@@ -671,6 +676,8 @@ impl Engine {
     }
 
     /// A connection died: count it, and decide whether it should have survived (what pages).
+    /// A death in an `outage` (server unreachable, or killed for a reason idling cannot be) is
+    /// the outage's: it never counts as unexpected.
     fn record_death(
         &mut self,
         role: Role,
@@ -678,6 +685,7 @@ impl Engine {
         idle: Duration,
         detected: &'static str,
         detail: Option<&str>,
+        outage: bool,
     ) {
         // Idle times carry scheduling jitter; a death inside the precision band below the lower
         // bound is measurement noise, not a connection that should have lived.
@@ -686,10 +694,11 @@ impl Engine {
             .bracket
             .lower
             .is_some_and(|lower| idle < lower.mul_f64(tolerance));
-        let unexpected = match role {
-            Role::Guard | Role::SentinelLow => true,
-            Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
-        };
+        let unexpected = !outage
+            && match role {
+                Role::Guard | Role::SentinelLow => true,
+                Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
+            };
         self.metrics.closed(
             role.label(),
             cause.kind(),
@@ -813,6 +822,10 @@ impl Engine {
             return;
         }
         tracing::warn!(target_name = %self.target.name, "target unreachable; probes paused");
+        if !self.in_outage {
+            self.in_outage = true;
+            self.metrics.outage();
+        }
         self.set_state("unreachable");
         self.drain(next);
     }
@@ -840,6 +853,7 @@ impl Engine {
             return None;
         }
         let now = self.now();
+        self.in_outage = false;
         let t = &self.target;
         self.phase = match next {
             Next::Stop => return Some(next),

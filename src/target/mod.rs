@@ -39,6 +39,8 @@ pub async fn run(
     // The control connection outlives the engine's shutdown: the engine needs it to terminate
     // leftover sessions after closing its probes.
     let control_shutdown = CancellationToken::new();
+    // If this run is aborted (it overran the daemon's grace), the control task stops too.
+    let _stop_control = control_shutdown.clone().drop_guard();
     let (control, control_task) = control::spawn(
         target.clone(),
         connector.clone(),
