@@ -54,7 +54,7 @@ pub fn render(board: &StatusBoard) -> String {
         row(&mut page, status);
     }
     page.push_str("</tbody></table>\n");
-    page.push_str("<p class=\"muted\">The true threshold lies between the lower and the upper bound. Set your pool's max idle lifetime at or below the recommendation and a socket timeout, so a connection that dies anyway fails fast.</p>\n");
+    page.push_str("<p class=\"muted\">The true threshold lies between the lower and the upper bound. No connection of your pool may sit idle as long as the recommendation; how to get there differs per library (an idle timeout often spares the pool's minimum): take your library's line under <i>Settings for your pool</i>, each marked with whether it was proven.</p>\n");
     for status in board.values() {
         section(&mut page, status);
     }
@@ -215,17 +215,26 @@ fn settings(page: &mut String, s: &TargetStatus) {
     }
 }
 
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 fn recipe_blocks(page: &mut String, recipes: &[&Recipe]) {
     page.push_str("<div class=\"advice\">\n");
     for r in recipes {
         let _ = writeln!(
             page,
-            "<div>{}</div><div><pre class=\"copy\" title=\"{}\">{}</pre><div class=\"muted\">{}. {}.</div></div>",
+            "<div>{}</div><div><pre class=\"copy\" title=\"{}\">{}</pre><div class=\"muted\">Why: {}.</div><div class=\"{}\">{}</div></div>",
             escape(r.title),
             escape(r.source),
             escape(&r.text),
             escape(&r.why),
-            escape(&r.proof.to_string())
+            if r.is_proven() { "ok" } else { "bad" },
+            escape(&capitalized(&r.proof.to_string()))
         );
     }
     page.push_str("</div>\n");
