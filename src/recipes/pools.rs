@@ -313,22 +313,21 @@ fn set(key: &'static str, value: serde_json::Value) -> Setting {
     Setting { key, value }
 }
 
-/// tokio-postgres' keepalive keys (whole seconds, `tcp_user_timeout` too).
-fn tokio_postgres_keepalives(t: &Timings) -> Vec<Setting> {
-    vec![
-        set("keepalives", json!(1)),
-        set("keepalives_idle", json!(secs_down(t.keepalive_idle))),
-        set(
-            "keepalives_interval",
-            json!(secs_down(t.keepalive_interval)),
-        ),
-        set("keepalives_retries", json!(t.keepalive_count)),
-        set("tcp_user_timeout", json!(secs_up(t.dead_bound))),
-    ]
+/// Which connection-string dialect keepalive keys are written in.
+#[derive(Clone, Copy)]
+enum ConnString {
+    /// libpq (and psycopg): `keepalives_count`, `tcp_user_timeout` in milliseconds.
+    Libpq,
+    /// tokio-postgres: `keepalives_retries`, `tcp_user_timeout` in whole seconds.
+    TokioPostgres,
 }
 
-/// libpq's keepalive keys, as libpq and psycopg take them.
-fn libpq_keepalives(t: &Timings) -> Vec<Setting> {
+/// TCP keepalives scaled to the threshold, and TCP_USER_TIMEOUT, as a connection string takes them.
+fn keepalive_keys(t: &Timings, dialect: ConnString) -> Vec<Setting> {
+    let (count_key, user_timeout) = match dialect {
+        ConnString::Libpq => ("keepalives_count", millis(t.dead_bound)),
+        ConnString::TokioPostgres => ("keepalives_retries", secs_up(t.dead_bound)),
+    };
     vec![
         set("keepalives", json!(1)),
         set("keepalives_idle", json!(secs_down(t.keepalive_idle))),
@@ -336,8 +335,8 @@ fn libpq_keepalives(t: &Timings) -> Vec<Setting> {
             "keepalives_interval",
             json!(secs_down(t.keepalive_interval)),
         ),
-        set("keepalives_count", json!(t.keepalive_count)),
-        set("tcp_user_timeout", json!(millis(t.dead_bound))),
+        set(count_key, json!(t.keepalive_count)),
+        set("tcp_user_timeout", json!(user_timeout)),
     ]
 }
 
@@ -380,7 +379,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::Libpq, _) => {
-            let settings = libpq_keepalives(t);
+            let settings = keepalive_keys(t, ConnString::Libpq);
             Shape {
                 text: conninfo(&settings),
                 settings,
@@ -444,7 +443,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::Deadpool, Variant::Keepalive) | (Library::Bb8, Variant::Keepalive) => {
-            let settings = tokio_postgres_keepalives(t);
+            let settings = keepalive_keys(t, ConnString::TokioPostgres);
             Shape {
                 text: format!("connection string: {}", conninfo(&settings)),
                 settings,
@@ -544,7 +543,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::Sqlalchemy, Variant::Keepalive) => {
-            let connect = libpq_keepalives(t);
+            let connect = keepalive_keys(t, ConnString::Libpq);
             let settings = vec![
                 set("pool_pre_ping", json!(true)),
                 set("connect_args", kwargs_object(&connect)),
@@ -586,7 +585,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::PsycopgPool, Variant::Keepalive) => {
-            let kwargs = libpq_keepalives(t);
+            let kwargs = keepalive_keys(t, ConnString::Libpq);
             let settings = vec![
                 set("check", json!("check_connection")),
                 set("kwargs", kwargs_object(&kwargs)),
