@@ -16,7 +16,11 @@ verdict is unknown gets). Then, for each library, three kinds of cell run in par
 Claims in src/recipes/proven.json must all hold; `--record` rewrites that file and
 docs/recipes.md from a run. Root, Debian; installs each harness first (their install.sh).
 
-  python3 lab/pools/matrix.py [--record] [--threshold 8] [--only asyncpg,pgx] [--jobs 24]
+  python3 lab/pools/matrix.py [--record] [--threshold 8] [--second-threshold 20] [--only asyncpg,pgx]
+
+Every box runs at --threshold; silent and proxy also at --second-threshold (0: off), as the
+instances "silent@20" and "proxy@20". A recipe counts as proven behind a box only if it passed
+at every threshold that box ran at.
 """
 
 import argparse
@@ -48,6 +52,8 @@ FAMILIES = {
     "pgbouncer": ["pgbouncer"],
 }
 BOXES = ["silent", "reset", "fin", "proxy", "server"]
+# A second threshold, on the two boxes that matter most, shows the recipes scale with T.
+SECOND_BOXES = ["silent", "proxy"]
 WARM = {"min": 4, "max": 4}
 QUERIES = 8
 HANG_SECONDS = 15
@@ -72,13 +78,18 @@ def lab_env(output):
     return dict(line.split("=", 1) for line in output.strip().splitlines() if "=" in line)
 
 
-class Boxes:
-    """The five boxes: three labs (conntrack silent, reset, PostgreSQL's idle_session_timeout),
-    and two simulators in front of a fourth lab that never drops."""
+def kind_of(instance):
+    return instance.split("@")[0]
 
-    def __init__(self, binary, threshold, run_dir):
+
+class Boxes:
+    """The boxes: labs (conntrack silent, reset, PostgreSQL's idle_session_timeout), and
+    simulators (fin, proxy) in front of one more lab that never drops; one of each per
+    instance (a box kind at a threshold)."""
+
+    def __init__(self, binary, instances, run_dir):
         self.binary = binary
-        self.threshold = threshold
+        self.instances = instances
         self.run_dir = run_dir
         self.labs = []
         self.simulators = []
@@ -92,12 +103,12 @@ class Boxes:
         self.labs.append(name)
         return lab_env(out)
 
-    def simulate(self, upstream, mode):
+    def simulate(self, upstream, mode, threshold):
         port = free_port()
-        log_file = open(self.run_dir / f"simulate-{mode}.log", "w")
+        log_file = open(self.run_dir / f"simulate-{mode}-{threshold}.log", "w")
         proc = subprocess.Popen(
             [self.binary, "simulate", "--listen", f"127.0.0.1:{port}",
-             "--upstream", f"{upstream['LAB_HOST']}:5432", "--idle-timeout", f"{self.threshold}s",
+             "--upstream", f"{upstream['LAB_HOST']}:5432", "--idle-timeout", f"{threshold}s",
              "--mode", mode, "--max-flows", "4096", "--log.level", "warn"],
             stdout=log_file, stderr=log_file)
         self.simulators.append(proc)
@@ -111,13 +122,15 @@ class Boxes:
         raise RuntimeError(f"simulate --mode {mode} did not listen")
 
     def up(self):
-        t = self.threshold
-        for box, mode in [("silent", "silent"), ("reset", "reset"), ("server", "server")]:
-            env = self.lab_up(f"pm{box[:3]}", mode, t)
-            self.endpoints[box] = endpoint(env, env["LAB_HOST"], 5432)
         upstream = self.lab_up("pmup", "silent", 86400)
-        self.endpoints["fin"] = endpoint(upstream, "127.0.0.1", self.simulate(upstream, "fin"))
-        self.endpoints["proxy"] = endpoint(upstream, "127.0.0.1", self.simulate(upstream, "silent"))
+        for name, t in self.instances.items():
+            kind = kind_of(name)
+            if kind in ("silent", "reset", "server"):
+                env = self.lab_up(f"pm{kind[:3]}{t}", kind, t)
+                self.endpoints[name] = endpoint(env, env["LAB_HOST"], 5432)
+            else:
+                mode = "fin" if kind == "fin" else "silent"
+                self.endpoints[name] = endpoint(upstream, "127.0.0.1", self.simulate(upstream, mode, t))
 
     def down(self):
         for proc in self.simulators:
@@ -142,20 +155,21 @@ def endpoint(env, host, port):
     }
 
 
-def discover(binary, box, ep, run_dir):
+def discover(binary, instance, ep, run_dir):
     """`discover` against the box, as a user runs it; returns its JSON report."""
     cmd = [binary, "discover", "--dsn", f"postgres://{ep['user']}@{ep['host']}:{ep['port']}/{ep['dbname']}",
            "--password-file", ep["password_file"], "--sslmode", "disable",
            "--range-max", "60s", "--json"]
+    box = kind_of(instance)
     if box in ("fin", "proxy"):
         # Behind a proxy the kernel's TCP_USER_TIMEOUT never fires: only the query timeout ends a
         # probe on a dead flow.
         cmd += ["--query-timeout", "3s", "--tcp-user-timeout", "2s"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    (run_dir / f"discover-{box}.json").write_text(out.stdout)
-    (run_dir / f"discover-{box}.err").write_text(out.stderr)
+    (run_dir / f"discover-{instance}.json").write_text(out.stdout)
+    (run_dir / f"discover-{instance}.err").write_text(out.stderr)
     if out.returncode != 0:
-        raise RuntimeError(f"discover on {box} exited {out.returncode}: {out.stderr[-500:]}")
+        raise RuntimeError(f"discover on {instance} exited {out.returncode}: {out.stderr[-500:]}")
     return json.loads(out.stdout)
 
 
@@ -211,6 +225,15 @@ def shows_problem(t):
     return t["failed"] + t["hung"] > 0 or (t["max_latency"] or 0.0) > STALL_SECONDS
 
 
+def cell_passes(result, recipe):
+    """0 failed, 0 hung, and every request within the recipe's own bound."""
+    if "error" in result:
+        return False
+    t = totals(result)
+    return t["failed"] == 0 and t["hung"] == 0 and t["ok"] > 0 \
+        and (t["max_latency"] or 0.0) <= recipe["first_request_bound"]
+
+
 def describe(result):
     if "error" in result:
         return "harness error"
@@ -229,6 +252,8 @@ def describe(result):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threshold", type=int, default=8, help="T of every box, seconds")
+    ap.add_argument("--second-threshold", type=int, default=20,
+                    help="T of a second silent and proxy box, seconds (0: none)")
     ap.add_argument("--record", action="store_true", help="rewrite proven.json and docs/recipes.md")
     ap.add_argument("--only", help="comma-separated library ids")
     ap.add_argument("--jobs", type=int, default=24, help="harness runs at once")
@@ -258,14 +283,17 @@ def main():
             if out.returncode != 0:
                 install_errors[family] = out.stderr[-500:]
 
-    boxes = Boxes(args.binary, args.threshold, run_dir)
+    instances = {box: args.threshold for box in BOXES}
+    if args.second_threshold:
+        instances.update({f"{box}@{args.second_threshold}": args.second_threshold for box in SECOND_BOXES})
+    boxes = Boxes(args.binary, instances, run_dir)
     failures = []
     checks = 0
     try:
         boxes.up()
-        with concurrent.futures.ThreadPoolExecutor(len(BOXES)) as pool:
-            reports = dict(zip(BOXES, pool.map(
-                lambda b: discover(args.binary, b, boxes.endpoints[b], run_dir), BOXES)))
+        with concurrent.futures.ThreadPoolExecutor(len(instances)) as pool:
+            reports = dict(zip(instances, pool.map(
+                lambda b: discover(args.binary, b, boxes.endpoints[b], run_dir), instances)))
         to_test = {}
         for box, report in reports.items():
             log(f"{box}: [{report['lower_bound_seconds']:.2f}, {report['upper_bound_seconds']:.2f}] "
@@ -280,9 +308,9 @@ def main():
             if family_dir.name in install_errors:
                 failures.append(f"{lib}: install failed: {install_errors[family_dir.name]}")
                 continue
-            for box in BOXES:
+            for box, threshold in instances.items():
                 ep = {k: v for k, v in boxes.endpoints[box].items() if k != "password_file"}
-                one_idle = [{"idle_seconds": 1.5 * args.threshold, "queries": QUERIES}]
+                one_idle = [{"idle_seconds": 1.5 * threshold, "queries": QUERIES}]
                 base = {"library": lib, "dsn": ep, "hang_seconds": HANG_SECONDS}
                 jobs.append((lib, box, "defaults", None, {**base, "pool": WARM, "recipe": None, "rounds": one_idle}))
                 jobs.append((lib, box, "bare", None, {**base, "pool": None, "recipe": None, "rounds": one_idle}))
@@ -291,9 +319,9 @@ def main():
                         continue
                     lifetime = recipe_lifetime(reports[box], recipe)
                     rounds = [
-                        {"idle_seconds": 1.5 * args.threshold, "queries": QUERIES},
+                        {"idle_seconds": 1.5 * threshold, "queries": QUERIES},
                         {"idle_seconds": round((lifetime + reports[box]["lower_bound_seconds"]) / 2, 2), "queries": QUERIES},
-                        {"idle_seconds": 1.5 * args.threshold, "queries": QUERIES},
+                        {"idle_seconds": 1.5 * threshold, "queries": QUERIES},
                     ]
                     settings = {s["key"]: s["value"] for s in recipe["settings"]}
                     jobs.append((lib, box, "recipe", recipe, {**base, "pool": WARM, "recipe": settings, "rounds": rounds}))
@@ -309,32 +337,32 @@ def main():
                 result = future.result()
                 variant = recipe["variant"] if recipe else None
                 results[(lib, box, kind, variant)] = (result, recipe)
-                log(f"{lib:14} {box:7} {kind:8} {variant or '':10} {describe(result)}")
+                log(f"{lib:14} {box:9} {kind:8} {variant or '':10} {describe(result)}")
     finally:
         boxes.down()
 
     # Judge.
-    passed = {}  # (lib, variant) -> {box: version}
+    cell_ok = {}  # (lib, variant) -> {box kind: [passed at each threshold]}
     versions = {}
     for (lib, box, kind, variant), (result, recipe) in sorted(results.items(), key=str):
         if "version" in result:
             versions[lib] = result["version"]
         if kind != "recipe":
             continue
-        t = totals(result) if "error" not in result else None
+        ok = cell_passes(result, recipe)
         bound = recipe["first_request_bound"]
-        ok = t is not None and t["failed"] == 0 and t["hung"] == 0 and t["ok"] > 0 \
-            and (t["max_latency"] or 0.0) <= bound
-        if ok:
-            passed.setdefault((lib, variant), {})[box] = result["version"]
-        else:
+        cell_ok.setdefault((lib, variant), {}).setdefault(kind_of(box), []).append(ok)
+        if not ok:
             why = result.get("error") or f"{describe(result)}, bound {bound:.1f} s"
             log(f"recipe not proven: {lib} {variant} behind {box}: {why}")
+    # Proven behind a box kind: passed at every threshold that kind ran at.
+    passed = {key: {b: True for b, oks in kinds.items() if all(oks)} for key, kinds in cell_ok.items()}
+    passed = {key: kinds for key, kinds in passed.items() if kinds}
     for lib in libraries:
         if libraries[lib].name in install_errors:
             continue
         checks += 1
-        seen = [box for box in BOXES
+        seen = [box for box in instances
                 if (r := results.get((lib, box, "defaults", None), ({}, None))[0]) and "error" not in r
                 and shows_problem(totals(r))]
         if not seen:
@@ -351,11 +379,13 @@ def main():
                 failures.append(f"claim not reproduced: {claim['library']} {claim['variant']} behind {box}")
 
     if args.record:
-        record(args.threshold, reports, results, passed, versions, libraries)
+        record(args.threshold, instances, reports, results, passed, versions, libraries)
         log("wrote", PROVEN.relative_to(REPO), "and", DOC.relative_to(REPO))
     cells = sum(1 for (_, _, kind, _) in results if kind == "recipe")
-    proven_cells = sum(len(boxes) for boxes in passed.values())
-    log(f"{proven_cells} of {cells} recipe cells proven; the others are printed as not verified for such a path")
+    proven_cells = sum(1 for (lib, box, kind, variant), (result, recipe) in results.items()
+                       if kind == "recipe" and kind_of(box) in passed.get((lib, variant), {}))
+    log(f"{proven_cells} of {cells} recipe cells behind a proven box; the others are printed as "
+        "not verified for such a path")
     for f in failures:
         log("FAILED:", f)
     # Checks: every claim in proven.json reproduced, every harness saw the problem.
@@ -379,12 +409,17 @@ def named(lib, version):
     return version
 
 
-def record(threshold, reports, results, passed, versions, libraries):
+def record(threshold, instances, reports, results, passed, versions, libraries):
     versions = {lib: named(lib, v) for lib, v in versions.items()}
+    also_at = {}
+    for name, t in instances.items():
+        if t != threshold:
+            also_at.setdefault(t, []).append(kind_of(name))
     proven = {
         "comment": "written by `python3 lab/pools/matrix.py --record`; each entry: the recipe "
                    "ended the failures behind these boxes (docs/recipes.md)",
         "threshold_seconds": threshold,
+        "also_at": [{"threshold_seconds": t, "boxes": boxes} for t, boxes in sorted(also_at.items())],
         "recorded": datetime.date.today().isoformat(),
         "recipes": [
             {"library": lib, "variant": variant, "version": versions[lib],
@@ -393,21 +428,23 @@ def record(threshold, reports, results, passed, versions, libraries):
         ],
     }
     PROVEN.write_text(json.dumps(proven, indent=2) + "\n")
-    DOC.write_text(render_doc(threshold, reports, results, passed, versions, libraries))
+    DOC.write_text(render_doc(threshold, instances, reports, results, passed, versions, libraries))
 
 
-def render_doc(threshold, reports, results, passed, versions, libraries):
+def render_doc(threshold, instances, reports, results, passed, versions, libraries):
     from textwrap import dedent
     lines = [dedent(f"""\
         # Recipes, proven: each pool line run against the real library behind a real dropping box
 
         Produced by `python3 lab/pools/matrix.py --record` on {datetime.date.today().isoformat()}
         (every run of `bash scripts/test-all.sh` re-checks it: a claim that no longer holds fails
-        CI). Every box forgets idle flows after T = {threshold} s. How the matrix works, and each
-        harness: [`lab/pools/README.md`](../lab/pools/README.md).
+        CI). Every box forgets idle flows after T = {threshold} s; `silent` and `proxy` run again
+        at a second T (`silent@T`, `proxy@T`), and a recipe is proven behind a box only if it
+        passed at both. How the matrix works, and each harness:
+        [`lab/pools/README.md`](../lab/pools/README.md).
 
-        | box | what it is | discover measured |
-        |---|---|---|
+        | box | what it is | T | discover measured |
+        |---|---|---|---|
         """)]
     what = {
         "silent": "Linux conntrack drops packets of a forgotten flow (NLB, Azure LB, GCP firewall)",
@@ -416,17 +453,17 @@ def render_doc(threshold, reports, results, passed, versions, libraries):
         "proxy": "`simulate --mode silent`: a proxy that stops answering (keepalives never reach its timer)",
         "server": "PostgreSQL's own `idle_session_timeout`",
     }
-    for box in BOXES:
+    for box, t in instances.items():
         r = reports[box]
-        lines.append(f"| `{box}` | {what[box]} | [{r['lower_bound_seconds']:.2f} s, "
+        lines.append(f"| `{box}` | {what[kind_of(box)]} | {t} s | [{r['lower_bound_seconds']:.2f} s, "
                      f"{r['upper_bound_seconds']:.2f} s], {r['drop']['kind']}, box counts {r['box_counts']} |\n")
     lines.append("\n## Summary\n\n| library | version | defaults (min 4) fail or stall behind | recipe proven behind | not safe behind |\n|---|---|---|---|---|\n")
     for lib in libraries:
-        bad = [b for b in BOXES if (r := results.get((lib, b, "defaults", None), ({"error": 1}, None))[0])
+        bad = [b for b in instances if (r := results.get((lib, b, "defaults", None), ({"error": 1}, None))[0])
                and "error" not in r and shows_problem(totals(r))]
         proven_by_variant = {v: sorted(boxes, key=BOXES.index) for (l, v), boxes in passed.items() if l == lib}
         proven_text = "; ".join(f"{v}: {', '.join(b)}" for v, b in sorted(proven_by_variant.items())) or "none"
-        tested = {b for (l, b, k, _v) in results if l == lib and k == "recipe"}
+        tested = {kind_of(b) for (l, b, k, _v) in results if l == lib and k == "recipe"}
         unsafe = [b for b in BOXES if b in tested and not any(b in bx for bx in proven_by_variant.values())]
         lines.append(f"| {lib} | {versions.get(lib, '?')} | {', '.join(bad) or 'none'} | {proven_text} | "
                      f"{', '.join(unsafe) or 'none'} |\n")
@@ -444,19 +481,19 @@ def render_doc(threshold, reports, results, passed, versions, libraries):
         lines.append(f"## {lib} ({version})\n\n")
         lines.append("| box | defaults (min 4) | bare defaults | recipe | variant | bound |\n|---|---|---|---|---|---|\n")
         shown = {}
-        for box in BOXES:
+        for box in instances:
             d = results.get((lib, box, "defaults", None), ({"error": "not run"}, None))[0]
             b = results.get((lib, box, "bare", None), ({"error": "not run"}, None))[0]
             recipe_cells = [(v, res) for (l, bx, k, v), res in results.items() if l == lib and bx == box and k == "recipe"]
             if not recipe_cells:
                 lines.append(f"| {box} | {describe(d)} | {describe(b)} | not run | | |\n")
             for variant, (res, recipe) in sorted(recipe_cells):
-                mark = "**proven**" if box in passed.get((lib, variant), {}) else "**FAILED**"
+                mark = "ok" if cell_passes(res, recipe) else "**FAILED**"
                 lines.append(f"| {box} | {describe(d)} | {describe(b)} | {mark}: {describe(res)} | {variant} | "
                              f"{recipe['first_request_bound']:.1f} s |\n")
                 shown.setdefault(variant, recipe)
         for variant, recipe in sorted(shown.items()):
-            lines.append(f"\n{variant} recipe as printed for this T (`{lib}`):\n\n```\n{recipe['text']}\n```\n\n"
+            lines.append(f"\n{variant} recipe as printed for T = {threshold} s (`{lib}`):\n\n```\n{recipe['text']}\n```\n\n"
                          f"Why: {recipe['why']}.\n")
         lines.append("\n")
     lines.append(NOT_RUN)
