@@ -7,7 +7,10 @@
 //!   sessions matching pid + backend_start + our application_name, so never anyone else's.
 //! - *What does the server say about keepalives and idle timeouts?* (an info metric).
 //!
-//! It counts against the target's connection budget like any probe.
+//! It counts against the target's connection budget like any probe, and so do its earlier
+//! sessions that died silently (the server may still list them) until the server lets go of
+//! them: they are checked at every reconnect and again regularly, terminated under the same
+//! guards as a probe's ghost, and swept at shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +54,7 @@ pub struct ControlHandle {
     requests: mpsc::Sender<Request>,
     up: watch::Receiver<bool>,
     lower_bound: Arc<watch::Sender<Option<Duration>>>,
+    sessions: watch::Receiver<usize>,
 }
 
 impl ControlHandle {
@@ -91,6 +95,17 @@ impl ControlHandle {
         self.up.clone()
     }
 
+    /// How many sessions the control connection may hold on the server: the live one, plus
+    /// earlier ones the server may still list.
+    pub fn sessions(&self) -> usize {
+        *self.sessions.borrow()
+    }
+
+    /// Changes of [`ControlHandle::sessions`].
+    pub fn subscribe_sessions(&self) -> watch::Receiver<usize> {
+        self.sessions.clone()
+    }
+
     /// Lets the control connection ping less often once we know how long idle flows survive.
     pub fn set_lower_bound(&self, lower: Option<Duration>) {
         self.lower_bound.send_replace(lower);
@@ -108,10 +123,12 @@ pub fn spawn(
     let (requests, inbox) = mpsc::channel(64);
     let (up_tx, up) = watch::channel(false);
     let (lower_tx, lower_rx) = watch::channel(None);
+    let (sessions_tx, sessions) = watch::channel(0);
     let handle = ControlHandle {
         requests,
         up,
         lower_bound: Arc::new(lower_tx),
+        sessions,
     };
     let control = Control {
         target,
@@ -122,7 +139,9 @@ pub fn spawn(
         up: up_tx,
         lower_bound: lower_rx,
         shutdown,
-        previous: None,
+        current: None,
+        leftovers: Vec::new(),
+        sessions: sessions_tx,
         lost: None,
     };
     (handle, tokio::spawn(control.run()))
@@ -137,9 +156,13 @@ struct Control {
     up: watch::Sender<bool>,
     lower_bound: watch::Receiver<Option<Duration>>,
     shutdown: CancellationToken,
-    /// Our previous control session and when it last answered: if it died silently the
-    /// server may still hold it.
-    previous: Option<(BackendIdentity, Instant)>,
+    /// The live control session and when we last sent it anything (the termination guard
+    /// compares the server's idle time with ours).
+    current: Option<(BackendIdentity, Instant)>,
+    /// Our earlier control sessions the server may still list (they died silently), each with
+    /// when we last sent it anything; dropped once the server no longer lists them.
+    leftovers: Vec<(BackendIdentity, Instant)>,
+    sessions: watch::Sender<usize>,
     /// How the last control connection died, until a reconnect tells whether that was an
     /// idle death (the server answered again at once: it pages) or an outage (it did not).
     lost: Option<crate::postgres::classify::DeathCause>,
@@ -149,6 +172,10 @@ const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
 /// How much shorter than our own idle time the server's may be and still be "unused since us":
 /// the server marks a session idle when it has sent its answer, a little after our last send.
 const GHOST_IDLE_SLACK: Duration = Duration::from_secs(2);
+/// How often earlier control sessions the server still lists are checked again.
+const LEFTOVER_RECHECK: Duration = Duration::from_secs(10);
+/// How long shutdown may spend terminating earlier control sessions the server still lists.
+const SWEEP_LIMIT: Duration = Duration::from_secs(6);
 
 impl Control {
     async fn run(mut self) {
@@ -192,6 +219,10 @@ impl Control {
                 }
             }
         }
+        // Shut down while disconnected: earlier sessions may still be listed.
+        if !self.leftovers.is_empty() {
+            self.sweep(None).await;
+        }
     }
 
     fn query_timeout(&self) -> Duration {
@@ -207,6 +238,11 @@ impl Control {
     }
 
     async fn on_connected(&mut self, conn: &ProbeConnection) {
+        self.current = Some((conn.backend.clone(), Instant::now()));
+        self.publish_sessions();
+        // Earlier sessions first: while one is still listed we hold a session too many.
+        self.check_leftovers(conn).await;
+        self.sending();
         let settings = conn
             .simple_query(
                 "SELECT current_setting('server_version'), current_setting('tcp_keepalives_idle'), \
@@ -242,27 +278,99 @@ impl Control {
                 });
             }
         }
-        if let Some((previous, idle_since)) = self.previous.take() {
-            let verdict = self.check_ghost(conn, &previous, idle_since).await;
-            tracing::debug!(target_name = %self.target.name, ?verdict, "previous control session");
-        }
-        self.previous = Some((conn.backend.clone(), Instant::now()));
         self.set_up(true, None);
+    }
+
+    /// Checks (and reaps) the earlier control sessions the server may still list; keeps those
+    /// still listed. False when the control connection failed meanwhile.
+    async fn check_leftovers(&mut self, conn: &ProbeConnection) -> bool {
+        let mut connected = true;
+        let mut kept = Vec::new();
+        for (backend, last_sent) in std::mem::take(&mut self.leftovers) {
+            if !connected {
+                kept.push((backend, last_sent));
+                continue;
+            }
+            self.sending();
+            let verdict = self.check_ghost(conn, &backend, last_sent).await;
+            tracing::debug!(target_name = %self.target.name, pid = backend.pid, ?verdict, "previous control session");
+            match verdict {
+                GhostVerdict::Gone | GhostVerdict::Reaped => {}
+                GhostVerdict::Alive => kept.push((backend, last_sent)),
+                GhostVerdict::Unknown => {
+                    connected = false;
+                    kept.push((backend, last_sent));
+                }
+            }
+        }
+        self.leftovers = kept;
+        self.publish_sessions();
+        connected
+    }
+
+    /// At shutdown: terminate the earlier control sessions the server still lists, and make
+    /// sure the live one is not silently dead (closing a dead connection would leave its
+    /// session behind), then close. Bounded: an unreachable server must not hold up the exit.
+    async fn sweep(&mut self, conn: Option<ProbeConnection>) {
+        let mut conn = conn;
+        let work = async {
+            for _ in 0..3 {
+                let alive = match &conn {
+                    Some(c) => self.ping(c).await,
+                    None => false,
+                };
+                let c = match conn.take() {
+                    Some(c) if alive => c,
+                    dead => {
+                        if let Some(dead) = dead {
+                            self.retire_current();
+                            dead.close().await;
+                        }
+                        if self.leftovers.is_empty() {
+                            break;
+                        }
+                        match self.connector.open(None, |_| {}).await {
+                            Ok(c) => {
+                                self.current = Some((c.backend.clone(), Instant::now()));
+                                c
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                };
+                let connected = self.check_leftovers(&c).await;
+                conn = Some(c);
+                if connected {
+                    break;
+                }
+            }
+        };
+        let finished = tokio::time::timeout(SWEEP_LIMIT, work).await.is_ok();
+        if let Some(conn) = conn {
+            conn.close().await;
+        }
+        if !finished || !self.leftovers.is_empty() {
+            tracing::warn!(target_name = %self.target.name, sessions = self.leftovers.len(), "could not confirm every earlier control session closed");
+        }
+        self.current = None;
+        self.leftovers.clear();
+        self.publish_sessions();
     }
 
     /// Serves requests until the connection fails (returns a health question still to answer)
     /// or shutdown.
     async fn serve(&mut self, conn: ProbeConnection) -> Option<oneshot::Sender<bool>> {
         let mut next_ping = Instant::now() + self.ping_interval();
+        let mut next_recheck = Instant::now() + LEFTOVER_RECHECK;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
-                    conn.close().await;
+                    self.sweep(Some(conn)).await;
                     return None;
                 }
                 request = self.inbox.recv() => {
                     let Some(request) = request else {
-                        conn.close().await;
+                        self.sweep(Some(conn)).await;
                         return None;
                     };
                     match request {
@@ -271,10 +379,10 @@ impl Control {
                                 self.lost(conn).await;
                                 return Some(reply);
                             }
-                            self.answered();
                             let _ = reply.send(true);
                         }
                         Request::Ghost { backend, idle_since, reply } => {
+                            self.sending();
                             let verdict = self.check_ghost(&conn, &backend, idle_since).await;
                             let _ = reply.send(verdict);
                             if verdict == GhostVerdict::Unknown {
@@ -290,7 +398,14 @@ impl Control {
                         self.lost(conn).await;
                         return None;
                     }
-                    self.answered();
+                    next_ping = Instant::now() + self.ping_interval();
+                }
+                _ = tokio::time::sleep_until(next_recheck), if !self.leftovers.is_empty() => {
+                    if !self.check_leftovers(&conn).await {
+                        self.lost(conn).await;
+                        return None;
+                    }
+                    next_recheck = Instant::now() + LEFTOVER_RECHECK;
                     next_ping = Instant::now() + self.ping_interval();
                 }
             }
@@ -308,22 +423,40 @@ impl Control {
         self.metrics
             .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
         self.lost = Some(cause);
+        self.retire_current();
         conn.close().await;
     }
 
-    /// The control session just answered: if it dies later, it was last used now.
-    fn answered(&mut self) {
-        if let Some((_, last)) = &mut self.previous {
+    /// The live control connection is gone, but the server may still list its session.
+    fn retire_current(&mut self) {
+        if let Some(current) = self.current.take() {
+            self.leftovers.push(current);
+        }
+        self.publish_sessions();
+    }
+
+    /// About to send a query on the control connection: if its session dies later, this is
+    /// when we last used it (the query may reach the server even if its answer never comes).
+    fn sending(&mut self) {
+        if let Some((_, last)) = &mut self.current {
             *last = Instant::now();
         }
     }
 
-    async fn ping(&self, conn: &ProbeConnection) -> bool {
-        conn.ended().is_none()
-            && conn
-                .simple_query("SELECT 1", self.query_timeout())
-                .await
-                .is_ok()
+    fn publish_sessions(&self) {
+        let sessions = usize::from(self.current.is_some()) + self.leftovers.len();
+        self.sessions
+            .send_if_modified(|n| std::mem::replace(n, sessions) != sessions);
+    }
+
+    async fn ping(&mut self, conn: &ProbeConnection) -> bool {
+        if conn.ended().is_some() {
+            return false;
+        }
+        self.sending();
+        conn.simple_query("SELECT 1", self.query_timeout())
+            .await
+            .is_ok()
     }
 
     /// Whether the server still lists a dead session of ours, and if so (and reaping is on)

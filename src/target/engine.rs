@@ -5,7 +5,8 @@
 //! Each slot holds at most one server session, from the moment we start opening it until the
 //! server no longer lists it (a dead connection's slot is only freed after the ghost check), so
 //! the exporter never holds more than `max_connections` sessions: the slots plus the control
-//! connection.
+//! connection. (When the control connection dies silently, its session is reaped right after
+//! the reconnect, and counted until then.)
 //!
 //! Network work (connect, probe, close, ghost check) runs in spawned tasks that report back as
 //! [`Event`]s; the engine loop itself never waits on the network.
@@ -255,6 +256,7 @@ impl Engine {
     /// of our sessions the server still lists.
     pub async fn run(mut self) {
         let mut reachability = self.control.subscribe();
+        let mut control_sessions = self.control.subscribe_sessions();
         loop {
             if matches!(self.maybe_start_next_phase(), Some(Next::Stop)) {
                 break;
@@ -276,6 +278,7 @@ impl Engine {
                         self.enter_outage();
                     }
                 }
+                Ok(()) = control_sessions.changed() => {}
                 _ = sleep_until_opt(deadline) => {}
             }
         }
@@ -943,7 +946,7 @@ impl Engine {
     }
 
     fn publish_sessions(&self) {
-        let sessions = probe_sessions(&self.slots) + usize::from(self.control.is_up());
+        let sessions = probe_sessions(&self.slots) + self.control.sessions();
         self.metrics.set_sessions(sessions);
         status::update(&self.board, &self.target.name, |s| {
             s.sessions = sessions;
