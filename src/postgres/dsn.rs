@@ -82,6 +82,14 @@ pub enum DsnError {
 /// Parses a URL (`postgres://…`) or `key=value` DSN.
 pub fn parse(dsn: &str) -> Result<ParsedDsn, DsnError> {
     let (rest, sslmode, sslrootcert) = if is_url(dsn) {
+        // The driver ends the credentials at the first `@` (even past a `?`): with another one,
+        // the rest of a password would become the (shown) host, database or parameter name.
+        if dsn.matches('@').count() > 1 {
+            return Err(DsnError::Invalid(
+                "more than one `@`: write `@` in a user name, password or parameter as %40"
+                    .to_string(),
+            ));
+        }
         strip_url_params(dsn)
     } else {
         strip_keyword_params(dsn)?
@@ -139,9 +147,13 @@ fn is_url(dsn: &str) -> bool {
 type Stripped = (String, Option<String>, Option<String>);
 
 fn strip_url_params(dsn: &str) -> Stripped {
-    let Some((base, query)) = dsn.split_once('?') else {
+    // The query starts at the first `?` after the credentials, as the driver reads it: a `?` in
+    // a user name or password must not turn the rest into a (quoted) `sslmode`.
+    let credentials = dsn.find('@').map_or(0, |at| at + 1);
+    let Some(start) = dsn[credentials..].find('?').map(|q| credentials + q) else {
         return (dsn.to_string(), None, None);
     };
+    let (base, query) = (&dsn[..start], &dsn[start + 1..]);
     let mut sslmode = None;
     let mut sslrootcert = None;
     let mut kept = Vec::new();
@@ -231,6 +243,14 @@ fn keyword_pairs(dsn: &str) -> Result<Vec<(String, String)>, DsnError> {
         } else {
             while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
                 if c == '\\' {
+                    // `host=a\ password=secret` would make the password part of the (shown)
+                    // host: a value with a space must be quoted.
+                    if chars.peek().is_some_and(|c| c.is_whitespace()) {
+                        return Err(DsnError::Invalid(format!(
+                            "{}: quote a value that holds a space ('a b') instead of escaping it",
+                            shown_key(&key)
+                        )));
+                    }
                     value.extend(chars.next());
                 } else {
                     value.push(c);
@@ -376,6 +396,36 @@ mod tests {
         );
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(parse("host='unterminated").is_err());
+    }
+
+    #[test]
+    fn a_password_with_a_raw_at_sign_is_never_shown_as_the_host() {
+        // Found by `raw_unicode_url_never_panics_or_leaks`: the driver ends the password at the
+        // first `@`, so `2024@db` became the host, shown in logs, labels and the landing page.
+        let err = parse("postgres://probe:hunter@2024@db:5432/app").unwrap_err();
+        assert!(err.to_string().contains("%40"), "{err}");
+        assert!(!err.to_string().contains("2024"), "{err}");
+        assert!(parse("postgres://probe:hunter%402024@db:5432/app").is_ok());
+        assert!(parse("postgres://probe:a?@2024@db:5432/app").is_err());
+        assert!(parse("postgres://probe:hunter@db/app?application_name=2024@x").is_err());
+        // A `?` in the credentials does not start the query (the driver reads them to the `@`).
+        let parsed = parse("postgres://probe:a?sslmode=hunter2@db/app").unwrap();
+        assert_eq!(parsed.sslmode, None);
+        assert!(!redacted(&parsed.config).contains("hunter2"));
+        let parsed = parse("postgres://probe:a?b@db/app?sslmode=require").unwrap();
+        assert_eq!(parsed.config.get_password(), Some("a?b".as_bytes()));
+        assert_eq!(parsed.sslmode, Some(SslMode::Require));
+    }
+
+    #[test]
+    fn an_escaped_space_never_pulls_the_password_into_the_host() {
+        // Found by `raw_unicode_keyword_never_panics_or_leaks`: `host=\ password=...` made the
+        // host ` password=hunter2`, shown in logs, labels and the landing page.
+        let err = parse("host=db\\ password=hunter2 user=probe").unwrap_err();
+        assert!(err.to_string().contains("`host`: quote a value"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let parsed = parse("host=db password='hunter 2' user=probe\\_x").unwrap();
+        assert_eq!(parsed.config.get_user(), Some("probe_x"));
     }
 
     #[test]
