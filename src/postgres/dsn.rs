@@ -644,7 +644,7 @@ pub(crate) mod fuzz {
     }
 
     /// Every byte but the unreserved ones as `%XX`.
-    fn encode_all(text: &str) -> String {
+    pub(crate) fn encode_all(text: &str) -> String {
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
     }
 
