@@ -438,7 +438,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(budget(256))]
 
         #[test]
         fn arbitrary_text_never_panics(text in "(?s).{0,200}") {
