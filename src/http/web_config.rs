@@ -823,3 +823,150 @@ mod tests {
         );
     }
 }
+
+/// Hostile web configuration files and `Authorization` headers: never a panic; a refusal gives
+/// the file and a field or line, and never repeats a password hash.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::postgres::dsn::fuzz::{budget, leaks, text, unicode_password};
+    use proptest::prelude::*;
+    use serde_yaml::{Mapping, Value};
+
+    const KEYS: &[&str] = &[
+        "tls_server_config",
+        "http_server_config",
+        "basic_auth_users",
+        "cert_file",
+        "key_file",
+        "client_auth_type",
+        "client_ca_file",
+        "min_version",
+        "max_version",
+        "cipher_suites",
+        "headers",
+        "http2",
+        "Strict-Transport-Security",
+        "X-Frame-Options",
+        "TLS13",
+        "RequireAndVerifyClientCert",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => prop::sample::select(KEYS).prop_map(Value::from),
+            3 => text(8).prop_map(Value::from),
+            1 => any::<bool>().prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => prop::sample::select(KEYS).prop_map(Value::from),
+            1 => text(6).prop_map(Value::from),
+        ]
+    }
+
+    /// A YAML document shaped like a web config: known and unknown keys, nested up to 3 deep.
+    fn document() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                3 => prop::collection::vec((key(), inner.clone()), 0..4)
+                    .prop_map(|kv| Value::Mapping(kv.into_iter().collect::<Mapping>())),
+                1 => prop::collection::vec(inner, 0..3).prop_map(Value::Sequence),
+            ]
+        })
+    }
+
+    /// Users whose "hash" is a marked password: never a valid bcrypt hash, never to be repeated.
+    fn users() -> impl Strategy<Value = Value> {
+        prop::collection::vec((text(6), unicode_password()), 1..3).prop_map(|users| {
+            let mut map = Mapping::new();
+            map.insert(
+                "basic_auth_users".into(),
+                Value::Mapping(
+                    users
+                        .into_iter()
+                        .map(|(u, h)| (Value::from(u), Value::from(h)))
+                        .collect(),
+                ),
+            );
+            Value::Mapping(map)
+        })
+    }
+
+    fn check(path: &Path, text: &str) -> Result<(), TestCaseError> {
+        std::fs::write(path, text).unwrap();
+        if let Err(e) = load(path) {
+            let shown = e.to_string();
+            prop_assert!(shown.starts_with(&path.display().to_string()), "{shown}");
+            prop_assert!(!leaks(&shown), "{text}\n{shown}");
+            prop_assert!(!leaks(&format!("{e:?}")), "{text}\n{e:?}");
+            if serde_yaml::from_str::<Value>(text).is_ok() {
+                prop_assert!(
+                    e.line.is_some() || !e.field.is_empty(),
+                    "neither line nor field: {shown}\n{text}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Fuzz budget: 3 x 256 web configurations and 512 headers per run.
+    const WEB_CASES: u32 = 256;
+
+    proptest! {
+        #![proptest_config(budget(WEB_CASES))]
+
+        #[test]
+        fn any_text_as_a_web_config_never_panics(text in text(60)) {
+            let d = std::env::temp_dir().join(format!("idle-drop-web-fuzz-{}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            check(&d.join("text.yml"), &text)?;
+        }
+
+        #[test]
+        fn web_config_shaped_yaml_names_field_or_line(doc in document()) {
+            let d = std::env::temp_dir().join(format!("idle-drop-web-fuzz-{}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            check(&d.join("doc.yml"), &serde_yaml::to_string(&doc).unwrap())?;
+        }
+
+        /// An invalid hash is refused naming the user, never repeating the hash.
+        #[test]
+        fn a_bad_user_hash_is_refused_without_repeating_it(doc in users()) {
+            let d = std::env::temp_dir().join(format!("idle-drop-web-fuzz-{}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            let text = serde_yaml::to_string(&doc).unwrap();
+            let path = d.join("users.yml");
+            check(&path, &text)?;
+            let e = load(&path).unwrap_err();
+            prop_assert!(e.field.starts_with("basic_auth_users"), "{e}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(budget(2 * WEB_CASES))]
+
+        /// Any header bytes: no panic; what is read as credentials is exactly what was sent.
+        #[test]
+        fn any_authorization_header_never_panics(
+            raw in prop::collection::vec(any::<u8>(), 0..40),
+            user in text(6),
+            password in text(6),
+        ) {
+            if let Ok(header) = HeaderValue::from_bytes(&raw) {
+                let _ = basic_credentials(&header);
+            }
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{password}"));
+            if let Ok(header) = HeaderValue::from_str(&format!("Basic {encoded}")) {
+                let read = basic_credentials(&header);
+                if !user.contains(':') {
+                    prop_assert_eq!(read, Some((user, password)));
+                }
+            }
+        }
+    }
+}
