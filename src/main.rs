@@ -61,11 +61,14 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        return match tool {
+        let status = match tool {
             Tool::Discover(args) => runtime.block_on(oneshot::main(*args)),
             Tool::Simulate(args) => runtime.block_on(simulator::main(args)),
             Tool::Recipes(args) => recipes::command::main(args),
         };
+        // Log lines go through a queue; the last ones (the signal, the shutdown) must not be lost.
+        logging::flush(std::time::Duration::from_secs(2));
+        return status;
     }
     let mut config = match config::load(&flags.config) {
         Ok(config) => config,
