@@ -256,7 +256,8 @@ def main():
                     help="T of a second silent and proxy box, seconds (0: none)")
     ap.add_argument("--record", action="store_true", help="rewrite proven.json and docs/recipes.md")
     ap.add_argument("--only", help="comma-separated library ids")
-    ap.add_argument("--jobs", type=int, default=24, help="harness runs at once")
+    ap.add_argument("--jobs", type=int, default=40,
+                    help="harness runs at once (they mostly sleep through idle periods)")
     ap.add_argument("--binary", default=str(REPO / "target" / "debug" / "idle_drop_exporter"))
     ap.add_argument("--skip-install", action="store_true")
     args = ap.parse_args()
@@ -325,6 +326,8 @@ def main():
                     ]
                     settings = {s["key"]: s["value"] for s in recipe["settings"]}
                     jobs.append((lib, box, "recipe", recipe, {**base, "pool": WARM, "recipe": settings, "rounds": rounds}))
+        # Longest first (they are mostly idle waits), so the run does not end on a long tail.
+        jobs.sort(key=lambda j: -sum(r["idle_seconds"] for r in j[4]["rounds"]))
         log(f"{len(jobs)} harness runs, {args.jobs} at once")
         results = {}
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
