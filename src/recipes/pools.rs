@@ -313,6 +313,19 @@ fn set(key: &'static str, value: serde_json::Value) -> Setting {
     Setting { key, value }
 }
 
+/// PostgreSQL's own keepalive settings (`postgresql.conf`, or per session through a driver).
+fn server_keepalives(t: &Timings) -> Vec<Setting> {
+    vec![
+        set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
+        set(
+            "tcp_keepalives_interval",
+            json!(secs_down(t.keepalive_interval)),
+        ),
+        set("tcp_keepalives_count", json!(t.keepalive_count)),
+        set("tcp_user_timeout", json!(millis(t.dead_bound))),
+    ]
+}
+
 /// Which connection-string dialect keepalive keys are written in.
 #[derive(Clone, Copy)]
 enum ConnString {
@@ -392,15 +405,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::PostgresServer, _) => {
-            let settings = vec![
-                set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
-                set(
-                    "tcp_keepalives_interval",
-                    json!(secs_down(t.keepalive_interval)),
-                ),
-                set("tcp_keepalives_count", json!(t.keepalive_count)),
-                set("tcp_user_timeout", json!(millis(t.dead_bound))),
-            ];
+            let settings = server_keepalives(t);
             Shape {
                 text: settings
                     .iter()
@@ -626,15 +631,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
             }
         }
         (Library::Asyncpg, Variant::Keepalive) => {
-            let server = vec![
-                set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
-                set(
-                    "tcp_keepalives_interval",
-                    json!(secs_down(t.keepalive_interval)),
-                ),
-                set("tcp_keepalives_count", json!(t.keepalive_count)),
-                set("tcp_user_timeout", json!(millis(t.dead_bound))),
-            ];
+            let server = server_keepalives(t);
             let settings = vec![set("server_settings", kwargs_object(&server))];
             Shape {
                 text: format!(
