@@ -175,10 +175,11 @@ def discover(binary, instance, ep, run_dir):
 
 def recipes_for_unknown_box(binary, report):
     """What the same measurement gets when nobody knows whether keepalives help."""
-    cmd = [binary, "recipes", "--lower", f"{report['lower_bound_seconds']}s",
+    # Microseconds: humantime refuses digits below a nanosecond.
+    cmd = [binary, "recipes", "--lower", f"{report['lower_bound_seconds']:.6f}s",
            "--drop", report["drop"]["kind"].replace("_", "-"), "--box", "unknown", "--json"]
     if report.get("upper_bound_seconds") is not None:
-        cmd += ["--upper", f"{report['upper_bound_seconds']}s"]
+        cmd += ["--upper", f"{report['upper_bound_seconds']:.6f}s"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)["recipes"]
 
@@ -318,7 +319,7 @@ def main():
                 for (rlib, variant), recipe in sorted(to_test[box].items()):
                     if rlib != lib:
                         continue
-                    lifetime = recipe_lifetime(reports[box], recipe)
+                    lifetime = reports[box]["recommendation"]["max_idle_lifetime_seconds"]
                     rounds = [
                         {"idle_seconds": 1.5 * threshold, "queries": QUERIES},
                         {"idle_seconds": round((lifetime + reports[box]["lower_bound_seconds"]) / 2, 2), "queries": QUERIES},
@@ -394,11 +395,6 @@ def main():
     # Checks: every claim in proven.json reproduced, every harness saw the problem.
     print(f"recipes: {checks - len(failures)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
-
-
-def recipe_lifetime(report, recipe):
-    """The lifetime the recipe was derived with (the report's recommendation)."""
-    return report["recommendation"]["max_idle_lifetime_seconds"]
 
 
 # How a version is named where the harness reports only a number.

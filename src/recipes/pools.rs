@@ -361,6 +361,15 @@ fn conninfo(settings: &[Setting]) -> String {
         .join(" ")
 }
 
+/// `key = value` lines, as postgresql.conf and pgbouncer.ini take them.
+fn config_file_lines(settings: &[Setting]) -> String {
+    settings
+        .iter()
+        .map(|s| format!("{} = {}", s.key, plain(&s.value)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn plain(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -407,11 +416,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         (Library::PostgresServer, _) => {
             let settings = server_keepalives(t);
             Shape {
-                text: settings
-                    .iter()
-                    .map(|s| format!("{} = {}", s.key, plain(&s.value)))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                text: config_file_lines(&settings),
                 settings,
                 why: "the server probes idle clients before the box forgets them, and ends the sessions of clients that are gone (ghosts) instead of keeping them for hours".to_string(),
                 first_request_bound: t.dead_bound + one_second,
@@ -714,11 +719,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
                 Variant::Keepalive => keepalive_why(t),
             };
             Shape {
-                text: settings
-                    .iter()
-                    .map(|s| format!("{} = {}", s.key, plain(&s.value)))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                text: config_file_lines(&settings),
                 settings,
                 why,
                 first_request_bound: one_second,

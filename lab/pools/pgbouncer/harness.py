@@ -91,11 +91,13 @@ def write_config(tmp, job, port):
     return ini
 
 
-def psql(port, dbname, user, sql):
-    """A client process: `psql -X -At -c SQL` against PgBouncer."""
+def psql(port, dbname, user, sql, timed=False):
+    """A client process: `psql -X -At -c SQL` against PgBouncer; `timed` adds psql's own timing
+    of the query (`Time: … ms`), which leaves out starting psql and its local connection."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    timing = ["-q", "-c", "\\timing on"] if timed else []
     return subprocess.Popen(
-        ["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", dbname, "-c", sql],
+        ["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", dbname, *timing, "-c", sql],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -118,6 +120,11 @@ def server_count(port, user, dbname):
     return sum(1 for row in out.splitlines() if row.split("|")[2:3] == [dbname])
 
 
+def query_seconds(line):
+    """`Time: 1.234 ms` (psql prints longer times as `Time: 1234.5 ms (00:01.235)`)."""
+    return float(line.split()[1]) / 1000.0
+
+
 def first_error_line(stderr, password):
     # psql's first two lines say what happened; the rest is its generic advice.
     lines = [l.strip() for l in stderr.splitlines() if l.strip()][:2]
@@ -132,7 +139,7 @@ def run_queries(port, job, count):
     are left running (abandoned, as the application's request would still be waiting)."""
     dsn, hang = job["dsn"], job["hang_seconds"]
     start = time.monotonic()
-    procs = [psql(port, dsn["dbname"], dsn["user"], "select 1") for _ in range(count)]
+    procs = [psql(port, dsn["dbname"], dsn["user"], "select 1", timed=True) for _ in range(count)]
     done = {}
     while len(done) < count and time.monotonic() - start < hang:
         for i, p in enumerate(procs):
@@ -145,9 +152,13 @@ def run_queries(port, job, count):
             hung.append(p)
             continue
         out, err = p.communicate()
-        if p.returncode == 0 and out.strip() == "1":
+        lines = out.split("\n")
+        if p.returncode == 0 and "1" in lines:
             ok += 1
-            latencies.append(done[i])
+            # The query's own time: a fresh psql process per request would otherwise count
+            # process start-up on a loaded machine (seconds, nothing to do with the pool).
+            timed = [l for l in lines if l.startswith("Time: ")]
+            latencies.append(query_seconds(timed[0]) if timed else done[i])
         else:
             errors.append(first_error_line(err or out, dsn["password"]))
     return ok, errors, latencies, hung
