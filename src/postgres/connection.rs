@@ -102,8 +102,10 @@ impl Connector {
             task,
             backend: BackendIdentity::default(),
             last_active: Instant::now(),
+            last_sent: Instant::now(),
             connect_duration: started.elapsed(),
         };
+        conn.last_sent = Instant::now();
         let identity = tokio::time::timeout(
             self.connect_timeout,
             conn.client.simple_query(
@@ -184,8 +186,13 @@ pub struct ProbeConnection {
     ended: watch::Receiver<Option<ConnectionEnd>>,
     task: JoinHandle<()>,
     pub backend: BackendIdentity,
-    /// When the last answer arrived: the middlebox's idle clock for this flow started then.
+    /// When the last answer arrived. The path's idle clock started between `last_sent` and
+    /// this; on a loaded machine the answer can reach us a good fraction of a second after
+    /// the server sent it, so each observation is bounded on its safe side (see
+    /// [`ProbeConnection::idle_survived`] and [`ProbeConnection::idle_at_death`]).
     pub last_active: Instant,
+    /// When the last query was sent.
+    pub last_sent: Instant,
     pub connect_duration: Duration,
 }
 
@@ -223,6 +230,19 @@ impl ProbeConnection {
         self.ended.borrow().clone()
     }
 
+    /// The idle time a survival at `at` proves the path tolerates: counted from the answer, the
+    /// latest moment the path can have seen traffic.
+    pub fn idle_survived(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.last_active)
+    }
+
+    /// The idle time a death at `at` proves is enough to kill: counted from the query, the
+    /// earliest moment the path can have seen traffic. (Counting from the answer, a 0.35 s
+    /// scheduling delay once put a 3 s threshold's upper bound at 2.65 s.)
+    pub fn idle_at_death(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.last_sent)
+    }
+
     /// Sends the probe query and classifies what happens. Never takes longer than
     /// `query_timeout` + a short wait for the cause.
     pub async fn probe(&mut self, query: &str, query_timeout: Duration) -> ProbeOutcome {
@@ -230,6 +250,7 @@ impl ProbeConnection {
             return ProbeOutcome::ClosedWhileIdle { end };
         }
         let sent = Instant::now();
+        self.last_sent = sent;
         match tokio::time::timeout(query_timeout, self.client.simple_query(query)).await {
             Ok(Ok(_)) => {
                 self.last_active = Instant::now();

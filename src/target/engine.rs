@@ -405,8 +405,13 @@ impl Engine {
         let query = self.target.probe_query.clone();
         let query_timeout = self.target.query_timeout;
         self.tasks.spawn(async move {
-            let idle = conn.last_active.elapsed();
+            let now = Instant::now();
+            let (if_alive, if_dead) = (conn.idle_survived(now), conn.idle_at_death(now));
             let outcome = conn.probe(&query, query_timeout).await;
+            let idle = match outcome {
+                ProbeOutcome::Alive => if_alive,
+                _ => if_dead,
+            };
             let server_reachable =
                 matches!(outcome, ProbeOutcome::Alive) || control.healthy().await;
             let _ = events.send(Event::Used {
@@ -526,7 +531,7 @@ impl Engine {
                 let events = self.events.clone();
                 let control = self.control.clone();
                 self.tasks.spawn(async move {
-                    let idle = end.at.saturating_duration_since(conn.last_active);
+                    let idle = conn.idle_at_death(end.at);
                     let server_reachable = control.healthy().await;
                     let _ = events.send(Event::Used {
                         slot,
@@ -629,7 +634,7 @@ impl Engine {
                 }
             }
             ProbeOutcome::ClosedWhileIdle { end } => {
-                let idle_at_death = end.at.saturating_duration_since(conn.last_active);
+                let idle_at_death = conn.idle_at_death(end.at);
                 let cause = end.cause.clone().unwrap_or(DeathCause::Error);
                 outage |= !cause.can_be_idle_expiry();
                 self.record_death(
