@@ -9,8 +9,11 @@
 //!
 //! Passwords live only in [`Secret`]s inside the driver config; nothing here prints them.
 
+mod change;
 pub(crate) mod locate;
 mod raw;
+
+pub use change::TargetChange;
 
 use std::collections::HashSet;
 use std::fmt;

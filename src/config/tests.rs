@@ -689,3 +689,52 @@ mod fuzz {
         }
     }
 }
+
+/// Each setting, changed alone, against what the reload table in `config/change.rs` says.
+#[test]
+fn a_reload_restarts_the_measurement_only_for_path_settings() {
+    let base = "targets:\n  - name: db\n    dsn: postgres://probe:one@127.0.0.1:5432/postgres\n";
+    let old = check(base).unwrap().targets.remove(0);
+    let cases = [
+        ("    app_max_idle_lifetime: 60s\n", TargetChange::Live),
+        ("    recommendation_margin: 30%\n", TargetChange::Live),
+        ("    recommended_socket_timeout: 7s\n", TargetChange::Live),
+        ("    watch_ladder: [1m, 2m]\n", TargetChange::Live),
+        ("    precision: 3%\n", TargetChange::Live),
+        ("    idle_range: {min: 2s, max: 30m}\n", TargetChange::Live),
+        ("    discovery_policy: bisection\n", TargetChange::Live),
+        ("    reap_ghosts: false\n", TargetChange::Reconnect),
+        ("    max_connections: 5\n", TargetChange::NewPath),
+        ("    probe_query: SELECT 2\n", TargetChange::NewPath),
+        ("    query_timeout: 4s\n", TargetChange::NewPath),
+        ("    connect_timeout: 4s\n", TargetChange::NewPath),
+        ("    tcp_user_timeout: 4s\n", TargetChange::NewPath),
+        (
+            "    keepalive_probe: {interval: 5s}\n",
+            TargetChange::NewPath,
+        ),
+    ];
+    for (extra, expected) in cases {
+        let new = check(&format!("{base}{extra}")).unwrap().targets.remove(0);
+        assert_eq!(old.change_to(&new), expected, "{extra}");
+    }
+    let same = check(base).unwrap().targets.remove(0);
+    assert_eq!(old.change_to(&same), TargetChange::Unchanged);
+    let rotated = check(&base.replace(":one@", ":two@"))
+        .unwrap()
+        .targets
+        .remove(0);
+    assert_eq!(old.change_to(&rotated), TargetChange::Reconnect);
+    assert_eq!(old.fingerprint(), rotated.fingerprint());
+    for dsn in [
+        "postgres://probe:one@127.0.0.2:5432/postgres",
+        "postgres://probe:one@127.0.0.1:5433/postgres",
+        "postgres://probe:one@127.0.0.1:5432/other",
+        "postgres://other:one@127.0.0.1:5432/postgres",
+        "postgres://probe:one@127.0.0.1:5432/postgres?sslmode=require",
+    ] {
+        let text = base.replace("postgres://probe:one@127.0.0.1:5432/postgres", dsn);
+        let new = check(&text).unwrap().targets.remove(0);
+        assert_eq!(old.change_to(&new), TargetChange::NewPath, "{dsn}");
+    }
+}
