@@ -19,7 +19,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::control::{ControlHandle, GhostVerdict};
+use super::control::GhostVerdict;
+use super::network::{Conn, Connect, Control};
 use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
 use super::watch::{self, Role, Watch};
 use crate::backoff::Backoff;
@@ -27,9 +28,7 @@ use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, SearchSpace, Verdict};
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
-use crate::postgres::connection::{
-    BackendIdentity, ConnectError, Connector, ProbeConnection, ProbeOutcome,
-};
+use crate::postgres::connection::{BackendIdentity, ConnectError, ProbeOutcome};
 use crate::recommend::{self, Recommendation};
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
@@ -120,37 +119,36 @@ pub enum RunMode {
 }
 
 #[derive(Default)]
-enum SlotState {
+enum SlotState<C> {
     #[default]
     Empty,
     Opening,
-    Idle(Box<ProbeConnection>),
+    Idle(Box<C>),
     /// A probe (or a passive death check) is in flight; the connection is in that task.
     InUse,
     /// Closed or dead; waiting for the server to stop listing the session.
     Releasing,
 }
 
-#[derive(Default)]
-struct Slot {
+struct Slot<C> {
     generation: u64,
-    state: SlotState,
+    state: SlotState<C>,
     role: Option<Role>,
     /// The session this slot holds on the server, and when we last used it (what the
     /// shutdown sweep needs for slots whose connection is in flight).
     backend: Option<(BackendIdentity, Instant)>,
 }
 
-enum Event {
+enum Event<C> {
     Opened {
         slot: usize,
         generation: u64,
-        result: Result<ProbeConnection, ConnectError>,
+        result: Result<C, ConnectError>,
     },
     Used {
         slot: usize,
         generation: u64,
-        conn: Box<ProbeConnection>,
+        conn: Box<C>,
         idle: Duration,
         outcome: ProbeOutcome,
         /// False for a death noticed while idle (no probe query was sent).
@@ -177,16 +175,27 @@ enum Event {
     },
 }
 
+impl<C> Default for Slot<C> {
+    fn default() -> Self {
+        Slot {
+            generation: 0,
+            state: SlotState::Empty,
+            role: None,
+            backend: None,
+        }
+    }
+}
+
 /// One target's probe engine.
-pub struct Engine {
+pub struct Engine<N: Connect, K: Control> {
     target: Arc<TargetConfig>,
     metrics: TargetMetrics,
     board: StatusBoard,
-    connector: Arc<Connector>,
-    control: ControlHandle,
-    events: mpsc::UnboundedSender<Event>,
-    inbox: mpsc::UnboundedReceiver<Event>,
-    slots: Vec<Slot>,
+    connector: Arc<N>,
+    control: K,
+    events: mpsc::UnboundedSender<Event<N::Conn>>,
+    inbox: mpsc::UnboundedReceiver<Event<N::Conn>>,
+    slots: Vec<Slot<N::Conn>>,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
@@ -203,13 +212,13 @@ pub struct Engine {
     shutdown: CancellationToken,
 }
 
-impl Engine {
+impl<N: Connect, K: Control> Engine<N, K> {
     pub fn new(
         target: Arc<TargetConfig>,
         metrics: TargetMetrics,
         board: StatusBoard,
-        connector: Arc<Connector>,
-        control: ControlHandle,
+        connector: Arc<N>,
+        control: K,
         mode: RunMode,
         shutdown: CancellationToken,
     ) -> Self {
@@ -437,14 +446,14 @@ impl Engine {
 
     /// Closes a connection and frees its slot once the server no longer lists the session.
     /// `died`: the connection died, so the check also tells whether the server keeps ghosts.
-    fn release(&mut self, slot: usize, conn: ProbeConnection, died: bool) {
+    fn release(&mut self, slot: usize, conn: N::Conn, died: bool) {
         let s = &mut self.slots[slot];
         s.state = SlotState::Releasing;
         let generation = s.generation;
-        let backend = conn.backend.clone();
+        let backend = conn.backend().clone();
         // When we last sent anything: a probe's query may have reached the server even if its
         // answer never came back.
-        let last_used = s.backend.as_ref().map_or(conn.last_active, |(_, at)| *at);
+        let last_used = s.backend.as_ref().map_or(conn.last_active(), |(_, at)| *at);
         let events = self.events.clone();
         let control = self.control.clone();
         let shutdown = self.shutdown.clone();
@@ -481,7 +490,7 @@ impl Engine {
 
     // ---- handling results ------------------------------------------------------------------
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<N::Conn>) {
         let now = self.now();
         match event {
             Event::Opened {
@@ -494,8 +503,9 @@ impl Engine {
                 }
                 match result {
                     Ok(conn) => {
-                        self.metrics.connected(conn.connect_duration);
-                        self.slots[slot].backend = Some((conn.backend.clone(), conn.last_active));
+                        self.metrics.connected(conn.connect_duration());
+                        self.slots[slot].backend =
+                            Some((conn.backend().clone(), conn.last_active()));
                         if self.is_active() {
                             self.slots[slot].state = SlotState::Idle(Box::new(conn));
                             self.scheduler_opened(slot, now, true);
@@ -605,7 +615,7 @@ impl Engine {
     fn on_used(
         &mut self,
         slot: usize,
-        conn: ProbeConnection,
+        conn: N::Conn,
         idle: Duration,
         outcome: ProbeOutcome,
         probed: bool,
@@ -1016,7 +1026,7 @@ impl Engine {
 
 /// Probe sessions that exist on the server (or may, until it stops listing them): a
 /// connection being opened is an attempt, not a session (a server with 3 free slots showed 42).
-fn probe_sessions(slots: &[Slot]) -> usize {
+fn probe_sessions<C>(slots: &[Slot<C>]) -> usize {
     slots
         .iter()
         .filter(|s| {
@@ -1045,7 +1055,7 @@ mod tests {
             state,
             ..Slot::default()
         };
-        let slots: Vec<Slot> = (0..40)
+        let slots: Vec<Slot<()>> = (0..40)
             .map(|_| slot(SlotState::Opening))
             .chain([
                 slot(SlotState::InUse),

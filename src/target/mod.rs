@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod engine;
+pub mod network;
 pub mod status;
 pub mod watch;
 

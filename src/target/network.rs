@@ -1,0 +1,145 @@
+//! The seam between the probe engine and the network: what the engine asks of a probe
+//! connection, of whatever opens them, and of the control connection.
+//!
+//! Production uses the real driver ([`Connector`], [`ProbeConnection`], [`ControlHandle`]);
+//! the engine's paused-time tests (`engine/tests.rs`) use a simulated path whose threshold,
+//! kind of drop and outages they set, so the engine's behaviour is tested without root, a
+//! server or real time. The lab tests stay the proof against the real network.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::control::{ControlHandle, GhostVerdict};
+use crate::postgres::connection::{
+    BackendIdentity, ConnectError, ConnectionEnd, Connector, ProbeConnection, ProbeOutcome,
+};
+
+/// One open probe connection, as the engine uses it.
+pub trait Conn: Send + 'static {
+    /// The server session it holds.
+    fn backend(&self) -> &BackendIdentity;
+    fn connect_duration(&self) -> Duration;
+    /// When the last answer arrived.
+    fn last_active(&self) -> Instant;
+    /// The idle time a survival observed at `at` proves the path tolerates.
+    fn idle_survived(&self, at: Instant) -> Duration;
+    /// The idle time a death observed at `at` proves is enough to kill.
+    fn idle_at_death(&self, at: Instant) -> Duration;
+    /// How the connection ended, if it has.
+    fn ended(&self) -> Option<ConnectionEnd>;
+    /// Sends the probe query; never takes much longer than `timeout`.
+    fn probe(
+        &mut self,
+        query: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = ProbeOutcome> + Send;
+    /// Closes it (a live connection says goodbye so the server sees it go).
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Opens probe connections to one target.
+pub trait Connect: Send + Sync + 'static {
+    type Conn: Conn;
+    /// `keepalive`: TCP keepalive idle and interval (the keepalive probe only). `on_end` runs
+    /// once when the connection ends, however it ends.
+    fn open(
+        &self,
+        keepalive: Option<Duration>,
+        on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
+    ) -> impl Future<Output = Result<Self::Conn, ConnectError>> + Send;
+}
+
+/// The engine's handle on its target's control connection.
+pub trait Control: Clone + Send + Sync + 'static {
+    /// A fresh round trip: false when the server is unreachable.
+    fn healthy(&self) -> impl Future<Output = bool> + Send;
+    /// Whether the server still lists a closed probe's session (and reaps it if configured);
+    /// `idle_since`: when we last used it.
+    fn ghost(
+        &self,
+        backend: BackendIdentity,
+        idle_since: Instant,
+    ) -> impl Future<Output = GhostVerdict> + Send;
+    fn is_up(&self) -> bool;
+    /// Changes of reachability.
+    fn subscribe(&self) -> watch::Receiver<bool>;
+    /// Sessions the control connection may hold on the server.
+    fn sessions(&self) -> usize;
+    /// Changes of [`Control::sessions`].
+    fn subscribe_sessions(&self) -> watch::Receiver<usize>;
+    /// What is known of the lower bound (the control connection pings less often).
+    fn set_lower_bound(&self, lower: Option<Duration>);
+}
+
+impl Conn for ProbeConnection {
+    fn backend(&self) -> &BackendIdentity {
+        &self.backend
+    }
+    fn connect_duration(&self) -> Duration {
+        self.connect_duration
+    }
+    fn last_active(&self) -> Instant {
+        self.last_active
+    }
+    fn idle_survived(&self, at: Instant) -> Duration {
+        ProbeConnection::idle_survived(self, at)
+    }
+    fn idle_at_death(&self, at: Instant) -> Duration {
+        ProbeConnection::idle_at_death(self, at)
+    }
+    fn ended(&self) -> Option<ConnectionEnd> {
+        ProbeConnection::ended(self)
+    }
+    fn probe(
+        &mut self,
+        query: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = ProbeOutcome> + Send {
+        ProbeConnection::probe(self, query, timeout)
+    }
+    fn close(self) -> impl Future<Output = ()> + Send {
+        ProbeConnection::close(self)
+    }
+}
+
+impl Connect for Connector {
+    type Conn = ProbeConnection;
+    fn open(
+        &self,
+        keepalive: Option<Duration>,
+        on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
+    ) -> impl Future<Output = Result<ProbeConnection, ConnectError>> + Send {
+        Connector::open(self, keepalive, on_end)
+    }
+}
+
+impl Control for ControlHandle {
+    fn healthy(&self) -> impl Future<Output = bool> + Send {
+        ControlHandle::healthy(self)
+    }
+    fn ghost(
+        &self,
+        backend: BackendIdentity,
+        idle_since: Instant,
+    ) -> impl Future<Output = GhostVerdict> + Send {
+        ControlHandle::ghost(self, backend, idle_since)
+    }
+    fn is_up(&self) -> bool {
+        ControlHandle::is_up(self)
+    }
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        ControlHandle::subscribe(self)
+    }
+    fn sessions(&self) -> usize {
+        ControlHandle::sessions(self)
+    }
+    fn subscribe_sessions(&self) -> watch::Receiver<usize> {
+        ControlHandle::subscribe_sessions(self)
+    }
+    fn set_lower_bound(&self, lower: Option<Duration>) {
+        ControlHandle::set_lower_bound(self, lower)
+    }
+}
