@@ -1046,23 +1046,4 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connections_being_opened_are_not_counted_as_sessions() {
-        let slot = |state| Slot {
-            state,
-            ..Slot::default()
-        };
-        let slots: Vec<Slot<()>> = (0..40)
-            .map(|_| slot(SlotState::Opening))
-            .chain([
-                slot(SlotState::InUse),
-                slot(SlotState::Releasing),
-                slot(SlotState::Empty),
-            ])
-            .collect();
-        assert_eq!(probe_sessions(&slots), 2);
-    }
-}
+mod tests;

@@ -4,6 +4,8 @@
 pub mod control;
 pub mod engine;
 pub mod network;
+#[cfg(test)]
+pub(crate) mod simulated_path;
 pub mod status;
 pub mod watch;
 

@@ -1,0 +1,372 @@
+//! A simulated network path and server for the engine's paused-time tests: the other side of
+//! the [`network`](super::network) seam.
+//!
+//! The server's idle clock for a connection starts when it answers a query; the answer reaches
+//! the client `answer_delay` later (a loaded machine). A query that arrives after the path's
+//! threshold finds the flow forgotten: a silent drop hangs until the query timeout, a reset
+//! fails at once; a closing box ends the connection at the threshold while it is still idle.
+//! The server keeps a silently dropped connection's session (a ghost) until it is reaped.
+//! Tests change the threshold and take the server away while the engine runs.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::control::GhostVerdict;
+use super::network::{Conn, Connect, Control};
+use crate::postgres::classify::ConnectErrorKind;
+use crate::postgres::classify::DeathCause;
+use crate::postgres::connection::{BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome};
+
+/// How the path treats a flow it forgot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    /// Conntrack or a NAT gateway: the next query vanishes.
+    Silent,
+    /// A box that answers the next packet with a reset.
+    Reset,
+    /// A proxy or the server closes the idle connection itself.
+    Close,
+}
+
+/// A one-way delay for everything the simulated server sends.
+const ROUND_TRIP: Duration = Duration::from_millis(2);
+
+struct State {
+    threshold: Option<Duration>,
+    drop: Drop,
+    answer_delay: Duration,
+    /// Sessions the server lists, by pid.
+    sessions: BTreeSet<i32>,
+    peak_sessions: usize,
+    next_pid: i32,
+}
+
+/// The path and its server; clones share them.
+#[derive(Clone)]
+pub struct SimulatedPath {
+    state: Arc<Mutex<State>>,
+    up: Arc<watch::Sender<bool>>,
+    control_sessions: Arc<watch::Sender<usize>>,
+}
+
+impl SimulatedPath {
+    pub fn new(threshold: Option<Duration>, drop: Drop) -> Self {
+        SimulatedPath {
+            state: Arc::new(Mutex::new(State {
+                threshold,
+                drop,
+                answer_delay: Duration::ZERO,
+                sessions: BTreeSet::new(),
+                peak_sessions: 0,
+                next_pid: 1000,
+            })),
+            up: Arc::new(watch::channel(true).0),
+            control_sessions: Arc::new(watch::channel(1).0),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The box now forgets flows idle for `threshold` (`None`: never).
+    pub fn set_threshold(&self, threshold: Option<Duration>) {
+        self.state().threshold = threshold;
+    }
+
+    /// How late every answer reaches the client.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.state().answer_delay = delay;
+    }
+
+    /// Takes the server away (an outage: nothing connects, nothing answers) or brings it back.
+    pub fn set_server_up(&self, up: bool) {
+        if !up {
+            // A restart ends every session.
+            self.state().sessions.clear();
+        }
+        self.up.send_replace(up);
+    }
+
+    fn server_up(&self) -> bool {
+        *self.up.borrow()
+    }
+
+    /// Probe sessions the server lists now, and the most it ever listed at once.
+    pub fn sessions(&self) -> (usize, usize) {
+        let s = self.state();
+        (s.sessions.len(), s.peak_sessions)
+    }
+
+    pub fn connector(&self) -> SimulatedConnector {
+        SimulatedConnector { path: self.clone() }
+    }
+
+    pub fn control(&self) -> SimulatedControl {
+        SimulatedControl { path: self.clone() }
+    }
+}
+
+pub struct SimulatedConnector {
+    path: SimulatedPath,
+}
+
+/// What the connection and its watcher share: when the server last answered.
+struct Flow {
+    server_answered: Instant,
+    ended: watch::Sender<Option<ConnectionEnd>>,
+}
+
+pub struct SimulatedConn {
+    path: SimulatedPath,
+    backend: BackendIdentity,
+    flow: Arc<Mutex<Flow>>,
+    last_sent: Instant,
+    last_active: Instant,
+    ended: watch::Receiver<Option<ConnectionEnd>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Connect for SimulatedConnector {
+    type Conn = SimulatedConn;
+
+    async fn open(
+        &self,
+        _keepalive: Option<Duration>,
+        on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
+    ) -> Result<SimulatedConn, ConnectError> {
+        tokio::time::sleep(ROUND_TRIP).await;
+        if !self.path.server_up() {
+            return Err(ConnectError {
+                kind: ConnectErrorKind::Refused,
+                detail: "connection refused (simulated)".into(),
+            });
+        }
+        let sent = Instant::now();
+        let pid = {
+            let mut s = self.path.state();
+            s.next_pid += 1;
+            let pid = s.next_pid;
+            s.sessions.insert(pid);
+            s.peak_sessions = s.peak_sessions.max(s.sessions.len());
+            pid
+        };
+        let (ended_tx, ended) = watch::channel(None);
+        let flow = Arc::new(Mutex::new(Flow {
+            server_answered: sent,
+            ended: ended_tx,
+        }));
+        let watcher = tokio::spawn(watch_flow(self.path.clone(), pid, flow.clone(), on_end));
+        let delay = self.path.state().answer_delay;
+        tokio::time::sleep(delay).await;
+        Ok(SimulatedConn {
+            path: self.path.clone(),
+            backend: BackendIdentity {
+                pid,
+                backend_start: format!("{pid}"),
+                exclusive: true,
+            },
+            flow,
+            last_sent: sent,
+            last_active: Instant::now(),
+            ended,
+            watcher,
+        })
+    }
+}
+
+/// Ends the connection when the box closes it while idle, and calls `on_end` once it ended
+/// however it ended.
+async fn watch_flow(
+    path: SimulatedPath,
+    pid: i32,
+    flow: Arc<Mutex<Flow>>,
+    on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
+) {
+    let mut ended = flow
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .ended
+        .subscribe();
+    loop {
+        let due = {
+            let f = flow.lock().unwrap_or_else(|e| e.into_inner());
+            let s = path.state();
+            match (s.drop, s.threshold) {
+                (Drop::Close, Some(t)) => Some(f.server_answered + t),
+                _ => None,
+            }
+        };
+        let close_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                // The threshold may be set later; look again now and then.
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
+        tokio::select! {
+            _ = ended.wait_for(|e| e.is_some()) => break,
+            _ = close_due => {
+                let f = flow.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = path.state();
+                let expired = s.drop == Drop::Close
+                    && s.threshold.is_some_and(|t| f.server_answered + t <= Instant::now());
+                if expired {
+                    s.sessions.remove(&pid);
+                    f.ended.send_replace(Some(ConnectionEnd {
+                        at: Instant::now(),
+                        cause: Some(DeathCause::Eof),
+                        detail: Some("closed by the path (simulated)".into()),
+                    }));
+                }
+            }
+        }
+    }
+    let end = ended.borrow().clone();
+    if let Some(end) = end {
+        on_end(end);
+    }
+}
+
+impl SimulatedConn {
+    fn end(&self, cause: Option<DeathCause>) -> ConnectionEnd {
+        let end = ConnectionEnd {
+            at: Instant::now(),
+            cause,
+            detail: None,
+        };
+        let f = self.flow.lock().unwrap_or_else(|e| e.into_inner());
+        if f.ended.borrow().is_none() {
+            f.ended.send_replace(Some(end.clone()));
+        }
+        end
+    }
+}
+
+impl Conn for SimulatedConn {
+    fn backend(&self) -> &BackendIdentity {
+        &self.backend
+    }
+    fn connect_duration(&self) -> Duration {
+        ROUND_TRIP
+    }
+    fn last_active(&self) -> Instant {
+        self.last_active
+    }
+    fn idle_survived(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.last_active)
+    }
+    fn idle_at_death(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.last_sent)
+    }
+    fn ended(&self) -> Option<ConnectionEnd> {
+        self.ended.borrow().clone()
+    }
+
+    async fn probe(&mut self, _query: &str, timeout: Duration) -> ProbeOutcome {
+        if let Some(end) = self.ended() {
+            return ProbeOutcome::ClosedWhileIdle { end };
+        }
+        let sent = Instant::now();
+        self.last_sent = sent;
+        tokio::time::sleep(ROUND_TRIP / 2).await;
+        let arrived = Instant::now();
+        let answered = self
+            .flow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .server_answered;
+        let idle = arrived.saturating_duration_since(answered);
+        let (threshold, drop, delay) = {
+            let s = self.path.state();
+            (s.threshold, s.drop, s.answer_delay)
+        };
+        let forgotten = threshold.is_some_and(|t| idle >= t);
+        if !self.path.server_up() || (forgotten && drop == Drop::Silent) {
+            tokio::time::sleep(timeout).await;
+            self.end(Some(DeathCause::Timeout));
+            return ProbeOutcome::Died {
+                cause: DeathCause::Timeout,
+                query_error: "Error { kind: Closed, cause: None }".into(),
+                time_to_failure: sent.elapsed(),
+            };
+        }
+        if forgotten {
+            let cause = if drop == Drop::Reset {
+                DeathCause::Reset
+            } else {
+                DeathCause::Eof
+            };
+            // The server saw its session go (reset or closed): no ghost.
+            self.path.state().sessions.remove(&self.backend.pid);
+            self.end(Some(cause.clone()));
+            return ProbeOutcome::Died {
+                cause,
+                query_error: "Error { kind: Closed, cause: None }".into(),
+                time_to_failure: sent.elapsed(),
+            };
+        }
+        self.flow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .server_answered = arrived;
+        tokio::time::sleep(ROUND_TRIP / 2 + delay).await;
+        self.last_active = Instant::now();
+        ProbeOutcome::Alive
+    }
+
+    async fn close(self) {
+        let alive = self.ended().is_none();
+        let closed_by_path = self
+            .ended()
+            .is_some_and(|e| matches!(e.cause, Some(DeathCause::Eof)));
+        if alive || closed_by_path {
+            // A live connection says goodbye; a closed one was closed at the server too.
+            self.path.state().sessions.remove(&self.backend.pid);
+        }
+        self.end(None);
+        let _ = self.watcher.await;
+    }
+}
+
+#[derive(Clone)]
+pub struct SimulatedControl {
+    path: SimulatedPath,
+}
+
+impl Control for SimulatedControl {
+    async fn healthy(&self) -> bool {
+        tokio::time::sleep(ROUND_TRIP).await;
+        self.path.server_up()
+    }
+
+    async fn ghost(&self, backend: BackendIdentity, _idle_since: Instant) -> GhostVerdict {
+        tokio::time::sleep(ROUND_TRIP).await;
+        if !self.path.server_up() {
+            return GhostVerdict::Unknown;
+        }
+        if self.path.state().sessions.remove(&backend.pid) {
+            GhostVerdict::Reaped
+        } else {
+            GhostVerdict::Gone
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        self.path.server_up()
+    }
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.path.up.subscribe()
+    }
+    fn sessions(&self) -> usize {
+        1
+    }
+    fn subscribe_sessions(&self) -> watch::Receiver<usize> {
+        self.path.control_sessions.subscribe()
+    }
+    fn set_lower_bound(&self, _lower: Option<Duration>) {}
+}
