@@ -251,6 +251,16 @@ impl Discovery {
         self.slots[slot] = Slot::Empty;
     }
 
+    /// An idle time observed outside the discovery's own slots (the guard's): evidence like
+    /// any other.
+    pub fn observe(&mut self, idle: Duration, survived: bool) {
+        if survived {
+            self.observe_survival(idle);
+        } else {
+            self.observe_death(idle);
+        }
+    }
+
     /// A survival at or above a known death means the threshold moved up (or a fluke): start
     /// again from this observation alone, the newest evidence.
     fn observe_survival(&mut self, idle: Duration) {

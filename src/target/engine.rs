@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::control::GhostVerdict;
+use super::guard::Guard;
 use super::network::{Conn, Connect, Control};
 use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
 use super::watch::{self, Role, Watch};
@@ -50,6 +51,8 @@ trait Scheduler {
     fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration);
     fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration);
     fn on_released(&mut self, slot: usize, now: Duration);
+    /// An idle time observed by the guard, outside the scheduler's slots.
+    fn observe(&mut self, idle: Duration, survived: bool);
     fn bracket(&self) -> Bracket;
 }
 
@@ -76,6 +79,9 @@ macro_rules! impl_scheduler {
             }
             fn on_released(&mut self, slot: usize, now: Duration) {
                 <$type>::on_released(self, slot, now)
+            }
+            fn observe(&mut self, idle: Duration, survived: bool) {
+                <$type>::observe(self, idle, survived)
             }
             fn bracket(&self) -> Bracket {
                 <$type>::bracket(self)
@@ -196,6 +202,9 @@ pub struct Engine<N: Connect, K: Control> {
     events: mpsc::UnboundedSender<Event<N::Conn>>,
     inbox: mpsc::UnboundedReceiver<Event<N::Conn>>,
     slots: Vec<Slot<N::Conn>>,
+    /// The guard's own slot (the last one), when the target has an `app_max_idle_lifetime`
+    /// and the budget leaves room beside the schedulers.
+    guard: Option<Guard>,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
@@ -230,6 +239,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             .map(|d| (*d, humantime::format_duration(*d).to_string()))
             .collect();
         metrics.set_app_lifetime(target.app_max_idle_lifetime);
+        let guard = plan_guard(&target, probe_slots);
         metrics.set_recommendation(None, target.recommended_socket_timeout);
         Engine {
             metrics,
@@ -239,6 +249,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             events,
             inbox,
             slots: (0..probe_slots).map(|_| Slot::default()).collect(),
+            guard,
             phase: Phase::Draining {
                 next: Next::Discover(Bracket::default()),
             },
@@ -323,6 +334,30 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.slots[slot].role.unwrap_or(Role::Discovery)
     }
 
+    fn is_guard(&self, slot: usize) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.slot() == slot)
+    }
+
+    /// How many slots the discovery or the watch gets: all but the guard's.
+    fn scheduler_slots(&self) -> usize {
+        self.slots.len() - usize::from(self.guard.is_some())
+    }
+
+    /// The guard runs in every phase, but not while the server is unreachable and not once
+    /// the run is stopping.
+    fn guard_runs(&self) -> bool {
+        !self.in_outage && !matches!(self.phase, Phase::Draining { next: Next::Stop })
+    }
+
+    /// Whether a connection that just answered in `slot` is kept for its next use.
+    fn keeps(&self, slot: usize) -> bool {
+        if self.is_guard(slot) {
+            self.guard_runs()
+        } else {
+            self.is_active()
+        }
+    }
+
     fn is_active(&self) -> bool {
         !matches!(self.phase, Phase::Draining { .. })
     }
@@ -330,10 +365,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
     // ---- executing the scheduler's actions -------------------------------------------------
 
     fn execute(&mut self, now: Duration) {
-        let Some(scheduler) = self.scheduler() else {
-            return;
-        };
-        let actions = scheduler.poll(now);
+        let mut actions = self.scheduler().map_or_else(Vec::new, |s| s.poll(now));
+        if self.guard_runs() {
+            actions.extend(self.guard.as_mut().and_then(|g| g.poll(now)));
+        }
         for action in actions {
             match action {
                 Action::Open { slot } => self.open(slot),
@@ -345,6 +380,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
 
     fn open(&mut self, slot: usize) {
         let role = match &self.phase {
+            _ if self.is_guard(slot) => Role::Guard,
             Phase::Watching(watch) => watch.role(slot),
             _ => Role::Discovery,
         };
@@ -506,7 +542,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         self.metrics.connected(conn.connect_duration());
                         self.slots[slot].backend =
                             Some((conn.backend().clone(), conn.last_active()));
-                        if self.is_active() {
+                        if self.keeps(slot) {
                             self.slots[slot].state = SlotState::Idle(Box::new(conn));
                             self.scheduler_opened(slot, now, true);
                         } else {
@@ -603,7 +639,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let s = &mut self.slots[slot];
                 s.state = SlotState::Empty;
                 s.backend = None;
-                if let Some(scheduler) = self.scheduler() {
+                if self.is_guard(slot) {
+                    if let Some(guard) = &mut self.guard {
+                        guard.on_empty();
+                    }
+                } else if let Some(scheduler) = self.scheduler() {
                     scheduler.on_released(slot, now);
                 }
             }
@@ -634,11 +674,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
         match outcome {
             ProbeOutcome::Alive => {
                 self.record_probe(idle, true);
-                if self.is_active() {
+                if self.keeps(slot) {
                     self.slots[slot].state = SlotState::Idle(Box::new(conn));
-                    if let Some(scheduler) = self.scheduler() {
-                        scheduler.on_probe(slot, idle, true, now);
-                    }
+                    self.scheduler_probed(slot, idle, true, now);
                 } else {
                     self.release(slot, conn, false);
                 }
@@ -657,6 +695,17 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 );
                 if !outage {
                     self.record_probe(idle_at_death, false);
+                }
+                if self.is_guard(slot) {
+                    if let Some(guard) = &mut self.guard {
+                        guard.on_closed_while_idle();
+                    }
+                    if !outage {
+                        if let Some(scheduler) = self.scheduler() {
+                            scheduler.observe(idle_at_death, false);
+                        }
+                    }
+                } else if !outage {
                     if let Some(scheduler) = self.scheduler() {
                         scheduler.on_closed_while_idle(slot, idle_at_death, now);
                     }
@@ -671,11 +720,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 self.metrics.time_to_failure(cause.kind(), time_to_failure);
                 outage |= !cause.can_be_idle_expiry();
                 self.record_death(role, &cause, idle, "on_use", Some(&query_error), outage);
-                if !outage {
-                    self.record_probe(idle, false);
-                    if let Some(scheduler) = self.scheduler() {
-                        scheduler.on_probe(slot, idle, false, now);
+                if outage {
+                    if let Some(guard) = self.guard.as_mut().filter(|g| g.slot() == slot) {
+                        guard.on_probe(false, now);
                     }
+                } else {
+                    self.record_probe(idle, false);
+                    self.scheduler_probed(slot, idle, false, now);
                 }
                 self.release(slot, conn, true);
             }
@@ -685,7 +736,32 @@ impl<N: Connect, K: Control> Engine<N, K> {
         }
     }
 
+    /// A probe's result, to the guard or the scheduler whose slot it was; the guard's is also
+    /// evidence for the scheduler.
+    fn scheduler_probed(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+        if self.is_guard(slot) {
+            if let Some(guard) = &mut self.guard {
+                guard.on_probe(survived, now);
+            }
+            if let Some(scheduler) = self.scheduler() {
+                scheduler.observe(idle, survived);
+            }
+        } else if let Some(scheduler) = self.scheduler() {
+            scheduler.on_probe(slot, idle, survived, now);
+        }
+    }
+
     fn scheduler_opened(&mut self, slot: usize, now: Duration, ok: bool) {
+        if self.is_guard(slot) {
+            if let Some(guard) = &mut self.guard {
+                if ok {
+                    guard.on_opened(now);
+                } else {
+                    guard.on_empty();
+                }
+            }
+            return;
+        }
         match self.scheduler() {
             Some(scheduler) if ok => scheduler.on_opened(slot, now),
             Some(scheduler) => scheduler.on_open_failed(slot, now),
@@ -848,10 +924,14 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.drain(next);
     }
 
+    /// Closes the schedulers' connections before `next` starts; the guard's too when the
+    /// run stops or the server is unreachable.
     fn drain(&mut self, next: Next) {
         self.phase = Phase::Draining { next };
         for slot in 0..self.slots.len() {
-            self.discard(slot);
+            if !self.is_guard(slot) || !self.guard_runs() {
+                self.discard(slot);
+            }
         }
     }
 
@@ -860,13 +940,18 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let Phase::Draining { next } = self.phase else {
             return None;
         };
-        let drained = self
-            .slots
-            .iter()
-            .all(|s| matches!(s.state, SlotState::Empty));
-        if drained && matches!(next, Next::Stop) {
-            return Some(next);
+        let drained = |engine: &Self, with_guard: bool| {
+            engine
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(slot, _)| with_guard || !engine.is_guard(*slot))
+                .all(|(_, s)| matches!(s.state, SlotState::Empty))
+        };
+        if matches!(next, Next::Stop) {
+            return drained(self, true).then_some(next);
         }
+        let drained = drained(self, false);
         if !drained || !self.control.is_up() {
             return None;
         }
@@ -889,7 +974,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 Phase::Discovering {
                     discovery: Discovery::new(
                         space,
-                        self.slots.len(),
+                        self.scheduler_slots(),
                         t.discovery_policy,
                         seed,
                         now,
@@ -907,15 +992,17 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 Phase::Watching(Watch::new(
                     bracket,
                     t.precision,
-                    t.app_max_idle_lifetime,
                     t.keepalive_probe.is_some(),
-                    self.slots.len(),
+                    self.scheduler_slots(),
                 ))
             }
             Next::CheckKeepalives(bracket) => Phase::Watching(Watch::keepalive_check(bracket)),
         };
-        for s in &mut self.slots {
-            s.role = None;
+        let guard_slot = self.guard.as_ref().map(Guard::slot);
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            if Some(slot) != guard_slot {
+                s.role = None;
+            }
         }
         Some(next)
     }
@@ -1022,6 +1109,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
         }
     }
+}
+
+/// The guard, in the last slot, when there is a lifetime to guard and the budget leaves the
+/// schedulers at least one slot.
+fn plan_guard(target: &TargetConfig, probe_slots: usize) -> Option<Guard> {
+    let lifetime = target.app_max_idle_lifetime?;
+    (probe_slots >= 2).then(|| Guard::new(probe_slots - 1, lifetime))
 }
 
 /// Probe sessions that exist on the server (or may, until it stops listing them): a

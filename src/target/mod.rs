@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod engine;
+pub mod guard;
 pub mod network;
 #[cfg(test)]
 pub(crate) mod simulated_path;

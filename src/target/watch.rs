@@ -1,16 +1,17 @@
 //! The watch phase: once the bracket is narrow, a few connections keep re-testing it.
 //!
 //! - `sentinel_low` idles just below the lower bound and must survive;
-//! - `guard` idles exactly the application's `app_max_idle_lifetime` and must survive: when it
-//!   dies, the application's pool is handing out dead connections right now;
 //! - `sentinel_high` idles just above the upper bound and must die;
 //! - `keepalive` (optional) idles past the upper bound with TCP keepalives on: surviving means
 //!   the box counts packets (NAT, conntrack, NLB) and keepalives rescue; dying means it counts
 //!   requests (a proxy).
 //!
-//! A sentinel that contradicts the bracket means the threshold moved: the watch reports a
-//! [`Change`] with the observation as the seed of a new discovery. Pure logic, no clock: the
-//! engine drives it with the same calls as the discovery.
+//! The guard (`guard.rs`) runs beside the watch in its own slot; its results reach the watch
+//! through [`Watch::observe`].
+//!
+//! A sentinel (or the guard) that contradicts the bracket means the threshold moved: the watch
+//! reports a [`Change`] with the observation as the seed of a new discovery. Pure logic, no
+//! clock: the engine drives it with the same calls as the discovery.
 
 use std::time::Duration;
 
@@ -99,21 +100,13 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// `slots`: probe connections available (the budget minus the control connection). Roles
-    /// that do not fit are dropped, least important first (keepalive, then sentinel_high).
-    pub fn new(
-        bracket: Bracket,
-        precision: f64,
-        app_max_idle_lifetime: Option<Duration>,
-        keepalive: bool,
-        slots: usize,
-    ) -> Self {
+    /// `slots`: probe connections available (the budget minus the control connection and the
+    /// guard). Roles that do not fit are dropped, least important first (keepalive, then
+    /// sentinel_high).
+    pub fn new(bracket: Bracket, precision: f64, keepalive: bool, slots: usize) -> Self {
         let mut plan = Vec::new();
         if let Some(lower) = bracket.lower {
             plan.push((Role::SentinelLow, lower.mul_f64(1.0 - precision)));
-        }
-        if let Some(app) = app_max_idle_lifetime {
-            plan.push((Role::Guard, app));
         }
         if let Some(upper) = bracket.upper {
             plan.push((Role::SentinelHigh, upper.mul_f64(1.0 + precision)));
@@ -231,7 +224,7 @@ impl Watch {
             self.keepalive_result = Some(survived);
             return;
         }
-        self.check(idle, survived);
+        self.observe(idle, survived);
     }
 
     pub fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
@@ -243,7 +236,7 @@ impl Watch {
             // It died before its probe was due: the keepalives did not keep it alive.
             self.keepalive_result = Some(false);
         } else {
-            self.check(idle, false);
+            self.observe(idle, false);
         }
     }
 
@@ -263,7 +256,9 @@ impl Watch {
         self.keepalive_result.take()
     }
 
-    fn check(&mut self, idle: Duration, survived: bool) {
+    /// An idle time that survived or killed (a sentinel's, or the guard's): a contradiction
+    /// of the bracket is a [`Change`].
+    pub fn observe(&mut self, idle: Duration, survived: bool) {
         if self.change.is_some() {
             return;
         }
@@ -328,21 +323,19 @@ mod tests {
 
     #[test]
     fn plans_roles_and_their_idle_times() {
-        let w = Watch::new(bracket(), 0.05, Some(secs(60)), true, 7);
+        let w = Watch::new(bracket(), 0.05, true, 7);
         assert_eq!(w.role(0), Role::SentinelLow);
-        assert_eq!(w.role(1), Role::Guard);
-        assert_eq!(w.role(2), Role::SentinelHigh);
-        assert_eq!(w.role(3), Role::Keepalive);
+        assert_eq!(w.role(1), Role::SentinelHigh);
+        assert_eq!(w.role(2), Role::Keepalive);
         assert_eq!(w.slots[0].idle, secs(95));
-        assert_eq!(w.slots[1].idle, secs(60));
-        assert!(w.slots[2].idle > secs(105));
-        let small = Watch::new(bracket(), 0.05, Some(secs(60)), true, 1);
+        assert!(w.slots[1].idle > secs(105));
+        let small = Watch::new(bracket(), 0.05, true, 1);
         assert_eq!(small.slots.len(), 1);
     }
 
     #[test]
     fn opens_then_probes_when_each_idle_time_is_reached() {
-        let mut w = Watch::new(bracket(), 0.05, None, false, 7);
+        let mut w = Watch::new(bracket(), 0.05, false, 7);
         let opens = w.poll(secs(0));
         assert_eq!(opens.len(), 2);
         w.on_opened(0, secs(0));
@@ -354,15 +347,15 @@ mod tests {
 
     #[test]
     fn expected_results_change_nothing() {
-        let mut w = Watch::new(bracket(), 0.05, Some(secs(60)), false, 7);
+        let mut w = Watch::new(bracket(), 0.05, false, 7);
         w.on_probe(0, secs(95), true, secs(95));
-        w.on_probe(2, secs(111), false, secs(111));
+        w.on_probe(1, secs(111), false, secs(111));
         assert_eq!(w.take_change(), None);
     }
 
     #[test]
     fn a_dying_low_sentinel_means_the_threshold_went_down() {
-        let mut w = Watch::new(bracket(), 0.05, None, false, 7);
+        let mut w = Watch::new(bracket(), 0.05, false, 7);
         w.on_probe(0, secs(95), false, secs(95));
         assert!(
             w.poll(secs(200)).is_empty(),
@@ -375,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_surviving_high_sentinel_means_the_threshold_went_up() {
-        let mut w = Watch::new(bracket(), 0.05, None, false, 7);
+        let mut w = Watch::new(bracket(), 0.05, false, 7);
         w.on_probe(1, secs(111), true, secs(111));
         let change = w.take_change().unwrap();
         assert_eq!(change.direction, Direction::Up);
@@ -384,17 +377,16 @@ mod tests {
 
     #[test]
     fn guard_death_above_the_bracket_is_no_change_but_below_it_is() {
-        let mut w = Watch::new(bracket(), 0.05, Some(secs(300)), false, 7);
-        w.on_probe(1, secs(300), false, secs(300));
+        let mut w = Watch::new(bracket(), 0.05, false, 7);
+        w.observe(secs(300), false);
         assert_eq!(w.take_change(), None);
-        let mut w = Watch::new(bracket(), 0.05, Some(secs(60)), false, 7);
-        w.on_closed_while_idle(1, secs(60), secs(60));
+        w.observe(secs(60), false);
         assert_eq!(w.take_change().unwrap().direction, Direction::Down);
     }
 
     #[test]
     fn keepalive_results_are_reported_not_treated_as_drift() {
-        let mut w = Watch::new(bracket(), 0.05, None, true, 7);
+        let mut w = Watch::new(bracket(), 0.05, true, 7);
         assert_eq!(w.role(2), Role::Keepalive);
         w.on_probe(2, secs(157), true, secs(157));
         assert_eq!(w.take_keepalive_result(), Some(true));

@@ -259,3 +259,62 @@ fn connections_being_opened_are_not_counted_as_sessions() {
         .collect();
     assert_eq!(probe_sessions(&slots), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_pages_while_discovery_is_still_running() {
+    // T = 10 min: discovery takes about 20 min; the application's pools idle 15 min.
+    let path = SimulatedPath::new(Some(secs(600.0)), Drop::Silent);
+    let run = Run::start(
+        &path,
+        target("    app_max_idle_lifetime: 15m\n"),
+        RunMode::Continuous,
+    );
+    let guard_deaths =
+        "idle_drop_unexpected_closed_connections_total{kind=\"timeout\",role=\"guard\",target=\"db\"}";
+    let mut paged_at = None;
+    for _ in 0..(3600 * 2) {
+        if run.metric(guard_deaths) >= 1.0 {
+            paged_at = Some((run.started.elapsed(), run.status().state));
+            break;
+        }
+        tokio::time::sleep(secs(0.5)).await;
+    }
+    let (at, state) = paged_at.expect("the guard died within an hour");
+    assert_eq!(state, "discovering", "paged at {at:?}");
+    assert!(at < secs(15.0 * 60.0 + 30.0), "paged at {at:?}");
+    run.until("watching", secs(3600.0), |s| s.state == "watching")
+        .await;
+    assert_contains(run.status().bracket, 600.0);
+    let (_, peak) = path.sessions();
+    assert!(
+        peak <= 7,
+        "{peak} probe sessions: the guard is inside the budget"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_below_the_threshold_never_pages_and_its_survivals_count() {
+    let path = SimulatedPath::new(Some(secs(600.0)), Drop::Silent);
+    let run = Run::start(
+        &path,
+        target("    app_max_idle_lifetime: 5m\n"),
+        RunMode::Continuous,
+    );
+    run.until("watching", secs(3600.0), |s| s.state == "watching")
+        .await;
+    tokio::time::sleep(secs(1800.0)).await;
+    assert_eq!(
+        run.metric("idle_drop_unexpected_closed_connections_total{"),
+        0.0
+    );
+    let guard_uses = run
+        .metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("idle_drop_probe_uses_total{") && l.contains("rung=\"5m\""))
+        .count();
+    assert!(guard_uses > 0, "the guard probes at its rung");
+    assert_contains(run.status().bracket, 600.0);
+    run.stop().await;
+}
