@@ -3,8 +3,10 @@
 //!
 //! A reload (SIGHUP or `POST /-/reload`) reads the file again; if it is invalid, the running
 //! configuration stays, the error is logged and `idle_drop_config_last_reload_successful` drops
-//! to 0. If it is valid, only targets whose settings changed are restarted; removed targets are
-//! stopped (their sessions closed) and their series deleted.
+//! to 0. If it is valid, each target's change is classified (`config/change.rs`): settings the
+//! engine applies in place reach the running target and keep its measurement; a target whose
+//! connections must change is restarted; removed targets are stopped (their sessions closed)
+//! and their series deleted.
 //! Runs of one target name never overlap: a
 //! restarted target's new run waits for the old one (see [`Chain`]).
 
@@ -15,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, TargetConfig};
+use crate::config::{self, Config, TargetChange, TargetConfig};
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::target::{self, status::StatusBoard, status::TargetStatus};
@@ -56,6 +58,8 @@ pub fn reload_channel() -> (ReloadTrigger, ReloadInbox) {
 
 struct RunningTarget {
     config: Arc<TargetConfig>,
+    /// Live settings for the running engine.
+    updates: watch::Sender<Arc<TargetConfig>>,
     stop: CancellationToken,
 }
 
@@ -174,19 +178,33 @@ impl Daemon {
         self.metrics.targets.set(config.targets.len() as i64);
     }
 
-    /// Starts new targets, restarts changed ones, stops removed ones.
+    /// Starts new targets, applies live changes, restarts targets whose connections change,
+    /// stops removed ones.
     fn apply(&mut self, config: Config) {
         let wanted: BTreeMap<String, TargetConfig> = config
             .targets
             .into_iter()
             .map(|t| (t.name.clone(), t))
             .collect();
-        let stale: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(name, running)| wanted.get(*name) != Some(running.config.as_ref()))
-            .map(|(name, _)| name.clone())
-            .collect();
+        let mut stale = Vec::new();
+        for (name, running) in &mut self.running {
+            let Some(new) = wanted.get(name) else {
+                stale.push(name.clone());
+                continue;
+            };
+            match running.config.change_to(new) {
+                TargetChange::Unchanged => {}
+                TargetChange::Live => {
+                    let new = Arc::new(new.clone());
+                    running.updates.send_replace(new.clone());
+                    running.config = new;
+                }
+                change @ (TargetChange::Reconnect | TargetChange::NewPath) => {
+                    tracing::info!(target_name = %name, measured_again = change == TargetChange::NewPath, "target reconnects with new settings");
+                    stale.push(name.clone());
+                }
+            }
+        }
         for name in stale {
             let running = self.running.remove(&name).expect("listed above");
             running.stop.cancel();
@@ -204,31 +222,32 @@ impl Daemon {
                 keep.cancel();
             }
             let target = Arc::new(target);
+            let (updates, updates_rx) = watch::channel(target.clone());
             let stop = CancellationToken::new();
             let done = CancellationToken::new();
             let previous = self.chain.insert(name.clone(), done.clone());
-            let fresh_status = TargetStatus::new(&target);
-            self.board
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.clone(), fresh_status);
-            // A target's first run sets up its series at once; a later one only after its
-            // predecessor has ended (the predecessor still writes them until then).
-            let metrics = previous.is_none().then(|| self.metrics.target(&name));
-            tokio::spawn(run_after(
-                previous,
-                target.clone(),
-                metrics,
-                self.metrics.clone(),
-                self.board.clone(),
-                stop.clone(),
-                done,
-            ));
+            // A target's first run sets up its series and status at once; a later one only
+            // after its predecessor has ended (the predecessor still writes them until then).
+            if previous.is_none() {
+                self.board
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.clone(), TargetStatus::new(&target));
+                self.metrics.target(&name);
+            }
+            let step = RunStep {
+                target: target.clone(),
+                updates: updates_rx,
+                metrics: self.metrics.target_continued(&name),
+                board: self.board.clone(),
+            };
+            tokio::spawn(run_after(previous, step, stop.clone(), done));
             tracing::info!(target_name = %name, dsn = %target.display_dsn, "target started");
             self.running.insert(
                 name,
                 RunningTarget {
                     config: target,
+                    updates,
                     stop,
                 },
             );
@@ -281,33 +300,45 @@ impl Daemon {
     }
 }
 
+/// What one run of a target starts with.
+struct RunStep {
+    target: Arc<TargetConfig>,
+    updates: watch::Receiver<Arc<TargetConfig>>,
+    metrics: TargetMetrics,
+    board: StatusBoard,
+}
+
 /// One run of a target: waits for the previous step of the same name, then probes until
 /// `stop`; gives its sessions [`SHUTDOWN_GRACE`] to close, then is aborted (so nothing it does
-/// can land after `done`). `metrics`: the target's handle if already set up.
+/// can land after `done`).
 async fn run_after(
     previous: Option<CancellationToken>,
-    target: Arc<TargetConfig>,
-    metrics: Option<TargetMetrics>,
-    registry: Arc<Metrics>,
-    board: StatusBoard,
+    step: RunStep,
     stop: CancellationToken,
     done: CancellationToken,
 ) {
+    let RunStep {
+        target,
+        updates,
+        metrics,
+        board,
+    } = step;
     if let Some(previous) = previous {
         previous.cancelled().await;
+        // Whatever the old run wrote last is replaced by a fresh start; `target_up` stays
+        // as it was until the new control connection knows better.
+        let mut board = board.write().unwrap_or_else(|e| e.into_inner());
+        let mut status = TargetStatus::new(&target);
+        status.up = board.get(&target.name).is_some_and(|s| s.up);
+        board.insert(target.name.clone(), status);
+        drop(board);
+        metrics.start_measuring();
     }
     if !stop.is_cancelled() {
-        let metrics = metrics.unwrap_or_else(|| {
-            // Whatever the old run wrote last is replaced by a fresh start.
-            board
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(target.name.clone(), TargetStatus::new(&target));
-            registry.target(&target.name)
-        });
         let name = target.name.clone();
         let mut task = tokio::spawn(target::run(
             target,
+            Some(updates),
             metrics,
             board,
             target::RunMode::Continuous,

@@ -161,19 +161,10 @@ impl Metrics {
             .replace(" -inf\n", " -Inf\n")
     }
 
-    /// A handle that records for one target.
+    /// A handle that records for one target, its series set up as for a target just started.
     pub fn target(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
-        let handle = TargetMetrics {
-            name: name.to_string(),
-            metrics: self.clone(),
-        };
-        handle.set_state("discovering");
-        handle
-            .metrics
-            .upper
-            .with_label_values(&[name])
-            .set(f64::INFINITY);
-        handle.metrics.lower.with_label_values(&[name]).set(0.0);
+        let handle = self.target_continued(name);
+        handle.start_measuring();
         handle.metrics.up.with_label_values(&[name]).set(0);
         handle.metrics.sessions.with_label_values(&[name]).set(0);
         handle.metrics.ghosts.with_label_values(&[name]).set(0);
@@ -182,6 +173,15 @@ impl Metrics {
         handle.metrics.discovery_runs.with_label_values(&[name]);
         handle.metrics.outages.with_label_values(&[name]);
         handle
+    }
+
+    /// A handle for a target's next run: every series stays as the last run left it (a
+    /// restart is no outage: `target_up` keeps its value until the new run knows better).
+    pub fn target_continued(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
+        TargetMetrics {
+            name: name.to_string(),
+            metrics: self.clone(),
+        }
     }
 
     /// Deletes every series of a target that is no longer configured.
@@ -235,6 +235,12 @@ pub struct TargetMetrics {
 }
 
 impl TargetMetrics {
+    /// Nothing measured yet: discovering, with an empty bracket.
+    pub fn start_measuring(&self) {
+        self.set_state("discovering");
+        self.set_bracket(None, None);
+    }
+
     pub fn set_bracket(&self, lower: Option<Duration>, upper: Option<Duration>) {
         let m = &self.metrics;
         m.lower

@@ -181,6 +181,12 @@ impl Discovery {
         self.bracket
     }
 
+    /// New range, precision or policy (a reload): what was observed stays.
+    pub fn retune(&mut self, space: SearchSpace, policy: PolicyKind) {
+        self.space = space;
+        self.policy = policy;
+    }
+
     pub fn verdict(&self) -> Verdict {
         self.bracket.verdict(&self.space)
     }

@@ -172,6 +172,7 @@ pub async fn measure(
     let stop = CancellationToken::new();
     let mut task = tokio::spawn(target::run(
         target.clone(),
+        None,
         metrics.target(&target.name),
         board.clone(),
         RunMode::DiscoverOnce,

@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch as latest, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -205,6 +205,10 @@ pub struct Engine<N: Connect, K: Control> {
     /// The guard's own slot (the last one), when the target has an `app_max_idle_lifetime`
     /// and the budget leaves room beside the schedulers.
     guard: Option<Guard>,
+    /// A reload added or removed the guard: the new plan, installed once every slot is empty.
+    replanned_guard: Option<Option<Guard>>,
+    /// Settings a reload changes in place (see `config/change.rs`).
+    updates: Option<latest::Receiver<Arc<TargetConfig>>>,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
@@ -233,11 +237,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
     ) -> Self {
         let (events, inbox) = mpsc::unbounded_channel();
         let probe_slots = target.max_connections - 1;
-        let rungs = target
-            .watch_ladder
-            .iter()
-            .map(|d| (*d, humantime::format_duration(*d).to_string()))
-            .collect();
+        let rungs = rungs(&target);
         metrics.set_app_lifetime(target.app_max_idle_lifetime);
         let guard = plan_guard(&target, probe_slots);
         metrics.set_recommendation(None, target.recommended_socket_timeout);
@@ -250,6 +250,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
             inbox,
             slots: (0..probe_slots).map(|_| Slot::default()).collect(),
             guard,
+            replanned_guard: None,
+            updates: None,
             phase: Phase::Draining {
                 next: Next::Discover(Bracket::default()),
             },
@@ -271,12 +273,19 @@ impl<N: Connect, K: Control> Engine<N, K> {
         }
     }
 
+    /// Takes later settings of the same path from `updates` (a reload's live changes).
+    pub fn with_updates(mut self, updates: latest::Receiver<Arc<TargetConfig>>) -> Self {
+        self.updates = Some(updates);
+        self
+    }
+
     /// Runs until `shutdown` (or, in [`RunMode::DiscoverOnce`], until discovery is over and
     /// every probe session is released), then closes every probe connection and terminates any
     /// of our sessions the server still lists.
     pub async fn run(mut self) {
         let mut reachability = self.control.subscribe();
         let mut control_sessions = self.control.subscribe_sessions();
+        let mut updates = self.updates.take();
         loop {
             if matches!(self.maybe_start_next_phase(), Some(Next::Stop)) {
                 break;
@@ -299,6 +308,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     }
                 }
                 Ok(()) = control_sessions.changed() => {}
+                Some(settings) = next_update(&mut updates) => self.apply_settings(settings),
                 _ = sleep_until_opt(deadline) => {}
             }
         }
@@ -957,6 +967,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
         }
         let now = self.now();
         self.in_outage = false;
+        if let Some(guard) = self.replanned_guard.take() {
+            self.guard = guard;
+        }
         let t = &self.target;
         self.phase = match next {
             Next::Stop => return Some(next),
@@ -966,11 +979,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     s.discovery_started = Some(SystemTime::now());
                     s.discovery_took = None;
                 });
-                let space = SearchSpace {
-                    min: t.idle_min,
-                    max: t.idle_max,
-                    precision: t.precision,
-                };
+                let space = search_space(t);
                 Phase::Discovering {
                     discovery: Discovery::new(
                         space,
@@ -1005,6 +1014,51 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
         }
         Some(next)
+    }
+
+    // ---- reloads -----------------------------------------------------------------------------
+
+    /// Applies a reload's live settings to the running target: the bracket, the counters and
+    /// every idle clock that still means the same stay.
+    fn apply_settings(&mut self, new: Arc<TargetConfig>) {
+        let old = std::mem::replace(&mut self.target, new);
+        let t = self.target.clone();
+        tracing::info!(target_name = %t.name, "settings applied; the measurement is kept");
+        self.rungs = rungs(&t);
+        self.metrics.set_app_lifetime(t.app_max_idle_lifetime);
+        status::update(&self.board, &t.name, |s| {
+            s.app_max_idle_lifetime = t.app_max_idle_lifetime;
+            s.idle_min = t.idle_min;
+            s.idle_max = t.idle_max;
+            s.recommendation_margin = t.recommendation_margin;
+        });
+        // Margin and socket timeout change the recommendation, not the bracket.
+        self.set_bracket(self.bracket);
+
+        let guard = plan_guard(&t, self.slots.len());
+        let guard_moved = guard.is_some() != self.guard.is_some();
+        if let (Some(running), Some(wanted)) = (&mut self.guard, &guard) {
+            running.set_lifetime(wanted.lifetime());
+        }
+        let next = match &mut self.phase {
+            Phase::Discovering { discovery, .. } => {
+                discovery.retune(search_space(&t), t.discovery_policy);
+                Next::Discover(discovery.bracket())
+            }
+            Phase::Watching(watch) => Next::Watch(watch.bracket()),
+            Phase::Draining { next } => *next,
+        };
+        let replan_watch = matches!(self.phase, Phase::Watching(_)) && old.precision != t.precision;
+        if guard_moved {
+            // The guard's slot comes from, or goes back to, the scheduler: start the phase
+            // again over all slots, from what is known.
+            self.guard = None;
+            self.replanned_guard = Some(guard);
+            self.drain(next);
+        } else if replan_watch {
+            // The sentinels idle relative to the precision.
+            self.drain(next);
+        }
     }
 
     // ---- publishing ------------------------------------------------------------------------
@@ -1111,6 +1165,23 @@ impl<N: Connect, K: Control> Engine<N, K> {
     }
 }
 
+fn search_space(target: &TargetConfig) -> SearchSpace {
+    SearchSpace {
+        min: target.idle_min,
+        max: target.idle_max,
+        precision: target.precision,
+    }
+}
+
+/// The `rung` label of probe uses: each ladder value with its label text.
+fn rungs(target: &TargetConfig) -> Vec<(Duration, String)> {
+    target
+        .watch_ladder
+        .iter()
+        .map(|d| (*d, humantime::format_duration(*d).to_string()))
+        .collect()
+}
+
 /// The guard, in the last slot, when there is a lifetime to guard and the budget leaves the
 /// schedulers at least one slot.
 fn plan_guard(target: &TargetConfig, probe_slots: usize) -> Option<Guard> {
@@ -1130,6 +1201,22 @@ fn probe_sessions<C>(slots: &[Slot<C>]) -> usize {
             )
         })
         .count()
+}
+
+/// The next settings from a reload; never, without a source (or once it is gone).
+async fn next_update(
+    updates: &mut Option<latest::Receiver<Arc<TargetConfig>>>,
+) -> Option<Arc<TargetConfig>> {
+    match updates {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => {
+                *updates = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -21,9 +21,11 @@ pub use engine::RunMode;
 use status::StatusBoard;
 
 /// Probes one target until `shutdown` (or, with [`RunMode::DiscoverOnce`], until its first
-/// discovery is over); returns after its sessions are closed.
+/// discovery is over); returns after its sessions are closed. `updates`: later settings of the
+/// same path (a reload's live changes, see `config/change.rs`).
 pub async fn run(
     target: Arc<TargetConfig>,
+    updates: Option<tokio::sync::watch::Receiver<Arc<TargetConfig>>>,
     metrics: TargetMetrics,
     board: StatusBoard,
     mode: RunMode,
@@ -52,7 +54,7 @@ pub async fn run(
         board.clone(),
         control_shutdown.clone(),
     );
-    engine::Engine::new(
+    let mut engine = engine::Engine::new(
         target,
         metrics.clone(),
         board,
@@ -60,11 +62,14 @@ pub async fn run(
         control,
         mode,
         shutdown,
-    )
-    .run()
-    .await;
+    );
+    if let Some(updates) = updates {
+        engine = engine.with_updates(updates);
+    }
+    engine.run().await;
     control_shutdown.cancel();
     let _ = control_task.await;
+    // `target_up` is left as it was: a restarted target's next run takes over the series (a
+    // restart is no outage), and a removed target's series are deleted.
     metrics.set_sessions(0);
-    metrics.set_up(false);
 }
