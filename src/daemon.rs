@@ -4,7 +4,7 @@
 //! A reload (SIGHUP or `POST /-/reload`) reads the file again; if it is invalid, the running
 //! configuration stays, the error is logged and `idle_drop_config_last_reload_successful` drops
 //! to 0. If it is valid, only targets whose settings changed are restarted; removed targets are
-//! stopped (their sessions closed) and their series deleted.
+//! stopped (their sessions closed), their series deleted and their stored measurement forgotten.
 //! Runs of one target name never overlap: a
 //! restarted target's new run waits for the old one (see [`Chain`]).
 
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, TargetConfig};
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, TargetMetrics};
+use crate::storage::Store;
 use crate::target::{self, status::StatusBoard, status::TargetStatus};
 
 /// How long targets get to close their sessions at shutdown.
@@ -91,6 +92,19 @@ pub async fn run(
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
 
+    let store = match &config.storage_path {
+        Some(dir) => Store::open(dir).unwrap_or_else(|e| {
+            // `main` refuses a bad directory at start, so it changed since (or a test skipped
+            // that check); measuring works without the file.
+            tracing::error!(error = %e, "cannot open the state file; measurements are kept in memory only");
+            Store::memory()
+        }),
+        None => Store::memory(),
+    };
+    // Targets removed from the configuration while the exporter was down (a reload's removals
+    // are forgotten in `remove_after_stop`).
+    store.retain(|name| config.targets.iter().any(|t| t.name == name));
+
     let mut daemon = Daemon {
         config_path,
         running: HashMap::new(),
@@ -100,6 +114,7 @@ pub async fn run(
         board,
         listen_address: config.listen_address,
         log: config.log.clone(),
+        store,
     };
     daemon.loaded(&config);
     daemon.apply(config);
@@ -134,6 +149,8 @@ struct Daemon {
     board: StatusBoard,
     listen_address: std::net::SocketAddr,
     log: config::LogConfig,
+    /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
+    store: Store,
 }
 
 impl Daemon {
@@ -236,8 +253,9 @@ impl Daemon {
         self.chain.retain(|_, done| !done.is_cancelled());
     }
 
-    /// Deletes a removed target's series and status entry once its run has ended, unless the
-    /// name is configured again by then.
+    /// Deletes a removed target's series, status entry and stored measurement once its run has
+    /// ended (so a last `remember` cannot bring the measurement back), unless the name is
+    /// configured again by then.
     fn remove_after_stop(&mut self, name: String) {
         let keep = CancellationToken::new();
         let done = CancellationToken::new();
@@ -245,6 +263,7 @@ impl Daemon {
         self.removals.insert(name.clone(), keep.clone());
         let metrics = self.metrics.clone();
         let board = self.board.clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
             if let Some(previous) = previous {
                 previous.cancelled().await;
@@ -255,6 +274,7 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&name);
+                store.forget(&name);
             }
             done.cancel();
         });
