@@ -149,6 +149,7 @@ impl Store {
 
     /// Stores `m` for `target` (in memory, and in the file if any). A failed write is logged
     /// (warn); the measurement stays in memory and the next write tries again.
+    ///
     /// A measurement the file could not give back (see [`check`]) is refused with a warn line:
     /// it would be lost at the next restart anyway, and it means the caller has a bug.
     pub fn remember(&self, target: &str, fingerprint: &str, mut m: Measurement) {
@@ -214,11 +215,9 @@ fn check_dir(dir: &Path) -> Result<(), String> {
         return Err(format!("storage path {shown}: not a directory"));
     }
     let path = dir.join(FILE_NAME);
-    if let Ok(meta) = fs::symlink_metadata(&path) {
-        if !meta.is_file() {
-            // Every write's rename over it would fail.
-            return Err(format!("{}: not a regular file", path.display()));
-        }
+    if fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+        // Every write's rename over it would fail (anything else there is replaced).
+        return Err(format!("{}: is a directory", path.display()));
     }
     let probe = dir.join(TEMP_NAME);
     let tried = OpenOptions::new()
@@ -833,6 +832,27 @@ mod tests {
         fs::create_dir(state_is_a_dir.file()).unwrap();
         let e = Store::open(&state_is_a_dir.0).unwrap_err();
         assert!(e.contains(FILE_NAME), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_state_file_that_is_not_a_regular_file_is_ignored_then_replaced() {
+        let dir = TempDir::new("symlink");
+        std::os::unix::fs::symlink("/dev/zero", dir.file()).unwrap();
+        assert_eq!(
+            load(&dir.file()).0,
+            Loaded::Ignored("not a regular file".to_string())
+        );
+        let store = Store::open(&dir.0).unwrap();
+        store.remember("orders-db", FP, measurement());
+        assert!(fs::symlink_metadata(dir.file()).unwrap().is_file());
+        assert_eq!(
+            load(&dir.file()).0,
+            Loaded::Read {
+                kept: 1,
+                rejected: 0
+            }
+        );
     }
 
     #[test]
