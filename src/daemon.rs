@@ -5,8 +5,8 @@
 //! configuration stays, the error is logged and `idle_drop_config_last_reload_successful` drops
 //! to 0. If it is valid, each target's change is classified (`config/change.rs`): settings the
 //! engine applies in place reach the running target and keep its measurement; a target whose
-//! connections must change is restarted; removed targets are stopped (their sessions closed)
-//! and their series deleted.
+//! connections must change is restarted; removed targets are stopped (their sessions closed),
+//! their series deleted and their stored measurement forgotten.
 //! Runs of one target name never overlap: a
 //! restarted target's new run waits for the old one (see [`Chain`]).
 
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, TargetChange, TargetConfig};
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, TargetMetrics};
+use crate::storage::Store;
 use crate::target::{self, status::StatusBoard, status::TargetStatus};
 
 /// How long targets get to close their sessions at shutdown.
@@ -95,6 +96,19 @@ pub async fn run(
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
 
+    let store = match &config.storage_path {
+        Some(dir) => Store::open(dir).unwrap_or_else(|e| {
+            // `main` refuses a bad directory at start, so it changed since (or a test skipped
+            // that check); measuring works without the file.
+            tracing::error!(error = %e, "cannot open the state file; measurements are kept in memory only");
+            Store::memory()
+        }),
+        None => Store::memory(),
+    };
+    // Targets removed from the configuration while the exporter was down (a reload's removals
+    // are forgotten in `remove_after_stop`).
+    store.retain(|name| config.targets.iter().any(|t| t.name == name));
+
     let mut daemon = Daemon {
         config_path,
         running: HashMap::new(),
@@ -104,6 +118,7 @@ pub async fn run(
         board,
         listen_address: config.listen_address,
         log: config.log.clone(),
+        store,
     };
     daemon.loaded(&config);
     daemon.apply(config);
@@ -138,6 +153,8 @@ struct Daemon {
     board: StatusBoard,
     listen_address: std::net::SocketAddr,
     log: config::LogConfig,
+    /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
+    store: Store,
 }
 
 impl Daemon {
@@ -255,8 +272,9 @@ impl Daemon {
         self.chain.retain(|_, done| !done.is_cancelled());
     }
 
-    /// Deletes a removed target's series and status entry once its run has ended, unless the
-    /// name is configured again by then.
+    /// Deletes a removed target's series, status entry and stored measurement once its run has
+    /// ended (so a last `remember` cannot bring the measurement back), unless the name is
+    /// configured again by then.
     fn remove_after_stop(&mut self, name: String) {
         let keep = CancellationToken::new();
         let done = CancellationToken::new();
@@ -264,6 +282,7 @@ impl Daemon {
         self.removals.insert(name.clone(), keep.clone());
         let metrics = self.metrics.clone();
         let board = self.board.clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
             if let Some(previous) = previous {
                 previous.cancelled().await;
@@ -274,6 +293,7 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&name);
+                store.forget(&name);
             }
             done.cancel();
         });

@@ -9,6 +9,8 @@
 //!   connection (outage detection, ghost reaping) and the status snapshot.
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*`.
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.
+//! - [`storage`]: each target's last measurement, kept in a file across restarts
+//!   (`--storage.path`).
 //! - [`oneshot`]: the `discover` command, one measurement with the same engine and a report.
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT.
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
@@ -35,4 +37,5 @@ pub mod recommend;
 pub mod secret;
 pub mod shutdown;
 pub mod simulator;
+pub mod storage;
 pub mod target;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use idle_drop_exporter::{config, daemon, http, logging, oneshot, recipes, shutdown, simulator};
+use idle_drop_exporter::{
+    config, daemon, http, logging, oneshot, recipes, shutdown, simulator, storage,
+};
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
 const EXIT_BAD_CONFIG: u8 = 78;
@@ -33,6 +35,10 @@ struct Flags {
     /// (docs/web-config.md).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
+    /// Directory where each target's last measurement is kept, so a restart resumes from it
+    /// instead of measuring from zero (off by default).
+    #[arg(long = "storage.path")]
+    storage_path: Option<PathBuf>,
     /// Log level or filter (error, warn, info, debug, trace); overrides the file.
     #[arg(long = "log.level")]
     log_level: Option<String>,
@@ -83,6 +89,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
         config.web_config_file = Some(path.clone());
+    }
+    if let Some(dir) = &flags.storage_path {
+        // Checked here so a wrong flag stops the start; the daemon opens the store itself.
+        if let Err(e) = storage::Store::open(dir) {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+        config.storage_path = Some(dir.clone());
     }
     if flags.check_config {
         for warning in &config.warnings {
@@ -179,6 +193,10 @@ mod fuzz {
                     vec!["127.0.0.1:0", "[::1]:10187", "nowhere"],
                 ),
                 ("--web.config.file", vec!["web.yml"]),
+                (
+                    "--storage.path",
+                    vec!["/var/lib/idle_drop_exporter", "/nonexistent"],
+                ),
                 ("--log.level", vec!["info", "debug"]),
                 ("--log.format", vec!["text", "json", "xml"]),
                 ("--check-config", vec![]),

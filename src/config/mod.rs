@@ -69,6 +69,9 @@ pub struct Config {
     /// The exporter-toolkit web configuration (TLS, basic auth) for our own endpoint. Not part
     /// of the YAML file: `main` sets it from `--web.config.file`; see [`crate::http::web_config`].
     pub web_config_file: Option<PathBuf>,
+    /// The directory holding the state file (each target's last measurement). Not part of the
+    /// YAML file: `main` sets it from `--storage.path`; see [`crate::storage`].
+    pub storage_path: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -339,6 +342,7 @@ impl Validator<'_> {
             targets,
             warnings,
             web_config_file: None,
+            storage_path: None,
         })
     }
 
