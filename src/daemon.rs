@@ -255,6 +255,7 @@ impl Daemon {
             let step = RunStep {
                 target: target.clone(),
                 updates: updates_rx,
+                store: self.store.clone(),
                 metrics: self.metrics.target_continued(&name),
                 board: self.board.clone(),
             };
@@ -324,6 +325,7 @@ impl Daemon {
 struct RunStep {
     target: Arc<TargetConfig>,
     updates: watch::Receiver<Arc<TargetConfig>>,
+    store: Store,
     metrics: TargetMetrics,
     board: StatusBoard,
 }
@@ -340,6 +342,7 @@ async fn run_after(
     let RunStep {
         target,
         updates,
+        store,
         metrics,
         board,
     } = step;
@@ -359,6 +362,7 @@ async fn run_after(
         let mut task = tokio::spawn(target::run(
             target,
             Some(updates),
+            Some(store),
             metrics,
             board,
             target::RunMode::Continuous,

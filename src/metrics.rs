@@ -15,8 +15,9 @@ use prometheus::{
 };
 
 /// Discovery states, exported one-hot in `idle_drop_discovery_state`.
-pub const STATES: [&str; 5] = [
+pub const STATES: [&str; 6] = [
     "discovering",
+    "confirming",
     "watching",
     "no_drop",
     "below_range",

@@ -30,6 +30,9 @@ const GROWTH: f64 = 1.3;
 /// step waits the whole value again, so small steps add up (1.3 costs about 4.3×T before the
 /// first death). Doubling costs about 2×T, as in libre's `natbd` lifetime test.
 const GROWTH_ONE_SLOT: f64 = 2.0;
+/// With only a death known, the first split is at `upper / 2`: the midpoint of `upper / 4`
+/// and `upper`.
+const DESCENT_SPLIT: f64 = 4.0;
 /// The baseline ladder (30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h) as fractions of the range max.
 const LADDER_FRACTIONS: [f64; 8] = [
     30.0 / 3600.0,
@@ -120,7 +123,13 @@ fn adaptive(d: &Discovery) -> Vec<(Duration, Action)> {
         }
         Some(upper) => {
             let upper = secs(upper);
-            let lower = d.bracket.lower.map_or(min.min(upper), secs);
+            // Nothing survived yet: a rediscovery after the threshold went down, seeded with
+            // the sentinel's death. The new T is most likely near the old one, so descend by
+            // halving from there instead of bisecting all the way from the range min.
+            let lower = d
+                .bracket
+                .lower
+                .map_or((upper / DESCENT_SPLIT).max(min).min(upper), secs);
             for (slot, since) in &idle {
                 out.push((*since + dur(upper), Action::Discard { slot: *slot }));
             }

@@ -212,3 +212,24 @@ fn ratio_table() {
         }
     }
 }
+
+/// After the threshold went down, only the sentinel's death is known: the search starts from
+/// it, not from the range min (at T = 300 s that was a first probe at 17 s).
+#[test]
+fn a_rediscovery_seeded_with_a_death_descends_from_it() {
+    let seed = Bracket {
+        lower: None,
+        upper: Some(s(300.0)),
+    };
+    let mut d = Discovery::new(space(0.05), 6, PolicyKind::Adaptive, seed, s(0.0));
+    for action in d.poll(s(0.0)) {
+        if let Action::Open { slot } = action {
+            d.on_opened(slot, s(0.0));
+        }
+    }
+    let first_probe = d.next_deadline().expect("a probe is scheduled");
+    assert!(
+        first_probe >= s(140.0) && first_probe <= s(160.0),
+        "first probe at {first_probe:?}"
+    );
+}

@@ -173,6 +173,7 @@ pub async fn measure(
     let mut task = tokio::spawn(target::run(
         target.clone(),
         None,
+        None,
         metrics.target(&target.name),
         board.clone(),
         RunMode::DiscoverOnce,

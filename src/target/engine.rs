@@ -31,6 +31,7 @@ use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{BackendIdentity, ConnectError, ProbeOutcome};
 use crate::recommend::{self, Recommendation};
+use crate::storage::{self, Store};
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
 const GHOST_GRACE: Duration = Duration::from_secs(1);
@@ -110,6 +111,9 @@ enum Phase {
 enum Next {
     Discover(Bracket),
     Watch(Bracket),
+    /// A bracket from an earlier run: watch it, and call it confirmed once both sentinels gave
+    /// their expected result.
+    Confirm(Bracket),
     /// `discover`: the bracket is known; one keepalive probe tells what kind of box it is.
     CheckKeepalives(Bracket),
     /// Discovery is over and the run was for one measurement only (`discover`).
@@ -209,6 +213,10 @@ pub struct Engine<N: Connect, K: Control> {
     replanned_guard: Option<Option<Guard>>,
     /// Settings a reload changes in place (see `config/change.rs`).
     updates: Option<latest::Receiver<Arc<TargetConfig>>>,
+    /// Where settled measurements are kept, with this path's fingerprint.
+    memory: Option<(Store, String)>,
+    /// Since when a resumed bracket is being confirmed.
+    confirming: Option<Instant>,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
@@ -252,6 +260,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
             guard,
             replanned_guard: None,
             updates: None,
+            memory: None,
+            confirming: None,
             phase: Phase::Draining {
                 next: Next::Discover(Bracket::default()),
             },
@@ -277,6 +287,76 @@ impl<N: Connect, K: Control> Engine<N, K> {
     pub fn with_updates(mut self, updates: latest::Receiver<Arc<TargetConfig>>) -> Self {
         self.updates = Some(updates);
         self
+    }
+
+    /// Keeps settled measurements in `store`, and resumes from the one stored for this path
+    /// (same fingerprint) if there is one: its bracket is published at once and confirmed by
+    /// the sentinels instead of discovered again.
+    pub fn with_memory(mut self, store: Store) -> Self {
+        let fingerprint = self.target.fingerprint();
+        if let Some(stored) = store.recall(&self.target.name, &fingerprint) {
+            self.resume(stored);
+        }
+        self.memory = Some((store, fingerprint));
+        self
+    }
+
+    fn resume(&mut self, stored: storage::Measurement) {
+        let bracket = Bracket {
+            lower: stored.lower,
+            upper: stored.upper,
+        };
+        if bracket.lower.is_none() && bracket.upper.is_none() {
+            return;
+        }
+        let age = SystemTime::now()
+            .duration_since(stored.measured_at)
+            .unwrap_or_default();
+        tracing::info!(
+            target_name = %self.target.name,
+            lower = %format_bound(bracket.lower), upper = %format_bound(bracket.upper),
+            measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
+            "resuming from the stored measurement; the sentinels confirm it"
+        );
+        self.set_bracket(bracket);
+        if let Some(rescued) = stored.keepalive_rescue {
+            self.metrics.set_keepalive_rescue(rescued);
+        }
+        status::update(&self.board, &self.target.name, |s| {
+            s.keepalive_rescue = stored.keepalive_rescue;
+            s.stored_drop = stored.drop_kind.clone();
+            s.resumed_from = Some(stored.measured_at);
+        });
+        self.phase = Phase::Draining {
+            next: Next::Confirm(bracket),
+        };
+    }
+
+    /// Keeps the settled measurement for the next run of this path.
+    fn remember(&self) {
+        let Some((store, fingerprint)) = &self.memory else {
+            return;
+        };
+        let (drop_kind, keepalive_rescue) = {
+            let board = self.board.read().unwrap_or_else(|e| e.into_inner());
+            board.get(&self.target.name).map_or((None, None), |s| {
+                let kind = status::dominant_death(&s.deaths)
+                    .map(str::to_string)
+                    .or_else(|| s.stored_drop.clone());
+                (kind, s.keepalive_rescue)
+            })
+        };
+        store.remember(
+            &self.target.name,
+            fingerprint,
+            storage::Measurement {
+                lower: self.bracket.lower,
+                upper: self.bracket.upper,
+                drop_kind,
+                keepalive_rescue,
+                measured_at: SystemTime::now(),
+            },
+        );
     }
 
     /// Runs until `shutdown` (or, in [`RunMode::DiscoverOnce`], until discovery is over and
@@ -336,8 +416,15 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.epoch.elapsed()
     }
 
+    /// When the scheduler or the guard next has something to do.
     fn deadline(&self) -> Option<Duration> {
-        self.scheduler_ref().and_then(|s| s.next_deadline())
+        let scheduler = self.scheduler_ref().and_then(|s| s.next_deadline());
+        let guard = self
+            .guard
+            .as_ref()
+            .filter(|_| self.guard_runs())
+            .and_then(Guard::next_deadline);
+        scheduler.into_iter().chain(guard).min()
     }
 
     fn role(&self, slot: usize) -> Role {
@@ -874,6 +961,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     status::update(&self.board, &self.target.name, |s| {
                         s.discovery_took = Some(took)
                     });
+                    self.remember();
                     let bracket_found = verdict == Verdict::Converged;
                     self.drain(match self.mode {
                         RunMode::Continuous => Next::Watch(bracket),
@@ -887,6 +975,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 }
             }
             Phase::Watching(watch) => {
+                let confirmed = watch.confirmed();
                 if let Some(rescued) = watch.take_keepalive_result() {
                     self.metrics.set_keepalive_rescue(rescued);
                     status::update(&self.board, &self.target.name, |s| {
@@ -896,8 +985,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         self.drain(Next::Stop);
                         return;
                     }
+                    self.remember();
                 }
+                let Phase::Watching(watch) = &mut self.phase else {
+                    return;
+                };
                 if let Some(change) = watch.take_change() {
+                    self.confirming = None;
                     self.metrics.threshold_changed(change.direction.label());
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
@@ -907,6 +1001,18 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     self.set_bracket(change.seed);
                     self.set_state("discovering");
                     self.drain(Next::Discover(change.seed));
+                } else if let Some(since) = self.confirming.filter(|_| confirmed) {
+                    self.confirming = None;
+                    let took = since.elapsed();
+                    tracing::info!(
+                        target_name = %self.target.name, took = %humantime::format_duration(Duration::from_millis(took.as_millis() as u64)),
+                        "the stored measurement still holds"
+                    );
+                    self.set_state(settled_state(bracket));
+                    status::update(&self.board, &self.target.name, |s| {
+                        s.discovery_took = Some(took)
+                    });
+                    self.remember();
                 }
             }
             Phase::Draining { .. } => {}
@@ -919,6 +1025,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             Phase::Watching(_) if self.mode == RunMode::DiscoverOnce => {
                 Next::CheckKeepalives(self.bracket)
             }
+            Phase::Watching(_) if self.confirming.is_some() => Next::Confirm(self.bracket),
             Phase::Watching(_) => Next::Watch(self.bracket),
             Phase::Draining { next } => *next,
         };
@@ -992,18 +1099,27 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 }
             }
             Next::Watch(bracket) => {
-                let state = match (bracket.lower, bracket.upper) {
-                    (_, None) => "no_drop",
-                    (None, _) => "below_range",
-                    _ => "watching",
-                };
-                self.set_state(state);
+                self.confirming = None;
+                self.set_state(settled_state(bracket));
                 Phase::Watching(Watch::new(
                     bracket,
                     t.precision,
                     t.keepalive_probe.is_some(),
                     self.scheduler_slots(),
                 ))
+            }
+            Next::Confirm(bracket) => {
+                self.confirming = Some(Instant::now());
+                self.set_state("confirming");
+                Phase::Watching(
+                    Watch::new(
+                        bracket,
+                        t.precision,
+                        t.keepalive_probe.is_some(),
+                        self.scheduler_slots(),
+                    )
+                    .confirming(),
+                )
             }
             Next::CheckKeepalives(bracket) => Phase::Watching(Watch::keepalive_check(bracket)),
         };
@@ -1045,6 +1161,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 discovery.retune(search_space(&t), t.discovery_policy);
                 Next::Discover(discovery.bracket())
             }
+            Phase::Watching(watch) if self.confirming.is_some() => Next::Confirm(watch.bracket()),
             Phase::Watching(watch) => Next::Watch(watch.bracket()),
             Phase::Draining { next } => *next,
         };
@@ -1163,6 +1280,22 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
         }
     }
+}
+
+/// The state of a watched bracket.
+fn settled_state(bracket: Bracket) -> &'static str {
+    match (bracket.lower, bracket.upper) {
+        (_, None) => "no_drop",
+        (None, _) => "below_range",
+        _ => "watching",
+    }
+}
+
+fn format_bound(bound: Option<Duration>) -> String {
+    bound.map_or_else(
+        || "none".to_string(),
+        |d| humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string(),
+    )
 }
 
 fn search_space(target: &TargetConfig) -> SearchSpace {

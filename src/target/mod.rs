@@ -22,10 +22,12 @@ use status::StatusBoard;
 
 /// Probes one target until `shutdown` (or, with [`RunMode::DiscoverOnce`], until its first
 /// discovery is over); returns after its sessions are closed. `updates`: later settings of the
-/// same path (a reload's live changes, see `config/change.rs`).
+/// same path (a reload's live changes, see `config/change.rs`). `memory`: where settled
+/// measurements are kept, and resumed from when this path has one.
 pub async fn run(
     target: Arc<TargetConfig>,
     updates: Option<tokio::sync::watch::Receiver<Arc<TargetConfig>>>,
+    memory: Option<crate::storage::Store>,
     metrics: TargetMetrics,
     board: StatusBoard,
     mode: RunMode,
@@ -65,6 +67,9 @@ pub async fn run(
     );
     if let Some(updates) = updates {
         engine = engine.with_updates(updates);
+    }
+    if let Some(store) = memory {
+        engine = engine.with_memory(store);
     }
     engine.run().await;
     control_shutdown.cancel();

@@ -43,6 +43,11 @@ pub struct TargetStatus {
     pub idle_min: Duration,
     pub idle_max: Duration,
     pub keepalive_rescue: Option<bool>,
+    /// How the drop looked in the stored measurement this run resumed from (until this run
+    /// sees deaths of its own).
+    pub stored_drop: Option<String>,
+    /// When the stored measurement this run resumed from was taken.
+    pub resumed_from: Option<SystemTime>,
     pub recommendation_margin: f64,
     pub ghosts_alive: usize,
     /// Dead probe sessions the server still listed (silent on both ends), and how many of
@@ -81,6 +86,8 @@ impl TargetStatus {
             idle_min: target.idle_min,
             idle_max: target.idle_max,
             keepalive_rescue: None,
+            stored_drop: None,
+            resumed_from: None,
             recommendation_margin: target.recommendation_margin,
             ghosts_alive: 0,
             ghosts_seen: 0,
@@ -105,7 +112,9 @@ impl TargetStatus {
         Some(Measurement {
             lower: self.bracket.lower?,
             upper: self.bracket.upper,
-            drop: dominant_death(&self.deaths).and_then(DropKind::of_death),
+            drop: dominant_death(&self.deaths)
+                .or(self.stored_drop.as_deref())
+                .and_then(DropKind::of_death),
             box_counts: BoxCounts::from_keepalive_rescue(self.keepalive_rescue),
         })
     }

@@ -97,6 +97,8 @@ pub struct Watch {
     slots: Vec<WatchSlot>,
     change: Option<Change>,
     keepalive_result: Option<bool>,
+    /// Confirming a stored bracket: the sentinels whose expected result is still missing.
+    awaiting: Vec<Role>,
 }
 
 impl Watch {
@@ -127,6 +129,37 @@ impl Watch {
                 .collect(),
             change: None,
             keepalive_result: None,
+            awaiting: Vec::new(),
+        }
+    }
+
+    /// A bracket from an earlier run (the state file, or a restart that kept the path) is
+    /// trusted once each sentinel gave its expected result: `sentinel_low` survived just below
+    /// the lower bound and `sentinel_high` died just above the upper one. That takes about the
+    /// upper bound, against 2×T for a new discovery.
+    pub fn confirming(mut self) -> Self {
+        self.awaiting = self
+            .slots
+            .iter()
+            .map(|s| s.role)
+            .filter(|r| matches!(r, Role::SentinelLow | Role::SentinelHigh))
+            .collect();
+        self
+    }
+
+    /// Every sentinel gave its expected result (always true unless [`Watch::confirming`]).
+    pub fn confirmed(&self) -> bool {
+        self.awaiting.is_empty() && self.change.is_none()
+    }
+
+    fn expected(&mut self, role: Role, survived: bool) {
+        let expected = match role {
+            Role::SentinelLow => survived,
+            Role::SentinelHigh => !survived,
+            _ => return,
+        };
+        if expected {
+            self.awaiting.retain(|r| *r != role);
         }
     }
 
@@ -145,6 +178,7 @@ impl Watch {
             }],
             change: None,
             keepalive_result: None,
+            awaiting: Vec::new(),
         }
     }
 
@@ -225,6 +259,7 @@ impl Watch {
             return;
         }
         self.observe(idle, survived);
+        self.expected(role, survived);
     }
 
     pub fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
@@ -236,7 +271,9 @@ impl Watch {
             // It died before its probe was due: the keepalives did not keep it alive.
             self.keepalive_result = Some(false);
         } else {
+            let role = s.role;
             self.observe(idle, false);
+            self.expected(role, false);
         }
     }
 
@@ -394,5 +431,26 @@ mod tests {
         w.on_closed_while_idle(2, secs(3), secs(160));
         assert_eq!(w.take_keepalive_result(), Some(false));
         assert_eq!(w.take_change(), None);
+    }
+
+    #[test]
+    fn a_stored_bracket_is_confirmed_by_both_sentinels() {
+        let mut w = Watch::new(bracket(), 0.05, true, 7).confirming();
+        assert!(!w.confirmed());
+        w.on_probe(0, secs(95), true, secs(95));
+        assert!(!w.confirmed(), "the low sentinel alone");
+        w.on_closed_while_idle(1, secs(110), secs(110));
+        assert!(w.confirmed());
+        assert_eq!(w.take_change(), None);
+        assert!(Watch::new(bracket(), 0.05, true, 7).confirmed());
+    }
+
+    #[test]
+    fn a_stored_bracket_that_no_longer_holds_is_not_confirmed() {
+        let mut w = Watch::new(bracket(), 0.05, false, 7).confirming();
+        w.on_probe(1, secs(111), true, secs(111));
+        w.on_probe(0, secs(95), true, secs(95));
+        assert!(!w.confirmed());
+        assert_eq!(w.take_change().unwrap().direction, Direction::Up);
     }
 }

@@ -7,6 +7,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::metrics::Metrics;
+use crate::storage::Store;
 use crate::target::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
 use crate::target::status::TargetStatus;
 
@@ -41,6 +42,17 @@ struct Run {
 
 impl Run {
     fn start(path: &SimulatedPath, target: Arc<TargetConfig>, mode: RunMode) -> Run {
+        Run::start_with(path, target, mode, None, None)
+    }
+
+    /// With a store to resume from and remember in, and a source of live settings.
+    fn start_with(
+        path: &SimulatedPath,
+        target: Arc<TargetConfig>,
+        mode: RunMode,
+        store: Option<Store>,
+        updates: Option<latest::Receiver<Arc<TargetConfig>>>,
+    ) -> Run {
         let metrics = Arc::new(Metrics::new());
         let board: StatusBoard = Default::default();
         board
@@ -48,7 +60,7 @@ impl Run {
             .unwrap()
             .insert(target.name.clone(), TargetStatus::new(&target));
         let shutdown = CancellationToken::new();
-        let engine: Engine<SimulatedConnector, SimulatedControl> = Engine::new(
+        let mut engine: Engine<SimulatedConnector, SimulatedControl> = Engine::new(
             target.clone(),
             metrics.target(&target.name),
             board.clone(),
@@ -57,6 +69,12 @@ impl Run {
             mode,
             shutdown.clone(),
         );
+        if let Some(updates) = updates {
+            engine = engine.with_updates(updates);
+        }
+        if let Some(store) = store {
+            engine = engine.with_memory(store);
+        }
         Run {
             path: path.clone(),
             board,
@@ -316,5 +334,164 @@ async fn a_guard_below_the_threshold_never_pages_and_its_survivals_count() {
         .count();
     assert!(guard_uses > 0, "the guard probes at its rung");
     assert_contains(run.status().bracket, 600.0);
+    run.stop().await;
+}
+
+/// Discovers T with a memory store, then stops: what a later run resumes from.
+async fn measured(path: &SimulatedPath, target: &Arc<TargetConfig>) -> (Store, Bracket) {
+    let store = Store::memory();
+    let run = Run::start_with(
+        path,
+        target.clone(),
+        RunMode::Continuous,
+        Some(store.clone()),
+        None,
+    );
+    run.until("watching", secs(3600.0), |s| s.state == "watching")
+        .await;
+    let bracket = run.status().bracket;
+    run.stop().await;
+    (store, bracket)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_upper_bound() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let target = target("");
+    let (store, bracket) = measured(&path, &target).await;
+    let stored = store
+        .recall("db", &target.fingerprint())
+        .expect("remembered");
+    assert_eq!((stored.lower, stored.upper), (bracket.lower, bracket.upper));
+    assert_eq!(stored.drop_kind.as_deref(), Some("timeout"));
+
+    let run = Run::start_with(&path, target, RunMode::Continuous, Some(store), None);
+    let status = run.status();
+    assert_eq!(status.state, "discovering", "nothing started yet");
+    assert_eq!(
+        status.bracket, bracket,
+        "the stored bracket is published at once"
+    );
+    run.until("confirming", secs(5.0), |s| s.state == "confirming")
+        .await;
+    let took = run
+        .until("watching", secs(3600.0), |s| s.state == "watching")
+        .await;
+    let upper = bracket.upper.unwrap();
+    assert!(
+        took <= upper.mul_f64(1.2),
+        "watching after {took:?}, upper bound {upper:?}"
+    );
+    assert_eq!(run.status().bracket, bracket);
+    assert_eq!(
+        run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
+        0.0,
+        "nothing was discovered again"
+    );
+    assert!(
+        run.status().measurement().unwrap().drop.is_some(),
+        "the drop kind is kept"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_measurement_that_no_longer_holds_is_measured_again() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let target = target("");
+    let (store, _) = measured(&path, &target).await;
+    for now in [200.0, 400.0] {
+        path.set_threshold(Some(secs(now)));
+        let run = Run::start_with(
+            &path,
+            target.clone(),
+            RunMode::Continuous,
+            Some(store.clone()),
+            None,
+        );
+        run.until("measured again", secs(4.0 * 3600.0), |s| {
+            s.state == "watching"
+                && s.bracket.lower.is_some_and(|l| l < secs(now))
+                && s.bracket.upper.is_some_and(|u| u >= secs(now))
+        })
+        .await;
+        assert_contains(run.status().bracket, now);
+        run.stop().await;
+        let stored = store.recall("db", &target.fingerprint()).unwrap();
+        assert!(stored.upper.unwrap() >= secs(now) && stored.lower.unwrap() < secs(now));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_measurement_of_other_path_settings_is_not_resumed() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let (store, _) = measured(&path, &target("")).await;
+    let other = target("    probe_query: SELECT 2\n");
+    let run = Run::start_with(&path, other, RunMode::Continuous, Some(store), None);
+    run.until("discovering", secs(5.0), |s| {
+        s.state == "discovering" && s.discovery_started.is_some()
+    })
+    .await;
+    assert_eq!(run.status().bracket, Bracket::default());
+    run.stop().await;
+}
+
+/// A reload's live settings reach the running engine: the bracket, the counters and the
+/// state stay; the guard, the recommendation and the sentinels follow the new values.
+#[tokio::test(start_paused = true)]
+async fn live_settings_apply_without_measuring_again() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let first = target("");
+    let (updates, updates_rx) = latest::channel(first.clone());
+    let run = Run::start_with(&path, first, RunMode::Continuous, None, Some(updates_rx));
+    run.until("watching", secs(3600.0), |s| s.state == "watching")
+        .await;
+    let bracket = run.status().bracket;
+    let recommended = run.metric("idle_drop_recommended_max_idle_lifetime_seconds{target=\"db\"}");
+    let uses = |run: &Run| {
+        run.metric("idle_drop_probe_uses_total{outcome=\"ok\",rung=\"1m\",target=\"db\"}")
+    };
+    let uses_before = uses(&run);
+
+    updates.send_replace(target(
+        "    app_max_idle_lifetime: 1m\n    recommendation_margin: 50%\n    precision: 3%\n",
+    ));
+    for _ in 0..1200 {
+        let s = run.status();
+        assert_eq!(s.state, "watching", "no rediscovery for a live change");
+        assert_eq!(s.bracket, bracket);
+        tokio::time::sleep(secs(0.5)).await;
+    }
+    assert!(
+        uses(&run) >= uses_before + 5.0,
+        "the new guard idles 1m and survives"
+    );
+    let now_recommended =
+        run.metric("idle_drop_recommended_max_idle_lifetime_seconds{target=\"db\"}");
+    assert!(
+        now_recommended < recommended * 0.7,
+        "{now_recommended} vs {recommended}"
+    );
+    assert_eq!(
+        run.metric("idle_drop_app_max_idle_lifetime_seconds{target=\"db\"}"),
+        60.0
+    );
+    assert_eq!(
+        run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
+        1.0
+    );
+    let (_, peak) = path.sessions();
+    assert!(peak <= 7, "{peak} probe sessions");
+
+    // The guard removed again, during a rediscovery.
+    path.set_threshold(Some(secs(100.0)));
+    run.until("rediscovering", secs(600.0), |s| s.state == "discovering")
+        .await;
+    updates.send_replace(target("    precision: 3%\n"));
+    run.until("watching the new T", secs(3600.0), |s| {
+        s.state == "watching"
+    })
+    .await;
+    assert_contains(run.status().bracket, 100.0);
     run.stop().await;
 }
