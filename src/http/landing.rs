@@ -104,6 +104,18 @@ fn section(page: &mut String, s: &TargetStatus) {
     if let Some(error) = &s.last_error {
         let _ = writeln!(page, "<p class=\"bad\">last error: {}</p>", escape(error));
     }
+    if let Some(measured) = s.resumed_from {
+        let confirmed = if s.state == "confirming" {
+            "the sentinels are confirming it"
+        } else {
+            "the sentinels confirmed it or measured again"
+        };
+        let _ = writeln!(
+            page,
+            "<p>Resumed from the measurement stored at {}; {confirmed}.</p>",
+            humantime::format_rfc3339_seconds(measured)
+        );
+    }
     page.push_str("<h3>Survival by idle time</h3>\n");
     survival_chart(page, s);
     deaths(page, s);
@@ -462,6 +474,27 @@ mod tests {
         };
         board.write().unwrap().insert(status.name.clone(), status);
         assert!(render(&board).contains("<svg class=\"survival\""));
+    }
+
+    #[test]
+    fn a_resumed_measurement_says_so_and_keeps_its_recipes() {
+        let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
+        let mut status = sample();
+        status.state = "confirming";
+        status.deaths.clear();
+        status.stored_drop = Some("timeout".to_string());
+        status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+        board.write().unwrap().insert(status.name.clone(), status);
+        let page = render(&board);
+        assert!(
+            page.contains("Resumed from the measurement stored at 2026-11-18T11:06:40Z")
+                && page.contains("the sentinels are confirming it"),
+            "{page}"
+        );
+        assert!(
+            page.contains("max_idle_connection_lifetime=15&amp;socket_timeout=10"),
+            "recipes from the stored drop kind"
+        );
     }
 
     #[test]
