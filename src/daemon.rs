@@ -24,7 +24,7 @@ use crate::config::{self, Config, TargetChange, TargetConfig};
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::storage::Store;
-use crate::target::{self, status::StatusBoard, status::TargetStatus};
+use crate::probe::{self, status::StatusBoard, status::TargetStatus};
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -359,13 +359,13 @@ async fn run_after(
     }
     if !stop.is_cancelled() {
         let name = target.name.clone();
-        let mut task = tokio::spawn(target::run(
+        let mut task = tokio::spawn(probe::run(
             target,
             Some(updates),
             Some(store),
             metrics,
             board,
-            target::RunMode::Continuous,
+            probe::RunMode::Continuous,
             stop.clone(),
         ));
         tokio::select! {

@@ -5,13 +5,13 @@
 //! - [`config`]: the YAML file, checked into typed settings (errors name file, line, field).
 //! - [`postgres`]: DSNs, TLS, probe connections that remember how they died, error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock.
-//! - [`target`]: per target, the probe engine (slots, discovery then watch), the control
-//!   connection (outage detection, ghost reaping) and the status snapshot.
+//! - [`probe`]: per target, the probe engine (slots, discovery then watch, the guard), the
+//!   control connection (outage detection, ghost reaping) and the status snapshot.
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*`.
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.
 //! - [`storage`]: each target's last measurement, kept in a file across restarts
 //!   (`--storage.path`).
-//! - [`oneshot`]: the `discover` command, one measurement with the same engine and a report.
+//! - [`discover`]: the `discover` command, one measurement with the same engine and a report.
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT.
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
 //!   derived from a model of each pool and labelled with what the pool matrix (`lab/pools/`) proved.
@@ -30,7 +30,7 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
-pub mod oneshot;
+pub mod discover;
 pub mod postgres;
 pub mod recipes;
 pub mod recommend;
@@ -38,4 +38,4 @@ pub mod secret;
 pub mod shutdown;
 pub mod simulator;
 pub mod storage;
-pub mod target;
+pub mod probe;

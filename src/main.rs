@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use idle_drop_exporter::{
-    config, daemon, http, logging, oneshot, recipes, shutdown, simulator, storage,
+    config, daemon, discover, http, logging, recipes, shutdown, simulator, storage,
 };
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
@@ -53,7 +53,7 @@ struct Flags {
 #[derive(Subcommand, Debug)]
 enum Tool {
     /// Measure one target's idle-drop threshold once and print settings for your pool.
-    Discover(Box<oneshot::Args>),
+    Discover(Box<discover::Args>),
     /// Run a TCP proxy that forgets idle flows like a NAT gateway or load balancer.
     Simulate(simulator::Args),
     /// Print pool settings for a threshold you already know, without measuring.
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             .build()
             .expect("tokio runtime");
         let status = match tool {
-            Tool::Discover(args) => runtime.block_on(oneshot::main(*args)),
+            Tool::Discover(args) => runtime.block_on(discover::main(*args)),
             Tool::Simulate(args) => runtime.block_on(simulator::main(args)),
             Tool::Recipes(args) => recipes::command::main(args),
         };
@@ -351,7 +351,7 @@ mod fuzz {
                 }
                 Ok(flags) => match flags.tool {
                     Some(Tool::Discover(args)) => {
-                        if let Err(message) = oneshot::target_config(&args) {
+                        if let Err(message) = discover::target_config(&args) {
                             prop_assert!(!leaks(&message), "{argv:?}\n{message}");
                         }
                     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use idle_drop_exporter::metrics::Metrics;
 use idle_drop_exporter::postgres::connection::Connector;
-use idle_drop_exporter::target::control::{self, GhostVerdict};
-use idle_drop_exporter::target::status::{StatusBoard, TargetStatus};
+use idle_drop_exporter::probe::control::{self, GhostVerdict};
+use idle_drop_exporter::probe::status::{StatusBoard, TargetStatus};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -1,6 +1,6 @@
 //! Discovery: narrowing down after how long idle connections are dropped, as pure logic.
 //!
-//! The engine (`target::engine`) owns real connections; this module only decides, from the
+//! The engine (`probe::engine`) owns real connections; this module only decides, from the
 //! bracket found so far and the idle age of each connection slot, which slot to open, which
 //! connection to use now, and which to discard. No I/O and no clock: time is a `Duration`
 //! since the engine started, so the same code runs under the simulator ([`sim`]) that measures

@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::recipes::{self, Recipe};
-use crate::target::status::{StatusBoard, TargetStatus};
+use crate::probe::status::{StatusBoard, TargetStatus};
 
 const STYLE: &str = concat!(
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}",
@@ -403,7 +403,7 @@ mod tests {
     use super::*;
     use crate::discovery::Bracket;
     use crate::recommend::Recommendation;
-    use crate::target::status::ProbeRecord;
+    use crate::probe::status::ProbeRecord;
     use std::collections::BTreeMap;
     use std::sync::{Arc, RwLock};
 

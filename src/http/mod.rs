@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon::ReloadTrigger;
 use crate::metrics::Metrics;
-use crate::target::status::StatusBoard;
+use crate::probe::status::StatusBoard;
 use web_config::{Access, WebConfig};
 
 /// What the handlers need.

@@ -24,7 +24,7 @@ use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
 use crate::postgres::connection::{BackendIdentity, Connector, ProbeConnection};
 use crate::postgres::APPLICATION_NAME;
-use crate::target::status::{self, StatusBoard};
+use crate::probe::status::{self, StatusBoard};
 
 /// What the server says about a dead probe's session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The `idle_drop_exporter discover` command: one measurement of one target with the daemon's
-//! own engine ([`crate::target::run`] in [`RunMode::DiscoverOnce`]), a live progress display on
+//! own engine ([`crate::probe::run`] in [`RunMode::DiscoverOnce`]), a live progress display on
 //! stderr, and a report with copy-paste pool settings on stdout.
 //!
 //! The flags are turned into the same configuration the daemon reads (and checked by the same
@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, LogConfig, LogFormat, TargetConfig};
 use crate::metrics::Metrics;
-use crate::target::status::{StatusBoard, TargetStatus};
-use crate::target::{self, RunMode};
+use crate::probe::status::{StatusBoard, TargetStatus};
+use crate::probe::{self, RunMode};
 pub use report::{Outcome, Report};
 
 /// The `target` label and status-board key of the one measured target.
@@ -170,7 +170,7 @@ pub async fn measure(
         .unwrap_or_else(|e| e.into_inner())
         .insert(target.name.clone(), TargetStatus::new(&target));
     let stop = CancellationToken::new();
-    let mut task = tokio::spawn(target::run(
+    let mut task = tokio::spawn(probe::run(
         target.clone(),
         None,
         None,

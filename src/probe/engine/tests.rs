@@ -8,8 +8,8 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::metrics::Metrics;
 use crate::storage::Store;
-use crate::target::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
-use crate::target::status::TargetStatus;
+use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
+use crate::probe::status::TargetStatus;
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)

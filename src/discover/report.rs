@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::TargetConfig;
 use crate::http::human;
 use crate::recipes::{self, BoxCounts, DropKind, Recipe};
-use crate::target::status::{dominant_death, TargetStatus};
+use crate::probe::status::{dominant_death, TargetStatus};
 
 /// How the measurement ended; decides the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

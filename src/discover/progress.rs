@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use crate::http::human;
-use crate::target::status::TargetStatus;
+use crate::probe::status::TargetStatus;
 
 /// How often an unchanged line is repeated when stderr is not a terminal.
 const PLAIN_REPEAT: Duration = Duration::from_secs(10);
