@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, TargetChange, TargetConfig};
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, TargetMetrics};
-use crate::storage::Store;
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
+use crate::storage::Store;
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::config::TargetConfig;
 use crate::http::human;
-use crate::recipes::{self, BoxCounts, DropKind, Recipe};
 use crate::probe::status::{dominant_death, TargetStatus};
+use crate::recipes::{self, BoxCounts, DropKind, Recipe};
 
 /// How the measurement ended; decides the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

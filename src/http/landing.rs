@@ -10,8 +10,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::recipes::{self, Recipe};
 use crate::probe::status::{StatusBoard, TargetStatus};
+use crate::recipes::{self, Recipe};
 
 const STYLE: &str = concat!(
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}",
@@ -402,8 +402,8 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::discovery::Bracket;
-    use crate::recommend::Recommendation;
     use crate::probe::status::ProbeRecord;
+    use crate::recommend::Recommendation;
     use std::collections::BTreeMap;
     use std::sync::{Arc, RwLock};
 

@@ -7,9 +7,9 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::metrics::Metrics;
-use crate::storage::Store;
 use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
 use crate::probe::status::TargetStatus;
+use crate::storage::Store;
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
