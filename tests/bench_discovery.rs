@@ -84,6 +84,9 @@ fn fmt_at(at: Option<Duration>, t: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: minutes of wall time in the lab, needs root"]
 async fn bench_discovery() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let ts: Vec<u64> = env_list("IDLE_DROP_BENCH_T", "5,13,40")
         .iter()
         .map(|s| s.parse().expect("IDLE_DROP_BENCH_T: whole seconds"))

@@ -126,6 +126,9 @@ async fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves() {
+    if skip_without_lab(&["prometheus", "prometheus-alertmanager"]) {
+        return;
+    }
     let lab = Lab::up("e2e", "silent", 8);
     let host = lab.get("LAB_HOST").to_string();
     // A second target on a closed port of the lab host, so connect errors exist for the dashboard.

@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reaping_spares_sessions_used_after_us_and_sessions_not_started_for_us() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("gs", "silent", 3600);
     let config = idle_drop_exporter::config::parse(
         std::path::Path::new("test.yaml"),

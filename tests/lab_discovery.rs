@@ -163,35 +163,56 @@ fn server() -> Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_drop_after_3s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("s3", "silent", 3, silent()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_drop_after_8s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("s8", "silent", 8, silent()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_drop_after_15s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("s15", "silent", 15, silent()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_after_4s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("r4", "reset", 4, reset()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_after_12s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("r12", "reset", 12, reset()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_idle_session_timeout_3s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("p3", "server", 3, server()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_idle_session_timeout_10s() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     discover("p10", "server", 10, server()).await;
 }

@@ -39,6 +39,9 @@ async fn finish(exporter: Exporter, scrapes: ScrapeWatch, sessions: SessionWatch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_mid_discovery() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("frs", "silent", 8);
     let config = config_for(&lab);
     let sessions = SessionWatch::start(&lab.name);
@@ -77,6 +80,9 @@ async fn postgres_restart_mid_discovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_then_recovery() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("fpt", "silent", 5);
     let config = config_for(&lab);
     let sessions = SessionWatch::start(&lab.name);
@@ -127,6 +133,9 @@ async fn partition_then_recovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_out_of_connection_slots() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     // max_connections 5 minus 3 reserved for superusers: room for two exporter sessions.
     let lab = Lab::up_with("fmc", "server", 4, &["--max-connections", "5"]);
     let config = config_for(&lab);
@@ -160,6 +169,9 @@ fn unresolvable_host() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failures_are_counted_backed_off_and_never_disturb_a_healthy_target() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let plain = Lab::up("fcp", "silent", 5);
     let tls = Lab::up_with("fct", "server", 30, &["--tls"]);
     let wrong_password = TempConfig::new("");
@@ -263,6 +275,9 @@ async fn connect_failures_are_counted_backed_off_and_never_disturb_a_healthy_tar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_counted_as_one_and_never_as_an_unexpected_idle_death() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("hout", "silent", 5);
     let config = TempConfig::new(&format!(
         "listen_address: 127.0.0.1:0\ntargets:\n{}",

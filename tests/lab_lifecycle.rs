@@ -11,6 +11,9 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("rl", "server", 3);
     let a = lab_target("a", &lab, "    max_connections: 3\n");
     let b = lab_target("b", &lab, "    max_connections: 3\n");
@@ -90,6 +93,9 @@ async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guard_failures_page_and_a_moved_threshold_is_rediscovered() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("gd", "silent", 6);
     let config = TempConfig::new(&format!(
         "listen_address: 127.0.0.1:0\ntargets:\n{}",
@@ -187,6 +193,9 @@ fn wait_blocking(address: &str, limit: Duration, done: impl Fn(&Metrics) -> bool
 
 #[test]
 fn the_binary_reloads_on_sighup_and_closes_every_session_on_sigterm() {
+    if skip_without_lab(&["promtool"]) {
+        return;
+    }
     let lab = Lab::up("sg", "silent", 4);
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
@@ -281,6 +290,9 @@ async fn keepalive_verdict(lab_name: &str, mode: &str, t: u64) -> (f64, Exporter
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalives_rescue_conntrack_but_not_a_server_timeout() {
+    if skip_without_lab(&["promtool"]) {
+        return;
+    }
     let (rescued, exporter, lab) = keepalive_verdict("kac", "silent", 4).await;
     assert_eq!(
         rescued, 1.0,
@@ -329,6 +341,9 @@ async fn keepalives_rescue_conntrack_but_not_a_server_timeout() {
 /// Thresholds outside the search range are reported as such, and failed logins are classified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_edges_and_connect_errors_are_reported() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("edge", "server", 3);
     let wrong_password = TempConfig::new("");
     std::fs::write(wrong_password.dir.join("pw"), "not-the-password\n").unwrap();

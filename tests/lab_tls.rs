@@ -24,6 +24,9 @@ fn target(name: &str, lab: &Lab, sslmode: &str, ca: Option<&str>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmodes_behave_as_in_libpq() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up_with("tls", "server", 30, &["--tls"]);
     let ca = lab.get("LAB_CA_FILE").to_string();
     let wrong = lab.get("LAB_WRONG_CA_FILE").to_string();

@@ -36,6 +36,9 @@ fn chromium(profile: &Path, args: &[&str], url: &str) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_renders_in_chromium() {
+    if skip_without_lab(&["chromium"]) {
+        return;
+    }
     let lab = Lab::up("page", "silent", 5);
     let config = TempConfig::new(&format!(
         "listen_address: 127.0.0.1:0\ntargets:\n{}",

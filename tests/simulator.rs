@@ -149,16 +149,25 @@ async fn exporter_finds_the_simulated_timeout(lab_name: &str, mode: Mode, t: u64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_finds_the_simulated_timeout_silent() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     exporter_finds_the_simulated_timeout("sim1", Mode::Silent, 4, "timeout").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_finds_the_simulated_timeout_reset() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     exporter_finds_the_simulated_timeout("sim2", Mode::Reset, 5, "reset").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_finds_the_simulated_timeout_fin() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     exporter_finds_the_simulated_timeout("sim3", Mode::Fin, 4, "eof").await;
 }
 
@@ -166,6 +175,9 @@ async fn exporter_finds_the_simulated_timeout_fin() {
 /// drop the way the mode makes it look. One upstream, three simulators, three runs at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_finds_the_simulated_timeout_in_every_mode() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("sim5", "silent", 3600);
     let cases = [
         (Mode::Silent, 4u64, "silent"),
@@ -280,6 +292,9 @@ async fn schedule(
 /// ended with `Io(ConnectionReset)`), exactly what quaint logs behind a NAT gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_without_idle_lifetime_gets_kind_closed_and_the_recommended_one_does_not() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let t = Duration::from_secs(3);
     let lab = Lab::up("sim4", "silent", 3600);
     let sim = Simulator::start(Mode::Reset, t, upstream_of(&lab)).await;
@@ -337,6 +352,9 @@ async fn a_pool_without_idle_lifetime_gets_kind_closed_and_the_recommended_one_d
 /// upstream is a loopback echo server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_metrics_promtool_accepts_and_stops_on_sigterm() {
+    if skip_without(&["promtool"]) {
+        return;
+    }
     let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_address = upstream.local_addr().unwrap();
     tokio::spawn(async move {

@@ -16,6 +16,62 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What this machine lacks for `needs` ("root", "postgres", "prometheus", ...), if anything.
+fn missing(needs: &[&str]) -> Option<String> {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    for need in needs {
+        let lacking = match *need {
+            "root" => Command::new("id")
+                .arg("-u")
+                .output()
+                .map_or(true, |o| String::from_utf8_lossy(&o.stdout).trim() != "0"),
+            "postgres" => std::fs::read_dir("/usr/lib/postgresql").map_or(true, |versions| {
+                !versions
+                    .flatten()
+                    .any(|v| v.path().join("bin/postgres").is_file())
+            }),
+            program => !on_path(program),
+        };
+        if lacking {
+            return Some(match *need {
+                "root" => "needs root (network namespaces, nftables)".to_string(),
+                "postgres" => "needs a PostgreSQL server (Debian: postgresql)".to_string(),
+                program => format!("needs `{program}` on PATH"),
+            });
+        }
+    }
+    None
+}
+
+/// The lab tests need root, a PostgreSQL server and the network tools `lab/lab.sh` uses. On a
+/// machine without them the test is skipped with one line saying why and how to run it; under
+/// CI (`CI` set to anything but `false`) a missing piece fails the test instead, so CI never
+/// skips the lab silently. `also`: further programs the test runs (`prometheus`, `promtool`).
+pub fn skip_without_lab(also: &[&str]) -> bool {
+    let mut needs = vec!["root", "postgres", "ip", "nft", "conntrack", "psql"];
+    needs.extend_from_slice(also);
+    skip_without(&needs)
+}
+
+/// Like [`skip_without_lab`], for tests that need only some programs (`promtool`).
+pub fn skip_without(needs: &[&str]) -> bool {
+    let Some(reason) = missing(needs) else {
+        return false;
+    };
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!ci, "CI must run every lab test, but this machine {reason}");
+    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {}: this test {reason}; run `sudo bash scripts/test-all.sh` to install what the lab needs and run every test",
+        std::thread::current().name().unwrap_or("a lab test")
+    );
+    true
+}
+
 /// A lab instance; torn down on drop.
 pub struct Lab {
     pub name: String,
