@@ -186,12 +186,7 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
     let prometheus: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
 
     exporter
-        .wait_for(Duration::from_secs(120), "the first discovery", |m| {
-            m.get(
-                "idle_drop_discovery_state",
-                &[("target", "lab"), ("state", "watching")],
-            ) == Some(1.0)
-        })
+        .wait_for_state(Duration::from_secs(120), "lab", "watching")
         .await;
     assert!(
         page_for(&received, "firing", "").is_none(),

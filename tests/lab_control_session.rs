@@ -51,12 +51,7 @@ async fn a_dropped_control_connection_leaves_no_session_behind() {
         .await;
     let control_pid = oldest_exporter_pid(&lab).expect("the control session is listed");
     exporter
-        .wait_for(Duration::from_secs(240), "watching", |m| {
-            m.get(
-                "idle_drop_discovery_state",
-                &[("target", "c"), ("state", "watching")],
-            ) == Some(1.0)
-        })
+        .wait_for_state(Duration::from_secs(240), "c", "watching")
         .await;
     assert!(
         listed(&lab, control_pid),
@@ -97,14 +92,7 @@ async fn a_dropped_control_connection_leaves_no_session_behind() {
         max <= BUDGET,
         "the server listed {max} exporter sessions, budget {BUDGET}"
     );
-    let mut left = lab.exporter_sessions();
-    for _ in 0..12 {
-        if left == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        left = lab.exporter_sessions();
-    }
+    let left = lab.sessions_left_after(Duration::from_millis(3000));
     assert_eq!(
         left,
         0,

@@ -123,14 +123,7 @@ async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
         "the session watcher saw nothing: is it working?"
     );
     // Shutdown leaves nothing behind, not even the ghosts of silently dropped probes.
-    let mut left = lab.exporter_sessions();
-    for _ in 0..20 {
-        if left == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        left = lab.exporter_sessions();
-    }
+    let left = lab.sessions_left_after(Duration::from_millis(5000));
     assert_eq!(left, 0, "sessions left on the server after shutdown");
 }
 

@@ -18,6 +18,15 @@ fn config_for(lab: &Lab) -> TempConfig {
     ))
 }
 
+/// An exporter on `config` with the server's session count and the scrapes watched from the
+/// start.
+async fn watched(lab: &Lab, config: &TempConfig) -> (Exporter, ScrapeWatch, SessionWatch) {
+    let sessions = SessionWatch::start(&lab.name);
+    let exporter = Exporter::start(config).await;
+    let scrapes = ScrapeWatch::start(exporter.address);
+    (exporter, scrapes, sessions)
+}
+
 async fn finish(exporter: Exporter, scrapes: ScrapeWatch, sessions: SessionWatch, lab: &Lab) {
     assert!(scrapes.finish().await > 10);
     exporter.shutdown().await;
@@ -26,14 +35,7 @@ async fn finish(exporter: Exporter, scrapes: ScrapeWatch, sessions: SessionWatch
         max <= BUDGET,
         "the server saw {max} exporter sessions, budget {BUDGET}"
     );
-    let mut left = lab.exporter_sessions();
-    for _ in 0..20 {
-        if left == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        left = lab.exporter_sessions();
-    }
+    let left = lab.sessions_left_after(Duration::from_millis(5000));
     assert_eq!(left, 0, "sessions left behind");
 }
 
@@ -44,9 +46,7 @@ async fn postgres_restart_mid_discovery() {
     }
     let lab = Lab::up("frs", "silent", 8);
     let config = config_for(&lab);
-    let sessions = SessionWatch::start(&lab.name);
-    let exporter = Exporter::start(&config).await;
-    let scrapes = ScrapeWatch::start(exporter.address);
+    let (exporter, scrapes, sessions) = watched(&lab, &config).await;
     let target = [("target", "f")];
     exporter
         .wait_for(Duration::from_secs(30), "probing to start", |m| {
@@ -85,9 +85,7 @@ async fn partition_then_recovery() {
     }
     let lab = Lab::up("fpt", "silent", 5);
     let config = config_for(&lab);
-    let sessions = SessionWatch::start(&lab.name);
-    let exporter = Exporter::start(&config).await;
-    let scrapes = ScrapeWatch::start(exporter.address);
+    let (exporter, scrapes, sessions) = watched(&lab, &config).await;
     let target = [("target", "f")];
     exporter
         .wait_for(Duration::from_secs(90), "the first discovery", |m| {
@@ -139,9 +137,7 @@ async fn server_out_of_connection_slots() {
     // max_connections 5 minus 3 reserved for superusers: room for two exporter sessions.
     let lab = Lab::up_with("fmc", "server", 4, &["--max-connections", "5"]);
     let config = config_for(&lab);
-    let sessions = SessionWatch::start(&lab.name);
-    let exporter = Exporter::start(&config).await;
-    let scrapes = ScrapeWatch::start(exporter.address);
+    let (exporter, scrapes, sessions) = watched(&lab, &config).await;
     let m = exporter
         .wait_for(Duration::from_secs(60), "53300 to be counted", |m| {
             m.get(
@@ -290,12 +286,7 @@ async fn an_outage_is_counted_as_one_and_never_as_an_unexpected_idle_death() {
     let exporter = Exporter::start(&config).await;
     let target = [("target", "o")];
     exporter
-        .wait_for(Duration::from_secs(90), "watching", |m| {
-            m.get(
-                "idle_drop_discovery_state",
-                &[("target", "o"), ("state", "watching")],
-            ) == Some(1.0)
-        })
+        .wait_for_state(Duration::from_secs(90), "o", "watching")
         .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = exporter.metrics().await;

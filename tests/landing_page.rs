@@ -46,12 +46,7 @@ async fn the_status_page_renders_in_chromium() {
     ));
     let exporter = Exporter::start(&config).await;
     exporter
-        .wait_for(Duration::from_secs(90), "watching", |m| {
-            m.get(
-                "idle_drop_discovery_state",
-                &[("target", "orders"), ("state", "watching")],
-            ) == Some(1.0)
-        })
+        .wait_for_state(Duration::from_secs(90), "orders", "watching")
         .await;
     // Let the guard (8 s, above T) die once, so the page has an unexpected event to show.
     exporter

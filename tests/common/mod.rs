@@ -161,6 +161,19 @@ impl Lab {
         .expect("a count")
     }
 
+    /// The exporter's sessions the server still lists after at most `limit` of waiting for
+    /// them to go (closing and terminating take a moment).
+    pub fn sessions_left_after(&self, limit: Duration) -> usize {
+        let give_up = Instant::now() + limit;
+        loop {
+            let left = self.exporter_sessions();
+            if left == 0 || Instant::now() >= give_up {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     pub fn set_timeout(&self, seconds: u64) {
         self.lab(&["set-timeout", &self.name, &seconds.to_string()]);
     }
@@ -269,6 +282,15 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Waits until `target` is in `state` (`watching`, `discovering`, ...).
+    pub async fn wait_for_state(&self, limit: Duration, target: &str, state: &str) -> Metrics {
+        let labels = [("target", target), ("state", state)];
+        self.wait_for(limit, state, |m| {
+            m.get("idle_drop_discovery_state", &labels) == Some(1.0)
+        })
+        .await
     }
 
     pub async fn shutdown(self) {
