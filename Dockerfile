@@ -3,7 +3,7 @@
 #   docker build -t idle_drop_exporter .
 #   docker run -v $PWD/config.yaml:/etc/idle_drop_exporter/config.yaml -p 10187:10187 idle_drop_exporter
 #   (to resume measurements across restarts, add -v idle-drop-state:/var/lib/idle_drop_exporter
-#   and pass --config /etc/idle_drop_exporter/config.yaml --storage.path /var/lib/idle_drop_exporter)
+#   and pass --config.file /etc/idle_drop_exporter/config.yaml --storage.path /var/lib/idle_drop_exporter)
 
 # 1.88: the oldest Rust the locked dependencies build with (sha2 0.11 via postgres-protocol).
 FROM rust:1.88-bookworm AS builder
@@ -31,4 +31,4 @@ COPY --from=builder --chown=65532:65532 /state /var/lib/idle_drop_exporter
 USER 65532:65532
 EXPOSE 10187
 ENTRYPOINT ["/usr/local/bin/idle_drop_exporter"]
-CMD ["--config", "/etc/idle_drop_exporter/config.yaml"]
+CMD ["--config.file", "/etc/idle_drop_exporter/config.yaml"]

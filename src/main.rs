@@ -23,8 +23,8 @@ struct Flags {
     tool: Option<Tool>,
     /// Configuration file.
     #[arg(
-        long = "config",
-        visible_alias = "config.file",
+        long = "config.file",
+        visible_alias = "config",
         default_value = "config.yaml"
     )]
     config: PathBuf,
@@ -46,7 +46,7 @@ struct Flags {
     #[arg(long = "log.format", value_parser = ["text", "json"])]
     log_format: Option<String>,
     /// Check the configuration file and exit (0 if valid, 78 if not).
-    #[arg(long = "check-config")]
+    #[arg(long = "config.check", visible_alias = "check-config")]
     check_config: bool,
 }
 

@@ -9,22 +9,39 @@ fn exporter() -> Command {
     Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
 }
 
+/// `--config.file` and `--config.check` as every Prometheus exporter spells them, and the
+/// earlier `--config` and `--check-config` still accepted.
 #[test]
 fn check_config_accepts_the_shipped_example() {
-    let out = exporter()
-        .args(["--config", "config.yaml", "--check-config"])
-        .env("ORDERS_DB_PASSWORD", "not-printed")
-        .current_dir(common::repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    for flags in [
+        ["--config.file", "config.yaml", "--config.check"],
+        ["--config", "config.yaml", "--check-config"],
+    ] {
+        let out = exporter()
+            .args(flags)
+            .env("ORDERS_DB_PASSWORD", "not-printed")
+            .current_dir(common::repo())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("OK (1 targets)"), "{stdout}");
+        assert!(!stdout.contains("not-printed"));
+    }
+}
+
+#[test]
+fn version_names_the_program_and_its_version() {
+    let out = exporter().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("idle_drop_exporter {}", env!("CARGO_PKG_VERSION"))
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("OK (1 targets)"), "{stdout}");
-    assert!(!stdout.contains("not-printed"));
 }
 
 #[test]
