@@ -16,8 +16,11 @@ die() { echo "lab: error: $*" >&2; exit 1; }
 
 pg_bin() {
   local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  [ -n "$dir" ] && [ -x "$dir/postgres" ] || die "no PostgreSQL server found: run 'lab.sh deps' (apt-get install postgresql)"
+  # An unmatched glob stays literal and fails the -x test below.
+  dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1 || true)
+  if ! { [ -n "$dir" ] && [ -x "$dir/postgres" ]; }; then
+    die "no PostgreSQL server found: run 'lab.sh deps' (apt-get install postgresql)"
+  fi
   echo "$dir"
 }
 
@@ -157,7 +160,9 @@ up() {
     esac
   done
   case $mode in silent|reset|server) ;; *) die "--mode must be silent, reset or server" ;; esac
-  [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ] || die "--timeout must be whole seconds > 0"
+  if ! { [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ]; }; then
+    die "--timeout must be whole seconds > 0"
+  fi
   [ "$(id -u)" = 0 ] || die "the lab needs root (network namespaces)"
   down "$name" 2>/dev/null || true
   mkdir -p "$STATE_ROOT"
@@ -223,7 +228,9 @@ set_timeout() {
   local name=$1 timeout=$2 d
   d=$(dir "$name")
   [ -f "$d/mode" ] || die "no lab named $name"
-  [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ] || die "timeout must be whole seconds > 0"
+  if ! { [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ]; }; then
+    die "timeout must be whole seconds > 0"
+  fi
   echo "$timeout" > "$d/timeout"
   if [ "$(cat "$d/mode")" = server ]; then
     superuser_sql "$name" -c "ALTER ROLE probe SET idle_session_timeout = '${timeout}s'" >/dev/null

@@ -169,9 +169,9 @@ PY
 # For URLs whose answer matters (drops phase) it logs "time url status seconds body-lines".
 driver() {
   local file=$1 logfile=$2 ns=${3:-}
-  local cmd=(python3 - "$file" "$INTERVAL" "$logfile")
-  [ -n "$ns" ] && cmd=(ip netns exec "$ns" "${cmd[@]}")
-  "${cmd[@]}" <<'PY' &
+  local argv=(python3 - "$file" "$INTERVAL" "$logfile")
+  [ -n "$ns" ] && argv=(ip netns exec "$ns" "${argv[@]}")
+  "${argv[@]}" <<'PY' &
 import sys, time, threading, urllib.request
 urls = [l.strip() for l in open(sys.argv[1]) if l.strip()]
 interval = float(sys.argv[2]); logfile = open(sys.argv[3], "a", buffering=1)
@@ -237,7 +237,8 @@ start_pgexp() {
   if [ -n "$ns" ]; then listen=127.0.0.1:$PGEXP_PORT; else listen=127.0.0.1:$PGEXP_PORT; fi
   printf '%s' "$dsns" > "$OUT/pgexp.dsn"
   chmod 600 "$OUT/pgexp.dsn"
-  local run="ulimit -n $(ulimit -Hn); DATA_SOURCE_NAME=\$(cat '$OUT/pgexp.dsn') exec prometheus-postgres-exporter --web.listen-address=$listen --log.level=warn $flags"
+  local run
+  run="ulimit -n $(ulimit -Hn); DATA_SOURCE_NAME=\$(cat '$OUT/pgexp.dsn') exec prometheus-postgres-exporter --web.listen-address=$listen --log.level=warn $flags"
   if [ -n "$ns" ]; then
     ip netns exec "$ns" bash -c "$run" > "$OUT/pgexp.log" 2>&1 &
   else
@@ -251,7 +252,9 @@ steady() {
   [ $# -gt 0 ] || set -- 1 100 1000
   deps
   mkdir -p "$OUT"
-  [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
+  if ! { [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS"; }; then
+    lab_up
+  fi
   local host n
   host=$(cat "$OUT/lab_host")
   local ns_list="$*"
@@ -289,15 +292,15 @@ steady() {
     sleep "$WARMUP"
     local pids=("$OURS_PID" "$BLACKBOX_PID" "$PGEXP_PID") names=(idle_drop_exporter blackbox_exporter postgres_exporter)
     local c0=() r0=() rmax=(0 0 0) k
-    for k in 0 1 2; do c0[$k]=$(cpu_ticks "${pids[$k]}"); r0[$k]=$(rss_kib "${pids[$k]}"); done
+    for k in 0 1 2; do c0[k]=$(cpu_ticks "${pids[$k]}"); r0[k]=$(rss_kib "${pids[$k]}"); done
     log "N=$n: window ${WINDOW}s"
-    local t0 t
+    local t0
     t0=$(date +%s.%N)
-    for t in $(seq 1 $((WINDOW / 5))); do
+    for _ in $(seq 1 $((WINDOW / 5))); do
       sleep 5
       for k in 0 1 2; do
         local r; r=$(rss_kib "${pids[$k]}")
-        [ "$r" -gt "${rmax[$k]}" ] && rmax[$k]=$r
+        [ "$r" -gt "${rmax[$k]}" ] && rmax[k]=$r
       done
     done
     local elapsed hz
@@ -305,7 +308,7 @@ steady() {
     hz=$(getconf CLK_TCK)
     local cpu=()
     for k in 0 1 2; do
-      cpu[$k]=$(python3 -c "print('%.1f' % (($(cpu_ticks "${pids[$k]}") - ${c0[$k]}) / $hz / $elapsed * 3600))")
+      cpu[k]=$(python3 -c "print('%.1f' % (($(cpu_ticks "${pids[$k]}") - ${c0[$k]}) / $hz / $elapsed * 3600))")
     done
     log "N=$n: timed scrapes"
     local s_ours s_bb s_pg
@@ -333,7 +336,9 @@ steady() {
 drops() {
   deps
   mkdir -p "$OUT"
-  [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
+  if ! { [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS"; }; then
+    lab_up
+  fi
   local host pw
   host=$(cat "$OUT/lab_host")
   pw=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(open(sys.argv[1]).read().strip(),safe=""))' "$(cat "$OUT/lab_password_file")")
@@ -360,7 +365,7 @@ drops() {
   echo "## blackbox_exporter (tcp_connect to $host:5432, every ${INTERVAL}s)"
   awk '{print $3, $4, $5, $6, $7, $8}' "$OUT/drops-bb.log" | sort | uniq -c
   echo "## postgres_exporter (DSN straight to $host:5432, scraped every ${INTERVAL}s)"
-  cat "$OUT/drops-pgexp.log" | awk '{ $2=""; print }'
+  awk '{ $2=""; print }' "$OUT/drops-pgexp.log"
   echo "## idle_drop_exporter (one target, range 1s-60s, tcp_user_timeout 2s) after ${DROP_WINDOW}s"
   grep -E '^idle_drop_(threshold_|closed_connections_total|discovery_state|discovery_duration|unexpected|ghost_backends_reaped|recommended_max)' "$OUT/drops-ours.metrics" | grep -v ' 0$' || true
 }

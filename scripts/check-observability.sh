@@ -4,7 +4,7 @@
 # and that the PrometheusRule is generated from alerts/. Installs its tools on a fresh Debian
 # machine (as root) when missing, through scripts/install-deps.sh.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 bash scripts/install-deps.sh
 hash -r
@@ -19,7 +19,7 @@ check() {
   else
     failed=$((failed + 1))
     echo "FAIL $name"
-    echo "$output" | sed 's/^/     /'
+    echo "     ${output//$'\n'/$'\n'     }"
   fi
 }
 
