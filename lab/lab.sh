@@ -165,6 +165,12 @@ up() {
   fi
   [ "$(id -u)" = 0 ] || die "the lab needs root (network namespaces)"
   down "$name" 2>/dev/null || true
+  # From here on everything under this name is ours: if any step fails (set -e, die) or we are
+  # interrupted, take it all down again instead of leaving a namespace, veth or postgres behind.
+  up_cleanup_name=$name
+  trap up_failed EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   mkdir -p "$STATE_ROOT"
   chmod 755 "$STATE_ROOT"
   local d index host_ip ns_ip
@@ -222,6 +228,15 @@ up() {
   fi
   log "$name up: $mode, T=${timeout}s, postgres at $ns_ip:5432"
   print_env "$name"
+  trap - EXIT INT TERM
+}
+
+# EXIT trap of a failed `up`: runs down for its name; the shell still exits with the failure's status.
+up_failed() {
+  local rc=$?
+  [ "$rc" -ne 0 ] || return 0
+  log "up $up_cleanup_name failed (exit status $rc): removing what it created"
+  down "$up_cleanup_name" 2>/dev/null || true
 }
 
 set_timeout() {
