@@ -6,10 +6,13 @@
 #   bash scripts/bench-overhead.sh steady 1 100      # steady state for N = 1 and 100 targets
 #   bash scripts/bench-overhead.sh steady 1000
 #   bash scripts/bench-overhead.sh drops             # middlebox at T = 10 s, one target each
-#   bash scripts/bench-overhead.sh down              # remove the lab and every process we started
+#   bash scripts/bench-overhead.sh down              # remove what a run killed with SIGKILL left behind
 #
 # Knobs (environment): WARMUP (s, default 60), WINDOW (s, 120), SCRAPES (20), INTERVAL (15),
 # DROP_T (10), DROP_WINDOW (180), LAB (bnov), OUT (directory for logs, /tmp/bn-overhead).
+#
+# steady and drops leave nothing running: when they end (done, failed, Ctrl-C or SIGTERM) every
+# process they started is stopped and the lab is removed; results and logs stay in OUT.
 #
 # Setup (needs root): one lab (`lab/lab.sh up bnov --mode silent --timeout 3600`, i.e. no drops
 # during the steady-state measurement) and a PgBouncer *inside* the lab's namespace, in front
@@ -90,7 +93,9 @@ stop_all() {
 
 lab_up() {
   mkdir -p "$OUT"
-  eval "$(bash "$LABSH" up "$LAB" --mode silent --timeout 3600 --max-connections 200)"
+  local lab_env
+  lab_env=$(bash "$LABSH" up "$LAB" --mode silent --timeout 3600 --max-connections 200)
+  eval "$lab_env"
   echo "$LAB_HOST" > "$OUT/lab_host"
   echo "$LAB_SOCKET_DIR" > "$OUT/lab_socket"
   echo "$LAB_PASSWORD_FILE" > "$OUT/lab_password_file"
@@ -134,6 +139,15 @@ INI
 down() {
   stop_all
   bash "$LABSH" down "$LAB" || true
+}
+
+# EXIT trap of steady and drops; INT and TERM exit through it too.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  log "stopping every process we started and removing lab $LAB"
+  down || true
+  exit "$rc"
 }
 
 # ---- measurement helpers ----------------------------------------------------------------------
@@ -374,6 +388,13 @@ cmd=${1:-}
 [ -n "$cmd" ] || { sed -n '2,12p' "$0"; exit 2; }
 shift
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
+case $cmd in
+  steady|drops)
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    ;;
+esac
 case $cmd in
   steady) steady "$@" ;;
   drops) drops ;;
