@@ -16,8 +16,11 @@ die() { echo "lab: error: $*" >&2; exit 1; }
 
 pg_bin() {
   local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-  [ -n "$dir" ] && [ -x "$dir/postgres" ] || die "no PostgreSQL server found: run 'lab.sh deps' (apt-get install postgresql)"
+  # An unmatched glob stays literal and fails the -x test below.
+  dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1 || true)
+  if ! { [ -n "$dir" ] && [ -x "$dir/postgres" ]; }; then
+    die "no PostgreSQL server found: run 'lab.sh deps' (apt-get install postgresql)"
+  fi
   echo "$dir"
 }
 
@@ -157,9 +160,17 @@ up() {
     esac
   done
   case $mode in silent|reset|server) ;; *) die "--mode must be silent, reset or server" ;; esac
-  [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ] || die "--timeout must be whole seconds > 0"
+  if ! { [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ]; }; then
+    die "--timeout must be whole seconds > 0"
+  fi
   [ "$(id -u)" = 0 ] || die "the lab needs root (network namespaces)"
   down "$name" 2>/dev/null || true
+  # From here on everything under this name is ours: if any step fails (set -e, die) or we are
+  # interrupted, take it all down again instead of leaving a namespace, veth or postgres behind.
+  up_cleanup_name=$name
+  trap up_failed EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   mkdir -p "$STATE_ROOT"
   chmod 755 "$STATE_ROOT"
   local d index host_ip ns_ip
@@ -217,13 +228,24 @@ up() {
   fi
   log "$name up: $mode, T=${timeout}s, postgres at $ns_ip:5432"
   print_env "$name"
+  trap - EXIT INT TERM
+}
+
+# EXIT trap of a failed `up`: runs down for its name; the shell still exits with the failure's status.
+up_failed() {
+  local rc=$?
+  [ "$rc" -ne 0 ] || return 0
+  log "up $up_cleanup_name failed (exit status $rc): removing what it created"
+  down "$up_cleanup_name" 2>/dev/null || true
 }
 
 set_timeout() {
   local name=$1 timeout=$2 d
   d=$(dir "$name")
   [ -f "$d/mode" ] || die "no lab named $name"
-  [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ] || die "timeout must be whole seconds > 0"
+  if ! { [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ]; }; then
+    die "timeout must be whole seconds > 0"
+  fi
   echo "$timeout" > "$d/timeout"
   if [ "$(cat "$d/mode")" = server ]; then
     superuser_sql "$name" -c "ALTER ROLE probe SET idle_session_timeout = '${timeout}s'" >/dev/null

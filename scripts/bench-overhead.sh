@@ -6,10 +6,13 @@
 #   bash scripts/bench-overhead.sh steady 1 100      # steady state for N = 1 and 100 targets
 #   bash scripts/bench-overhead.sh steady 1000
 #   bash scripts/bench-overhead.sh drops             # middlebox at T = 10 s, one target each
-#   bash scripts/bench-overhead.sh down              # remove the lab and every process we started
+#   bash scripts/bench-overhead.sh down              # remove what a run killed with SIGKILL left behind
 #
 # Knobs (environment): WARMUP (s, default 60), WINDOW (s, 120), SCRAPES (20), INTERVAL (15),
 # DROP_T (10), DROP_WINDOW (180), LAB (bnov), OUT (directory for logs, /tmp/bn-overhead).
+#
+# steady and drops leave nothing running: when they end (done, failed, Ctrl-C or SIGTERM) every
+# process they started is stopped and the lab is removed; results and logs stay in OUT.
 #
 # Setup (needs root): one lab (`lab/lab.sh up bnov --mode silent --timeout 3600`, i.e. no drops
 # during the steady-state measurement) and a PgBouncer *inside* the lab's namespace, in front
@@ -90,7 +93,9 @@ stop_all() {
 
 lab_up() {
   mkdir -p "$OUT"
-  eval "$(bash "$LABSH" up "$LAB" --mode silent --timeout 3600 --max-connections 200)"
+  local lab_env
+  lab_env=$(bash "$LABSH" up "$LAB" --mode silent --timeout 3600 --max-connections 200)
+  eval "$lab_env"
   echo "$LAB_HOST" > "$OUT/lab_host"
   echo "$LAB_SOCKET_DIR" > "$OUT/lab_socket"
   echo "$LAB_PASSWORD_FILE" > "$OUT/lab_password_file"
@@ -136,6 +141,15 @@ down() {
   bash "$LABSH" down "$LAB" || true
 }
 
+# EXIT trap of steady and drops; INT and TERM exit through it too.
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  log "stopping every process we started and removing lab $LAB"
+  down || true
+  exit "$rc"
+}
+
 # ---- measurement helpers ----------------------------------------------------------------------
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -169,9 +183,9 @@ PY
 # For URLs whose answer matters (drops phase) it logs "time url status seconds body-lines".
 driver() {
   local file=$1 logfile=$2 ns=${3:-}
-  local cmd=(python3 - "$file" "$INTERVAL" "$logfile")
-  [ -n "$ns" ] && cmd=(ip netns exec "$ns" "${cmd[@]}")
-  "${cmd[@]}" <<'PY' &
+  local argv=(python3 - "$file" "$INTERVAL" "$logfile")
+  [ -n "$ns" ] && argv=(ip netns exec "$ns" "${argv[@]}")
+  "${argv[@]}" <<'PY' &
 import sys, time, threading, urllib.request
 urls = [l.strip() for l in open(sys.argv[1]) if l.strip()]
 interval = float(sys.argv[2]); logfile = open(sys.argv[3], "a", buffering=1)
@@ -237,7 +251,8 @@ start_pgexp() {
   if [ -n "$ns" ]; then listen=127.0.0.1:$PGEXP_PORT; else listen=127.0.0.1:$PGEXP_PORT; fi
   printf '%s' "$dsns" > "$OUT/pgexp.dsn"
   chmod 600 "$OUT/pgexp.dsn"
-  local run="ulimit -n $(ulimit -Hn); DATA_SOURCE_NAME=\$(cat '$OUT/pgexp.dsn') exec prometheus-postgres-exporter --web.listen-address=$listen --log.level=warn $flags"
+  local run
+  run="ulimit -n $(ulimit -Hn); DATA_SOURCE_NAME=\$(cat '$OUT/pgexp.dsn') exec prometheus-postgres-exporter --web.listen-address=$listen --log.level=warn $flags"
   if [ -n "$ns" ]; then
     ip netns exec "$ns" bash -c "$run" > "$OUT/pgexp.log" 2>&1 &
   else
@@ -251,7 +266,9 @@ steady() {
   [ $# -gt 0 ] || set -- 1 100 1000
   deps
   mkdir -p "$OUT"
-  [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
+  if ! { [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS"; }; then
+    lab_up
+  fi
   local host n
   host=$(cat "$OUT/lab_host")
   local ns_list="$*"
@@ -289,15 +306,15 @@ steady() {
     sleep "$WARMUP"
     local pids=("$OURS_PID" "$BLACKBOX_PID" "$PGEXP_PID") names=(idle_drop_exporter blackbox_exporter postgres_exporter)
     local c0=() r0=() rmax=(0 0 0) k
-    for k in 0 1 2; do c0[$k]=$(cpu_ticks "${pids[$k]}"); r0[$k]=$(rss_kib "${pids[$k]}"); done
+    for k in 0 1 2; do c0[k]=$(cpu_ticks "${pids[$k]}"); r0[k]=$(rss_kib "${pids[$k]}"); done
     log "N=$n: window ${WINDOW}s"
-    local t0 t
+    local t0
     t0=$(date +%s.%N)
-    for t in $(seq 1 $((WINDOW / 5))); do
+    for _ in $(seq 1 $((WINDOW / 5))); do
       sleep 5
       for k in 0 1 2; do
         local r; r=$(rss_kib "${pids[$k]}")
-        [ "$r" -gt "${rmax[$k]}" ] && rmax[$k]=$r
+        [ "$r" -gt "${rmax[$k]}" ] && rmax[k]=$r
       done
     done
     local elapsed hz
@@ -305,7 +322,7 @@ steady() {
     hz=$(getconf CLK_TCK)
     local cpu=()
     for k in 0 1 2; do
-      cpu[$k]=$(python3 -c "print('%.1f' % (($(cpu_ticks "${pids[$k]}") - ${c0[$k]}) / $hz / $elapsed * 3600))")
+      cpu[k]=$(python3 -c "print('%.1f' % (($(cpu_ticks "${pids[$k]}") - ${c0[$k]}) / $hz / $elapsed * 3600))")
     done
     log "N=$n: timed scrapes"
     local s_ours s_bb s_pg
@@ -333,7 +350,9 @@ steady() {
 drops() {
   deps
   mkdir -p "$OUT"
-  [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS" || lab_up
+  if ! { [ -f "$OUT/lab_host" ] && ip netns list | grep -qw "$NS"; }; then
+    lab_up
+  fi
   local host pw
   host=$(cat "$OUT/lab_host")
   pw=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(open(sys.argv[1]).read().strip(),safe=""))' "$(cat "$OUT/lab_password_file")")
@@ -360,7 +379,7 @@ drops() {
   echo "## blackbox_exporter (tcp_connect to $host:5432, every ${INTERVAL}s)"
   awk '{print $3, $4, $5, $6, $7, $8}' "$OUT/drops-bb.log" | sort | uniq -c
   echo "## postgres_exporter (DSN straight to $host:5432, scraped every ${INTERVAL}s)"
-  cat "$OUT/drops-pgexp.log" | awk '{ $2=""; print }'
+  awk '{ $2=""; print }' "$OUT/drops-pgexp.log"
   echo "## idle_drop_exporter (one target, range 1s-60s, tcp_user_timeout 2s) after ${DROP_WINDOW}s"
   grep -E '^idle_drop_(threshold_|closed_connections_total|discovery_state|discovery_duration|unexpected|ghost_backends_reaped|recommended_max)' "$OUT/drops-ours.metrics" | grep -v ' 0$' || true
 }
@@ -369,6 +388,13 @@ cmd=${1:-}
 [ -n "$cmd" ] || { sed -n '2,12p' "$0"; exit 2; }
 shift
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
+case $cmd in
+  steady|drops)
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    ;;
+esac
 case $cmd in
   steady) steady "$@" ;;
   drops) drops ;;

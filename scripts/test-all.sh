@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project. On a fresh Debian machine, as root, it first installs what the
 # tests need (scripts/install-deps.sh: PostgreSQL, nftables, conntrack, Prometheus, Alertmanager,
-# Chromium, hadolint, kubernetes-validate; the pool matrix installs each library it runs).
+# Chromium, ShellCheck, hadolint, kubernetes-validate; the pool matrix installs each library it
+# runs).
 # Lab tests create network namespaces: root is required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,6 @@ echo "== pool matrix: every printed recipe against the real library behind each 
 python3 lab/pools/matrix.py
 
 if [ -f scripts/check-observability.sh ]; then
-  echo "== dashboards, alert rules, Dockerfile, Kubernetes manifests"
+  echo "== dashboards, alert rules, Dockerfile, Kubernetes manifests, shell scripts"
   bash scripts/check-observability.sh
 fi

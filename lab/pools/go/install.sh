@@ -24,6 +24,6 @@ version="v${pgx%%-*} (Debian golang-github-jackc-pgx-v4-dev $pgx, pgconn $pgconn
 
 mkdir -p "$here/build"
 start=$(date +%s)
-( cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$here/build/gocache" GOFLAGS= \
+( cd "$here" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$here/build/gocache" GOFLAGS='' \
     go build -o build/harness -ldflags "-X 'main.version=$version'" main.go )
 echo "pgx harness built in $(( $(date +%s) - start )) s: $version" >&2
