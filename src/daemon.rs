@@ -355,7 +355,12 @@ async fn run_after(
         status.up = board.get(&target.name).is_some_and(|s| s.up);
         board.insert(target.name.clone(), status);
         drop(board);
-        metrics.start_measuring();
+        // A run that resumes from the remembered measurement publishes it itself (state
+        // `confirming`); resetting first would show `discovering` and an empty bracket until
+        // then.
+        if !store.holds(&target.name, &target.fingerprint()) {
+            metrics.start_measuring();
+        }
     }
     if !stop.is_cancelled() {
         let name = target.name.clone();
