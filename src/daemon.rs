@@ -250,7 +250,16 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(name.clone(), TargetStatus::new(&target));
-                self.metrics.target(&name);
+                let series = self.metrics.target(&name);
+                // A run resuming from a stored measurement publishes it once its engine is
+                // built; a scrape in between must not see `discovering` and an empty bracket.
+                let fingerprint = target.fingerprint();
+                if self.store.holds(&name, &fingerprint) {
+                    if let Some(stored) = self.store.recall(&name, &fingerprint) {
+                        series.set_bracket(stored.lower, stored.upper);
+                        series.set_state("confirming");
+                    }
+                }
             }
             let step = RunStep {
                 target: target.clone(),
@@ -355,7 +364,12 @@ async fn run_after(
         status.up = board.get(&target.name).is_some_and(|s| s.up);
         board.insert(target.name.clone(), status);
         drop(board);
-        metrics.start_measuring();
+        // A run that resumes from the remembered measurement publishes it itself (state
+        // `confirming`); resetting first would show `discovering` and an empty bracket until
+        // then.
+        if !store.holds(&target.name, &target.fingerprint()) {
+            metrics.start_measuring();
+        }
     }
     if !stop.is_cancelled() {
         let name = target.name.clone();

@@ -24,6 +24,11 @@ pub const STATES: [&str; 6] = [
     "unreachable",
 ];
 
+/// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
+/// label sets of `idle_drop_unexpected_closed_connections_total`, exported at 0 from the start.
+const UNEXPECTED_ROLES: [&str; 5] = ["guard", "sentinel_low", "control", "discovery", "keepalive"];
+const DEATH_KINDS: [&str; 5] = ["timeout", "reset", "eof", "server_terminated", "error"];
+
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
     registry: Registry,
@@ -173,6 +178,17 @@ impl Metrics {
         handle.metrics.ghosts_reaped.with_label_values(&[name]);
         handle.metrics.discovery_runs.with_label_values(&[name]);
         handle.metrics.outages.with_label_values(&[name]);
+        // What pages is `increase(...[5m]) > 0`: a series that first appears at 1 has no
+        // earlier sample, so Prometheus sees no increase and the first death (of each role and
+        // kind) would never page. Every series the alert can need starts at 0.
+        for role in UNEXPECTED_ROLES {
+            for kind in DEATH_KINDS {
+                handle
+                    .metrics
+                    .unexpected_closed
+                    .with_label_values(&[name, role, kind]);
+            }
+        }
         handle
     }
 

@@ -147,6 +147,14 @@ impl Store {
         Some(entry.measurement.clone())
     }
 
+    /// Whether [`Store::recall`] would return a measurement, without its log line.
+    pub fn holds(&self, target: &str, fingerprint: &str) -> bool {
+        let entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(target)
+            .is_some_and(|entry| entry.fingerprint == fingerprint)
+    }
+
     /// Stores `m` for `target` (in memory, and in the file if any). A failed write is logged
     /// (warn); the measurement stays in memory and the next write tries again.
     ///

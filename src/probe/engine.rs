@@ -307,6 +307,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
             upper: stored.upper,
         };
         if bracket.lower.is_none() && bracket.upper.is_none() {
+            // Nothing to resume from (the daemon skipped its reset for a stored entry).
+            self.metrics.start_measuring();
             return;
         }
         let age = SystemTime::now()
@@ -319,6 +321,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
             "resuming from the stored measurement; the sentinels confirm it"
         );
         self.set_bracket(bracket);
+        // Published with the bracket: until the control connection is up and the sentinels
+        // start, the series would otherwise still say `discovering` (what a fresh target
+        // starts with), as if the stored measurement were not used.
+        self.set_state("confirming");
         if let Some(rescued) = stored.keepalive_rescue {
             self.metrics.set_keepalive_rescue(rescued);
         }

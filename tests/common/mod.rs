@@ -233,7 +233,13 @@ pub struct Exporter {
 
 impl Exporter {
     pub async fn start(config: &TempConfig) -> Exporter {
-        let loaded = idle_drop_exporter::config::load(&config.path).expect("valid config");
+        Self::start_with_storage(config, None).await
+    }
+
+    /// Like [`Exporter::start`], with `--storage.path` set to `storage` (as `main` sets it).
+    pub async fn start_with_storage(config: &TempConfig, storage: Option<&Path>) -> Exporter {
+        let mut loaded = idle_drop_exporter::config::load(&config.path).expect("valid config");
+        loaded.storage_path = storage.map(Path::to_path_buf);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
