@@ -109,6 +109,9 @@ const BUDGET: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_kind_of_reload_keeps_or_remeasures_and_target_up_stays_1() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("nbr", "silent", T_RELOAD);
     let config_with = |extra: &str| {
         format!(
@@ -315,6 +318,9 @@ async fn query(prometheus: SocketAddr, expr: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_pages_through_the_alert_rule_while_discovery_still_runs() {
+    if skip_without_lab(&["prometheus"]) {
+        return;
+    }
     // T = 30 s: the first discovery takes 1.6–2×T (48–60 s). The guard idles 35 s, so the
     // path drops it and its probe learns it ~2 s later (tcp_user_timeout), at ~37 s: the page
     // (one scrape and one evaluation later) has about 10 s of margin.
@@ -496,17 +502,22 @@ async fn warm_start(lab_name: &str, t: u64) {
     exporter.shutdown().await;
 }
 
-/// Fails today (1.32× measured): confirming needs `sentinel_high` to die after idling
-/// 1.05 × upper and its probe to learn it (a silent drop: `tcp_user_timeout`, 2 s here), plus
-/// the connects, so about 1.05 × upper + 3 s, above 1.2 × upper for T below ~20 s.
-#[ignore = "product defect: a warm start at T = 10 s takes ~1.32 × upper (see the doc comment)"]
+/// The tight case: confirming once waited for `sentinel_high`'s death too (1.05 × upper plus
+/// the `tcp_user_timeout` a silent drop needs to show: 1.32 × upper here); the low sentinel's
+/// survival alone confirms now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_start_is_back_to_watching_within_1_2_upper_at_t10() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     warm_start("nbw10", 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_start_is_back_to_watching_within_1_2_upper_at_t30() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     warm_start("nbw30", 30).await;
 }
 
@@ -549,6 +560,9 @@ fn state_file(dir: &Path) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_or_mismatched_state_file_costs_a_discovery_not_the_start() {
+    if skip_without_lab(&[]) {
+        return;
+    }
     let lab = Lab::up("nbc", "silent", 4);
     let watching_after_a_discovery = |m: &Metrics| {
         m.get("idle_drop_discovery_runs_total", &[("target", "c")]) >= Some(1.0)

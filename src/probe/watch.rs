@@ -134,16 +134,22 @@ impl Watch {
     }
 
     /// A bracket from an earlier run (the state file, or a restart that kept the path) is
-    /// trusted once each sentinel gave its expected result: `sentinel_low` survived just below
-    /// the lower bound and `sentinel_high` died just above the upper one. That takes about the
-    /// upper bound, against 2×T for a new discovery.
+    /// trusted again once `sentinel_low` survived just below its lower bound: the lower bound
+    /// is what the recommendation stands on, and it is re-proven after about 0.95 × the lower
+    /// bound. `sentinel_high` keeps checking the upper bound as in any watch (a survival there
+    /// is a change). Waiting for its death too would take 1.05 × the upper bound plus the
+    /// query timeout a silent drop needs to show (1.35 × the upper bound at T = 10 s).
+    /// Without a lower bound (`below_range`), the high sentinel's death confirms.
     pub fn confirming(mut self) -> Self {
-        self.awaiting = self
-            .slots
-            .iter()
-            .map(|s| s.role)
-            .filter(|r| matches!(r, Role::SentinelLow | Role::SentinelHigh))
-            .collect();
+        let roles: Vec<Role> = self.slots.iter().map(|s| s.role).collect();
+        self.awaiting = if roles.contains(&Role::SentinelLow) {
+            vec![Role::SentinelLow]
+        } else {
+            roles
+                .into_iter()
+                .filter(|r| *r == Role::SentinelHigh)
+                .collect()
+        };
         self
     }
 
@@ -434,15 +440,29 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_bracket_is_confirmed_by_both_sentinels() {
+    fn a_stored_bracket_is_confirmed_by_its_low_sentinel() {
         let mut w = Watch::new(bracket(), 0.05, true, 7).confirming();
         assert!(!w.confirmed());
-        w.on_probe(0, secs(95), true, secs(95));
-        assert!(!w.confirmed(), "the low sentinel alone");
         w.on_closed_while_idle(1, secs(110), secs(110));
+        assert!(
+            !w.confirmed(),
+            "the high sentinel's death proves no lower bound"
+        );
+        w.on_probe(0, secs(95), true, secs(95));
         assert!(w.confirmed());
         assert_eq!(w.take_change(), None);
         assert!(Watch::new(bracket(), 0.05, true, 7).confirmed());
+        let below_range = Bracket {
+            lower: None,
+            upper: Some(secs(2)),
+        };
+        let mut w = Watch::new(below_range, 0.05, false, 7).confirming();
+        assert!(!w.confirmed());
+        w.on_probe(0, secs(3), false, secs(3));
+        assert!(
+            w.confirmed(),
+            "without a lower bound the high sentinel confirms"
+        );
     }
 
     #[test]
