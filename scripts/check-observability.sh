@@ -2,8 +2,9 @@
 # Checks what we ship besides the binary: alert rules (promtool check + unit tests), the
 # Grafana dashboard, the Dockerfile (hadolint), the Kubernetes manifests (kubernetes-validate),
 # that the PrometheusRule is generated from alerts/, and that dashboards/ and alerts/ are the
-# rendered monitoring mixin (mixin/), which also renders for another job. Installs its tools on
-# a fresh Debian machine (as root) when missing, through scripts/install-deps.sh.
+# rendered monitoring mixin (mixin/), which also renders for another job, and the systemd unit
+# (systemd-analyze verify). Installs its tools on a fresh Debian machine (as root) when missing,
+# through scripts/install-deps.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,6 +96,27 @@ EOF
   return "$rc"
 }
 check "mixin re-targeted at job pg-idle: selectors, promtool check and unit tests" mixin_retargeted
+
+# The systemd unit, verified as a copy whose ExecStart names an existing executable (verify
+# insists on one): the built exporter if there is one, else /bin/true. verify only warns (exit 0)
+# on unknown keys and bad values, so any line naming the unit fails too.
+systemd_unit_verified() {
+  local dir binary output rc=0
+  binary=/bin/true
+  for candidate in target/release/idle_drop_exporter target/debug/idle_drop_exporter; do
+    if [ -x "$candidate" ]; then binary=$PWD/$candidate; break; fi
+  done
+  dir=$(mktemp -d)
+  sed "s|^ExecStart=/usr/local/bin/idle_drop_exporter |ExecStart=$binary |" \
+    deploy/systemd/idle_drop_exporter.service >"$dir/idle_drop_exporter.service"
+  output=$(systemd-analyze verify "$dir/idle_drop_exporter.service" 2>&1) || rc=1
+  if grep -q 'idle_drop_exporter\.service' <<<"$output"; then rc=1; fi
+  [ -z "$output" ] || echo "$output"
+  echo "verified with ExecStart=$binary"
+  rm -rf "$dir"
+  return "$rc"
+}
+check "systemd-analyze verify deploy/systemd/idle_drop_exporter.service" systemd_unit_verified
 
 echo "observability: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
