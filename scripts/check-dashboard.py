@@ -7,10 +7,18 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
+
 root = Path(__file__).resolve().parent.parent
 dashboard = json.loads((root / "dashboards/idle_drop_exporter.json").read_text())
 documented = set(re.findall(r"`(idle_drop_[a-z_]+)`", (root / "docs/metrics.md").read_text()))
-recorded = set(re.findall(r"record:\s*(\S+)", "".join(p.read_text() for p in (root / "alerts").glob("*.yml"))))
+recorded = {
+    rule["record"]
+    for p in (root / "alerts").glob("*.yml")
+    for group in yaml.safe_load(p.read_text())["groups"]
+    for rule in group["rules"]
+    if "record" in rule
+}
 prometheus_own = {"up", "scrape_duration_seconds"}
 problems = []
 

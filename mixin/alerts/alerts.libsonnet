@@ -1,0 +1,167 @@
+local u = import '../lib/utils.libsonnet';
+
+{
+  local cfg = $._config,
+  local sel(matchers=[]) = u.selector([cfg.idleDropMetricsSelector] + matchers),
+
+  // A Go-template query in an annotation: the value of `metric` for the alert's target, as a
+  // duration, or `fallback` when Prometheus has none. The selector goes inside a double-quoted
+  // template string, hence the escaped quotes.
+  local recommended(metric, fallback) =
+    local prefix = if cfg.idleDropMetricsSelector == '' then ''
+    else std.strReplace(cfg.idleDropMetricsSelector, '"', '\\"') + ',';
+    '{{ with printf "%s{%starget=\'%%s\'}" $labels.target | query }}{{ . | first | value | humanizeDuration }}{{ else }}%s{{ end }}'
+    % [metric, prefix, fallback],
+
+  prometheusAlerts+:: {
+    groups+: [
+      {
+        name: 'idle_drop_exporter.alerts',
+        rules: [
+          {
+            alert: 'IdleDropClosedConnectionsSpike',
+            // Any unexpected death is a real connection the application would also have lost:
+            // no `for`, the 5m window keeps the alert up between guard cycles.
+            expr: 'sum by (job, instance, target, role, kind) (increase(idle_drop_unexpected_closed_connections_total%s[5m])) > 0' % sel(),
+            labels: { severity: 'page' },
+            annotations: {
+              summary: 'Idle PostgreSQL connections to {{ $labels.target }} are being dropped ({{ $labels.kind }})',
+              description: u.fold(|||
+                {{ $value | humanize }} connection(s) of role {{ $labels.role }} to {{ $labels.target }} died
+                ({{ $labels.kind }}) although they were idle for less than the measured threshold.
+                Applications pooling connections to this database are getting `kind: Closed` right now.
+                Set the pool's max idle lifetime to at most
+                %(lifetime)s
+                (quaint/Prisma: max_idle_connection_lifetime; HikariCP: idleTimeout/keepaliveTime; pgx: MaxConnIdleTime)
+                and a socket timeout of
+                %(socket)s.
+              ||| % {
+                lifetime: recommended('idle_drop_recommended_max_idle_lifetime_seconds', "the value on the exporter's page"),
+                socket: recommended('idle_drop_recommended_socket_timeout_seconds', '10s'),
+              }),
+            },
+          },
+          {
+            alert: 'IdleDropAppPoolLifetimeUnsafe',
+            expr: |||
+              (
+                sum by (job, instance, target) (increase(idle_drop_unexpected_closed_connections_total%(guard)s[15m])) > 0
+              )
+              or
+              (
+                idle_drop_app_max_idle_lifetime_seconds%(all)s
+                  >= on (job, instance, target)
+                (idle_drop_threshold_lower_bound_seconds%(all)s > 0)
+                # Only a settled bracket: while discovering, the lower bound is just how far the
+                # search has climbed (the guard's deaths page then).
+                  and on (job, instance, target)
+                (idle_drop_discovery_state%(watching)s == 1)
+              )
+            ||| % { guard: sel(['role="guard"']), all: sel(), watching: sel(['state="watching"']) },
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: "The application's pool idle lifetime for {{ $labels.target }} is not below the idle-drop threshold",
+              description: u.fold(|||
+                The configured app_max_idle_lifetime for {{ $labels.target }} is at or above the longest
+                idle a probe survived, or the guard probe idling exactly that long has died. Lower the pool's
+                max idle lifetime to at most
+                %(lifetime)s
+                and update app_max_idle_lifetime in the exporter's config to match.
+              ||| % { lifetime: recommended('idle_drop_recommended_max_idle_lifetime_seconds', 'the recommended value') }),
+            },
+          },
+          {
+            alert: 'IdleDropThresholdChanged',
+            expr: 'sum by (job, instance, target, direction) (increase(idle_drop_threshold_changes_total%s[30m])) > 0' % sel(),
+            labels: { severity: 'info' },
+            annotations: {
+              summary: 'The idle-drop threshold of {{ $labels.target }} moved {{ $labels.direction }}',
+              description: u.fold(|||
+                A watch sentinel contradicted the measured bracket for {{ $labels.target }}: the network path
+                now drops idle connections {{ if eq $labels.direction "down" }}sooner{{ else }}later{{ end }}.
+                The exporter is rediscovering; check that the pool's idle lifetime is still below
+                %(lifetime)s
+                once discovery finishes (did a load balancer, NAT gateway or proxy setting change?).
+              ||| % { lifetime: recommended('idle_drop_recommended_max_idle_lifetime_seconds', 'the new recommendation') }),
+            },
+          },
+          {
+            alert: 'IdleDropGhostBackendsAccumulating',
+            expr: 'idle_drop_ghost_backends%s > 3' % sel(),
+            'for': '15m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: '{{ $value }} dead probe sessions linger on {{ $labels.target }}',
+              description: u.fold(|||
+                The server still lists {{ $value }} sessions whose client side is gone (silent drops), and
+                the exporter could not terminate them (reap_ghosts off, or pg_terminate_backend refused).
+                Your applications leave the same ghosts, which count against max_connections: set the
+                server's tcp_keepalives_idle below the idle-drop threshold (e.g. 60s with interval 10s and
+                count 3) so the server reaps them.
+              |||),
+            },
+          },
+          {
+            alert: 'IdleDropTargetDown',
+            expr: 'idle_drop_target_up%s == 0' % sel(),
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'idle_drop_exporter cannot reach {{ $labels.target }}',
+              description: u.fold(|||
+                The control connection to {{ $labels.target }} has failed for 5 minutes; probing is paused.
+                See idle_drop_connect_errors_total{target="{{ $labels.target }}"} for the kind
+                (refused, timeout, dns, tls, auth, too_many_connections) and the exporter's log.
+              |||),
+            },
+          },
+          {
+            alert: 'IdleDropTargetOutage',
+            // Outages are not idle drops: they never count as unexpected deaths, so they get
+            // their own alert, with advice that does not blame the pool's lifetime.
+            expr: 'sum by (job, instance, target) (increase(idle_drop_outages_total%s[15m])) > 0' % sel(),
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: '{{ $labels.target }} was unreachable in the last 15 minutes',
+              description: u.fold(|||
+                The exporter lost {{ $labels.target }}: the control connection failed and the server did not
+                answer again at once (link down, a server restart or failover, connections terminated by
+                an administrator). Connections that died then were not idle drops, and pool lifetime
+                settings will not prevent them. See idle_drop_connect_errors_total{target="{{ $labels.target }}"}
+                and the server's log.
+              |||),
+            },
+          },
+          {
+            alert: 'IdleDropExporterAbsent',
+            expr: 'up{%(s)s} == 0 or absent(up{%(s)s})' % { s: cfg.idleDropSelector },
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'idle_drop_exporter is not being scraped',
+              description: u.fold(|||
+                Prometheus has no successful scrape of job %(job)s for 5 minutes
+                ({{ if $labels.instance }}instance {{ $labels.instance }}{{ else }}no target at all{{ end }}):
+                idle-drop pages cannot fire. Check the exporter's pod/process and the scrape config.
+              ||| % { job: cfg.jobName }),
+            },
+          },
+          {
+            alert: 'IdleDropConfigReloadFailed',
+            expr: 'idle_drop_config_last_reload_successful%s == 0' % sel(),
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'idle_drop_exporter is running an old configuration',
+              description: u.fold(|||
+                The last reload of the configuration file failed on {{ $labels.instance }}; the previous
+                configuration is still running. The exporter's log names the file, line and field.
+              |||),
+            },
+          },
+        ],
+      },
+    ],
+  },
+}
