@@ -22,6 +22,22 @@ pub(super) fn config(path: &Path, text: &str, raw: raw::RawConfig) -> Result<Con
     Validator { path, text }.config(raw)
 }
 
+/// Checks one target given outside a file (the `discover` command's flags) as the first target
+/// of a file named `source` with no text: refusals name `targets[0].FIELD`, without a line.
+/// Returns the target and the warnings it gives.
+pub(crate) fn target(
+    source: &Path,
+    raw: raw::RawTarget,
+) -> Result<(TargetConfig, Vec<String>), ConfigError> {
+    let mut warnings = Vec::new();
+    let target = Validator {
+        path: source,
+        text: "",
+    }
+    .target(0, raw, &mut warnings)?;
+    Ok((target, warnings))
+}
+
 struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
