@@ -1,7 +1,7 @@
 //! Exponential backoff with jitter, so a down database is not met by a connection storm when it
 //! comes back.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -24,7 +24,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let base = self.current;
         self.current = (self.current * 2).min(self.max);
-        base.mul_f64(0.8 + 0.4 * unit_random())
+        base.mul_f64(0.8 + 0.4 * rand::random::<f64>())
     }
 
     /// The current, un-jittered delay (what the next failure would wait).
@@ -35,19 +35,6 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.current = self.initial;
     }
-}
-
-/// A cheap number in [0, 1): jitter needs spread, not cryptographic quality.
-fn unit_random() -> f64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut x = u64::from(nanos) ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

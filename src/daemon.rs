@@ -91,7 +91,7 @@ pub async fn run(
         web: config
             .web_config_file
             .as_deref()
-            .map(http::web_config::Watcher::new),
+            .map(|path| Arc::new(http::web_config::Watcher::new(path))),
     });
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));

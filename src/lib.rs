@@ -2,17 +2,20 @@
 //! drops idle connections, keeps watching for changes, and exports it all to Prometheus.
 //!
 //! Layout (one module per concept):
-//! - [`config`]: the YAML file, checked into typed settings (errors name file, line, field).
+//! - [`config`]: the YAML file, checked into typed settings (types in `mod.rs`, checks in
+//!   `validate.rs`; errors, built in `error.rs`, name file, line, field).
 //! - [`postgres`]: DSNs, TLS, probe connections that remember how they died, error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock.
 //! - [`probe`]: per target, the probe engine (slots, discovery then watch, the guard), the
 //!   control connection (outage detection, ghost reaping) and the status snapshot.
-//! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*`.
+//! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in
+//!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.
 //! - [`storage`]: each target's last measurement, kept in a file across restarts
 //!   (`--storage.path`).
 //! - [`discover`]: the `discover` command, one measurement with the same engine and a report.
-//! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT.
+//! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT (its
+//!   `/metrics` on [`http::server`]).
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
 //!   derived from a model of each pool and labelled with what the pool matrix (`lab/pools/`) proved.
 //! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.

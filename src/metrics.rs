@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Discovery states, exported one-hot in `idle_drop_discovery_state`.
@@ -157,14 +157,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding into a Vec cannot fail");
-        let text = String::from_utf8(buffer).expect("the text format is UTF-8");
-        // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
-        text.replace(" inf\n", " +Inf\n")
-            .replace(" -inf\n", " -Inf\n")
+        crate::http::server::exposition(&self.registry)
     }
 
     /// A handle that records for one target, its series set up as for a target just started.

@@ -19,7 +19,7 @@ pub struct RawLog {
     pub level: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub name: Option<String>,
@@ -44,14 +44,14 @@ pub struct RawTarget {
     pub discovery_policy: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawRange {
     pub min: Option<String>,
     pub max: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawKeepaliveProbe {
     pub enabled: Option<bool>,
@@ -59,7 +59,7 @@ pub struct RawKeepaliveProbe {
 }
 
 /// `5%` or `0.05`: people write both.
-#[derive(Debug, Deserialize, Clone, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
 pub enum RawFraction {
     Number(f64),

@@ -17,10 +17,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_yaml::{Mapping, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::raw::{RawFraction, RawKeepaliveProbe, RawRange, RawTarget};
 use crate::config::{self, LogConfig, LogFormat, TargetConfig};
 use crate::metrics::Metrics;
 use crate::probe::status::{StatusBoard, TargetStatus};
@@ -261,65 +261,42 @@ fn unreachable_limit(target: &TargetConfig) -> Duration {
 /// The flags as the daemon's configuration of one target, checked by the same validator.
 /// Errors name the flag.
 pub fn target_config(args: &Args) -> Result<TargetConfig, String> {
-    let mut t = Mapping::new();
-    let mut put = |key: &str, value: Value| {
-        t.insert(Value::from(key), value);
-    };
-    put("name", TARGET_NAME.into());
-    put("dsn", args.dsn.clone().into());
-    let path = |p: &Path| Value::from(p.display().to_string());
-    if let Some(file) = &args.password_file {
-        put("password_file", path(file));
-    }
-    if let Some(var) = &args.password_env {
-        put("password_env", var.clone().into());
-    }
-    if let Some(mode) = &args.sslmode {
-        put("sslmode", mode.clone().into());
-    }
-    if let Some(file) = &args.ca_file {
-        put("ca_file", path(file));
-    }
-    put("max_connections", args.budget.into());
-    let mut range = Mapping::new();
-    range.insert("min".into(), args.range_min.clone().into());
-    range.insert("max".into(), args.range_max.clone().into());
-    put("idle_range", Value::Mapping(range));
-    put("precision", args.precision.clone().into());
-    for (key, value) in [
-        ("connect_timeout", &args.connect_timeout),
-        ("query_timeout", &args.query_timeout),
-        ("tcp_user_timeout", &args.tcp_user_timeout),
-        ("app_max_idle_lifetime", &args.app_max_idle_lifetime),
-    ] {
-        if let Some(value) = value {
-            put(key, value.clone().into());
-        }
-    }
-    if args.keepalive_check {
+    let path = |p: &Path| p.display().to_string();
+    let raw = RawTarget {
+        name: Some(TARGET_NAME.into()),
+        dsn: Some(args.dsn.clone()),
+        password_file: args.password_file.as_deref().map(path),
+        password_env: args.password_env.clone(),
+        sslmode: args.sslmode.clone(),
+        ca_file: args.ca_file.as_deref().map(path),
+        connect_timeout: args.connect_timeout.clone(),
+        probe_query: None,
+        query_timeout: args.query_timeout.clone(),
+        tcp_user_timeout: args.tcp_user_timeout.clone(),
+        max_connections: Some(args.budget),
+        idle_range: Some(RawRange {
+            min: Some(args.range_min.clone()),
+            max: Some(args.range_max.clone()),
+        }),
+        precision: Some(RawFraction::Text(args.precision.clone())),
+        watch_ladder: None,
+        app_max_idle_lifetime: args.app_max_idle_lifetime.clone(),
+        recommendation_margin: Some(RawFraction::Text(args.margin.clone())),
+        recommended_socket_timeout: Some(args.socket_timeout.clone()),
         // The interval is capped at a third of the lower bound when the check runs.
-        let mut keepalive = Mapping::new();
-        keepalive.insert("interval".into(), "30s".into());
-        put("keepalive_probe", Value::Mapping(keepalive));
-    }
-    put("recommendation_margin", args.margin.clone().into());
-    put(
-        "recommended_socket_timeout",
-        args.socket_timeout.clone().into(),
-    );
-    let mut root = Mapping::new();
-    root.insert("targets".into(), Value::Sequence(vec![Value::Mapping(t)]));
-    let text = serde_yaml::to_string(&root).expect("a mapping serializes");
-    let config = config::parse(Path::new("command line"), &text)
+        keepalive_probe: args.keepalive_check.then(|| RawKeepaliveProbe {
+            enabled: None,
+            interval: Some("30s".into()),
+        }),
+        reap_ghosts: None,
+        discovery_policy: None,
+    };
+    let (target, warnings) = config::validate::target(Path::new("command line"), raw)
         .map_err(|e| format!("{}: {}", flag_of(&e.field), e.reason))?;
-    for warning in &config.warnings {
+    for warning in &warnings {
         eprintln!("warning: {warning}");
     }
-    Ok(config
-        .targets
-        .into_iter()
-        .next()
-        .expect("one target was given"))
+    Ok(target)
 }
 
 /// The flag a configuration field came from (`targets[0].max_connections` → `--budget`).

@@ -8,7 +8,7 @@
 //! which never holds a secret (DSNs there are redacted); all text is HTML-escaped.
 
 use std::fmt::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::probe::status::{StatusBoard, TargetStatus};
 use crate::recipes::{self, Recipe};
@@ -173,7 +173,7 @@ fn events(page: &mut String, s: &TargetStatus) {
     }
     page.push_str("<table><thead><tr><th>when (UTC)</th><th>role</th><th>kind</th><th>idle</th><th>detected</th><th>should have survived</th></tr></thead><tbody>\n");
     for e in &s.recent_events {
-        let when = chrono::DateTime::<chrono::Utc>::from(e.at).format("%Y-%m-%d %H:%M:%S");
+        let when = utc(e.at);
         let _ = writeln!(
             page,
             "<tr><td>{when}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -383,6 +383,17 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS` in UTC; `-` for a clock before 1970 or past 9999.
+fn utc(at: SystemTime) -> String {
+    let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799); // 9999-12-31 23:59:59
+    if at < UNIX_EPOCH || at > last {
+        return "-".to_string();
+    }
+    // `2024-05-01T12:00:00Z`
+    let rfc3339 = humantime::format_rfc3339_seconds(at).to_string();
+    rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -417,6 +428,13 @@ mod tests {
         assert_eq!(human(Duration::from_millis(4800)), "4.8s");
         assert_eq!(human(Duration::from_secs(342)), "5m 42s");
         assert_eq!(human(Duration::from_millis(10_650)), "10.7s");
+    }
+
+    #[test]
+    fn event_times_are_utc_to_the_second() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_714_564_800_900);
+        assert_eq!(utc(at), "2024-05-01 12:00:00");
+        assert_eq!(utc(UNIX_EPOCH - Duration::from_secs(1)), "-");
     }
 
     #[test]

@@ -1,26 +1,20 @@
 //! The simulator's own counters, in a registry of its own (the simulator is a separate tool: its
-//! `/metrics` must not mix with the exporter's families), and the tiny hyper server that serves
-//! them on `--web.listen-address`.
+//! `/metrics` must not mix with the exporter's families), and the routes that serve them on
+//! `--web.listen-address` (with the exporter's own server, [`crate::http::server`]).
 //!
 //! Every label value comes from a fixed set (fates, two directions, three modes), so the series
 //! count is bounded whatever the traffic.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::http::server::{self, respond, text, METRICS_CONTENT_TYPE};
 
 use super::flow::{Direction, Fate};
 use super::Settings;
@@ -137,70 +131,29 @@ impl Metrics {
 
     /// The Prometheus text exposition of every family.
     pub fn encode(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buffer).expect("the text format is UTF-8")
+        server::exposition(&self.registry)
     }
 }
 
 /// Serves `/metrics` (and a one-line `/`) until `shutdown`; open requests get 5 s to finish.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let Some((stream, peer)) = crate::listener::accept(&listener, &shutdown).await else {
-            break;
-        };
+    let handler = move |request| {
         let metrics = metrics.clone();
-        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let metrics = metrics.clone();
-            async move { Ok::<_, Infallible>(route(&metrics, &request)) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+        async move { route(&metrics, &request) }
+    };
+    server::serve(listener, None, handler, shutdown).await;
 }
 
 fn route<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
     match (request.uri().path(), request.method()) {
-        ("/metrics", &Method::GET) => respond(
+        ("/metrics", &Method::GET) => {
+            respond(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.encode())
+        }
+        ("/", &Method::GET) => text(
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.encode(),
+            "idle_drop_exporter simulate: metrics at /metrics\n",
         ),
-        ("/", &Method::GET) => respond(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            "idle_drop_exporter simulate: metrics at /metrics\n".to_string(),
-        ),
-        ("/metrics" | "/", _) => respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "Method not allowed.\n".to_string(),
-        ),
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "Not found.\n".to_string(),
-        ),
+        ("/metrics" | "/", _) => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
+        _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
     }
-}
-
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }
