@@ -88,6 +88,7 @@ pub async fn run(
         board: board.clone(),
         reload: trigger,
         ready: false.into(),
+        telemetry_path: config.telemetry_path.clone(),
         web: config
             .web_config_file
             .as_deref()

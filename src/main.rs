@@ -31,6 +31,13 @@ struct Flags {
     /// Address to serve /metrics on; overrides `listen_address` in the file.
     #[arg(long = "web.listen-address")]
     listen_address: Option<std::net::SocketAddr>,
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        default_value = config::DEFAULT_TELEMETRY_PATH,
+        value_parser = config::parse_telemetry_path
+    )]
+    telemetry_path: String,
     /// TLS and basic auth for our endpoint, in Prometheus exporter-toolkit's web-config format
     /// (docs/web-config.md).
     #[arg(long = "web.config.file")]
@@ -90,6 +97,7 @@ fn main() -> ExitCode {
         }
         config.web_config_file = Some(path.clone());
     }
+    config.telemetry_path = flags.telemetry_path.clone();
     if let Some(dir) = &flags.storage_path {
         // Checked here so a wrong flag stops the start; the daemon opens the store itself.
         if let Err(e) = storage::Store::open(dir) {

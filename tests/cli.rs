@@ -91,3 +91,50 @@ fn missing_file_and_unknown_flags() {
     let out = exporter().arg("--no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--web.telemetry-path` moves the metrics (the status page links there); a path the other
+/// endpoints use is refused at the flag.
+#[tokio::test]
+async fn telemetry_path_moves_the_metrics_and_refuses_reserved_paths() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    connect_timeout: 200ms\n",
+    );
+    let port = common::free_port();
+    let mut child = exporter()
+        .arg("--config.file")
+        .arg(&config.path)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.telemetry-path=/probe/metrics")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let answer = common::http_get(address, "/probe/metrics").await;
+    let metrics_moved = answer.0 == 200 && answer.1.contains("idle_drop_target_up");
+    let old_path = common::http_get(address, "/metrics").await.0;
+    let page = common::http_get(address, "/").await.1;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(metrics_moved, "{answer:?}");
+    assert_eq!(old_path, 404);
+    assert!(page.contains("<a href=\"/probe/metrics\">Metrics</a>"));
+
+    for reserved in ["/", "/-/healthy", "metrics", "/a b"] {
+        let out = exporter()
+            .arg(format!("--web.telemetry-path={reserved}"))
+            .arg("--config.check")
+            .current_dir(common::repo())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{reserved}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--web.telemetry-path"), "{stderr}");
+    }
+}

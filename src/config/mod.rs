@@ -76,6 +76,31 @@ pub struct Config {
     /// The directory holding the state file (each target's last measurement). Not part of the
     /// YAML file: `main` sets it from `--storage.path`; see [`crate::storage`].
     pub storage_path: Option<PathBuf>,
+    /// Where `/metrics` is served. Not part of the YAML file: `main` sets it from
+    /// `--web.telemetry-path`.
+    pub telemetry_path: String,
+}
+
+/// Where metrics are served unless `--web.telemetry-path` says otherwise.
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+
+/// Checks a `--web.telemetry-path`: an absolute path that the status page and the `/-/`
+/// endpoints do not use.
+pub fn parse_telemetry_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') || text == "/" || text.starts_with("/-/") {
+        return Err(format!(
+            "`{text}` must be a path like /metrics, not / or under /-/ (the status page and the health, ready and reload endpoints)"
+        ));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "`{text}` must be a plain path, without spaces, ? or #"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

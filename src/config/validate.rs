@@ -88,6 +88,7 @@ impl Validator<'_> {
             warnings,
             web_config_file: None,
             storage_path: None,
+            telemetry_path: super::DEFAULT_TELEMETRY_PATH.to_string(),
         })
     }
 

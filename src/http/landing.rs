@@ -35,7 +35,8 @@ const COPY_SCRIPT: &str = concat!(
     "pre.parentNode.insertBefore(b,pre.nextSibling)});"
 );
 
-pub fn render(board: &StatusBoard) -> String {
+/// The page; `telemetry_path`: where the metrics link points (`--web.telemetry-path`).
+pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
     let board = board.read().unwrap_or_else(|e| e.into_inner());
     let mut page = format!(
         concat!(
@@ -44,10 +45,11 @@ pub fn render(board: &StatusBoard) -> String {
             "<title>idle_drop_exporter</title><style>{}</style></head><body>\n",
             "<h1>idle_drop_exporter</h1>\n",
             "<p>Measures after how long the network path to each PostgreSQL target drops idle ",
-            "connections. <a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · ",
+            "connections. <a href=\"{}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · ",
             "<a href=\"/-/ready\">Ready</a></p>\n",
         ),
-        STYLE
+        STYLE,
+        escape(telemetry_path)
     );
     page.push_str("<table><thead><tr><th>target</th><th>server</th><th>state</th><th>survived up to (lower)</th><th>killed from (upper)</th><th>recommended pool max idle lifetime</th><th>socket timeout</th><th>app lifetime</th><th>ghosts</th></tr></thead><tbody>\n");
     for status in board.values() {
@@ -491,7 +493,7 @@ mod tests {
             upper: None,
         };
         board.write().unwrap().insert(status.name.clone(), status);
-        assert!(render(&board).contains("<svg class=\"survival\""));
+        assert!(render(&board, "/metrics").contains("<svg class=\"survival\""));
     }
 
     #[test]
@@ -503,7 +505,7 @@ mod tests {
         status.stored_drop = Some("timeout".to_string());
         status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         board.write().unwrap().insert(status.name.clone(), status);
-        let page = render(&board);
+        let page = render(&board, "/metrics");
         assert!(
             page.contains("Resumed from the measurement stored at 2026-11-18T11:06:40Z")
                 && page.contains("the sentinels are confirming it"),
@@ -520,7 +522,7 @@ mod tests {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let status = sample();
         board.write().unwrap().insert(status.name.clone(), status);
-        let page = render(&board);
+        let page = render(&board, "/metrics");
         assert!(page.contains("<svg class=\"survival\""));
         assert_eq!(page.matches("<circle class=\"survived\"").count(), 1);
         assert_eq!(page.matches("<path class=\"died\"").count(), 1);

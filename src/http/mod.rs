@@ -39,6 +39,8 @@ pub struct AppState {
     pub board: StatusBoard,
     pub reload: ReloadTrigger,
     pub ready: AtomicBool,
+    /// Where metrics are served (`--web.telemetry-path`).
+    pub telemetry_path: String,
     /// TLS and basic auth (`--web.config.file`); `None`: plain HTTP, no auth.
     pub web: Option<Arc<web_config::Watcher>>,
 }
@@ -55,14 +57,18 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
 
 async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().clone();
-    match (request.uri().path(), method) {
-        ("/metrics", Method::GET) => {
-            respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode())
-        }
+    let path = request.uri().path();
+    if path == state.telemetry_path {
+        return match method {
+            Method::GET => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
+        };
+    }
+    match (path, method) {
         ("/", Method::GET) => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            landing::render(&state.board),
+            landing::render(&state.board, &state.telemetry_path),
         ),
         ("/-/healthy", Method::GET) => text(StatusCode::OK, "Healthy.\n"),
         ("/-/ready", Method::GET) => {
@@ -79,7 +85,7 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<By
                 &format!("failed to reload config: {reason}\n"),
             ),
         },
-        ("/metrics" | "/" | "/-/healthy" | "/-/ready", _) | ("/-/reload", _) => {
+        ("/" | "/-/healthy" | "/-/ready", _) | ("/-/reload", _) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n")
         }
         _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
