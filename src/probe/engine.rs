@@ -26,7 +26,7 @@ use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
 use super::watch::{self, Role, Watch};
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
-use crate::discovery::{Action, Bracket, Discovery, SearchSpace, Verdict};
+use crate::discovery::{Action, Bracket, Discovery, Scheduler, SearchSpace, Verdict};
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{BackendIdentity, ConnectError, ProbeOutcome};
@@ -41,58 +41,6 @@ const GHOST_RECHECK: Duration = Duration::from_secs(30);
 const SWEEP_LIMIT: Duration = Duration::from_secs(8);
 /// How many probe results the status page's chart keeps.
 const RECENT_PROBES: usize = 200;
-
-/// What the engine asks of the current phase's scheduler: the discovery and the watch answer
-/// the same calls.
-trait Scheduler {
-    fn poll(&mut self, now: Duration) -> Vec<Action>;
-    fn next_deadline(&self) -> Option<Duration>;
-    fn on_opened(&mut self, slot: usize, now: Duration);
-    fn on_open_failed(&mut self, slot: usize, now: Duration);
-    fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration);
-    fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration);
-    fn on_released(&mut self, slot: usize, now: Duration);
-    /// An idle time observed by the guard, outside the scheduler's slots.
-    fn observe(&mut self, idle: Duration, survived: bool);
-    fn bracket(&self) -> Bracket;
-}
-
-macro_rules! impl_scheduler {
-    ($type:ty) => {
-        impl Scheduler for $type {
-            fn poll(&mut self, now: Duration) -> Vec<Action> {
-                <$type>::poll(self, now)
-            }
-            fn next_deadline(&self) -> Option<Duration> {
-                <$type>::next_deadline(self)
-            }
-            fn on_opened(&mut self, slot: usize, now: Duration) {
-                <$type>::on_opened(self, slot, now)
-            }
-            fn on_open_failed(&mut self, slot: usize, now: Duration) {
-                <$type>::on_open_failed(self, slot, now)
-            }
-            fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
-                <$type>::on_probe(self, slot, idle, survived, now)
-            }
-            fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration) {
-                <$type>::on_closed_while_idle(self, slot, idle, now)
-            }
-            fn on_released(&mut self, slot: usize, now: Duration) {
-                <$type>::on_released(self, slot, now)
-            }
-            fn observe(&mut self, idle: Duration, survived: bool) {
-                <$type>::observe(self, idle, survived)
-            }
-            fn bracket(&self) -> Bracket {
-                <$type>::bracket(self)
-            }
-        }
-    };
-}
-
-impl_scheduler!(Discovery);
-impl_scheduler!(Watch);
 
 enum Phase {
     Discovering {
