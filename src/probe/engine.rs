@@ -106,13 +106,7 @@ enum Event<C> {
     Used {
         slot: usize,
         generation: u64,
-        conn: Box<C>,
-        idle: Duration,
-        outcome: ProbeOutcome,
-        /// False for a death noticed while idle (no probe query was sent).
-        probed: bool,
-        /// Whether the control connection still answered right after the death.
-        server_reachable: bool,
+        used: Use<C>,
     },
     Ended {
         slot: usize,
@@ -131,6 +125,17 @@ enum Event<C> {
         /// The connection had died (its session's fate was a ghost check's question).
         died: bool,
     },
+}
+
+/// What one use of a connection found: a probe's answer, or a death noticed while idle.
+struct Use<C> {
+    conn: Box<C>,
+    idle: Duration,
+    outcome: ProbeOutcome,
+    /// False for a death noticed while idle (no probe query was sent).
+    probed: bool,
+    /// Whether the control connection still answered right after the death.
+    server_reachable: bool,
 }
 
 impl<C> Default for Slot<C> {
@@ -504,14 +509,17 @@ impl<N: Connect, K: Control> Engine<N, K> {
             };
             let server_reachable =
                 matches!(outcome, ProbeOutcome::Alive) || control.healthy().await;
-            let _ = events.send(Event::Used {
-                slot,
-                generation,
+            let used = Use {
                 conn,
                 idle,
                 outcome,
                 probed: true,
                 server_reachable,
+            };
+            let _ = events.send(Event::Used {
+                slot,
+                generation,
+                used,
             });
         });
     }
@@ -624,30 +632,29 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 self.tasks.spawn(async move {
                     let idle = conn.idle_at_death(end.at);
                     let server_reachable = control.healthy().await;
-                    let _ = events.send(Event::Used {
-                        slot,
-                        generation,
+                    let used = Use {
                         conn,
                         idle,
                         outcome: ProbeOutcome::ClosedWhileIdle { end },
                         probed: false,
                         server_reachable,
+                    };
+                    let _ = events.send(Event::Used {
+                        slot,
+                        generation,
+                        used,
                     });
                 });
             }
             Event::Used {
                 slot,
                 generation,
-                conn,
-                idle,
-                outcome,
-                probed,
-                server_reachable,
+                used,
             } => {
                 if self.slots[slot].generation != generation {
                     return;
                 }
-                self.on_used(slot, *conn, idle, outcome, probed, server_reachable, now);
+                self.on_used(slot, used, now);
             }
             Event::GhostAlive { slot, generation } => {
                 if self.slots[slot].generation == generation {
@@ -696,17 +703,15 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.after_event();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_used(
-        &mut self,
-        slot: usize,
-        conn: N::Conn,
-        idle: Duration,
-        outcome: ProbeOutcome,
-        probed: bool,
-        server_reachable: bool,
-        now: Duration,
-    ) {
+    fn on_used(&mut self, slot: usize, used: Use<N::Conn>, now: Duration) {
+        let Use {
+            conn,
+            idle,
+            outcome,
+            probed,
+            server_reachable,
+        } = used;
+        let conn = *conn;
         let role = self.role(slot);
         let outcome_label = outcome.label();
         if probed {
