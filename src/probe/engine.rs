@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::control::GhostVerdict;
 use super::guard::Guard;
 use super::network::{Conn, Connect, Control};
-use super::status::{self, EventRecord, ProbeRecord, StatusBoard, RECENT_EVENTS};
+use super::publisher::Publisher;
+use super::status::StatusBoard;
 use super::watch::{self, Role, Watch};
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
@@ -30,7 +31,7 @@ use crate::discovery::{Action, Bracket, Discovery, Scheduler, SearchSpace, Verdi
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{BackendIdentity, ConnectError, ProbeOutcome};
-use crate::recommend::{self, Recommendation};
+use crate::recommend;
 use crate::storage::{self, Store};
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
@@ -39,8 +40,6 @@ const GHOST_GRACE: Duration = Duration::from_secs(1);
 const GHOST_RECHECK: Duration = Duration::from_secs(30);
 /// How long shutdown may spend terminating sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(8);
-/// How many probe results the status page's chart keeps.
-const RECENT_PROBES: usize = 200;
 
 enum Phase {
     Discovering {
@@ -152,8 +151,7 @@ impl<C> Default for Slot<C> {
 /// One target's probe engine.
 pub struct Engine<N: Connect, K: Control> {
     target: Arc<TargetConfig>,
-    metrics: TargetMetrics,
-    board: StatusBoard,
+    publish: Publisher,
     connector: Arc<N>,
     control: K,
     events: mpsc::UnboundedSender<Event<N::Conn>>,
@@ -173,7 +171,6 @@ pub struct Engine<N: Connect, K: Control> {
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
-    recommendation: Option<Recommendation>,
     ghosts_alive: usize,
     /// The target is unreachable (entered an outage and no phase started since): deaths now are
     /// the outage's, never unexpected idle deaths.
@@ -199,12 +196,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let (events, inbox) = mpsc::unbounded_channel();
         let probe_slots = target.max_connections - 1;
         let rungs = rungs(&target);
-        metrics.set_app_lifetime(target.app_max_idle_lifetime);
+        let publish = Publisher::new(&target, metrics, board);
         let guard = plan_guard(&target, probe_slots);
-        metrics.set_recommendation(None, target.recommended_socket_timeout);
         Engine {
-            metrics,
-            board,
+            publish,
             connector,
             control,
             events,
@@ -220,7 +215,6 @@ impl<N: Connect, K: Control> Engine<N, K> {
             },
             epoch: Instant::now(),
             bracket: Bracket::default(),
-            recommendation: None,
             ghosts_alive: 0,
             in_outage: false,
             open_gate: Arc::new(Mutex::new((
@@ -272,14 +266,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
             "resuming from the stored measurement; the sentinels confirm it"
         );
         self.set_bracket(bracket);
-        if let Some(rescued) = stored.keepalive_rescue {
-            self.metrics.set_keepalive_rescue(rescued);
-        }
-        status::update(&self.board, &self.target.name, |s| {
-            s.keepalive_rescue = stored.keepalive_rescue;
-            s.stored_drop = stored.drop_kind.clone();
-            s.resumed_from = Some(stored.measured_at);
-        });
+        self.publish.resumed(
+            stored.keepalive_rescue,
+            stored.drop_kind,
+            stored.measured_at,
+        );
         self.phase = Phase::Draining {
             next: Next::Confirm(bracket),
         };
@@ -290,15 +281,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let Some((store, fingerprint)) = &self.memory else {
             return;
         };
-        let (drop_kind, keepalive_rescue) = {
-            let board = self.board.read().unwrap_or_else(|e| e.into_inner());
-            board.get(&self.target.name).map_or((None, None), |s| {
-                let kind = status::dominant_death(&s.deaths)
-                    .map(str::to_string)
-                    .or_else(|| s.stored_drop.clone());
-                (kind, s.keepalive_rescue)
-            })
-        };
+        let (drop_kind, keepalive_rescue) = self.publish.drop_and_rescue();
         store.remember(
             &self.target.name,
             fingerprint,
@@ -592,7 +575,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 }
                 match result {
                     Ok(conn) => {
-                        self.metrics.connected(conn.connect_duration());
+                        self.publish.connected(conn.connect_duration());
                         self.slots[slot].backend =
                             Some((conn.backend().clone(), conn.last_active()));
                         if self.keeps(slot) {
@@ -603,12 +586,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         }
                     }
                     Err(e) => {
-                        self.metrics.connect_error(e.kind.label());
                         tracing::debug!(target_name = %self.target.name, error = %e, "probe connection failed");
-                        let message = e.to_string();
-                        status::update(&self.board, &self.target.name, |s| {
-                            s.last_error = Some(message)
-                        });
+                        self.publish.connect_failed(e.kind.label(), e.to_string());
                         self.slots[slot].state = SlotState::Empty;
                         self.scheduler_opened(slot, now, false);
                     }
@@ -659,8 +638,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
             Event::GhostAlive { slot, generation } => {
                 if self.slots[slot].generation == generation {
                     self.ghosts_alive += 1;
-                    self.ghost_seen();
-                    self.publish_ghosts();
+                    self.publish.ghost_seen();
+                    self.publish.ghosts_alive(self.ghosts_alive);
                 }
             }
             Event::Released {
@@ -675,19 +654,18 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     return;
                 }
                 if died {
-                    status::update(&self.board, &self.target.name, |s| s.ghosts_checked += 1);
+                    self.publish.ghost_checked();
                 }
                 if counted_alive {
                     self.ghosts_alive = self.ghosts_alive.saturating_sub(1);
                 } else if seen {
-                    self.ghost_seen();
+                    self.publish.ghost_seen();
                 }
                 if reaped {
-                    self.metrics.ghost_reaped();
-                    status::update(&self.board, &self.target.name, |s| s.ghosts_reaped += 1);
+                    self.publish.ghost_reaped();
                     tracing::debug!(target_name = %self.target.name, slot, "reaped a ghost session");
                 }
-                self.publish_ghosts();
+                self.publish.ghosts_alive(self.ghosts_alive);
                 let s = &mut self.slots[slot];
                 s.state = SlotState::Empty;
                 s.backend = None;
@@ -716,14 +694,14 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let outcome_label = outcome.label();
         if probed {
             let rung = self.rung(idle).to_string();
-            self.metrics.probe_use(&rung, outcome_label);
+            self.publish.probe_use(&rung, outcome_label);
         }
         // A death tells us about idle time only if the server is still there and the death is
         // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
         let mut outage = !server_reachable || self.in_outage;
         match outcome {
             ProbeOutcome::Alive => {
-                self.record_probe(idle, true);
+                self.publish.record_probe(idle, true);
                 if self.keeps(slot) {
                     self.slots[slot].state = SlotState::Idle(Box::new(conn));
                     self.scheduler_probed(slot, idle, true, now);
@@ -744,7 +722,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     outage,
                 );
                 if !outage {
-                    self.record_probe(idle_at_death, false);
+                    self.publish.record_probe(idle_at_death, false);
                 }
                 if self.is_guard(slot) {
                     if let Some(guard) = &mut self.guard {
@@ -767,7 +745,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 query_error,
                 time_to_failure,
             } => {
-                self.metrics.time_to_failure(cause.kind(), time_to_failure);
+                self.publish.time_to_failure(cause.kind(), time_to_failure);
                 outage |= !cause.can_be_idle_expiry();
                 self.record_death(role, &cause, idle, "on_use", Some(&query_error), outage);
                 if outage {
@@ -775,7 +753,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         guard.on_probe(false, now);
                     }
                 } else {
-                    self.record_probe(idle, false);
+                    self.publish.record_probe(idle, false);
                     self.scheduler_probed(slot, idle, false, now);
                 }
                 self.release(slot, conn, true);
@@ -843,39 +821,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 Role::Guard | Role::SentinelLow => true,
                 Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
             };
-        self.metrics.closed(
-            role.label(),
-            cause.kind(),
-            cause.sqlstate(),
-            detected,
-            unexpected,
-        );
-        let record = EventRecord {
-            at: SystemTime::now(),
-            role: role.label(),
-            kind: cause.to_string(),
-            idle,
-            detected,
-            unexpected,
-        };
         if unexpected {
             tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "connection closed although it should have survived");
         } else {
             tracing::debug!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "probe connection closed");
         }
-        let cause = cause.to_string();
-        status::update(&self.board, &self.target.name, |s| {
-            s.recent_events.push_front(record);
-            s.recent_events.truncate(RECENT_EVENTS);
-            *s.deaths.entry(cause).or_default() += 1;
-        });
-    }
-
-    fn record_probe(&self, idle: Duration, survived: bool) {
-        status::update(&self.board, &self.target.name, |s| {
-            s.recent_probes.push_front(ProbeRecord { idle, survived });
-            s.recent_probes.truncate(RECENT_PROBES);
-        });
+        self.publish
+            .record_death(role, cause, idle, detected, unexpected);
     }
 
     fn rung(&self, idle: Duration) -> &str {
@@ -899,7 +851,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let verdict = discovery.verdict();
                 if verdict != Verdict::Searching {
                     let took = started.elapsed();
-                    self.metrics.discovery_finished(took);
+                    self.publish.discovery_finished(took);
                     let state = match verdict {
                         Verdict::NoDropUpToMax => "no_drop",
                         Verdict::BelowRange => "below_range",
@@ -910,10 +862,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         lower = ?bracket.lower, upper = ?bracket.upper, took = ?took, state,
                         "discovery finished"
                     );
-                    self.set_state(state);
-                    status::update(&self.board, &self.target.name, |s| {
-                        s.discovery_took = Some(took)
-                    });
+                    self.publish.set_state(state);
                     self.remember();
                     let bracket_found = verdict == Verdict::Converged;
                     self.drain(match self.mode {
@@ -930,10 +879,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             Phase::Watching(watch) => {
                 let confirmed = watch.confirmed();
                 if let Some(rescued) = watch.take_keepalive_result() {
-                    self.metrics.set_keepalive_rescue(rescued);
-                    status::update(&self.board, &self.target.name, |s| {
-                        s.keepalive_rescue = Some(rescued)
-                    });
+                    self.publish.keepalive_rescue(rescued);
                     if self.mode == RunMode::DiscoverOnce {
                         self.drain(Next::Stop);
                         return;
@@ -945,14 +891,14 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 };
                 if let Some(change) = watch.take_change() {
                     self.confirming = None;
-                    self.metrics.threshold_changed(change.direction.label());
+                    self.publish.threshold_changed(change.direction.label());
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
                         old_lower = ?bracket.lower, old_upper = ?bracket.upper,
                         "the idle-drop threshold moved; rediscovering"
                     );
                     self.set_bracket(change.seed);
-                    self.set_state("discovering");
+                    self.publish.set_state("discovering");
                     self.drain(Next::Discover(change.seed));
                 } else if let Some(since) = self.confirming.filter(|_| confirmed) {
                     self.confirming = None;
@@ -961,10 +907,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         target_name = %self.target.name, took = %humantime::format_duration(Duration::from_millis(took.as_millis() as u64)),
                         "the stored measurement still holds"
                     );
-                    self.set_state(settled_state(bracket));
-                    status::update(&self.board, &self.target.name, |s| {
-                        s.discovery_took = Some(took)
-                    });
+                    self.publish.set_state(settled_state(bracket));
+                    self.publish.confirmed(took);
                     self.remember();
                 }
             }
@@ -988,9 +932,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
         tracing::warn!(target_name = %self.target.name, "target unreachable; probes paused");
         if !self.in_outage {
             self.in_outage = true;
-            self.metrics.outage();
+            self.publish.outage();
         }
-        self.set_state("unreachable");
+        self.publish.set_state("unreachable");
         self.drain(next);
     }
 
@@ -1034,11 +978,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.phase = match next {
             Next::Stop => return Some(next),
             Next::Discover(seed) => {
-                self.set_state("discovering");
-                status::update(&self.board, &t.name, |s| {
-                    s.discovery_started = Some(SystemTime::now());
-                    s.discovery_took = None;
-                });
+                self.publish.set_state("discovering");
+                self.publish.discovery_started();
                 let space = search_space(t);
                 Phase::Discovering {
                     discovery: Discovery::new(
@@ -1053,7 +994,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
             Next::Watch(bracket) => {
                 self.confirming = None;
-                self.set_state(settled_state(bracket));
+                self.publish.set_state(settled_state(bracket));
                 Phase::Watching(Watch::new(
                     bracket,
                     t.precision,
@@ -1063,7 +1004,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
             Next::Confirm(bracket) => {
                 self.confirming = Some(Instant::now());
-                self.set_state("confirming");
+                self.publish.set_state("confirming");
                 Phase::Watching(
                     Watch::new(
                         bracket,
@@ -1094,13 +1035,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let t = self.target.clone();
         tracing::info!(target_name = %t.name, "settings applied; the measurement is kept");
         self.rungs = rungs(&t);
-        self.metrics.set_app_lifetime(t.app_max_idle_lifetime);
-        status::update(&self.board, &t.name, |s| {
-            s.app_max_idle_lifetime = t.app_max_idle_lifetime;
-            s.idle_min = t.idle_min;
-            s.idle_max = t.idle_max;
-            s.recommendation_margin = t.recommendation_margin;
-        });
+        self.publish.settings(&t);
         // Margin and socket timeout change the recommendation, not the bracket.
         self.set_bracket(self.bracket);
 
@@ -1133,9 +1068,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
 
     // ---- publishing ------------------------------------------------------------------------
 
+    /// The bracket, to the metrics, the page and the control connection (which pings less
+    /// often once the lower bound is known), with the pool settings recommended from it.
     fn set_bracket(&mut self, bracket: Bracket) {
         self.bracket = bracket;
-        self.metrics.set_bracket(bracket.lower, bracket.upper);
         self.control.set_lower_bound(bracket.lower);
         let t = &self.target;
         let recommendation = recommend::recommend(
@@ -1143,52 +1079,12 @@ impl<N: Connect, K: Control> Engine<N, K> {
             t.recommendation_margin,
             t.recommended_socket_timeout,
         );
-        self.metrics.set_recommendation(
-            recommendation.max_idle_lifetime,
-            recommendation.socket_timeout,
-        );
-        if self.recommendation.map(|r| r.max_idle_lifetime)
-            != Some(recommendation.max_idle_lifetime)
-        {
-            if let Some(lifetime) = recommendation.max_idle_lifetime {
-                tracing::info!(
-                    target_name = %t.name,
-                    max_idle_lifetime = %humantime::format_duration(lifetime),
-                    socket_timeout = %humantime::format_duration(recommendation.socket_timeout),
-                    "recommended pool settings changed"
-                );
-            }
-        }
-        self.recommendation = Some(recommendation);
-        status::update(&self.board, &t.name, |s| {
-            s.bracket = bracket;
-            s.recommendation = Some(recommendation);
-        });
-    }
-
-    fn set_state(&self, state: &'static str) {
-        self.metrics.set_state(state);
-        status::update(&self.board, &self.target.name, |s| s.state = state);
+        self.publish.set_bracket(bracket, recommendation);
     }
 
     fn publish_sessions(&self) {
-        let sessions = probe_sessions(&self.slots) + self.control.sessions();
-        self.metrics.set_sessions(sessions);
-        status::update(&self.board, &self.target.name, |s| {
-            s.sessions = sessions;
-            s.sessions_peak = s.sessions_peak.max(sessions);
-        });
-    }
-
-    fn ghost_seen(&self) {
-        self.metrics.ghost_seen();
-        status::update(&self.board, &self.target.name, |s| s.ghosts_seen += 1);
-    }
-
-    fn publish_ghosts(&self) {
-        self.metrics.set_ghosts_alive(self.ghosts_alive);
-        let alive = self.ghosts_alive;
-        status::update(&self.board, &self.target.name, |s| s.ghosts_alive = alive);
+        self.publish
+            .sessions(probe_sessions(&self.slots) + self.control.sessions());
     }
 
     // ---- shutdown --------------------------------------------------------------------------
