@@ -14,15 +14,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-/// Discovery states, exported one-hot in `idle_drop_discovery_state`.
-pub const STATES: [&str; 6] = [
-    "discovering",
-    "confirming",
-    "watching",
-    "no_drop",
-    "below_range",
-    "unreachable",
-];
+use crate::probe::status::TargetState;
 
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
@@ -238,7 +230,7 @@ pub struct TargetMetrics {
 impl TargetMetrics {
     /// Nothing measured yet: discovering, with an empty bracket.
     pub fn start_measuring(&self) {
-        self.set_state("discovering");
+        self.set_state(TargetState::Discovering);
         self.set_bracket(None, None);
     }
 
@@ -277,11 +269,12 @@ impl TargetMetrics {
         }
     }
 
-    pub fn set_state(&self, state: &str) {
-        for s in STATES {
+    /// The target's state, one-hot over [`TargetState::ALL`].
+    pub fn set_state(&self, state: TargetState) {
+        for s in TargetState::ALL {
             self.metrics
                 .state
-                .with_label_values(&[&self.name, s])
+                .with_label_values(&[&self.name, s.as_str()])
                 .set(i64::from(s == state));
         }
     }

@@ -10,7 +10,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::probe::status::{StatusBoard, TargetStatus};
+use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::recipes::{self, Recipe};
 
 const STYLE: &str = concat!(
@@ -64,7 +64,12 @@ pub fn render(board: &StatusBoard) -> String {
 
 fn row(page: &mut String, s: &TargetStatus) {
     let state_class = if s.up { "ok" } else { "bad" };
-    let state = if s.up { s.state } else { "unreachable" };
+    let state = if s.up {
+        s.state
+    } else {
+        TargetState::Unreachable
+    }
+    .as_str();
     let recommended = s
         .recommendation
         .and_then(|r| r.max_idle_lifetime)
@@ -105,7 +110,7 @@ fn section(page: &mut String, s: &TargetStatus) {
         let _ = writeln!(page, "<p class=\"bad\">last error: {}</p>", escape(error));
     }
     if let Some(measured) = s.resumed_from {
-        let confirmed = if s.state == "confirming" {
+        let confirmed = if s.state == TargetState::Confirming {
             "the sentinels are confirming it"
         } else {
             "the sentinels confirmed it or measured again"
@@ -440,7 +445,7 @@ mod tests {
         let config = crate::config::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
         let mut s = TargetStatus::new(&config.targets[0]);
         s.up = true;
-        s.state = "watching";
+        s.state = TargetState::Watching;
         s.bracket = Bracket {
             lower: Some(Duration::from_secs(19)),
             upper: Some(Duration::from_secs(20)),
@@ -480,7 +485,7 @@ mod tests {
     fn a_resumed_measurement_says_so_and_keeps_its_recipes() {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let mut status = sample();
-        status.state = "confirming";
+        status.state = TargetState::Confirming;
         status.deaths.clear();
         status.stored_drop = Some("timeout".to_string());
         status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::status::{self, EventRecord, ProbeRecord, StatusBoard, TargetStatus, RECENT_EVENTS};
+use super::status::{
+    self, EventRecord, ProbeRecord, StatusBoard, TargetState, TargetStatus, RECENT_EVENTS,
+};
 use super::watch::Role;
 use crate::config::TargetConfig;
 use crate::discovery::Bracket;
@@ -42,7 +44,7 @@ impl Publisher {
         status::update(&self.board, &self.name, change);
     }
 
-    pub fn set_state(&self, state: &'static str) {
+    pub fn set_state(&self, state: TargetState) {
         self.metrics.set_state(state);
         self.status(|s| s.state = state);
     }

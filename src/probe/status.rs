@@ -9,6 +9,45 @@ use crate::discovery::Bracket;
 use crate::recipes::{BoxCounts, DropKind, Knobs, Measurement};
 use crate::recommend::Recommendation;
 
+/// Where a target's measurement stands: the `state` label of `idle_drop_discovery_state`
+/// (exported one-hot), the page's state column and what the `discover` command ends with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    Discovering,
+    /// Watching a bracket resumed from a stored measurement until both sentinels agree.
+    Confirming,
+    Watching,
+    /// Nothing dropped within the idle range.
+    NoDrop,
+    /// Connections died at or below the idle range's min.
+    BelowRange,
+    Unreachable,
+}
+
+impl TargetState {
+    /// Every state, in the order the metric exports them.
+    pub const ALL: [TargetState; 6] = [
+        TargetState::Discovering,
+        TargetState::Confirming,
+        TargetState::Watching,
+        TargetState::NoDrop,
+        TargetState::BelowRange,
+        TargetState::Unreachable,
+    ];
+
+    /// The label value, as the metric, the page and the report show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Discovering => "discovering",
+            TargetState::Confirming => "confirming",
+            TargetState::Watching => "watching",
+            TargetState::NoDrop => "no_drop",
+            TargetState::BelowRange => "below_range",
+            TargetState::Unreachable => "unreachable",
+        }
+    }
+}
+
 /// How many recent closed-connection events a target keeps for the page.
 pub const RECENT_EVENTS: usize = 20;
 
@@ -35,7 +74,7 @@ pub struct ProbeRecord {
 pub struct TargetStatus {
     pub name: String,
     pub display_dsn: String,
-    pub state: &'static str,
+    pub state: TargetState,
     pub up: bool,
     pub bracket: Bracket,
     pub recommendation: Option<Recommendation>,
@@ -78,7 +117,7 @@ impl TargetStatus {
         TargetStatus {
             name: target.name.clone(),
             display_dsn: target.display_dsn.clone(),
-            state: "discovering",
+            state: TargetState::Discovering,
             up: false,
             bracket: Bracket::default(),
             recommendation: None,

@@ -12,6 +12,7 @@ use crate::config::TargetConfig;
 use crate::discovery::{Bracket, Discovery, Scheduler, SearchSpace, Verdict};
 use crate::probe::guard::Guard;
 use crate::probe::network::{Connect, Control};
+use crate::probe::status::TargetState;
 use crate::probe::watch::Watch;
 
 impl<N: Connect, K: Control> Engine<N, K> {
@@ -28,13 +29,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     let took = started.elapsed();
                     self.publish.discovery_finished(took);
                     let state = match verdict {
-                        Verdict::NoDropUpToMax => "no_drop",
-                        Verdict::BelowRange => "below_range",
-                        _ => "watching",
+                        Verdict::NoDropUpToMax => TargetState::NoDrop,
+                        Verdict::BelowRange => TargetState::BelowRange,
+                        _ => TargetState::Watching,
                     };
                     tracing::info!(
                         target_name = %self.target.name,
-                        lower = ?bracket.lower, upper = ?bracket.upper, took = ?took, state,
+                        lower = ?bracket.lower, upper = ?bracket.upper, took = ?took, state = state.as_str(),
                         "discovery finished"
                     );
                     self.publish.set_state(state);
@@ -73,7 +74,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         "the idle-drop threshold moved; rediscovering"
                     );
                     self.set_bracket(change.seed);
-                    self.publish.set_state("discovering");
+                    self.publish.set_state(TargetState::Discovering);
                     self.drain(Next::Discover(change.seed));
                 } else if let Some(since) = self.confirming.filter(|_| confirmed) {
                     self.confirming = None;
@@ -109,7 +110,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             self.in_outage = true;
             self.publish.outage();
         }
-        self.publish.set_state("unreachable");
+        self.publish.set_state(TargetState::Unreachable);
         self.drain(next);
     }
 
@@ -153,7 +154,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.phase = match next {
             Next::Stop => return Some(next),
             Next::Discover(seed) => {
-                self.publish.set_state("discovering");
+                self.publish.set_state(TargetState::Discovering);
                 self.publish.discovery_started();
                 let space = search_space(t);
                 Phase::Discovering {
@@ -179,7 +180,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
             Next::Confirm(bracket) => {
                 self.confirming = Some(Instant::now());
-                self.publish.set_state("confirming");
+                self.publish.set_state(TargetState::Confirming);
                 Phase::Watching(
                     Watch::new(
                         bracket,
@@ -243,11 +244,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
 }
 
 /// The state of a watched bracket.
-fn settled_state(bracket: Bracket) -> &'static str {
+fn settled_state(bracket: Bracket) -> TargetState {
     match (bracket.lower, bracket.upper) {
-        (_, None) => "no_drop",
-        (None, _) => "below_range",
-        _ => "watching",
+        (_, None) => TargetState::NoDrop,
+        (None, _) => TargetState::BelowRange,
+        _ => TargetState::Watching,
     }
 }
 
