@@ -10,6 +10,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::postgres::classify::DeathCause;
 use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::recipes::{self, Recipe};
 
@@ -139,7 +140,7 @@ fn deaths(page: &mut String, s: &TargetStatus) {
             let _ = write!(
                 page,
                 "<li><code>{}</code> × {count}: {}</li>",
-                escape(cause),
+                escape(&cause.to_string()),
                 explain(cause)
             );
         }
@@ -160,13 +161,15 @@ fn deaths(page: &mut String, s: &TargetStatus) {
     }
 }
 
-fn explain(cause: &str) -> &'static str {
-    match cause.split(' ').next().unwrap_or(cause) {
-        "timeout" => "silent drop: no answer, the flow was forgotten without a packet",
-        "reset" => "the path answered a forgotten flow with RST",
-        "eof" => "something closed the flow with a FIN (quaint/Prisma: kind: Closed)",
-        "server_terminated" => "PostgreSQL ended the session itself (57P05 = idle_session_timeout)",
-        _ => "another error; see the logs",
+fn explain(cause: &DeathCause) -> &'static str {
+    match cause {
+        DeathCause::Timeout => "silent drop: no answer, the flow was forgotten without a packet",
+        DeathCause::Reset => "the path answered a forgotten flow with RST",
+        DeathCause::Eof => "something closed the flow with a FIN (quaint/Prisma: kind: Closed)",
+        DeathCause::ServerTerminated { .. } => {
+            "PostgreSQL ended the session itself (57P05 = idle_session_timeout)"
+        }
+        DeathCause::Error => "another error; see the logs",
     }
 }
 
@@ -462,7 +465,7 @@ mod tests {
             idle: Duration::from_secs(25),
             survived: false,
         });
-        s.deaths = BTreeMap::from([("timeout".to_string(), 3)]);
+        s.deaths = BTreeMap::from([(DeathCause::Timeout, 3)]);
         s.last_error = Some("server said <b>no</b>".to_string());
         s
     }
@@ -487,7 +490,7 @@ mod tests {
         let mut status = sample();
         status.state = TargetState::Confirming;
         status.deaths.clear();
-        status.stored_drop = Some("timeout".to_string());
+        status.stored_drop = Some(DeathCause::Timeout);
         status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         board.write().unwrap().insert(status.name.clone(), status);
         let page = render(&board);

@@ -90,7 +90,7 @@ impl Publisher {
     pub fn resumed(
         &self,
         keepalive_rescue: Option<bool>,
-        drop_kind: Option<String>,
+        drop_kind: Option<DeathCause>,
         measured_at: SystemTime,
     ) {
         if let Some(rescued) = keepalive_rescue {
@@ -105,11 +105,11 @@ impl Publisher {
 
     /// What the status knows of how the drop looks (this run's deaths, else the stored
     /// measurement's) and of the keepalive probe: what a settled measurement keeps.
-    pub fn drop_and_rescue(&self) -> (Option<String>, Option<bool>) {
+    pub fn drop_and_rescue(&self) -> (Option<DeathCause>, Option<bool>) {
         let board = self.board.read().unwrap_or_else(|e| e.into_inner());
         board.get(&self.name).map_or((None, None), |s| {
             let kind = status::dominant_death(&s.deaths)
-                .map(str::to_string)
+                .cloned()
                 .or_else(|| s.stored_drop.clone());
             (kind, s.keepalive_rescue)
         })
@@ -195,7 +195,7 @@ impl Publisher {
             detected,
             unexpected,
         };
-        let cause = cause.to_string();
+        let cause = cause.clone();
         self.status(|s| {
             s.recent_events.push_front(record);
             s.recent_events.truncate(RECENT_EVENTS);

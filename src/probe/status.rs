@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::discovery::Bracket;
+use crate::postgres::classify::DeathCause;
 use crate::recipes::{BoxCounts, DropKind, Knobs, Measurement};
 use crate::recommend::Recommendation;
 
@@ -84,7 +85,7 @@ pub struct TargetStatus {
     pub keepalive_rescue: Option<bool>,
     /// How the drop looked in the stored measurement this run resumed from (until this run
     /// sees deaths of its own).
-    pub stored_drop: Option<String>,
+    pub stored_drop: Option<DeathCause>,
     /// When the stored measurement this run resumed from was taken.
     pub resumed_from: Option<SystemTime>,
     pub recommendation_margin: f64,
@@ -98,7 +99,7 @@ pub struct TargetStatus {
     pub ghosts_checked: u64,
     /// Every connection death so far by cause (`timeout`, `reset`, `eof`,
     /// `server_terminated (57P05)`, ...): how the drop looks on this path.
-    pub deaths: BTreeMap<String, u64>,
+    pub deaths: BTreeMap<DeathCause, u64>,
     /// The server's settings that change what a probe sees (keepalives, idle timeouts).
     pub server_settings: Vec<(String, String)>,
     /// When discovery last started and, once it ended, how long it took.
@@ -152,7 +153,7 @@ impl TargetStatus {
             lower: self.bracket.lower?,
             upper: self.bracket.upper,
             drop: dominant_death(&self.deaths)
-                .or(self.stored_drop.as_deref())
+                .or(self.stored_drop.as_ref())
                 .and_then(DropKind::of_death),
             box_counts: BoxCounts::from_keepalive_rescue(self.keepalive_rescue),
         })
@@ -168,12 +169,12 @@ impl TargetStatus {
 }
 
 /// The most frequent cause of death, `error` aside: how the drop looks on this path.
-pub fn dominant_death(deaths: &BTreeMap<String, u64>) -> Option<&str> {
+pub fn dominant_death(deaths: &BTreeMap<DeathCause, u64>) -> Option<&DeathCause> {
     deaths
         .iter()
         .filter(|(cause, _)| DropKind::of_death(cause).is_some())
         .max_by_key(|(_, n)| **n)
-        .map(|(cause, _)| cause.as_str())
+        .map(|(cause, _)| cause)
 }
 
 /// All targets' snapshots, keyed by name (sorted for the page).

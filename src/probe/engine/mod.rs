@@ -33,6 +33,7 @@ use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, Scheduler};
 use crate::metrics::TargetMetrics;
+use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::BackendIdentity;
 use crate::recommend;
 use crate::storage::{self, Store};
@@ -222,11 +223,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
             "resuming from the stored measurement; the sentinels confirm it"
         );
         self.set_bracket(bracket);
-        self.publish.resumed(
-            stored.keepalive_rescue,
-            stored.drop_kind,
-            stored.measured_at,
-        );
+        // The state file keeps the cause as text.
+        let drop_kind = stored.drop_kind.as_deref().and_then(DeathCause::parse);
+        self.publish
+            .resumed(stored.keepalive_rescue, drop_kind, stored.measured_at);
         self.phase = Phase::Draining {
             next: Next::Confirm(bracket),
         };
@@ -244,7 +244,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             storage::Measurement {
                 lower: self.bracket.lower,
                 upper: self.bracket.upper,
-                drop_kind,
+                drop_kind: drop_kind.map(|cause| cause.to_string()),
                 keepalive_rescue,
                 measured_at: SystemTime::now(),
             },
