@@ -12,8 +12,8 @@
 //! [`Event`]s; the engine loop itself never waits on the network.
 //!
 //! The rooms: this file holds the engine's state (phase, slots), its loop and the helpers the
-//! others share; [`phases`] moves between discovery, watch and draining; [`tasks`] is the
-//! spawned network work; [`results`] applies what the tasks report (to the schedulers, the
+//! others share; `phases.rs` moves between discovery, watch and draining; `tasks.rs` is the
+//! spawned network work; `results.rs` applies what the tasks report (to the schedulers, the
 //! guard, and through the [`Publisher`] to the metrics and the page).
 
 use std::sync::{Arc, Mutex};
