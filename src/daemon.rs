@@ -258,7 +258,7 @@ impl Daemon {
                 if self.store.holds(&name, &fingerprint) {
                     if let Some(stored) = self.store.recall(&name, &fingerprint) {
                         series.set_bracket(stored.lower, stored.upper);
-                        series.set_state("confirming");
+                        series.set_state(crate::probe::status::TargetState::Confirming);
                     }
                 }
             }

@@ -5,9 +5,14 @@
 //! - [`config`]: the YAML file, checked into typed settings (types in `mod.rs`, checks in
 //!   `validate.rs`; errors, built in `error.rs`, name file, line, field).
 //! - [`postgres`]: DSNs, TLS, probe connections that remember how they died, error classes.
-//! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock.
-//! - [`probe`]: per target, the probe engine (slots, discovery then watch, the guard), the
-//!   control connection (outage detection, ghost reaping) and the status snapshot.
+//! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
+//!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
+//! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
+//!   phase machine in `phases.rs`, the spawned network work in `tasks.rs`, what their reports
+//!   do in `results.rs`), the guard, the watch, the control connection (outage detection, ghost
+//!   reaping), the [`Publisher`](probe::publisher::Publisher) that writes metrics and status
+//!   together, and the status snapshot ([`TargetState`](probe::status::TargetState), deaths by
+//!   [`DeathCause`](postgres::classify::DeathCause)).
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in
 //!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.

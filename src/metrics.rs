@@ -14,15 +14,7 @@ use prometheus::{
     Registry,
 };
 
-/// Discovery states, exported one-hot in `idle_drop_discovery_state`.
-pub const STATES: [&str; 6] = [
-    "discovering",
-    "confirming",
-    "watching",
-    "no_drop",
-    "below_range",
-    "unreachable",
-];
+use crate::probe::status::TargetState;
 
 /// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
 /// label sets of `idle_drop_unexpected_closed_connections_total`, exported at 0 from the start.
@@ -247,7 +239,7 @@ pub struct TargetMetrics {
 impl TargetMetrics {
     /// Nothing measured yet: discovering, with an empty bracket.
     pub fn start_measuring(&self) {
-        self.set_state("discovering");
+        self.set_state(TargetState::Discovering);
         self.set_bracket(None, None);
     }
 
@@ -286,11 +278,12 @@ impl TargetMetrics {
         }
     }
 
-    pub fn set_state(&self, state: &str) {
-        for s in STATES {
+    /// The target's state, one-hot over [`TargetState::ALL`].
+    pub fn set_state(&self, state: TargetState) {
+        for s in TargetState::ALL {
             self.metrics
                 .state
-                .with_label_values(&[&self.name, s])
+                .with_label_values(&[&self.name, s.as_str()])
                 .set(i64::from(s == state));
         }
     }

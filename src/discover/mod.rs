@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::raw::{RawFraction, RawKeepaliveProbe, RawRange, RawTarget};
 use crate::config::{self, LogConfig, LogFormat, TargetConfig};
 use crate::metrics::Metrics;
-use crate::probe::status::{StatusBoard, TargetStatus};
+use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::probe::{self, RunMode};
 pub use report::{Outcome, Report};
 
@@ -217,8 +217,8 @@ pub async fn measure(
     }
     let status = snapshot();
     let outcome = outcome.unwrap_or(match status.state {
-        "no_drop" => Outcome::NoDropUpToMax,
-        "below_range" => Outcome::BelowRange,
+        TargetState::NoDrop => Outcome::NoDropUpToMax,
+        TargetState::BelowRange => Outcome::BelowRange,
         _ => Outcome::Measured,
     });
     Report::new(&target, &status, outcome, started.elapsed())

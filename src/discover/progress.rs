@@ -70,7 +70,7 @@ fn describe(status: &TargetStatus) -> (String, String) {
         _ => String::new(),
     };
     let state = match (status.up, &status.last_error) {
-        (true, _) => status.state,
+        (true, _) => status.state.as_str(),
         (false, None) => "connecting",
         (false, Some(_)) => "unreachable",
     };

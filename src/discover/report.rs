@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::config::TargetConfig;
 use crate::http::human;
+use crate::postgres::classify::DeathCause;
 use crate::probe::status::{dominant_death, TargetStatus};
 use crate::recipes::{self, BoxCounts, DropKind, Recipe};
 
@@ -288,7 +289,7 @@ impl Report {
     }
 }
 
-fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
+fn drop_look(deaths: &BTreeMap<DeathCause, u64>) -> DropLook {
     let dominant = dominant_death(deaths);
     let (kind, sqlstate, summary) = match dominant.and_then(|c| DropKind::of_death(c).zip(Some(c)))
     {
@@ -316,9 +317,10 @@ fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
                 .to_string(),
         ),
         Some((DropKind::ServerTerminated, cause)) => {
-            let sqlstate = cause
-                .split_once('(')
-                .map(|(_, rest)| rest.trim_end_matches(')').to_string());
+            let sqlstate = match cause {
+                DeathCause::ServerTerminated { sqlstate } => Some(sqlstate.clone()),
+                _ => None,
+            };
             let why = match sqlstate.as_deref() {
                 Some("57P05") => " (idle_session_timeout)",
                 Some("25P03") => " (idle_in_transaction_session_timeout)",
@@ -336,7 +338,10 @@ fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
         kind,
         sqlstate,
         summary,
-        deaths: deaths.clone(),
+        deaths: deaths
+            .iter()
+            .map(|(cause, n)| (cause.to_string(), *n))
+            .collect(),
     }
 }
 
@@ -344,8 +349,11 @@ fn drop_look(deaths: &BTreeMap<String, u64>) -> DropLook {
 mod tests {
     use super::*;
 
-    fn deaths(items: &[(&str, u64)]) -> BTreeMap<String, u64> {
-        items.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    fn deaths(items: &[(&str, u64)]) -> BTreeMap<DeathCause, u64> {
+        items
+            .iter()
+            .map(|(k, n)| (DeathCause::parse(k).unwrap(), *n))
+            .collect()
     }
 
     #[test]

@@ -141,6 +141,25 @@ pub(crate) enum Slot {
     },
 }
 
+/// What the probe engine asks of the scheduler of its current phase: the [`Discovery`] and
+/// the watch (`probe::watch`) answer the same calls. `now` is the time since the engine
+/// started; each action marks its slot busy until the matching `on_*` call.
+pub trait Scheduler {
+    /// Actions due at `now`.
+    fn poll(&mut self, now: Duration) -> Vec<Action>;
+    /// When `poll` next has something to do.
+    fn next_deadline(&self) -> Option<Duration>;
+    fn on_opened(&mut self, slot: usize, now: Duration);
+    fn on_open_failed(&mut self, slot: usize, now: Duration);
+    fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration);
+    fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration);
+    fn on_released(&mut self, slot: usize, now: Duration);
+    /// An idle time observed outside the scheduler's own slots (the guard's): evidence like
+    /// any other.
+    fn observe(&mut self, idle: Duration, survived: bool);
+    fn bracket(&self) -> Bracket;
+}
+
 /// One discovery run over a fixed number of connection slots.
 #[derive(Debug)]
 pub struct Discovery {
@@ -177,10 +196,6 @@ impl Discovery {
         }
     }
 
-    pub fn bracket(&self) -> Bracket {
-        self.bracket
-    }
-
     /// New range, precision or policy (a reload): what was observed stays.
     pub fn retune(&mut self, space: SearchSpace, policy: PolicyKind) {
         self.space = space;
@@ -193,78 +208,6 @@ impl Discovery {
 
     pub fn policy(&self) -> PolicyKind {
         self.policy
-    }
-
-    /// Actions due at `now`; each marks its slot busy until the matching `on_*` call.
-    pub fn poll(&mut self, now: Duration) -> Vec<Action> {
-        self.now = now;
-        let actions = if self.verdict() == Verdict::Searching {
-            policy::decide(self, now)
-        } else {
-            self.idle_slots()
-                .map(|(slot, _)| Action::Discard { slot })
-                .collect()
-        };
-        for action in &actions {
-            let slot = match *action {
-                Action::Open { slot } | Action::Discard { slot } => slot,
-                Action::Probe { slot } => {
-                    if let Slot::Idle { since } = self.slots[slot] {
-                        self.testing[slot] = Some(now.saturating_sub(since));
-                    }
-                    slot
-                }
-            };
-            self.slots[slot] = Slot::Busy;
-        }
-        actions
-    }
-
-    /// When `poll` next has something to do.
-    pub fn next_deadline(&self) -> Option<Duration> {
-        if self.verdict() != Verdict::Searching {
-            return self.idle_slots().next().map(|_| Duration::ZERO);
-        }
-        policy::deadline(self)
-    }
-
-    pub fn on_opened(&mut self, slot: usize, now: Duration) {
-        self.slots[slot] = Slot::Idle { since: now };
-    }
-
-    pub fn on_open_failed(&mut self, slot: usize, _now: Duration) {
-        self.slots[slot] = Slot::Empty;
-    }
-
-    pub fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
-        self.testing[slot] = None;
-        if survived {
-            self.slots[slot] = Slot::Idle { since: now };
-            self.observe_survival(idle);
-        } else {
-            self.slots[slot] = Slot::Busy;
-            self.observe_death(idle);
-        }
-    }
-
-    pub fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
-        self.testing[slot] = None;
-        self.slots[slot] = Slot::Busy;
-        self.observe_death(idle);
-    }
-
-    pub fn on_released(&mut self, slot: usize, _now: Duration) {
-        self.slots[slot] = Slot::Empty;
-    }
-
-    /// An idle time observed outside the discovery's own slots (the guard's): evidence like
-    /// any other.
-    pub fn observe(&mut self, idle: Duration, survived: bool) {
-        if survived {
-            self.observe_survival(idle);
-        } else {
-            self.observe_death(idle);
-        }
     }
 
     /// A survival at or above a known death means the threshold moved up (or a fluke): start
@@ -296,6 +239,80 @@ impl Discovery {
             Slot::Idle { since } => Some((i, *since)),
             _ => None,
         })
+    }
+}
+
+impl Scheduler for Discovery {
+    fn bracket(&self) -> Bracket {
+        self.bracket
+    }
+
+    fn poll(&mut self, now: Duration) -> Vec<Action> {
+        self.now = now;
+        let actions = if self.verdict() == Verdict::Searching {
+            policy::decide(self, now)
+        } else {
+            self.idle_slots()
+                .map(|(slot, _)| Action::Discard { slot })
+                .collect()
+        };
+        for action in &actions {
+            let slot = match *action {
+                Action::Open { slot } | Action::Discard { slot } => slot,
+                Action::Probe { slot } => {
+                    if let Slot::Idle { since } = self.slots[slot] {
+                        self.testing[slot] = Some(now.saturating_sub(since));
+                    }
+                    slot
+                }
+            };
+            self.slots[slot] = Slot::Busy;
+        }
+        actions
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        if self.verdict() != Verdict::Searching {
+            return self.idle_slots().next().map(|_| Duration::ZERO);
+        }
+        policy::deadline(self)
+    }
+
+    fn on_opened(&mut self, slot: usize, now: Duration) {
+        self.slots[slot] = Slot::Idle { since: now };
+    }
+
+    fn on_open_failed(&mut self, slot: usize, _now: Duration) {
+        self.slots[slot] = Slot::Empty;
+    }
+
+    fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+        self.testing[slot] = None;
+        if survived {
+            self.slots[slot] = Slot::Idle { since: now };
+            self.observe_survival(idle);
+        } else {
+            self.slots[slot] = Slot::Busy;
+            self.observe_death(idle);
+        }
+    }
+
+    fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
+        self.testing[slot] = None;
+        self.slots[slot] = Slot::Busy;
+        self.observe_death(idle);
+    }
+
+    fn on_released(&mut self, slot: usize, _now: Duration) {
+        self.slots[slot] = Slot::Empty;
+    }
+
+    fn observe(&mut self, idle: Duration, survived: bool) {
+        if survived {
+            self.observe_survival(idle);
+        } else {
+            self.observe_death(idle);
+        }
     }
 }
 

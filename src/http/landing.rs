@@ -10,7 +10,8 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::probe::status::{StatusBoard, TargetStatus};
+use crate::postgres::classify::DeathCause;
+use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::recipes::{self, Recipe};
 
 const STYLE: &str = concat!(
@@ -66,7 +67,12 @@ pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
 
 fn row(page: &mut String, s: &TargetStatus) {
     let state_class = if s.up { "ok" } else { "bad" };
-    let state = if s.up { s.state } else { "unreachable" };
+    let state = if s.up {
+        s.state
+    } else {
+        TargetState::Unreachable
+    }
+    .as_str();
     let recommended = s
         .recommendation
         .and_then(|r| r.max_idle_lifetime)
@@ -107,7 +113,7 @@ fn section(page: &mut String, s: &TargetStatus) {
         let _ = writeln!(page, "<p class=\"bad\">last error: {}</p>", escape(error));
     }
     if let Some(measured) = s.resumed_from {
-        let confirmed = if s.state == "confirming" {
+        let confirmed = if s.state == TargetState::Confirming {
             "the sentinels are confirming it"
         } else {
             "the sentinels confirmed it or measured again"
@@ -136,7 +142,7 @@ fn deaths(page: &mut String, s: &TargetStatus) {
             let _ = write!(
                 page,
                 "<li><code>{}</code> × {count}: {}</li>",
-                escape(cause),
+                escape(&cause.to_string()),
                 explain(cause)
             );
         }
@@ -157,13 +163,15 @@ fn deaths(page: &mut String, s: &TargetStatus) {
     }
 }
 
-fn explain(cause: &str) -> &'static str {
-    match cause.split(' ').next().unwrap_or(cause) {
-        "timeout" => "silent drop: no answer, the flow was forgotten without a packet",
-        "reset" => "the path answered a forgotten flow with RST",
-        "eof" => "something closed the flow with a FIN (quaint/Prisma: kind: Closed)",
-        "server_terminated" => "PostgreSQL ended the session itself (57P05 = idle_session_timeout)",
-        _ => "another error; see the logs",
+fn explain(cause: &DeathCause) -> &'static str {
+    match cause {
+        DeathCause::Timeout => "silent drop: no answer, the flow was forgotten without a packet",
+        DeathCause::Reset => "the path answered a forgotten flow with RST",
+        DeathCause::Eof => "something closed the flow with a FIN (quaint/Prisma: kind: Closed)",
+        DeathCause::ServerTerminated { .. } => {
+            "PostgreSQL ended the session itself (57P05 = idle_session_timeout)"
+        }
+        DeathCause::Error => "another error; see the logs",
     }
 }
 
@@ -460,7 +468,7 @@ mod tests {
         let config = crate::config::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
         let mut s = TargetStatus::new(&config.targets[0]);
         s.up = true;
-        s.state = "watching";
+        s.state = TargetState::Watching;
         s.bracket = Bracket {
             lower: Some(Duration::from_secs(19)),
             upper: Some(Duration::from_secs(20)),
@@ -477,7 +485,7 @@ mod tests {
             idle: Duration::from_secs(25),
             survived: false,
         });
-        s.deaths = BTreeMap::from([("timeout".to_string(), 3)]);
+        s.deaths = BTreeMap::from([(DeathCause::Timeout, 3)]);
         s.last_error = Some("server said <b>no</b>".to_string());
         s
     }
@@ -500,9 +508,9 @@ mod tests {
     fn a_resumed_measurement_says_so_and_keeps_its_recipes() {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let mut status = sample();
-        status.state = "confirming";
+        status.state = TargetState::Confirming;
         status.deaths.clear();
-        status.stored_drop = Some("timeout".to_string());
+        status.stored_drop = Some(DeathCause::Timeout);
         status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         board.write().unwrap().insert(status.name.clone(), status);
         let page = render(&board, "/metrics");

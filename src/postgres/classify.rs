@@ -8,7 +8,9 @@ use std::error::Error as _;
 use std::fmt;
 use std::io;
 
-/// Why a probe connection died: the `kind` label of closed-connection events.
+/// Why a probe connection died: the `kind` label of closed-connection events. Its text
+/// ([`Display`](fmt::Display)) is how the page, the report and the state file show it;
+/// causes sort as their texts do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeathCause {
     /// No answer: the kernel gave up (TCP_USER_TIMEOUT, ETIMEDOUT) or our query timeout fired.
@@ -56,6 +58,40 @@ impl DeathCause {
             DeathCause::ServerTerminated { sqlstate } => sqlstate,
             _ => "",
         }
+    }
+}
+
+impl DeathCause {
+    /// The cause a text written by [`Display`](fmt::Display) names (`timeout`,
+    /// `server_terminated (57P05)`, ...); `None` for any other text.
+    pub fn parse(text: &str) -> Option<DeathCause> {
+        match text {
+            "timeout" => Some(DeathCause::Timeout),
+            "reset" => Some(DeathCause::Reset),
+            "eof" => Some(DeathCause::Eof),
+            "error" => Some(DeathCause::Error),
+            _ => {
+                let sqlstate = text
+                    .strip_prefix("server_terminated (")?
+                    .strip_suffix(')')?;
+                Some(DeathCause::ServerTerminated {
+                    sqlstate: sqlstate.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// As the texts sort: by kind, then SQLSTATE (no kind's text is a prefix of another's).
+impl Ord for DeathCause {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.kind(), self.sqlstate()).cmp(&(other.kind(), other.sqlstate()))
+    }
+}
+
+impl PartialOrd for DeathCause {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -203,6 +239,33 @@ pub fn bounded_sqlstate(code: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn causes_read_back_from_their_text_and_sort_as_their_texts_do() {
+        let causes = [
+            DeathCause::Timeout,
+            DeathCause::ServerTerminated {
+                sqlstate: "57P05".to_string(),
+            },
+            DeathCause::Reset,
+            DeathCause::ServerTerminated {
+                sqlstate: "25P03".to_string(),
+            },
+            DeathCause::Error,
+            DeathCause::Eof,
+        ];
+        for cause in &causes {
+            assert_eq!(DeathCause::parse(&cause.to_string()).as_ref(), Some(cause));
+        }
+        assert_eq!(DeathCause::parse("server_terminated"), None);
+        assert_eq!(DeathCause::parse("something else"), None);
+        let mut by_cause = causes.to_vec();
+        by_cause.sort();
+        let mut by_text: Vec<String> = causes.iter().map(|c| c.to_string()).collect();
+        by_text.sort();
+        let by_cause: Vec<String> = by_cause.iter().map(|c| c.to_string()).collect();
+        assert_eq!(by_cause, by_text);
+    }
 
     #[test]
     fn only_idle_limits_and_the_path_count_as_idle_expiry() {

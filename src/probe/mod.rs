@@ -5,6 +5,7 @@ pub mod control;
 pub mod engine;
 pub mod guard;
 pub mod network;
+pub mod publisher;
 #[cfg(test)]
 pub(crate) mod simulated_path;
 pub mod status;

@@ -6,8 +6,48 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::discovery::Bracket;
+use crate::postgres::classify::DeathCause;
 use crate::recipes::{BoxCounts, DropKind, Knobs, Measurement};
 use crate::recommend::Recommendation;
+
+/// Where a target's measurement stands: the `state` label of `idle_drop_discovery_state`
+/// (exported one-hot), the page's state column and what the `discover` command ends with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    Discovering,
+    /// Watching a bracket resumed from a stored measurement until its low sentinel survived.
+    Confirming,
+    Watching,
+    /// Nothing dropped within the idle range.
+    NoDrop,
+    /// Connections died at or below the idle range's min.
+    BelowRange,
+    Unreachable,
+}
+
+impl TargetState {
+    /// Every state, in the order the metric exports them.
+    pub const ALL: [TargetState; 6] = [
+        TargetState::Discovering,
+        TargetState::Confirming,
+        TargetState::Watching,
+        TargetState::NoDrop,
+        TargetState::BelowRange,
+        TargetState::Unreachable,
+    ];
+
+    /// The label value, as the metric, the page and the report show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Discovering => "discovering",
+            TargetState::Confirming => "confirming",
+            TargetState::Watching => "watching",
+            TargetState::NoDrop => "no_drop",
+            TargetState::BelowRange => "below_range",
+            TargetState::Unreachable => "unreachable",
+        }
+    }
+}
 
 /// How many recent closed-connection events a target keeps for the page.
 pub const RECENT_EVENTS: usize = 20;
@@ -35,7 +75,7 @@ pub struct ProbeRecord {
 pub struct TargetStatus {
     pub name: String,
     pub display_dsn: String,
-    pub state: &'static str,
+    pub state: TargetState,
     pub up: bool,
     pub bracket: Bracket,
     pub recommendation: Option<Recommendation>,
@@ -45,7 +85,7 @@ pub struct TargetStatus {
     pub keepalive_rescue: Option<bool>,
     /// How the drop looked in the stored measurement this run resumed from (until this run
     /// sees deaths of its own).
-    pub stored_drop: Option<String>,
+    pub stored_drop: Option<DeathCause>,
     /// When the stored measurement this run resumed from was taken.
     pub resumed_from: Option<SystemTime>,
     pub recommendation_margin: f64,
@@ -59,7 +99,7 @@ pub struct TargetStatus {
     pub ghosts_checked: u64,
     /// Every connection death so far by cause (`timeout`, `reset`, `eof`,
     /// `server_terminated (57P05)`, ...): how the drop looks on this path.
-    pub deaths: BTreeMap<String, u64>,
+    pub deaths: BTreeMap<DeathCause, u64>,
     /// The server's settings that change what a probe sees (keepalives, idle timeouts).
     pub server_settings: Vec<(String, String)>,
     /// When discovery last started and, once it ended, how long it took.
@@ -78,7 +118,7 @@ impl TargetStatus {
         TargetStatus {
             name: target.name.clone(),
             display_dsn: target.display_dsn.clone(),
-            state: "discovering",
+            state: TargetState::Discovering,
             up: false,
             bracket: Bracket::default(),
             recommendation: None,
@@ -113,7 +153,7 @@ impl TargetStatus {
             lower: self.bracket.lower?,
             upper: self.bracket.upper,
             drop: dominant_death(&self.deaths)
-                .or(self.stored_drop.as_deref())
+                .or(self.stored_drop.as_ref())
                 .and_then(DropKind::of_death),
             box_counts: BoxCounts::from_keepalive_rescue(self.keepalive_rescue),
         })
@@ -129,12 +169,12 @@ impl TargetStatus {
 }
 
 /// The most frequent cause of death, `error` aside: how the drop looks on this path.
-pub fn dominant_death(deaths: &BTreeMap<String, u64>) -> Option<&str> {
+pub fn dominant_death(deaths: &BTreeMap<DeathCause, u64>) -> Option<&DeathCause> {
     deaths
         .iter()
         .filter(|(cause, _)| DropKind::of_death(cause).is_some())
         .max_by_key(|(_, n)| **n)
-        .map(|(cause, _)| cause.as_str())
+        .map(|(cause, _)| cause)
 }
 
 /// All targets' snapshots, keyed by name (sorted for the page).

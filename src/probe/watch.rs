@@ -7,7 +7,7 @@
 //!   requests (a proxy).
 //!
 //! The guard (`guard.rs`) runs beside the watch in its own slot; its results reach the watch
-//! through [`Watch::observe`].
+//! through [`Scheduler::observe`].
 //!
 //! A sentinel (or the guard) that contradicts the bracket means the threshold moved: the watch
 //! reports a [`Change`] with the observation as the seed of a new discovery. Pure logic, no
@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::discovery::{Action, Bracket};
+use crate::discovery::{Action, Bracket, Scheduler};
 
 /// What a probe connection is for; the `role` label of closed-connection events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,10 +188,6 @@ impl Watch {
         }
     }
 
-    pub fn bracket(&self) -> Bracket {
-        self.bracket
-    }
-
     /// The role of a slot (slots beyond the plan are unused).
     pub fn role(&self, slot: usize) -> Role {
         self.slots.get(slot).map_or(Role::Discovery, |s| s.role)
@@ -202,7 +198,23 @@ impl Watch {
         self.role(slot) == Role::Keepalive
     }
 
-    pub fn poll(&mut self, now: Duration) -> Vec<Action> {
+    /// The contradiction found, if any (taken once).
+    pub fn take_change(&mut self) -> Option<Change> {
+        self.change.take()
+    }
+
+    /// The keepalive probe's latest result: `Some(true)` when keepalives rescued it.
+    pub fn take_keepalive_result(&mut self) -> Option<bool> {
+        self.keepalive_result.take()
+    }
+}
+
+impl Scheduler for Watch {
+    fn bracket(&self) -> Bracket {
+        self.bracket
+    }
+
+    fn poll(&mut self, now: Duration) -> Vec<Action> {
         if self.change.is_some() {
             return Vec::new();
         }
@@ -223,7 +235,7 @@ impl Watch {
         actions
     }
 
-    pub fn next_deadline(&self) -> Option<Duration> {
+    fn next_deadline(&self) -> Option<Duration> {
         if self.change.is_some() {
             return None;
         }
@@ -237,19 +249,19 @@ impl Watch {
             .min()
     }
 
-    pub fn on_opened(&mut self, slot: usize, now: Duration) {
+    fn on_opened(&mut self, slot: usize, now: Duration) {
         if let Some(s) = self.slots.get_mut(slot) {
             s.state = SlotState::Idle { since: now };
         }
     }
 
-    pub fn on_open_failed(&mut self, slot: usize, _now: Duration) {
+    fn on_open_failed(&mut self, slot: usize, _now: Duration) {
         if let Some(s) = self.slots.get_mut(slot) {
             s.state = SlotState::Empty;
         }
     }
 
-    pub fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+    fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
@@ -268,7 +280,7 @@ impl Watch {
         self.expected(role, survived);
     }
 
-    pub fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
+    fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
@@ -283,25 +295,15 @@ impl Watch {
         }
     }
 
-    pub fn on_released(&mut self, slot: usize, _now: Duration) {
+    fn on_released(&mut self, slot: usize, _now: Duration) {
         if let Some(s) = self.slots.get_mut(slot) {
             s.state = SlotState::Empty;
         }
     }
 
-    /// The contradiction found, if any (taken once).
-    pub fn take_change(&mut self) -> Option<Change> {
-        self.change.take()
-    }
-
-    /// The keepalive probe's latest result: `Some(true)` when keepalives rescued it.
-    pub fn take_keepalive_result(&mut self) -> Option<bool> {
-        self.keepalive_result.take()
-    }
-
     /// An idle time that survived or killed (a sentinel's, or the guard's): a contradiction
     /// of the bracket is a [`Change`].
-    pub fn observe(&mut self, idle: Duration, survived: bool) {
+    fn observe(&mut self, idle: Duration, survived: bool) {
         if self.change.is_some() {
             return;
         }

@@ -21,6 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use pools::Library;
+
+use crate::postgres::classify::DeathCause;
 pub use proof::Proof;
 
 /// How a dropped connection looks to the client.
@@ -38,15 +40,14 @@ pub enum DropKind {
 }
 
 impl DropKind {
-    /// The drop a death cause shows, as the status keeps causes (`timeout`, `eof`,
-    /// `server_terminated (57P05)`); `None` for causes that say nothing about the path.
-    pub fn of_death(cause: &str) -> Option<DropKind> {
-        match cause.split(' ').next().unwrap_or(cause) {
-            "timeout" => Some(DropKind::Silent),
-            "reset" => Some(DropKind::Reset),
-            "eof" => Some(DropKind::Fin),
-            "server_terminated" => Some(DropKind::ServerTerminated),
-            _ => None,
+    /// The drop a death cause shows; `None` for causes that say nothing about the path.
+    pub fn of_death(cause: &DeathCause) -> Option<DropKind> {
+        match cause {
+            DeathCause::Timeout => Some(DropKind::Silent),
+            DeathCause::Reset => Some(DropKind::Reset),
+            DeathCause::Eof => Some(DropKind::Fin),
+            DeathCause::ServerTerminated { .. } => Some(DropKind::ServerTerminated),
+            DeathCause::Error => None,
         }
     }
 

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::metrics::Metrics;
 use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
-use crate::probe::status::TargetStatus;
+use crate::probe::status::{TargetState, TargetStatus};
 use crate::storage::Store;
 
 fn secs(s: f64) -> Duration {
@@ -106,7 +106,7 @@ impl Run {
             assert!(
                 Instant::now() < give_up,
                 "{what}: not within {limit:?}; state {}, bracket {:?}",
-                status.state,
+                status.state.as_str(),
                 status.bracket
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -142,7 +142,9 @@ async fn finds_a_silent_drop_within_the_precision_and_the_budget() {
     let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
     let run = Run::start(&path, target(""), RunMode::Continuous);
     let took = run
-        .until("watching", secs(3000.0), |s| s.state == "watching")
+        .until("watching", secs(3000.0), |s| {
+            s.state == TargetState::Watching
+        })
         .await;
     let bracket = run.status().bracket;
     assert_contains(bracket, 300.0);
@@ -194,16 +196,22 @@ async fn discover_once_stops_by_itself_with_every_session_released() {
 async fn an_outage_pauses_probing_and_keeps_the_bracket() {
     let path = SimulatedPath::new(Some(secs(60.0)), Drop::Silent);
     let run = Run::start(&path, target(""), RunMode::Continuous);
-    run.until("watching", secs(600.0), |s| s.state == "watching")
-        .await;
+    run.until("watching", secs(600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     let before = run.status().bracket;
     path.set_server_up(false);
-    run.until("unreachable", secs(120.0), |s| s.state == "unreachable")
-        .await;
+    run.until("unreachable", secs(120.0), |s| {
+        s.state == TargetState::Unreachable
+    })
+    .await;
     tokio::time::sleep(secs(300.0)).await;
     path.set_server_up(true);
-    run.until("watching again", secs(120.0), |s| s.state == "watching")
-        .await;
+    run.until("watching again", secs(120.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     assert_eq!(
         run.status().bracket,
         before,
@@ -222,17 +230,19 @@ async fn an_outage_pauses_probing_and_keeps_the_bracket() {
 async fn a_moved_threshold_is_found_again() {
     let path = SimulatedPath::new(Some(secs(100.0)), Drop::Silent);
     let run = Run::start(&path, target(""), RunMode::Continuous);
-    run.until("watching", secs(1000.0), |s| s.state == "watching")
-        .await;
+    run.until("watching", secs(1000.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     path.set_threshold(Some(secs(50.0)));
     run.until("rediscovered lower", secs(1000.0), |s| {
-        s.state == "watching" && s.bracket.upper.is_some_and(|u| u < secs(60.0))
+        s.state == TargetState::Watching && s.bracket.upper.is_some_and(|u| u < secs(60.0))
     })
     .await;
     assert_contains(run.status().bracket, 50.0);
     path.set_threshold(Some(secs(200.0)));
     run.until("rediscovered higher", secs(2000.0), |s| {
-        s.state == "watching" && s.bracket.lower.is_some_and(|l| l > secs(150.0))
+        s.state == TargetState::Watching && s.bracket.lower.is_some_and(|l| l > secs(150.0))
     })
     .await;
     assert_contains(run.status().bracket, 200.0);
@@ -298,10 +308,12 @@ async fn the_guard_pages_while_discovery_is_still_running() {
         tokio::time::sleep(secs(0.5)).await;
     }
     let (at, state) = paged_at.expect("the guard died within an hour");
-    assert_eq!(state, "discovering", "paged at {at:?}");
+    assert_eq!(state, TargetState::Discovering, "paged at {at:?}");
     assert!(at < secs(15.0 * 60.0 + 30.0), "paged at {at:?}");
-    run.until("watching", secs(3600.0), |s| s.state == "watching")
-        .await;
+    run.until("watching", secs(3600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     assert_contains(run.status().bracket, 600.0);
     let (_, peak) = path.sessions();
     assert!(
@@ -319,8 +331,10 @@ async fn a_guard_below_the_threshold_never_pages_and_its_survivals_count() {
         target("    app_max_idle_lifetime: 5m\n"),
         RunMode::Continuous,
     );
-    run.until("watching", secs(3600.0), |s| s.state == "watching")
-        .await;
+    run.until("watching", secs(3600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     tokio::time::sleep(secs(1800.0)).await;
     assert_eq!(
         run.metric("idle_drop_unexpected_closed_connections_total{"),
@@ -347,8 +361,10 @@ async fn measured(path: &SimulatedPath, target: &Arc<TargetConfig>) -> (Store, B
         Some(store.clone()),
         None,
     );
-    run.until("watching", secs(3600.0), |s| s.state == "watching")
-        .await;
+    run.until("watching", secs(3600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     let bracket = run.status().bracket;
     run.stop().await;
     (store, bracket)
@@ -368,7 +384,8 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
     let run = Run::start_with(&path, target, RunMode::Continuous, Some(store), None);
     let status = run.status();
     assert_eq!(
-        status.state, "confirming",
+        status.state,
+        TargetState::Confirming,
         "the stored bracket is being confirmed from the start, not discovered"
     );
     assert_eq!(
@@ -376,7 +393,9 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
         "the stored bracket is published at once"
     );
     let took = run
-        .until("watching", secs(3600.0), |s| s.state == "watching")
+        .until("watching", secs(3600.0), |s| {
+            s.state == TargetState::Watching
+        })
         .await;
     let upper = bracket.upper.unwrap();
     assert!(
@@ -411,7 +430,7 @@ async fn a_stored_measurement_that_no_longer_holds_is_measured_again() {
             None,
         );
         run.until("measured again", secs(4.0 * 3600.0), |s| {
-            s.state == "watching"
+            s.state == TargetState::Watching
                 && s.bracket.lower.is_some_and(|l| l < secs(now))
                 && s.bracket.upper.is_some_and(|u| u >= secs(now))
         })
@@ -430,7 +449,7 @@ async fn a_measurement_of_other_path_settings_is_not_resumed() {
     let other = target("    probe_query: SELECT 2\n");
     let run = Run::start_with(&path, other, RunMode::Continuous, Some(store), None);
     run.until("discovering", secs(5.0), |s| {
-        s.state == "discovering" && s.discovery_started.is_some()
+        s.state == TargetState::Discovering && s.discovery_started.is_some()
     })
     .await;
     assert_eq!(run.status().bracket, Bracket::default());
@@ -445,8 +464,10 @@ async fn live_settings_apply_without_measuring_again() {
     let first = target("");
     let (updates, updates_rx) = latest::channel(first.clone());
     let run = Run::start_with(&path, first, RunMode::Continuous, None, Some(updates_rx));
-    run.until("watching", secs(3600.0), |s| s.state == "watching")
-        .await;
+    run.until("watching", secs(3600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
     let bracket = run.status().bracket;
     let recommended = run.metric("idle_drop_recommended_max_idle_lifetime_seconds{target=\"db\"}");
     let uses = |run: &Run| {
@@ -459,7 +480,11 @@ async fn live_settings_apply_without_measuring_again() {
     ));
     for _ in 0..1200 {
         let s = run.status();
-        assert_eq!(s.state, "watching", "no rediscovery for a live change");
+        assert_eq!(
+            s.state,
+            TargetState::Watching,
+            "no rediscovery for a live change"
+        );
         assert_eq!(s.bracket, bracket);
         tokio::time::sleep(secs(0.5)).await;
     }
@@ -486,11 +511,13 @@ async fn live_settings_apply_without_measuring_again() {
 
     // The guard removed again, during a rediscovery.
     path.set_threshold(Some(secs(100.0)));
-    run.until("rediscovering", secs(600.0), |s| s.state == "discovering")
-        .await;
+    run.until("rediscovering", secs(600.0), |s| {
+        s.state == TargetState::Discovering
+    })
+    .await;
     updates.send_replace(target("    precision: 3%\n"));
     run.until("watching the new T", secs(3600.0), |s| {
-        s.state == "watching"
+        s.state == TargetState::Watching
     })
     .await;
     assert_contains(run.status().bracket, 100.0);

@@ -1,0 +1,273 @@
+//! What the engine does with the tasks' reports: each connection opened, used or released
+//! goes to the scheduler or the guard whose slot it was, and each death is classified
+//! (idle expiry or outage; expected or not) before it is published.
+
+use std::time::Duration;
+
+use super::tasks::{Event, Use};
+use super::{Engine, SlotState};
+use crate::postgres::classify::DeathCause;
+use crate::postgres::connection::ProbeOutcome;
+use crate::probe::network::{Conn, Connect, Control};
+use crate::probe::watch::Role;
+
+impl<N: Connect, K: Control> Engine<N, K> {
+    pub(super) fn handle(&mut self, event: Event<N::Conn>) {
+        let now = self.now();
+        match event {
+            Event::Opened {
+                slot,
+                generation,
+                result,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                match result {
+                    Ok(conn) => {
+                        self.publish.connected(conn.connect_duration());
+                        self.slots[slot].backend =
+                            Some((conn.backend().clone(), conn.last_active()));
+                        if self.keeps(slot) {
+                            self.slots[slot].state = SlotState::Idle(Box::new(conn));
+                            self.scheduler_opened(slot, now, true);
+                        } else {
+                            self.release(slot, conn, false);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(target_name = %self.target.name, error = %e, "probe connection failed");
+                        self.publish.connect_failed(e.kind.label(), e.to_string());
+                        self.slots[slot].state = SlotState::Empty;
+                        self.scheduler_opened(slot, now, false);
+                    }
+                }
+            }
+            Event::Ended { slot, generation } => {
+                let s = &mut self.slots[slot];
+                if s.generation != generation {
+                    return;
+                }
+                let SlotState::Idle(conn) = std::mem::replace(&mut s.state, SlotState::InUse)
+                else {
+                    return;
+                };
+                let Some(end) = conn.ended() else {
+                    s.state = SlotState::Idle(conn);
+                    return;
+                };
+                self.report_idle_death(slot, generation, conn, end);
+            }
+            Event::Used {
+                slot,
+                generation,
+                used,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                self.on_used(slot, used, now);
+            }
+            Event::GhostAlive { slot, generation } => {
+                if self.slots[slot].generation == generation {
+                    self.ghosts_alive += 1;
+                    self.publish.ghost_seen();
+                    self.publish.ghosts_alive(self.ghosts_alive);
+                }
+            }
+            Event::Released {
+                slot,
+                generation,
+                seen,
+                reaped,
+                counted_alive,
+                died,
+            } => {
+                if self.slots[slot].generation != generation {
+                    return;
+                }
+                if died {
+                    self.publish.ghost_checked();
+                }
+                if counted_alive {
+                    self.ghosts_alive = self.ghosts_alive.saturating_sub(1);
+                } else if seen {
+                    self.publish.ghost_seen();
+                }
+                if reaped {
+                    self.publish.ghost_reaped();
+                    tracing::debug!(target_name = %self.target.name, slot, "reaped a ghost session");
+                }
+                self.publish.ghosts_alive(self.ghosts_alive);
+                let s = &mut self.slots[slot];
+                s.state = SlotState::Empty;
+                s.backend = None;
+                if self.is_guard(slot) {
+                    if let Some(guard) = &mut self.guard {
+                        guard.on_empty();
+                    }
+                } else if let Some(scheduler) = self.scheduler() {
+                    scheduler.on_released(slot, now);
+                }
+            }
+        }
+        self.after_event();
+    }
+
+    fn on_used(&mut self, slot: usize, used: Use<N::Conn>, now: Duration) {
+        let Use {
+            conn,
+            idle,
+            outcome,
+            probed,
+            server_reachable,
+        } = used;
+        let conn = *conn;
+        let role = self.role(slot);
+        let outcome_label = outcome.label();
+        if probed {
+            let rung = self.rung(idle).to_string();
+            self.publish.probe_use(&rung, outcome_label);
+        }
+        // A death tells us about idle time only if the server is still there and the death is
+        // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
+        let mut outage = !server_reachable || self.in_outage;
+        match outcome {
+            ProbeOutcome::Alive => {
+                self.publish.record_probe(idle, true);
+                if self.keeps(slot) {
+                    self.slots[slot].state = SlotState::Idle(Box::new(conn));
+                    self.scheduler_probed(slot, idle, true, now);
+                } else {
+                    self.release(slot, conn, false);
+                }
+            }
+            ProbeOutcome::ClosedWhileIdle { end } => {
+                let idle_at_death = conn.idle_at_death(end.at);
+                let cause = end.cause.clone().unwrap_or(DeathCause::Error);
+                outage |= !cause.can_be_idle_expiry();
+                self.record_death(
+                    role,
+                    &cause,
+                    idle_at_death,
+                    "while_idle",
+                    end.detail.as_deref(),
+                    outage,
+                );
+                if !outage {
+                    self.publish.record_probe(idle_at_death, false);
+                }
+                if self.is_guard(slot) {
+                    if let Some(guard) = &mut self.guard {
+                        guard.on_closed_while_idle();
+                    }
+                    if !outage {
+                        if let Some(scheduler) = self.scheduler() {
+                            scheduler.observe(idle_at_death, false);
+                        }
+                    }
+                } else if !outage {
+                    if let Some(scheduler) = self.scheduler() {
+                        scheduler.on_closed_while_idle(slot, idle_at_death, now);
+                    }
+                }
+                self.release(slot, conn, true);
+            }
+            ProbeOutcome::Died {
+                cause,
+                query_error,
+                time_to_failure,
+            } => {
+                self.publish.time_to_failure(cause.kind(), time_to_failure);
+                outage |= !cause.can_be_idle_expiry();
+                self.record_death(role, &cause, idle, "on_use", Some(&query_error), outage);
+                if outage {
+                    if let Some(guard) = self.guard.as_mut().filter(|g| g.slot() == slot) {
+                        guard.on_probe(false, now);
+                    }
+                } else {
+                    self.publish.record_probe(idle, false);
+                    self.scheduler_probed(slot, idle, false, now);
+                }
+                self.release(slot, conn, true);
+            }
+        }
+        if outage {
+            self.enter_outage();
+        }
+    }
+
+    /// A probe's result, to the guard or the scheduler whose slot it was; the guard's is also
+    /// evidence for the scheduler.
+    fn scheduler_probed(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
+        if self.is_guard(slot) {
+            if let Some(guard) = &mut self.guard {
+                guard.on_probe(survived, now);
+            }
+            if let Some(scheduler) = self.scheduler() {
+                scheduler.observe(idle, survived);
+            }
+        } else if let Some(scheduler) = self.scheduler() {
+            scheduler.on_probe(slot, idle, survived, now);
+        }
+    }
+
+    fn scheduler_opened(&mut self, slot: usize, now: Duration, ok: bool) {
+        if self.is_guard(slot) {
+            if let Some(guard) = &mut self.guard {
+                if ok {
+                    guard.on_opened(now);
+                } else {
+                    guard.on_empty();
+                }
+            }
+            return;
+        }
+        match self.scheduler() {
+            Some(scheduler) if ok => scheduler.on_opened(slot, now),
+            Some(scheduler) => scheduler.on_open_failed(slot, now),
+            None => {}
+        }
+    }
+
+    /// A connection died: count it, and decide whether it should have survived (what pages).
+    /// A death in an `outage` (server unreachable, or killed for a reason idling cannot be) is
+    /// the outage's: it never counts as unexpected.
+    fn record_death(
+        &mut self,
+        role: Role,
+        cause: &DeathCause,
+        idle: Duration,
+        detected: &'static str,
+        detail: Option<&str>,
+        outage: bool,
+    ) {
+        // Idle times carry scheduling jitter; a death inside the precision band below the lower
+        // bound is measurement noise, not a connection that should have lived.
+        let tolerance = 1.0 - self.target.precision;
+        let below_lower = self
+            .bracket
+            .lower
+            .is_some_and(|lower| idle < lower.mul_f64(tolerance));
+        let unexpected = !outage
+            && match role {
+                Role::Guard | Role::SentinelLow => true,
+                Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
+            };
+        if unexpected {
+            tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "connection closed although it should have survived");
+        } else {
+            tracing::debug!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = ?idle, detail, "probe connection closed");
+        }
+        self.publish
+            .record_death(role, cause, idle, detected, unexpected);
+    }
+
+    fn rung(&self, idle: Duration) -> &str {
+        self.rungs
+            .iter()
+            .rev()
+            .find(|(d, _)| *d <= idle)
+            .map_or("0s", |(_, label)| label.as_str())
+    }
+}
