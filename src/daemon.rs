@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
@@ -71,6 +71,13 @@ struct RunningTarget {
 /// `set_up(true)`), and a removal's clean-up cannot delete a name that came back.
 type Chain = HashMap<String, CancellationToken>;
 
+/// See [`Daemon::handover`].
+type Handover = Arc<Mutex<HashMap<String, probe::LeftoverSessions>>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs the exporter until `shutdown` is cancelled. `config` was loaded from `config_path`
 /// (which reloads read again); `listener` is already bound (tests bind port 0).
 pub async fn run(
@@ -120,6 +127,7 @@ pub async fn run(
         listen_address: config.listen_address,
         log: config.log.clone(),
         store,
+        handover: Default::default(),
     };
     daemon.loaded(&config);
     daemon.apply(config);
@@ -156,6 +164,9 @@ struct Daemon {
     log: config::LogConfig,
     /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
     store: Store,
+    /// Per target name, the sessions its last run left on the server (ghosts it was not
+    /// allowed to terminate: `reap_ghosts: false`), for the next run to count.
+    handover: Handover,
 }
 
 impl Daemon {
@@ -266,6 +277,7 @@ impl Daemon {
                 target: target.clone(),
                 updates: updates_rx,
                 store: self.store.clone(),
+                handover: self.handover.clone(),
                 metrics: self.metrics.target_continued(&name),
                 board: self.board.clone(),
             };
@@ -336,6 +348,7 @@ struct RunStep {
     target: Arc<TargetConfig>,
     updates: watch::Receiver<Arc<TargetConfig>>,
     store: Store,
+    handover: Handover,
     metrics: TargetMetrics,
     board: StatusBoard,
 }
@@ -353,6 +366,7 @@ async fn run_after(
         target,
         updates,
         store,
+        handover,
         metrics,
         board,
     } = step;
@@ -374,24 +388,33 @@ async fn run_after(
     }
     if !stop.is_cancelled() {
         let name = target.name.clone();
+        let context = probe::RunContext {
+            updates: Some(updates),
+            memory: Some(store),
+            inherited: lock(&handover).remove(&name).unwrap_or_default(),
+        };
         let mut task = tokio::spawn(probe::run(
             target,
-            Some(updates),
-            Some(store),
+            context,
             metrics,
             board,
             probe::RunMode::Continuous,
             stop.clone(),
         ));
-        tokio::select! {
-            _ = &mut task => {}
-            _ = stop.cancelled() => {
-                if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+        let left = tokio::select! {
+            left = &mut task => left.ok(),
+            _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+                Ok(left) => left.ok(),
+                Err(_) => {
                     tracing::warn!(target_name = %name, "target did not close its sessions within {SHUTDOWN_GRACE:?}; abandoned");
                     task.abort();
                     let _ = task.await;
+                    None
                 }
-            }
+            },
+        };
+        if let Some(left) = left.filter(|l| !l.is_empty()) {
+            lock(&handover).insert(name, left);
         }
     }
     done.cancel();

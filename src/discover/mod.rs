@@ -172,8 +172,7 @@ pub async fn measure(
     let stop = CancellationToken::new();
     let mut task = tokio::spawn(probe::run(
         target.clone(),
-        None,
-        None,
+        probe::RunContext::default(),
         metrics.target(&target.name),
         board.clone(),
         RunMode::DiscoverOnce,

@@ -18,22 +18,33 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
 use crate::postgres::connection::Connector;
-pub use engine::RunMode;
+pub use engine::{LeftoverSessions, RunMode};
 use status::StatusBoard;
 
+/// What a run of a target starts with besides its settings (the daemon's runs; `discover`
+/// uses none of it).
+#[derive(Default)]
+pub struct RunContext {
+    /// Later settings of the same path (a reload's live changes, see `config/change.rs`).
+    pub updates: Option<tokio::sync::watch::Receiver<Arc<TargetConfig>>>,
+    /// Where settled measurements are kept, and resumed from when this path has one.
+    pub memory: Option<crate::storage::Store>,
+    /// Sessions the previous run of this target left on the server (ghosts it was not allowed
+    /// to terminate): they count against the budget until the server lets go of them.
+    pub inherited: LeftoverSessions,
+}
+
 /// Probes one target until `shutdown` (or, with [`RunMode::DiscoverOnce`], until its first
-/// discovery is over); returns after its sessions are closed. `updates`: later settings of the
-/// same path (a reload's live changes, see `config/change.rs`). `memory`: where settled
-/// measurements are kept, and resumed from when this path has one.
+/// discovery is over); returns after its sessions are closed, with those the server still
+/// lists (see [`RunContext::inherited`]).
 pub async fn run(
     target: Arc<TargetConfig>,
-    updates: Option<tokio::sync::watch::Receiver<Arc<TargetConfig>>>,
-    memory: Option<crate::storage::Store>,
+    context: RunContext,
     metrics: TargetMetrics,
     board: StatusBoard,
     mode: RunMode,
     shutdown: CancellationToken,
-) {
+) -> LeftoverSessions {
     let connector = match Connector::new(&target) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -42,7 +53,7 @@ pub async fn run(
             status::update(&board, &target.name, |s| s.last_error = Some(message));
             metrics.connect_error("tls");
             shutdown.cancelled().await;
-            return;
+            return context.inherited;
         }
     };
     // The control connection outlives the engine's shutdown: the engine needs it to terminate
@@ -66,16 +77,17 @@ pub async fn run(
         mode,
         shutdown,
     );
-    if let Some(updates) = updates {
+    if let Some(updates) = context.updates {
         engine = engine.with_updates(updates);
     }
-    if let Some(store) = memory {
+    if let Some(store) = context.memory {
         engine = engine.with_memory(store);
     }
-    engine.run().await;
+    let leftovers = engine.with_inherited(context.inherited).run().await;
     control_shutdown.cancel();
     let _ = control_task.await;
     // `target_up` is left as it was: a restarted target's next run takes over the series (a
     // restart is no outage), and a removed target's series are deleted.
     metrics.set_sessions(0);
+    leftovers
 }

@@ -42,6 +42,8 @@ struct State {
     /// Sessions the server lists, by pid.
     sessions: BTreeSet<i32>,
     peak_sessions: usize,
+    /// Whether a ghost check may terminate a session (`reap_ghosts`).
+    reaping: bool,
     next_pid: i32,
 }
 
@@ -62,6 +64,7 @@ impl SimulatedPath {
                 answer_delay: Duration::ZERO,
                 sessions: BTreeSet::new(),
                 peak_sessions: 0,
+                reaping: true,
                 next_pid: 1000,
             })),
             up: Arc::new(watch::channel(true).0),
@@ -94,6 +97,25 @@ impl SimulatedPath {
 
     fn server_up(&self) -> bool {
         *self.up.borrow()
+    }
+
+    /// `reap_ghosts: false`: ghost checks only look.
+    pub fn set_reaping(&self, reaping: bool) {
+        self.state().reaping = reaping;
+    }
+
+    /// The server lets go of every session it still lists for dead connections (its own TCP
+    /// keepalive found them out), and the peak count starts again from now.
+    pub fn forget_ghosts(&self) {
+        let mut s = self.state();
+        s.sessions.clear();
+        s.peak_sessions = 0;
+    }
+
+    /// Starts the peak count again from the sessions listed now.
+    pub fn reset_peak(&self) {
+        let mut s = self.state();
+        s.peak_sessions = s.sessions.len();
     }
 
     /// Probe sessions the server lists now, and the most it ever listed at once.
@@ -349,10 +371,14 @@ impl Control for SimulatedControl {
         if !self.path.server_up() {
             return GhostVerdict::Unknown;
         }
-        if self.path.state().sessions.remove(&backend.pid) {
+        let mut s = self.path.state();
+        if !s.sessions.contains(&backend.pid) {
+            GhostVerdict::Gone
+        } else if s.reaping {
+            s.sessions.remove(&backend.pid);
             GhostVerdict::Reaped
         } else {
-            GhostVerdict::Gone
+            GhostVerdict::Alive
         }
     }
 

@@ -65,6 +65,11 @@ enum Next {
     Stop,
 }
 
+/// Sessions of ours the server still lists when a run ends (ghosts it could not, or was not
+/// allowed to, terminate), with when each was last used: the next run of the target counts them
+/// against the budget until the server lets go of them.
+pub type LeftoverSessions = Vec<(BackendIdentity, Instant)>;
+
 /// Whether the engine keeps watching after discovery (the daemon) or stops (`discover`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RunMode {
@@ -92,6 +97,9 @@ struct Slot<C> {
     /// The session this slot holds on the server, and when we last used it (what the
     /// shutdown sweep needs for slots whose connection is in flight).
     backend: Option<(BackendIdentity, Instant)>,
+    /// Holds a session the previous run left (releasing until the server lets go of it):
+    /// counted in the budget, but no phase waits for it to start.
+    inherited: bool,
 }
 
 impl<C> Default for Slot<C> {
@@ -101,6 +109,7 @@ impl<C> Default for Slot<C> {
             state: SlotState::Empty,
             role: None,
             backend: None,
+            inherited: false,
         }
     }
 }
@@ -193,6 +202,30 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self
     }
 
+    /// Counts the sessions the previous run left on the server: each occupies a slot, watched
+    /// like a closed probe's session, until the server no longer lists it.
+    pub fn with_inherited(mut self, sessions: LeftoverSessions) -> Self {
+        let free: Vec<usize> = (0..self.slots.len())
+            .rev()
+            .filter(|slot| !self.is_guard(*slot))
+            .collect();
+        let mut free = free.into_iter();
+        for (backend, last_used) in sessions {
+            let Some(slot) = free.next() else {
+                tracing::warn!(target_name = %self.target.name, pid = backend.pid, "a session the previous run left is beyond this run's budget; not counted");
+                continue;
+            };
+            let s = &mut self.slots[slot];
+            s.generation += 1;
+            s.state = SlotState::Releasing;
+            s.backend = Some((backend.clone(), last_used));
+            s.inherited = true;
+            let generation = s.generation;
+            self.watch_until_gone(slot, generation, backend, last_used, false);
+        }
+        self
+    }
+
     /// Keeps settled measurements in `store`, and resumes from the one stored for this path
     /// (same fingerprint) if there is one: its bracket is published at once and confirmed by
     /// the sentinels instead of discovered again.
@@ -261,7 +294,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// Runs until `shutdown` (or, in [`RunMode::DiscoverOnce`], until discovery is over and
     /// every probe session is released), then closes every probe connection and terminates any
     /// of our sessions the server still lists.
-    pub async fn run(mut self) {
+    pub async fn run(mut self) -> LeftoverSessions {
         let mut reachability = self.control.subscribe();
         let mut control_sessions = self.control.subscribe_sessions();
         let mut updates = self.updates.take();
@@ -291,7 +324,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 _ = sleep_until_opt(deadline) => {}
             }
         }
-        self.close_all().await;
+        self.close_all().await
     }
 
     /// The active phase's scheduler; `None` while draining.

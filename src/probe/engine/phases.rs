@@ -136,7 +136,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 .iter()
                 .enumerate()
                 .filter(|(slot, _)| with_guard || !engine.is_guard(*slot))
-                .all(|(_, s)| matches!(s.state, SlotState::Empty))
+                .all(|(_, s)| s.inherited || matches!(s.state, SlotState::Empty))
         };
         if matches!(next, Next::Stop) {
             return drained(self, true).then_some(next);

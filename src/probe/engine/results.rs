@@ -102,6 +102,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let s = &mut self.slots[slot];
                 s.state = SlotState::Empty;
                 s.backend = None;
+                s.inherited = false;
                 if self.is_guard(slot) {
                     if let Some(guard) = &mut self.guard {
                         guard.on_empty();

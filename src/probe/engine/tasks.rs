@@ -4,13 +4,14 @@
 //! check), and the shutdown sweep. The engine loop itself never waits on the network; only
 //! [`Engine::close_all`], once the loop is over, does.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Engine, Phase, SlotState};
-use crate::postgres::connection::{ConnectError, ConnectionEnd, ProbeOutcome};
+use super::{Engine, LeftoverSessions, Phase, SlotState};
+use crate::postgres::connection::{BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome};
 use crate::probe::control::GhostVerdict;
 use crate::probe::network::{Conn, Connect, Control};
 use crate::probe::watch::{self, Role};
@@ -68,6 +69,11 @@ pub(super) struct Use<C> {
 impl<N: Connect, K: Control> Engine<N, K> {
     /// Opens a connection into `slot`, for the role its scheduler (or the guard) gives it.
     pub(super) fn open(&mut self, slot: usize) {
+        if !matches!(self.slots[slot].state, SlotState::Empty) {
+            // A session the previous run left still holds this slot; the scheduler keeps it
+            // busy until the slot is released.
+            return;
+        }
         let role = match &self.phase {
             _ if self.is_guard(slot) => Role::Guard,
             Phase::Watching(watch) => watch.role(slot),
@@ -174,11 +180,24 @@ impl<N: Connect, K: Control> Engine<N, K> {
         // When we last sent anything: a probe's query may have reached the server even if its
         // answer never came back.
         let last_used = s.backend.as_ref().map_or(conn.last_active(), |(_, at)| *at);
+        self.tasks.spawn(conn.close());
+        self.watch_until_gone(slot, generation, backend, last_used, died);
+    }
+
+    /// Frees `slot` (a `Released` event) once the server no longer lists `backend`, reaping it
+    /// if allowed; a session still listed is checked again every `GHOST_RECHECK`.
+    pub(super) fn watch_until_gone(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        backend: BackendIdentity,
+        last_used: Instant,
+        died: bool,
+    ) {
         let events = self.events.clone();
         let control = self.control.clone();
         let shutdown = self.shutdown.clone();
         self.tasks.spawn(async move {
-            conn.close().await;
             let work = async {
                 tokio::time::sleep(GHOST_GRACE).await;
                 let mut seen = false;
@@ -239,7 +258,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
 
     /// Closes idle connections (the server sees them go), stops in-flight work, then asks the
     /// server to terminate any of our sessions it still lists.
-    pub(super) async fn close_all(&mut self) {
+    pub(super) async fn close_all(&mut self) -> LeftoverSessions {
         let mut leftovers = Vec::new();
         let mut closing = JoinSet::new();
         for slot in &mut self.slots {
@@ -254,15 +273,24 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         if leftovers.is_empty() {
-            return;
+            return leftovers;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let control = &self.control;
-        let sweep = async move {
+        // What the server still lists (or could not be asked about) is handed to the next run.
+        let still_listed = Mutex::new(leftovers.clone());
+        let sweep = async {
             let mut reaped = 0;
             for (backend, last_used) in leftovers {
-                if control.ghost(backend, last_used).await == GhostVerdict::Reaped {
+                let verdict = control.ghost(backend.clone(), last_used).await;
+                if verdict == GhostVerdict::Reaped {
                     reaped += 1;
+                }
+                if matches!(verdict, GhostVerdict::Reaped | GhostVerdict::Gone) {
+                    still_listed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|(b, _)| *b != backend);
                 }
             }
             reaped
@@ -276,5 +304,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 tracing::warn!(target_name = %self.target.name, "could not confirm every probe session closed")
             }
         }
+        let left = std::mem::take(&mut *still_listed.lock().unwrap_or_else(|e| e.into_inner()));
+        if !left.is_empty() {
+            tracing::info!(target_name = %self.target.name, sessions = left.len(), "the server still lists sessions of this target; the next run counts them");
+        }
+        left
     }
 }

@@ -36,7 +36,7 @@ struct Run {
     board: StatusBoard,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    task: JoinHandle<LeftoverSessions>,
     started: Instant,
 }
 
@@ -52,6 +52,18 @@ impl Run {
         mode: RunMode,
         store: Option<Store>,
         updates: Option<latest::Receiver<Arc<TargetConfig>>>,
+    ) -> Run {
+        Run::start_after(path, target, mode, store, updates, Vec::new())
+    }
+
+    /// A run that inherits the sessions an earlier run left.
+    fn start_after(
+        path: &SimulatedPath,
+        target: Arc<TargetConfig>,
+        mode: RunMode,
+        store: Option<Store>,
+        updates: Option<latest::Receiver<Arc<TargetConfig>>>,
+        inherited: LeftoverSessions,
     ) -> Run {
         let metrics = Arc::new(Metrics::new());
         let board: StatusBoard = Default::default();
@@ -75,6 +87,7 @@ impl Run {
         if let Some(store) = store {
             engine = engine.with_memory(store);
         }
+        let engine = engine.with_inherited(inherited);
         Run {
             path: path.clone(),
             board,
@@ -123,9 +136,14 @@ impl Run {
     }
 
     async fn stop(self) -> SimulatedPath {
+        self.stop_with_leftovers().await.0
+    }
+
+    /// Stops, and returns what the server still lists of this run's sessions.
+    async fn stop_with_leftovers(self) -> (SimulatedPath, LeftoverSessions) {
         self.shutdown.cancel();
-        self.task.await.expect("engine task");
-        self.path
+        let left = self.task.await.expect("engine task");
+        (self.path, left)
     }
 }
 
@@ -521,5 +539,44 @@ async fn live_settings_apply_without_measuring_again() {
     })
     .await;
     assert_contains(run.status().bracket, 100.0);
+    run.stop().await;
+}
+
+/// With `reap_ghosts: false` a silently dropped probe's session stays on the server; the run
+/// that follows (a reload's restart) counts what the last one left, so the server never lists
+/// more than the budget, and takes the slots back once the server lets go.
+#[tokio::test(start_paused = true)]
+async fn sessions_a_run_leaves_count_against_the_next_runs_budget() {
+    let path = SimulatedPath::new(Some(secs(20.0)), Drop::Silent);
+    path.set_reaping(false);
+    let target = target("    reap_ghosts: false\n");
+    let run = Run::start(&path, target.clone(), RunMode::Continuous);
+    run.until("ghosts left by deaths", secs(600.0), |s| {
+        s.ghosts_alive >= 2
+    })
+    .await;
+    let (path, left) = run.stop_with_leftovers().await;
+    let (listed, _) = path.sessions();
+    assert!(left.len() >= 2, "{} sessions handed over", left.len());
+    assert_eq!(
+        left.len(),
+        listed,
+        "what is handed over is what the server lists"
+    );
+
+    path.reset_peak();
+    let run = Run::start_after(&path, target, RunMode::Continuous, None, None, left);
+    tokio::time::sleep(secs(300.0)).await;
+    let (_, peak) = path.sessions();
+    assert!(
+        peak <= 7,
+        "{peak} sessions listed with a budget of 7 probe sessions"
+    );
+    path.forget_ghosts();
+    run.until("watching with every slot back", secs(3600.0), |s| {
+        s.state == TargetState::Watching && s.sessions >= 3
+    })
+    .await;
+    assert_contains(run.status().bracket, 20.0);
     run.stop().await;
 }
