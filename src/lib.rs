@@ -28,8 +28,6 @@
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
 
-#![forbid(unsafe_code)]
-
 pub mod backoff;
 pub mod config;
 pub mod daemon;

@@ -23,6 +23,8 @@
 //! `idle_drop_discovery_duration_seconds` (time to the configured precision, from the start of
 //! the discovery phase) is reported beside it.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::collections::HashMap;

@@ -5,6 +5,8 @@
 //! every query of the Grafana dashboard runs against Prometheus and must return data.
 //! Everything listens on loopback or lives in the lab's namespace.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::net::SocketAddr;

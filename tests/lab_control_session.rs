@@ -6,6 +6,8 @@
 //! guard sees it unused since), the server must never list more sessions than the budget, and
 //! none may remain after shutdown.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::time::{Duration, Instant};

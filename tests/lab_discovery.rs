@@ -4,6 +4,8 @@
 //!
 //! Needs root (network namespaces). Each test has its own lab, so they run in parallel.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! backwards, the budget is never exceeded, the right kind is counted, and shutdown leaves no
 //! session behind.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::time::Duration;

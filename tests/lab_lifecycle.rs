@@ -2,6 +2,8 @@
 //! probe paging when the path starts dropping connections the application relies on, drift
 //! detection, and the real binary's signals (SIGHUP reload, SIGTERM closing every session).
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -8,6 +8,8 @@
 //!   upper bound, without a discovery (figures for `docs/benchmarks.md`, "Warm start");
 //! - a corrupt or mismatched state file costs a discovery, never the start.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::net::SocketAddr;

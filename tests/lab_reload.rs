@@ -1,6 +1,8 @@
 //! Reloads against a real server in the lab: a restarted target's old run must be over before
 //! its new run starts, so neither its `up` series nor the session budget suffers.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! so no name is looked up) passes; an unrelated CA is refused by `verify-ca`; a server that
 //! only accepts TLS refuses `disable`. Refusals are counted as the right connect-error kind and never stop the exporter.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::time::Duration;

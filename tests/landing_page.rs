@@ -5,6 +5,8 @@
 //! before any script, must already carry every setting as text. A screenshot is kept as a test
 //! artifact (`target/tmp/landing-page.png`).
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@
 //! the landing page, every log line, the reload answers and `--check-config` output are searched
 //! for the passwords and for any `user:password@` form.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 mod common;
 
 use std::fs::File;

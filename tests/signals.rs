@@ -2,6 +2,8 @@
 //! not even while the reload it asked for is still running. Real signals sent to this test
 //! process (its own binary, so no other test hears them).
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
