@@ -46,18 +46,25 @@ fn version_names_the_program_and_its_version() {
     );
 }
 
-#[test]
-fn bad_config_exits_78_with_file_line_and_field() {
-    let config = common::TempConfig::new(
-        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1/db\n    max_connections: 500\n",
-    );
+/// Starts the exporter on a configuration `text` it must refuse with status 78; returns the
+/// file and what it printed on stderr.
+fn refused(text: &str) -> (common::TempConfig, String) {
+    let config = common::TempConfig::new(text);
     let out = exporter()
-        .arg("--config")
+        .arg("--config.file")
         .arg(&config.path)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (config, stderr)
+}
+
+#[test]
+fn bad_config_exits_78_with_file_line_and_field() {
+    let (config, stderr) = refused(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1/db\n    max_connections: 500\n",
+    );
     let expected = format!(
         "invalid configuration: {}:4: targets[0].max_connections:",
         config.path.display()
@@ -68,16 +75,9 @@ fn bad_config_exits_78_with_file_line_and_field() {
 
 #[test]
 fn errors_never_print_a_password() {
-    let config = common::TempConfig::new(
+    let (_config, stderr) = refused(
         "targets:\n  - name: db\n    dsn: postgres://probe:hunter2-secret@127.0.0.1/db?sslmode=bogus\n",
     );
-    let out = exporter()
-        .arg("--config")
-        .arg(&config.path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sslmode"), "{stderr}");
     assert!(!stderr.contains("hunter2-secret"), "{stderr}");
 }

@@ -10,33 +10,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(program: &str, args: &[String], log: &std::path::Path) -> Process {
-    let log = std::fs::File::create(log).unwrap();
-    Process(
-        Command::new(program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} (installed by scripts/test-all.sh): {e}")),
-    )
-}
 
 /// A webhook receiver: keeps every POSTed body.
 async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -80,23 +59,6 @@ async fn webhook() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
         }
     });
     (address, received)
-}
-
-/// Prometheus' instant query API; returns the number of series in the result.
-async fn query(prometheus: SocketAddr, expr: &str) -> usize {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={encoded}")).await;
-    assert_eq!(status, 200, "{expr}: {body}");
-    assert!(body.contains("\"status\":\"success\""), "{expr}: {body}");
-    body.matches("\"metric\":").count()
 }
 
 /// The first notification of the spike alert for the lab with `status` that also contains
@@ -149,7 +111,7 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
         ),
     )
     .unwrap();
-    let _alertmanager = start(
+    let _alertmanager = Process::start(
         "prometheus-alertmanager",
         &[
             format!(
@@ -163,29 +125,7 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
         &config.dir.join("alertmanager.log"),
     );
 
-    let prom_port = free_port();
-    std::fs::write(
-        config.dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: idle_drop_exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
-            rules = repo().join("alerts/idle_drop_exporter.rules.yml").display(),
-            exporter = exporter.address,
-        ),
-    )
-    .unwrap();
-    let _prometheus = start(
-        "prometheus",
-        &[
-            format!(
-                "--config.file={}",
-                config.dir.join("prometheus.yml").display()
-            ),
-            format!("--storage.tsdb.path={}", config.dir.join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        &config.dir.join("prometheus.log"),
-    );
-    let prometheus: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    let (_prometheus, prometheus) = start_prometheus(&config.dir, exporter.address, Some(am_port));
 
     exporter
         .wait_for_state(Duration::from_secs(120), "lab", "watching")
@@ -234,7 +174,7 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
     let deadline = Instant::now() + Duration::from_secs(120);
     for expr in &expressions {
         loop {
-            if query(prometheus, expr).await > 0 {
+            if prometheus_query(prometheus, expr).await > 0 {
                 break;
             }
             if Instant::now() > deadline {

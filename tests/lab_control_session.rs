@@ -39,10 +39,7 @@ async fn a_dropped_control_connection_leaves_no_session_behind() {
         return;
     }
     let lab = Lab::up("h6cs", "reset", 16);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("c", &lab, &format!("    max_connections: {BUDGET}\n"))
-    ));
+    let config = lab_config("c", &lab, &format!("    max_connections: {BUDGET}\n"));
     let sessions = SessionWatch::start(&lab.name);
     let exporter = Exporter::start(&config).await;
     let target = [("target", "c")];

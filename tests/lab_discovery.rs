@@ -22,10 +22,7 @@ struct Expect {
 
 async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
     let lab = Lab::up(lab_name, mode, t);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("lab", &lab, &format!("    max_connections: {BUDGET}\n"))
-    ));
+    let config = lab_config("lab", &lab, &format!("    max_connections: {BUDGET}\n"));
     let sessions = SessionWatch::start(&lab.name);
     let exporter = Exporter::start(&config).await;
     let target = [("target", "lab")];

@@ -14,10 +14,7 @@ use common::*;
 const BUDGET: usize = 6;
 
 fn config_for(lab: &Lab) -> TempConfig {
-    TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("f", lab, &format!("    max_connections: {BUDGET}\n"))
-    ))
+    lab_config("f", lab, &format!("    max_connections: {BUDGET}\n"))
 }
 
 /// An exporter on `config` with the server's session count and the scrapes watched from the
@@ -97,22 +94,14 @@ async fn partition_then_recovery() {
     lab.lab(&["link-down", &lab.name]);
     exporter
         .wait_for(Duration::from_secs(60), "the target to be seen down", |m| {
-            m.get("idle_drop_target_up", &target) == Some(0.0)
-                && m.get(
-                    "idle_drop_discovery_state",
-                    &[("target", "f"), ("state", "unreachable")],
-                ) == Some(1.0)
+            m.get("idle_drop_target_up", &target) == Some(0.0) && m.state_is("f", "unreachable")
         })
         .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     lab.lab(&["link-up", &lab.name]);
     let m = exporter
         .wait_for(Duration::from_secs(120), "recovery to watching", |m| {
-            m.get("idle_drop_target_up", &target) == Some(1.0)
-                && m.get(
-                    "idle_drop_discovery_state",
-                    &[("target", "f"), ("state", "watching")],
-                ) == Some(1.0)
+            m.get("idle_drop_target_up", &target) == Some(1.0) && m.state_is("f", "watching")
         })
         .await;
     let (lower, upper) = m.bracket("f");
@@ -228,10 +217,7 @@ async fn connect_failures_are_counted_backed_off_and_never_disturb_a_healthy_tar
             Duration::from_secs(60),
             "the healthy target to watch and every failure to be classified",
             |m| {
-                m.get(
-                    "idle_drop_discovery_state",
-                    &[("target", "f"), ("state", "watching")],
-                ) == Some(1.0)
+                m.state_is("f", "watching")
                     && expected.iter().all(|(target, kind)| {
                         m.get(
                             "idle_drop_connect_errors_total",
@@ -277,14 +263,11 @@ async fn an_outage_is_counted_as_one_and_never_as_an_unexpected_idle_death() {
         return;
     }
     let lab = Lab::up("hout", "silent", 5);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target(
-            "o",
-            &lab,
-            &format!("    max_connections: {BUDGET}\n    app_max_idle_lifetime: 3s\n")
-        )
-    ));
+    let config = lab_config(
+        "o",
+        &lab,
+        &format!("    max_connections: {BUDGET}\n    app_max_idle_lifetime: 3s\n"),
+    );
     let exporter = Exporter::start(&config).await;
     let target = [("target", "o")];
     exporter
@@ -310,11 +293,7 @@ async fn an_outage_is_counted_as_one_and_never_as_an_unexpected_idle_death() {
     lab.lab(&["link-up", &lab.name]);
     let m = exporter
         .wait_for(Duration::from_secs(120), "recovery to watching", |m| {
-            m.get("idle_drop_target_up", &target) == Some(1.0)
-                && m.get(
-                    "idle_drop_discovery_state",
-                    &[("target", "o"), ("state", "watching")],
-                ) == Some(1.0)
+            m.get("idle_drop_target_up", &target) == Some(1.0) && m.state_is("o", "watching")
         })
         .await;
     assert_eq!(

@@ -99,10 +99,7 @@ async fn guard_failures_page_and_a_moved_threshold_is_rediscovered() {
         return;
     }
     let lab = Lab::up("gd", "silent", 6);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("g", &lab, "    app_max_idle_lifetime: 4s\n")
-    ));
+    let config = lab_config("g", &lab, "    app_max_idle_lifetime: 4s\n");
     // Drift is a fault too: the same contract as in lab_faults.rs.
     let sessions = SessionWatch::start(&lab.name);
     let exporter = Exporter::start(&config).await;
@@ -267,14 +264,11 @@ fn the_binary_reloads_on_sighup_and_closes_every_session_on_sigterm() {
 /// timeout (it counts requests, like a proxy): the keepalive probe must tell them apart.
 async fn keepalive_verdict(lab_name: &str, mode: &str, t: u64) -> (f64, Exporter, Lab) {
     let lab = Lab::up(lab_name, mode, t);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target(
-            "k",
-            &lab,
-            "    keepalive_probe: {enabled: true, interval: 1s}\n"
-        )
-    ));
+    let config = lab_config(
+        "k",
+        &lab,
+        "    keepalive_probe: {enabled: true, interval: 1s}\n",
+    );
     let exporter = Exporter::start(&config).await;
     let m = exporter
         .wait_for(Duration::from_secs(120), "the keepalive verdict", |m| {
@@ -367,14 +361,8 @@ async fn range_edges_and_connect_errors_are_reported() {
             Duration::from_secs(60),
             "verdicts and connect errors",
             |m| {
-                m.get(
-                    "idle_drop_discovery_state",
-                    &[("target", "nodrop"), ("state", "no_drop")],
-                ) == Some(1.0)
-                    && m.get(
-                        "idle_drop_discovery_state",
-                        &[("target", "below"), ("state", "below_range")],
-                    ) == Some(1.0)
+                m.state_is("nodrop", "no_drop")
+                    && m.state_is("below", "below_range")
                     && m.get(
                         "idle_drop_connect_errors_total",
                         &[("target", "badpw"), ("kind", "auth")],

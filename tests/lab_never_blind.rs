@@ -14,7 +14,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -293,32 +293,6 @@ async fn each_kind_of_reload_keeps_or_remeasures_and_target_up_stays_1() {
     );
 }
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Prometheus' instant query API; returns the number of series in the result.
-async fn query(prometheus: SocketAddr, expr: &str) -> usize {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={encoded}")).await;
-    assert_eq!(status, 200, "{expr}: {body}");
-    assert!(body.contains("\"status\":\"success\""), "{expr}: {body}");
-    body.matches("\"metric\":").count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guard_pages_through_the_alert_rule_while_discovery_still_runs() {
     if skip_without_lab(&["prometheus"]) {
@@ -328,41 +302,11 @@ async fn the_guard_pages_through_the_alert_rule_while_discovery_still_runs() {
     // path drops it and its probe learns it ~2 s later (tcp_user_timeout), at ~37 s: the page
     // (one scrape and one evaluation later) has about 10 s of margin.
     let lab = Lab::up("nbg", "silent", 30);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("g", &lab, "    app_max_idle_lifetime: 35s\n")
-    ));
+    let config = lab_config("g", &lab, "    app_max_idle_lifetime: 35s\n");
     let exporter = Exporter::start(&config).await;
     let started = Instant::now();
 
-    let prom_port = free_port();
-    std::fs::write(
-        config.dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: idle_drop_exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
-            rules = repo().join("alerts/idle_drop_exporter.rules.yml").display(),
-            exporter = exporter.address,
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(config.dir.join("prometheus.log")).unwrap();
-    let _prometheus = Process(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                config.dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                config.dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus (Debian package, installed by scripts/test-all.sh)"),
-    );
-    let prometheus: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    let (_prometheus, prometheus) = start_prometheus(&config.dir, exporter.address, None);
 
     let alert = r#"ALERTS{alertname="IdleDropClosedConnectionsSpike",alertstate="firing",job="idle_drop_exporter",target="g",role="guard"}"#;
     let target = [("target", "g")];
@@ -370,8 +314,9 @@ async fn the_guard_pages_through_the_alert_rule_while_discovery_still_runs() {
     loop {
         // Prometheus may still be starting: its API refuses connections until then.
         let up = std::net::TcpStream::connect(prometheus).is_ok();
-        let firing = up && query(prometheus, alert).await > 0;
-        scraped_by_prometheus |= up && query(prometheus, "idle_drop_target_up").await > 0;
+        let firing = up && prometheus_query(prometheus, alert).await > 0;
+        scraped_by_prometheus |=
+            up && prometheus_query(prometheus, "idle_drop_target_up").await > 0;
         let m = exporter.metrics().await;
         let deaths = m.sum(
             "idle_drop_unexpected_closed_connections_total",
@@ -414,10 +359,7 @@ async fn the_guard_pages_through_the_alert_rule_while_discovery_still_runs() {
 /// second process takes to be back to `watching`.
 async fn warm_start(lab_name: &str, t: u64) {
     let lab = Lab::up(lab_name, "silent", t);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("w", &lab, "")
-    ));
+    let config = lab_config("w", &lab, "");
     let storage = config.dir.join("state");
     std::fs::create_dir_all(&storage).unwrap();
     let target = [("target", "w")];
@@ -587,16 +529,13 @@ async fn a_corrupt_or_mismatched_state_file_costs_a_discovery_not_the_start() {
     )
     .unwrap();
     let stderr = config.dir.join("stderr.log");
-    let mut child = Process(
-        Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
-            .arg("--config")
-            .arg(&config.path)
-            .arg("--storage.path")
-            .arg(&storage)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap(),
+    let mut child = Process::start(
+        env!("CARGO_BIN_EXE_idle_drop_exporter"),
+        &[
+            format!("--config.file={}", config.path.display()),
+            format!("--storage.path={}", storage.display()),
+        ],
+        &stderr,
     );
     let states = states_until(
         address,

@@ -16,14 +16,11 @@ async fn a_reload_that_keeps_the_path_leaves_the_target_up() {
     }
     let lab = Lab::up("hup", "silent", 5);
     let with_lifetime = |lifetime: &str| {
-        TempConfig::new(&format!(
-            "listen_address: 127.0.0.1:0\ntargets:\n{}",
-            lab_target(
-                "u",
-                &lab,
-                &format!("    app_max_idle_lifetime: {lifetime}\n")
-            )
-        ))
+        lab_config(
+            "u",
+            &lab,
+            &format!("    app_max_idle_lifetime: {lifetime}\n"),
+        )
     };
     let config = with_lifetime("3s");
     let exporter = Exporter::start(&config).await;

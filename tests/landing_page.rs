@@ -42,10 +42,7 @@ async fn the_status_page_renders_in_chromium() {
         return;
     }
     let lab = Lab::up("page", "silent", 5);
-    let config = TempConfig::new(&format!(
-        "listen_address: 127.0.0.1:0\ntargets:\n{}",
-        lab_target("orders", &lab, "    app_max_idle_lifetime: 8s\n")
-    ));
+    let config = lab_config("orders", &lab, "    app_max_idle_lifetime: 8s\n");
     let exporter = Exporter::start(&config).await;
     exporter
         .wait_for_state(Duration::from_secs(90), "orders", "watching")

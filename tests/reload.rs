@@ -54,14 +54,7 @@ async fn a_target_readded_while_its_old_run_stops_keeps_its_series_and_page_entr
         "y lost its series:\n{}",
         m.text
     );
-    assert!(
-        m.get(
-            "idle_drop_discovery_state",
-            &[("target", "y"), ("state", "discovering")]
-        ) == Some(1.0),
-        "{}",
-        m.text
-    );
+    assert!(m.state_is("y", "discovering"), "{}", m.text);
     let (status, page) = exporter.get("/").await;
     assert_eq!(status, 200);
     assert!(

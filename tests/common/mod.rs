@@ -223,6 +223,88 @@ pub fn lab_target(name: &str, lab: &Lab, extra: &str) -> String {
     )
 }
 
+/// A configuration file with one lab target (see [`lab_target`]) on a free loopback port.
+pub fn lab_config(name: &str, lab: &Lab, extra: &str) -> TempConfig {
+    TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{}",
+        lab_target(name, lab, extra)
+    ))
+}
+
+/// A child process killed when dropped (Prometheus, Alertmanager, the binary).
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Starts `program` with its stderr in `log` (kept for a failing test's reader).
+    pub fn start(program: &str, args: &[String], log: &Path) -> Process {
+        let log = std::fs::File::create(log).unwrap();
+        Process(
+            Command::new(program)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{program} (installed by scripts/test-all.sh): {e}")),
+        )
+    }
+}
+
+/// Debian's Prometheus, scraping `exporter` as job `idle_drop_exporter` every second with
+/// `alerts/` loaded (evaluated every second), sending alerts to Alertmanager on
+/// `alertmanager_port` if given. Returns the process and its address.
+pub fn start_prometheus(
+    dir: &Path,
+    exporter: SocketAddr,
+    alertmanager_port: Option<u16>,
+) -> (Process, SocketAddr) {
+    let port = free_port();
+    let alerting = alertmanager_port.map_or(String::new(), |am| {
+        format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am}']\n")
+    });
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\n{alerting}scrape_configs:\n  - job_name: idle_drop_exporter\n    static_configs:\n      - targets: ['{exporter}']\n",
+            rules = repo().join("alerts/idle_drop_exporter.rules.yml").display(),
+        ),
+    )
+    .unwrap();
+    let process = Process::start(
+        "prometheus",
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        &dir.join("prometheus.log"),
+    );
+    (process, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Prometheus' instant query API; returns the number of series in the result.
+pub async fn prometheus_query(prometheus: SocketAddr, expr: &str) -> usize {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={encoded}")).await;
+    assert_eq!(status, 200, "{expr}: {body}");
+    assert!(body.contains("\"status\":\"success\""), "{expr}: {body}");
+    body.matches("\"metric\":").count()
+}
+
 /// The exporter running in-process, as `main` runs it.
 pub struct Exporter {
     pub address: SocketAddr,
@@ -292,11 +374,8 @@ impl Exporter {
 
     /// Waits until `target` is in `state` (`watching`, `discovering`, ...).
     pub async fn wait_for_state(&self, limit: Duration, target: &str, state: &str) -> Metrics {
-        let labels = [("target", target), ("state", state)];
-        self.wait_for(limit, state, |m| {
-            m.get("idle_drop_discovery_state", &labels) == Some(1.0)
-        })
-        .await
+        self.wait_for(limit, state, |m| m.state_is(target, state))
+            .await
     }
 
     pub async fn shutdown(self) {
@@ -385,6 +464,14 @@ impl Metrics {
     }
 
     /// The sum over samples of `name` whose labels include `labels`.
+    /// Whether `target` is in `state` (`watching`, `discovering`, ...) in this scrape.
+    pub fn state_is(&self, target: &str, state: &str) -> bool {
+        self.get(
+            "idle_drop_discovery_state",
+            &[("target", target), ("state", state)],
+        ) == Some(1.0)
+    }
+
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
