@@ -14,6 +14,7 @@
 pub mod command;
 pub mod pools;
 pub mod proof;
+mod spelling;
 
 use std::fmt;
 use std::time::Duration;
@@ -291,7 +292,7 @@ pub fn for_path(m: &Measurement, knobs: &Knobs) -> Vec<Recipe> {
         .iter()
         .map(|&library| {
             let variant = variant_for(library);
-            pools::recipe(library, variant, m, &t)
+            spelling::recipe(library, variant, m, &t)
         })
         .collect()
 }
