@@ -338,7 +338,7 @@ impl Daemon {
             .await
             .is_err()
         {
-            tracing::warn!("some targets did not close their sessions within {SHUTDOWN_GRACE:?}");
+            tracing::warn!(grace = %crate::logging::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
         }
     }
 }
@@ -406,7 +406,7 @@ async fn run_after(
             _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
                 Ok(left) => left.ok(),
                 Err(_) => {
-                    tracing::warn!(target_name = %name, "target did not close its sessions within {SHUTDOWN_GRACE:?}; abandoned");
+                    tracing::warn!(target_name = %name, grace = %crate::logging::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
                     task.abort();
                     let _ = task.await;
                     None

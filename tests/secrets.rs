@@ -333,6 +333,20 @@ async fn run_once(lab: &Lab, format: &str, seen: &mut Seen) {
             assert!(line.starts_with('{'), "not a JSON line: {line}");
         }
     }
+    // Logs a person can read: durations like `2s 950ms`, never Rust's debug text.
+    for line in stderr.lines() {
+        for debug in ["Some(", "None,", "[(\"", "\")]", "ns,", "µs"] {
+            assert!(
+                !line.contains(debug),
+                "{format}: debug text `{debug}` in: {line}"
+            );
+        }
+    }
+    let idle = regex_like_duration(&stderr, "idle=");
+    assert!(
+        idle,
+        "{format}: no `idle=` with a readable duration:\n{stderr}"
+    );
     seen.add(format!("{format}: stderr"), stderr);
     seen.add(format!("{format}: stdout"), stdout);
 }
@@ -356,4 +370,22 @@ fn the_userinfo_detector_works() {
     assert!(has_userinfo_password("dsn=postgres://probe:x@h/db"));
     assert!(!has_userinfo_password("dsn=postgres://probe@h:5432/db"));
     assert!(!has_userinfo_password("see http://127.0.0.1:10187/metrics"));
+}
+
+/// Whether some `key` in the log is followed by a humantime duration (`2s 950ms`, `1m 3s`),
+/// quoted in JSON or bare in text.
+fn regex_like_duration(log: &str, key: &str) -> bool {
+    let json_key = format!("\"{}\":\"", key.trim_end_matches('='));
+    log.lines().any(|line| {
+        [key, json_key.as_str()].iter().any(|k| {
+            line.split(k).nth(1).is_some_and(|rest| {
+                let first: String = rest
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                first.chars().next().is_some_and(|c| c.is_ascii_digit())
+                    && humantime::parse_duration(&first).is_ok()
+            })
+        })
+    })
 }

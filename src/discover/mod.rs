@@ -210,7 +210,7 @@ pub async fn measure(
     if outcome.is_some() {
         stop.cancel();
         if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
-            tracing::warn!("probe sessions still closing after {CLOSE_GRACE:?}");
+            tracing::warn!(grace = %crate::logging::duration(CLOSE_GRACE), "probe sessions still closing after the grace period");
             task.abort();
         }
     }

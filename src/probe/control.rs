@@ -39,6 +39,18 @@ pub enum GhostVerdict {
     Unknown,
 }
 
+impl GhostVerdict {
+    /// The verdict in a log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GhostVerdict::Gone => "gone",
+            GhostVerdict::Reaped => "reaped",
+            GhostVerdict::Alive => "alive",
+            GhostVerdict::Unknown => "unknown",
+        }
+    }
+}
+
 enum Request {
     Ping(oneshot::Sender<bool>),
     Ghost {
@@ -267,7 +279,8 @@ impl Control {
                     .zip(row.iter())
                     .map(|(n, v)| (*n, v.clone().unwrap_or_default()))
                     .collect();
-                tracing::info!(target_name = %self.target.name, ?values, "server settings");
+                let shown: Vec<String> = values.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                tracing::info!(target_name = %self.target.name, settings = %shown.join(" "), "server settings");
                 self.metrics.set_server_settings(&values);
                 let settings = values
                     .iter()
@@ -293,7 +306,7 @@ impl Control {
             }
             self.sending();
             let verdict = self.check_ghost(conn, &backend, last_sent).await;
-            tracing::debug!(target_name = %self.target.name, pid = backend.pid, ?verdict, "previous control session");
+            tracing::debug!(target_name = %self.target.name, pid = backend.pid, verdict = verdict.as_str(), "previous control session");
             match verdict {
                 GhostVerdict::Gone | GhostVerdict::Reaped => {}
                 GhostVerdict::Alive => kept.push((backend, last_sent)),

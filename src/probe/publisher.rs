@@ -49,30 +49,33 @@ impl Publisher {
         self.metrics.start_measuring();
     }
 
+    /// One line with the recommendation once it is final (a discovery finished, a stored
+    /// measurement was confirmed, a reload changed the margin): not at every step of a search.
+    pub fn log_recommendation(&self) {
+        if let Some(recommendation) = self.recommendation {
+            if let Some(lifetime) = recommendation.max_idle_lifetime {
+                tracing::info!(
+                    target_name = %self.name,
+                    max_idle_lifetime = %crate::logging::duration(lifetime),
+                    socket_timeout = %crate::logging::duration(recommendation.socket_timeout),
+                    "recommended pool settings"
+                );
+            }
+        }
+    }
+
     pub fn set_state(&self, state: TargetState) {
         self.metrics.set_state(state);
         self.status(|s| s.state = state);
     }
 
-    /// The bracket and the pool settings recommended from it (a change of those is logged).
+    /// The bracket and the pool settings recommended from it.
     pub fn set_bracket(&mut self, bracket: Bracket, recommendation: Recommendation) {
         self.metrics.set_bracket(bracket.lower, bracket.upper);
         self.metrics.set_recommendation(
             recommendation.max_idle_lifetime,
             recommendation.socket_timeout,
         );
-        if self.recommendation.map(|r| r.max_idle_lifetime)
-            != Some(recommendation.max_idle_lifetime)
-        {
-            if let Some(lifetime) = recommendation.max_idle_lifetime {
-                tracing::info!(
-                    target_name = %self.name,
-                    max_idle_lifetime = %humantime::format_duration(lifetime),
-                    socket_timeout = %humantime::format_duration(recommendation.socket_timeout),
-                    "recommended pool settings changed"
-                );
-            }
-        }
         self.recommendation = Some(recommendation);
         self.status(|s| {
             s.bracket = bracket;

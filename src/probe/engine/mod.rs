@@ -253,7 +253,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             .unwrap_or_default();
         tracing::info!(
             target_name = %self.target.name,
-            lower = %format_bound(bracket.lower), upper = %format_bound(bracket.upper),
+            lower = %crate::logging::bound(bracket.lower), upper = %crate::logging::bound(bracket.upper),
             measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
             "resuming from the stored measurement; the sentinels confirm it"
         );
@@ -436,13 +436,6 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.publish
             .sessions(probe_sessions(&self.slots) + self.control.sessions());
     }
-}
-
-fn format_bound(bound: Option<Duration>) -> String {
-    bound.map_or_else(
-        || "none".to_string(),
-        |d| humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string(),
-    )
 }
 
 /// The `rung` label of probe uses: each ladder value with its label text.

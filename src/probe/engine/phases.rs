@@ -2,8 +2,8 @@
 //! with draining in between; what ends a phase (a verdict, a detected change, an outage, a
 //! reload that moves the guard) and what starts the next one.
 
+use crate::logging;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -35,9 +35,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     };
                     tracing::info!(
                         target_name = %self.target.name,
-                        lower = ?bracket.lower, upper = ?bracket.upper, took = ?took, state = state.as_str(),
+                        lower = %logging::bound(bracket.lower), upper = %logging::bound(bracket.upper),
+                        took = %logging::duration(took), state = state.as_str(),
                         "discovery finished"
                     );
+                    self.publish.log_recommendation();
                     self.publish.set_state(state);
                     self.remember();
                     let bracket_found = verdict == Verdict::Converged;
@@ -70,7 +72,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     self.publish.threshold_changed(change.direction.label());
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
-                        old_lower = ?bracket.lower, old_upper = ?bracket.upper,
+                        old_lower = %logging::bound(bracket.lower), old_upper = %logging::bound(bracket.upper),
                         "the idle-drop threshold moved; rediscovering"
                     );
                     self.set_bracket(change.seed);
@@ -80,9 +82,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     self.confirming = None;
                     let took = since.elapsed();
                     tracing::info!(
-                        target_name = %self.target.name, took = %humantime::format_duration(Duration::from_millis(took.as_millis() as u64)),
+                        target_name = %self.target.name, took = %logging::duration(took),
                         "the stored measurement still holds"
                     );
+                    self.publish.log_recommendation();
                     self.publish.set_state(settled_state(bracket));
                     self.publish.confirmed(took);
                     self.remember();
@@ -214,6 +217,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.publish.settings(&t);
         // Margin and socket timeout change the recommendation, not the bracket.
         self.set_bracket(self.bracket);
+        let settled = matches!(self.phase, Phase::Watching(_)) && self.confirming.is_none();
+        if settled
+            && (old.recommendation_margin != t.recommendation_margin
+                || old.recommended_socket_timeout != t.recommended_socket_timeout)
+        {
+            self.publish.log_recommendation();
+        }
 
         let guard = plan_guard(&t, self.slots.len());
         let guard_moved = guard.is_some() != self.guard.is_some();
