@@ -431,6 +431,35 @@ mod tests {
     }
 
     #[test]
+    fn the_applications_url_comes_from_dsn_env_or_dsn_file() {
+        std::env::set_var(
+            "IDLE_DROP_DISCOVER_TEST_URL",
+            "postgresql://app:app-pw@127.0.0.1:5432/app?schema=public&max_idle_connection_lifetime=60",
+        );
+        let mut a = args(&[]);
+        a.dsn = None;
+        a.dsn_env = Some("IDLE_DROP_DISCOVER_TEST_URL".into());
+        let t = target_config(&a).unwrap();
+        assert_eq!(t.app_params.max_idle_connection_lifetime, Some(60));
+        assert_eq!(t.app_max_idle_lifetime, Some(Duration::from_secs(60)));
+        a.dsn_env = Some("IDLE_DROP_DISCOVER_SURELY_UNSET".into());
+        let e = target_config(&a).unwrap_err();
+        assert!(
+            e.starts_with("--dsn-env: environment variable IDLE_DROP_DISCOVER_SURELY_UNSET"),
+            "{e}"
+        );
+        a.dsn_env = None;
+        a.dsn_file = Some(PathBuf::from("/nonexistent/url"));
+        let e = target_config(&a).unwrap_err();
+        assert!(e.starts_with("--dsn-file: cannot read"), "{e}");
+        a.dsn_file = None;
+        assert!(target_config(&a).unwrap_err().contains("is required"));
+        let mut both = args(&[]);
+        both.dsn_env = Some("IDLE_DROP_DISCOVER_TEST_URL".into());
+        assert!(target_config(&both).unwrap_err().contains("not several"));
+    }
+
+    #[test]
     fn a_password_in_a_refused_dsn_is_not_repeated() {
         let mut a = args(&[]);
         a.dsn = Some("postgres://probe:s3cret-pw@127.0.0.1/db?sslmode=bogus".into());
