@@ -14,6 +14,7 @@ use prometheus::{
     Registry,
 };
 
+use crate::config::LifetimeSource;
 use crate::probe::status::TargetState;
 
 /// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
@@ -29,6 +30,7 @@ pub struct Metrics {
     recommended_lifetime: GaugeVec,
     recommended_socket_timeout: GaugeVec,
     app_lifetime: GaugeVec,
+    app_lifetime_source: IntGaugeVec,
     state: IntGaugeVec,
     discovery_duration: GaugeVec,
     discovery_runs: IntCounterVec,
@@ -87,6 +89,9 @@ impl Metrics {
             recommended_lifetime: register!(r, gauge("idle_drop_recommended_max_idle_lifetime_seconds", "Safe pool max idle lifetime: the lower bound minus the configured margin.")),
             recommended_socket_timeout: register!(r, gauge("idle_drop_recommended_socket_timeout_seconds", "Socket timeout to set so a dead pooled connection fails fast.")),
             app_lifetime: register!(r, gauge("idle_drop_app_max_idle_lifetime_seconds", "The application's pool idle lifetime the guard probe protects.")),
+            // Its own family: a `source` label on the lifetime would break the alerts that join
+            // it `on (job, instance, target)`.
+            app_lifetime_source: register!(r, int_gauge("idle_drop_app_lifetime_source", "1 for where the guarded app lifetime came from: config, url (the URL's max_idle_connection_lifetime) or library_default (quaint's default).", &["target", "source"])),
             state: register!(r, int_gauge("idle_drop_discovery_state", "1 for the target's current discovery state.", &["target", "state"])),
             discovery_duration: register!(r, gauge("idle_drop_discovery_duration_seconds", "Wall time the last completed discovery took.")),
             discovery_runs: register!(r, counter("idle_drop_discovery_runs_total", "Completed discoveries.", t)),
@@ -193,6 +198,7 @@ impl Metrics {
         remove_where_target(&self.recommended_lifetime, name);
         remove_where_target(&self.recommended_socket_timeout, name);
         remove_where_target(&self.app_lifetime, name);
+        remove_where_target(&self.app_lifetime_source, name);
         remove_where_target(&self.state, name);
         remove_where_target(&self.discovery_duration, name);
         remove_where_target(&self.discovery_runs, name);
@@ -269,12 +275,19 @@ impl TargetMetrics {
             .set(socket_timeout.as_secs_f64());
     }
 
-    pub fn set_app_lifetime(&self, lifetime: Option<Duration>) {
+    pub fn set_app_lifetime(&self, lifetime: Option<Duration>, source: Option<LifetimeSource>) {
         if let Some(d) = lifetime {
             self.metrics
                 .app_lifetime
                 .with_label_values(&[&self.name])
                 .set(d.as_secs_f64());
+        }
+        remove_where_target(&self.metrics.app_lifetime_source, &self.name);
+        if let Some(source) = source {
+            self.metrics
+                .app_lifetime_source
+                .with_label_values(&[&self.name, source.label()])
+                .set(1);
         }
     }
 
@@ -429,6 +442,26 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains("target=\"a\""), "{text}");
         assert!(text.contains("target=\"b\""));
+    }
+
+    #[test]
+    fn the_lifetime_source_is_one_series_that_follows_the_setting() {
+        let metrics = Arc::new(Metrics::new());
+        let t = metrics.target("x");
+        t.set_app_lifetime(
+            Some(Duration::from_secs(300)),
+            Some(LifetimeSource::LibraryDefault),
+        );
+        t.set_app_lifetime(Some(Duration::from_secs(60)), Some(LifetimeSource::Url));
+        let text = metrics.encode();
+        assert!(
+            text.contains("idle_drop_app_lifetime_source{source=\"url\",target=\"x\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("source=\"library_default\""), "{text}");
+        assert!(text.contains("idle_drop_app_max_idle_lifetime_seconds{target=\"x\"} 60"));
+        metrics.remove_target("x");
+        assert!(!metrics.encode().contains("target=\"x\""));
     }
 
     #[test]

@@ -82,6 +82,44 @@ fn errors_never_print_a_password() {
     assert!(!stderr.contains("hunter2-secret"), "{stderr}");
 }
 
+/// A target may take the application's own URL from an environment variable: accepted when
+/// the variable is set (its password is not warned about nor shown), refused with exit 78,
+/// naming `dsn_env` and the variable, when it is not.
+#[test]
+fn check_config_reads_the_application_url_from_dsn_env() {
+    let config =
+        common::TempConfig::new("targets:\n  - name: app\n    dsn_env: IDLE_DROP_CLI_APP_URL\n");
+    let url = "postgresql://app:app-url-secret@127.0.0.1:5432/app?schema=public&connection_limit=5&max_idle_connection_lifetime=60&socket_timeout=10";
+    let out = exporter()
+        .args(["--config.check", "--config.file"])
+        .arg(&config.path)
+        .env("IDLE_DROP_CLI_APP_URL", url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("OK (1 targets)"), "{stdout}");
+    assert!(!stdout.contains("app-url-secret") && !stderr.contains("app-url-secret"));
+    assert!(!stderr.contains("carries a password"), "{stderr}");
+
+    let out = exporter()
+        .args(["--config.check", "--config.file"])
+        .arg(&config.path)
+        .env_remove("IDLE_DROP_CLI_APP_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":3: targets[0].dsn_env: environment variable IDLE_DROP_CLI_APP_URL is not set or empty"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("app-url-secret"), "{stderr}");
+}
+
 #[test]
 fn missing_file_and_unknown_flags() {
     let out = exporter()

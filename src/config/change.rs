@@ -7,8 +7,8 @@
 //!
 //! | settings | on reload | measurement |
 //! |---|---|---|
-//! | `app_max_idle_lifetime`, `recommendation_margin`, `recommended_socket_timeout`, `watch_ladder`, `precision`, `idle_range`, `discovery_policy` | applied to the running target | kept, counters too |
-//! | the password (in `dsn`, `password_file`, `password_env`), `reap_ghosts` | the target reconnects | kept, confirmed by the sentinels |
+//! | `app_max_idle_lifetime`, the URL's pool settings (`max_idle_connection_lifetime`, `socket_timeout`, ... and libpq's `keepalives*`, `tcp_user_timeout`: the application's, stripped before connecting), `recommendation_margin`, `recommended_socket_timeout`, `watch_ladder`, `precision`, `idle_range`, `discovery_policy` | applied to the running target | kept, counters too |
+//! | the password (in `dsn`, `dsn_env`, `dsn_file`, `password_file`, `password_env`), `reap_ghosts` | the target reconnects | kept, confirmed by the sentinels |
 //! | the DSN's other parts (host, port, database, user, options), `sslmode`, the CA file, `connect_timeout`, `query_timeout`, `tcp_user_timeout`, `probe_query`, `max_connections`, `keepalive_probe` | the target reconnects | measured again |
 
 use ring::digest;
@@ -47,6 +47,8 @@ impl TargetConfig {
     /// Takes the settings a running engine applies in place from `other`.
     pub fn copy_live_settings_from(&mut self, other: &TargetConfig) {
         self.app_max_idle_lifetime = other.app_max_idle_lifetime;
+        self.app_lifetime_source = other.app_lifetime_source;
+        self.app_params = other.app_params.clone();
         self.recommendation_margin = other.recommendation_margin;
         self.recommended_socket_timeout = other.recommended_socket_timeout;
         self.watch_ladder = other.watch_ladder.clone();
@@ -58,7 +60,8 @@ impl TargetConfig {
 
     /// A digest of everything that decides what the probes measure: equal fingerprints mean a
     /// stored measurement still applies. Leaves out the password (rotating it changes no path,
-    /// and a digest of a secret must not land in a file) and every live setting.
+    /// and a digest of a secret must not land in a file) and every live setting, the URL's
+    /// pool settings among them (they describe the application's sockets, not the probe's).
     pub fn fingerprint(&self) -> String {
         let path = [
             format!("dsn={}", self.display_dsn),

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::discovery::PolicyKind;
-use crate::postgres::dsn::SslMode;
+use crate::postgres::dsn::{AppParams, SslMode};
 
 /// The port we listen on by default (Prometheus' allocation list is full for 9100-9999;
 /// postgres_exporter has 9187).
@@ -138,7 +138,13 @@ pub struct TargetConfig {
     /// Half-width of the bracket relative to its midpoint at which discovery stops (0.05 = ±5%).
     pub precision: f64,
     pub watch_ladder: Vec<Duration>,
+    /// The application's pool idle lifetime the guard idles: `app_max_idle_lifetime`, else
+    /// what a quaint URL says (or quaint's default); see [`LifetimeSource`].
     pub app_max_idle_lifetime: Option<Duration>,
+    /// Where `app_max_idle_lifetime` came from (`None` when there is none).
+    pub app_lifetime_source: Option<LifetimeSource>,
+    /// The application's pool and socket settings its URL carried, stripped before connecting.
+    pub app_params: AppParams,
     pub recommendation_margin: f64,
     pub recommended_socket_timeout: Duration,
     pub keepalive_probe: Option<KeepaliveProbe>,
@@ -146,6 +152,38 @@ pub struct TargetConfig {
     /// How discovery picks idle times. `Adaptive` in production; the baselines exist so
     /// `docs/benchmarks.md` can compare policies in the real engine.
     pub discovery_policy: PolicyKind,
+}
+
+/// Where the lifetime the guard idles came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LifetimeSource {
+    /// `app_max_idle_lifetime` in the configuration (it wins over the URL).
+    Config,
+    /// The URL's `max_idle_connection_lifetime`.
+    Url,
+    /// A quaint URL without `max_idle_connection_lifetime`: quaint's default applies
+    /// ([`crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME`]).
+    LibraryDefault,
+}
+
+impl LifetimeSource {
+    /// The `source` label of `idle_drop_app_lifetime_source`.
+    pub fn label(self) -> &'static str {
+        match self {
+            LifetimeSource::Config => "config",
+            LifetimeSource::Url => "url",
+            LifetimeSource::LibraryDefault => "library_default",
+        }
+    }
+
+    /// How the status page says it, after the value.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LifetimeSource::Config => "from the config",
+            LifetimeSource::Url => "from the URL",
+            LifetimeSource::LibraryDefault => "quaint default, URL has none",
+        }
+    }
 }
 
 /// The CA certificates of a target, with where they came from (for error messages).
@@ -171,6 +209,8 @@ pub struct KeepaliveProbe {
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// The largest password file read.
 pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+/// The largest `dsn_file` read (a URL with every parameter fits many times over).
+pub const MAX_DSN_FILE_BYTES: u64 = 16 * 1024;
 /// The deepest nesting of YAML flow collections (`[`, `{`) accepted. The YAML parser's time
 /// grows steeply with depth (100,000 `[` took 34 s to refuse); our files nest 4 levels.
 pub const MAX_YAML_NESTING: usize = 64;

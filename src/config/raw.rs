@@ -24,6 +24,8 @@ pub struct RawLog {
 pub struct RawTarget {
     pub name: Option<String>,
     pub dsn: Option<String>,
+    pub dsn_env: Option<String>,
+    pub dsn_file: Option<String>,
     pub password_file: Option<String>,
     pub password_env: Option<String>,
     pub sslmode: Option<String>,

@@ -243,6 +243,154 @@ fn passwords_come_from_one_place_and_never_show() {
     assert!(!e.to_string().contains("inline-pw"), "{e}");
 }
 
+const PRISMA_URL: &str = "postgresql://app:app-secret-pw@db:5432/app?schema=public&connection_limit=5&max_idle_connection_lifetime=60&socket_timeout=10";
+
+fn app_target(source: &str, extra: &str) -> String {
+    format!("targets:\n  - name: app\n    {source}\n{extra}")
+}
+
+#[test]
+fn the_application_url_comes_from_an_environment_variable() {
+    std::env::set_var("IDLE_DROP_TEST_APP_URL", PRISMA_URL);
+    let c = check(&app_target("dsn_env: IDLE_DROP_TEST_APP_URL", "")).unwrap();
+    let t = &c.targets[0];
+    assert_eq!(t.display_dsn, "postgres://app@db:5432/app");
+    assert_eq!(t.driver.get_password(), Some("app-secret-pw".as_bytes()));
+    assert_eq!(t.app_params.connection_limit, Some(5));
+    assert!(
+        c.warnings.is_empty(),
+        "the app's URL holds its secret by design: {:?}",
+        c.warnings
+    );
+    assert!(!format!("{c:?}").contains("app-secret-pw"));
+
+    let e = err(&app_target("dsn_env: IDLE_DROP_SURELY_UNSET_URL", ""));
+    assert_eq!(
+        e.to_string(),
+        "test.yaml:3: targets[0].dsn_env: environment variable IDLE_DROP_SURELY_UNSET_URL is not set or empty"
+    );
+    std::env::set_var("IDLE_DROP_TEST_EMPTY_URL", " ");
+    let e = err(&app_target("dsn_env: IDLE_DROP_TEST_EMPTY_URL", ""));
+    assert!(e.reason.contains("not set or empty"), "{e}");
+
+    std::env::set_var(
+        "IDLE_DROP_TEST_BAD_URL",
+        "postgresql://app:app-secret-pw@db/app?max_idle_connection_lifetime=abc",
+    );
+    let e = err(&app_target("dsn_env: IDLE_DROP_TEST_BAD_URL", ""));
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("test.yaml:3: targets[0].dsn_env: the URL in IDLE_DROP_TEST_BAD_URL: max_idle_connection_lifetime: "),
+        "{shown}"
+    );
+    assert!(!shown.contains("app-secret-pw"), "{shown}");
+}
+
+#[test]
+fn the_application_url_comes_from_a_file_trimmed() {
+    let dir = scratch("dsn-file");
+    std::fs::write(dir.join("url"), format!("\n  {PRISMA_URL}\n")).unwrap();
+    let c = parse(&dir.join("c.yaml"), &app_target("dsn_file: url", "")).unwrap();
+    assert_eq!(c.targets[0].display_dsn, "postgres://app@db:5432/app");
+    assert_eq!(
+        c.targets[0].app_params.max_idle_connection_lifetime,
+        Some(60)
+    );
+    assert!(c.warnings.is_empty());
+
+    let e = parse(&dir.join("c.yaml"), &app_target("dsn_file: missing", "")).unwrap_err();
+    assert_eq!(e.field, "targets[0].dsn_file");
+    assert!(e.reason.contains("cannot read"), "{e}");
+    std::fs::write(dir.join("empty"), "\n").unwrap();
+    let e = parse(&dir.join("c.yaml"), &app_target("dsn_file: empty", "")).unwrap_err();
+    assert!(e.reason.ends_with("is empty"), "{e}");
+    std::fs::write(
+        dir.join("bad"),
+        "postgresql://app:app-secret-pw@db/app?socket_timeout=app-secret-pw",
+    )
+    .unwrap();
+    let e = parse(&dir.join("c.yaml"), &app_target("dsn_file: bad", "")).unwrap_err();
+    assert_eq!(e.field, "targets[0].dsn_file");
+    assert!(e.reason.contains("socket_timeout"), "{e}");
+    assert!(!e.to_string().contains("app-secret-pw"), "{e}");
+}
+
+#[test]
+fn exactly_one_dsn_source() {
+    std::env::set_var("IDLE_DROP_TEST_ONE_URL", PRISMA_URL);
+    let e = err("targets:\n  - name: app\n    max_connections: 4\n");
+    assert_eq!(e.field, "targets[0]");
+    assert!(e.reason.contains("dsn_env"), "{e}");
+    let e = err(&format!("{MINIMAL}    dsn_env: IDLE_DROP_TEST_ONE_URL\n"));
+    assert_eq!(e.field, "targets[0].dsn_env");
+    assert_eq!(e.line, Some(4));
+    assert!(e.reason.contains("one place"), "{e}");
+    let e = err(&app_target(
+        "dsn_env: IDLE_DROP_TEST_ONE_URL",
+        "    dsn_file: url\n",
+    ));
+    assert_eq!(e.field, "targets[0].dsn_file");
+}
+
+#[test]
+fn the_guard_lifetime_comes_from_the_config_the_url_or_quaints_default() {
+    let dsn = |query: &str| app_target(&format!("dsn: postgres://app@db/app{query}"), "");
+    // The URL's own value.
+    let t = check(&dsn("?max_idle_connection_lifetime=60&schema=public"))
+        .unwrap()
+        .targets
+        .remove(0);
+    assert_eq!(t.app_max_idle_lifetime, Some(Duration::from_secs(60)));
+    assert_eq!(t.app_lifetime_source, Some(LifetimeSource::Url));
+    // A quaint URL without one: quaint's documented default.
+    let t = check(&dsn("?connection_limit=5"))
+        .unwrap()
+        .targets
+        .remove(0);
+    assert_eq!(
+        t.app_max_idle_lifetime,
+        Some(crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME)
+    );
+    assert_eq!(t.app_max_idle_lifetime, Some(Duration::from_secs(300)));
+    assert_eq!(t.app_lifetime_source, Some(LifetimeSource::LibraryDefault));
+    // The configuration wins, and says the URL disagrees.
+    let c = check(&format!(
+        "{}    app_max_idle_lifetime: 45s\n",
+        dsn("?max_idle_connection_lifetime=60")
+    ))
+    .unwrap();
+    assert_eq!(
+        c.targets[0].app_max_idle_lifetime,
+        Some(Duration::from_secs(45))
+    );
+    assert_eq!(
+        c.targets[0].app_lifetime_source,
+        Some(LifetimeSource::Config)
+    );
+    assert!(
+        c.warnings[0].contains("max_idle_connection_lifetime"),
+        "{:?}",
+        c.warnings
+    );
+    // No quaint key: nothing to guard, as before.
+    for query in [
+        "",
+        "?connect_timeout=10",
+        "?keepalives_idle=30&application_name=x",
+    ] {
+        let t = check(&dsn(query)).unwrap().targets.remove(0);
+        assert_eq!(t.app_max_idle_lifetime, None, "{query}");
+        assert_eq!(t.app_lifetime_source, None, "{query}");
+    }
+    // 0 turns quaint's retirement off: nothing to guard, and a warning.
+    let c = check(&dsn("?max_idle_connection_lifetime=0")).unwrap();
+    assert_eq!(c.targets[0].app_max_idle_lifetime, None);
+    assert!(c.warnings[0].contains("forever"), "{:?}", c.warnings);
+    let e = err(&dsn("?max_idle_connection_lifetime=99999999999"));
+    assert_eq!(e.field, "targets[0].dsn");
+    assert!(e.reason.contains("longest duration"), "{e}");
+}
+
 fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("idle-drop-config-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -726,6 +874,53 @@ fn a_reload_restarts_the_measurement_only_for_path_settings() {
         .remove(0);
     assert_eq!(old.change_to(&rotated), TargetChange::Reconnect);
     assert_eq!(old.fingerprint(), rotated.fingerprint());
+    // The URL's pool settings move the guard only; its password reconnects; its path, again.
+    let url = "postgres://probe:one@127.0.0.1:5432/postgres?max_idle_connection_lifetime=60&socket_timeout=10";
+    let with_url = check(&base.replace("postgres://probe:one@127.0.0.1:5432/postgres", url))
+        .unwrap()
+        .targets
+        .remove(0);
+    assert_eq!(old.change_to(&with_url), TargetChange::Live);
+    assert_eq!(old.fingerprint(), with_url.fingerprint());
+    for (changed, expected) in [
+        ("max_idle_connection_lifetime=30&socket_timeout=10", TargetChange::Live),
+        ("socket_timeout=5&max_idle_connection_lifetime=60&connection_limit=9", TargetChange::Live),
+        ("max_idle_connection_lifetime=60&socket_timeout=10&keepalives=1&keepalives_idle=20&tcp_user_timeout=5000", TargetChange::Live),
+        ("max_idle_connection_lifetime=60&socket_timeout=10&sslmode=require", TargetChange::NewPath),
+    ] {
+        let text = base.replace(
+            "postgres://probe:one@127.0.0.1:5432/postgres",
+            &format!("postgres://probe:one@127.0.0.1:5432/postgres?{changed}"),
+        );
+        let new = check(&text).unwrap().targets.remove(0);
+        assert_eq!(with_url.change_to(&new), expected, "{changed}");
+        if expected == TargetChange::Live {
+            assert_eq!(with_url.fingerprint(), new.fingerprint(), "{changed}");
+        }
+    }
+    let text = base.replace(
+        "postgres://probe:one@127.0.0.1:5432/postgres",
+        &url.replace(":one@", ":two@"),
+    );
+    let rotated_url = check(&text).unwrap().targets.remove(0);
+    assert_eq!(with_url.change_to(&rotated_url), TargetChange::Reconnect);
+    for (from, to) in [
+        ("127.0.0.1", "127.0.0.2"),
+        (":5432", ":5433"),
+        ("/postgres", "/other"),
+        ("probe:", "other:"),
+    ] {
+        let text = base.replace(
+            "postgres://probe:one@127.0.0.1:5432/postgres",
+            &url.replace(from, to),
+        );
+        let moved = check(&text).unwrap().targets.remove(0);
+        assert_eq!(
+            with_url.change_to(&moved),
+            TargetChange::NewPath,
+            "{from} -> {to}"
+        );
+    }
     for dsn in [
         "postgres://probe:one@127.0.0.2:5432/postgres",
         "postgres://probe:one@127.0.0.1:5433/postgres",

@@ -10,11 +10,13 @@ use super::locate::Step::{self, Index, Key};
 use super::raw;
 use super::{
     parse_duration, read_file, relative_to, CaBundle, Config, ConfigError, KeepaliveProbe,
-    LogConfig, LogFormat, TargetConfig, DEFAULT_LISTEN_ADDRESS, MAX_CONNECTIONS_HARD_CAP,
-    MAX_FILE_BYTES, MAX_LADDER_RUNGS, MAX_PASSWORD_FILE_BYTES,
+    LifetimeSource, LogConfig, LogFormat, TargetConfig, DEFAULT_LISTEN_ADDRESS,
+    MAX_CONNECTIONS_HARD_CAP, MAX_DSN_FILE_BYTES, MAX_DURATION, MAX_FILE_BYTES, MAX_LADDER_RUNGS,
+    MAX_PASSWORD_FILE_BYTES,
 };
 use crate::discovery::PolicyKind;
-use crate::postgres::dsn::{self, SslMode};
+use crate::postgres::dsn::{self, AppParams, SslMode};
+use crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME;
 use crate::secret::Secret;
 
 /// Checks a parsed configuration file; `text` is the file's text (for line numbers).
@@ -139,16 +141,14 @@ impl Validator<'_> {
                 format!("`{name}`: use 1-64 characters from A-Z a-z 0-9 - _ ."),
             ));
         }
-        let dsn_text = raw
-            .dsn
-            .as_deref()
-            .ok_or_else(|| self.error(&[Key("targets"), Index(i)], "`dsn` is required"))?;
-        let parsed = dsn::parse(dsn_text).map_err(|e| self.error(&at("dsn"), e.to_string()))?;
+        let (dsn_field, parsed) = self.dsn(i, &raw)?;
         let mut driver = parsed.config.clone();
         let display_dsn = dsn::redacted(&driver);
 
         let password = self.password(i, &raw, driver.get_password().is_some())?;
-        if driver.get_password().is_some() {
+        // The application's own URL holds the application's secret by design; a `dsn` written
+        // into this file is better off without it.
+        if driver.get_password().is_some() && dsn_field == "dsn" {
             warnings.push(format!(
                 "target {name}: the DSN carries a password; prefer password_file or password_env"
             ));
@@ -229,12 +229,14 @@ impl Validator<'_> {
         }
 
         let watch_ladder = self.ladder(i, &raw.watch_ladder)?;
-        let app_max_idle_lifetime = match &raw.app_max_idle_lifetime {
+        let configured = match &raw.app_max_idle_lifetime {
             Some(_) => {
                 Some(self.duration(&at("app_max_idle_lifetime"), &raw.app_max_idle_lifetime, "")?)
             }
             None => None,
         };
+        let (app_max_idle_lifetime, app_lifetime_source) =
+            self.app_lifetime(&name, &at(dsn_field), configured, &parsed.app, warnings)?;
         let recommended_socket_timeout = self.duration(
             &at("recommended_socket_timeout"),
             &raw.recommended_socket_timeout,
@@ -285,12 +287,130 @@ impl Validator<'_> {
             precision,
             watch_ladder,
             app_max_idle_lifetime,
+            app_lifetime_source,
+            app_params: parsed.app,
             recommendation_margin: margin,
             recommended_socket_timeout,
             keepalive_probe,
             reap_ghosts: raw.reap_ghosts.unwrap_or(true),
             discovery_policy,
         })
+    }
+
+    /// The target's DSN from `dsn`, `dsn_env` or `dsn_file` (exactly one), parsed; with the
+    /// field it came from. Errors name that field, and the variable or file, never the value.
+    fn dsn(&self, i: usize, raw: &raw::RawTarget) -> Checked<(&'static str, dsn::ParsedDsn)> {
+        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
+        let given: Vec<&'static str> = [
+            ("dsn", raw.dsn.is_some()),
+            ("dsn_env", raw.dsn_env.is_some()),
+            ("dsn_file", raw.dsn_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        let field = match given[..] {
+            [field] => field,
+            [] => {
+                return Err(self.error(
+                    &[Key("targets"), Index(i)],
+                    "`dsn` is required (or `dsn_env` or `dsn_file` with the application's URL)",
+                ))
+            }
+            [_, second, ..] => {
+                return Err(self.error(
+                    &at(second),
+                    "give the DSN in one place only: dsn, dsn_env or dsn_file",
+                ))
+            }
+        };
+        let (text, origin) = match field {
+            "dsn_env" => {
+                let var = raw.dsn_env.as_deref().unwrap_or_default();
+                match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => {
+                        (v.trim().to_string(), format!("the URL in {var}: "))
+                    }
+                    _ => {
+                        return Err(self.error(
+                            &at(field),
+                            format!("environment variable {var} is not set or empty"),
+                        ))
+                    }
+                }
+            }
+            "dsn_file" => {
+                let path = self.relative(raw.dsn_file.as_deref().unwrap_or_default());
+                let bytes = read_file(&path, MAX_DSN_FILE_BYTES).map_err(|e| {
+                    self.error(&at(field), format!("cannot read {}: {e}", path.display()))
+                })?;
+                // Never quote the bytes: they hold the password.
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    self.error(&at(field), format!("{} is not UTF-8 text", path.display()))
+                })?;
+                if text.trim().is_empty() {
+                    return Err(self.error(&at(field), format!("{} is empty", path.display())));
+                }
+                (
+                    text.trim().to_string(),
+                    format!("the DSN in {}: ", path.display()),
+                )
+            }
+            _ => (raw.dsn.clone().unwrap_or_default(), String::new()),
+        };
+        let parsed =
+            dsn::parse(&text).map_err(|e| self.error(&at(field), format!("{origin}{e}")))?;
+        Ok((field, parsed))
+    }
+
+    /// The lifetime the guard idles and where it came from: `app_max_idle_lifetime` wins;
+    /// else a quaint URL's `max_idle_connection_lifetime`, or quaint's default when the URL
+    /// has none.
+    fn app_lifetime(
+        &self,
+        name: &str,
+        dsn_at: &[Step],
+        configured: Option<Duration>,
+        app: &AppParams,
+        warnings: &mut Vec<String>,
+    ) -> Checked<(Option<Duration>, Option<LifetimeSource>)> {
+        let from_url = match app.max_idle_connection_lifetime {
+            Some(0) => None,
+            Some(secs) => {
+                let lifetime = Duration::from_secs(secs);
+                if lifetime > MAX_DURATION {
+                    return Err(self.error(
+                        dsn_at,
+                        format!(
+                            "max_idle_connection_lifetime: {secs} s is longer than {}, the longest duration accepted",
+                            humantime::format_duration(MAX_DURATION)
+                        ),
+                    ));
+                }
+                Some((lifetime, LifetimeSource::Url))
+            }
+            None if app.is_quaint() => Some((
+                QUAINT_DEFAULT_MAX_IDLE_LIFETIME,
+                LifetimeSource::LibraryDefault,
+            )),
+            None => None,
+        };
+        if let Some(configured) = configured {
+            if let Some((url, _)) = from_url.filter(|(url, _)| *url != configured) {
+                warnings.push(format!(
+                    "target {name}: app_max_idle_lifetime {} is guarded, but the URL's pool retires connections after {} (max_idle_connection_lifetime)",
+                    humantime::format_duration(configured),
+                    humantime::format_duration(url)
+                ));
+            }
+            return Ok((Some(configured), Some(LifetimeSource::Config)));
+        }
+        if app.max_idle_connection_lifetime == Some(0) {
+            warnings.push(format!(
+                "target {name}: the URL's max_idle_connection_lifetime=0 keeps idle connections forever; there is no lifetime to guard (set app_max_idle_lifetime to guard one)"
+            ));
+        }
+        Ok(from_url.map_or((None, None), |(d, source)| (Some(d), Some(source))))
     }
 
     fn password(

@@ -43,9 +43,16 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// PostgreSQL DSN, a URL (postgres://user@host:5432/db) or key=value. Keep the password out
-    /// of it: use --password-env or --password-file.
+    /// of it: use --password-env or --password-file. One of --dsn, --dsn-env, --dsn-file.
     #[arg(long, env = "IDLE_DROP_DSN", hide_env_values = true)]
-    pub dsn: String,
+    pub dsn: Option<String>,
+    /// Environment variable holding the application's own URL (its DATABASE_URL): its pool
+    /// settings are judged against the measurement, then stripped before connecting.
+    #[arg(long, value_name = "VAR")]
+    pub dsn_env: Option<String>,
+    /// File holding the application's own URL (a mounted Secret), as --dsn-env.
+    #[arg(long, value_name = "FILE")]
+    pub dsn_file: Option<PathBuf>,
     /// File holding the password (one line).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -261,9 +268,26 @@ fn unreachable_limit(target: &TargetConfig) -> Duration {
 /// Errors name the flag.
 pub fn target_config(args: &Args) -> Result<TargetConfig, String> {
     let path = |p: &Path| p.display().to_string();
+    let given = [
+        args.dsn.is_some(),
+        args.dsn_env.is_some(),
+        args.dsn_file.is_some(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        1 => {}
+        0 => return Err("--dsn, --dsn-env or --dsn-file is required".to_string()),
+        _ => {
+            return Err(
+                "give one of --dsn (or IDLE_DROP_DSN), --dsn-env and --dsn-file, not several"
+                    .to_string(),
+            )
+        }
+    }
     let raw = RawTarget {
         name: Some(TARGET_NAME.into()),
-        dsn: Some(args.dsn.clone()),
+        dsn: args.dsn.clone(),
+        dsn_env: args.dsn_env.clone(),
+        dsn_file: args.dsn_file.as_deref().map(path),
         password_file: args.password_file.as_deref().map(path),
         password_env: args.password_env.clone(),
         sslmode: args.sslmode.clone(),
@@ -407,9 +431,38 @@ mod tests {
     }
 
     #[test]
+    fn the_applications_url_comes_from_dsn_env_or_dsn_file() {
+        std::env::set_var(
+            "IDLE_DROP_DISCOVER_TEST_URL",
+            "postgresql://app:app-pw@127.0.0.1:5432/app?schema=public&max_idle_connection_lifetime=60",
+        );
+        let mut a = args(&[]);
+        a.dsn = None;
+        a.dsn_env = Some("IDLE_DROP_DISCOVER_TEST_URL".into());
+        let t = target_config(&a).unwrap();
+        assert_eq!(t.app_params.max_idle_connection_lifetime, Some(60));
+        assert_eq!(t.app_max_idle_lifetime, Some(Duration::from_secs(60)));
+        a.dsn_env = Some("IDLE_DROP_DISCOVER_SURELY_UNSET".into());
+        let e = target_config(&a).unwrap_err();
+        assert!(
+            e.starts_with("--dsn-env: environment variable IDLE_DROP_DISCOVER_SURELY_UNSET"),
+            "{e}"
+        );
+        a.dsn_env = None;
+        a.dsn_file = Some(PathBuf::from("/nonexistent/url"));
+        let e = target_config(&a).unwrap_err();
+        assert!(e.starts_with("--dsn-file: cannot read"), "{e}");
+        a.dsn_file = None;
+        assert!(target_config(&a).unwrap_err().contains("is required"));
+        let mut both = args(&[]);
+        both.dsn_env = Some("IDLE_DROP_DISCOVER_TEST_URL".into());
+        assert!(target_config(&both).unwrap_err().contains("not several"));
+    }
+
+    #[test]
     fn a_password_in_a_refused_dsn_is_not_repeated() {
         let mut a = args(&[]);
-        a.dsn = "postgres://probe:s3cret-pw@127.0.0.1/db?sslmode=bogus".into();
+        a.dsn = Some("postgres://probe:s3cret-pw@127.0.0.1/db?sslmode=bogus".into());
         let e = target_config(&a).unwrap_err();
         assert!(!e.contains("s3cret-pw"), "{e}");
     }

@@ -78,6 +78,9 @@ pub struct Report {
     pub app_max_idle_lifetime_seconds: Option<f64>,
     /// Whether the application's lifetime is below the lower bound; `None` if unknown.
     pub app_lifetime_safe: Option<bool>,
+    /// The application's own quaint/Prisma URL (`--dsn-env`, `--dsn-file`, or a `--dsn` with
+    /// quaint's keys) judged against the measurement; `None` for any other DSN.
+    pub url_pool: Option<UrlPool>,
     pub recommendation: Option<Recommended>,
     /// Whether TCP keepalives keep an idle flow alive on this path (the keepalive check).
     pub box_counts: BoxCounts,
@@ -110,6 +113,118 @@ pub struct Ghosts {
     pub server_keeps_ghosts: Option<bool>,
     /// Client-side deaths whose sessions might have stayed on the server.
     pub could_leave_ghosts: u64,
+}
+
+/// The verdict on the idle lifetime an application's quaint URL runs its pool with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UrlPool {
+    /// `max_idle_connection_lifetime` as the URL writes it (whole seconds; 0 turns retirement
+    /// off); `None` when the URL does not set it.
+    pub max_idle_connection_lifetime_seconds: Option<u64>,
+    /// `url`, or `library_default` when the URL has none and quaint's default applies.
+    pub source: &'static str,
+    /// The lifetime the pool runs with; `None` when it never retires idle connections.
+    pub effective_seconds: Option<u64>,
+    /// Below the measured lower bound; `None` when the measurement cannot tell.
+    pub safe: Option<bool>,
+    /// The recommended lifetime in whole seconds, when the current one is unsafe.
+    pub set_at_most_seconds: Option<u64>,
+    /// The verdict as the text report prints it.
+    pub verdict: String,
+}
+
+/// Judges a quaint URL's `max_idle_connection_lifetime` (`written`) against the bracket; safe
+/// means below the lower bound, the guard's own rule.
+pub fn url_pool_verdict(
+    written: Option<u64>,
+    lower: Option<Duration>,
+    upper: Option<Duration>,
+    recommended: Option<Duration>,
+) -> UrlPool {
+    let default = crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME.as_secs();
+    let effective = match written {
+        Some(0) => None,
+        Some(secs) => Some(secs),
+        None => Some(default),
+    };
+    let what = match written {
+        Some(0) => "your URL's max_idle_connection_lifetime=0 never retires idle connections,".to_string(),
+        Some(secs) => format!("your URL's max_idle_connection_lifetime {secs} s"),
+        None => format!(
+            "your URL's max_idle_connection_lifetime is absent: quaint's default {default} s applies, and"
+        ),
+    };
+    let at_most = recommended.map(|r| r.as_secs()).filter(|s| *s > 0);
+    let fix = match at_most {
+        Some(s) => format!("set it to at most {s} s"),
+        None => "no whole number of seconds is known to be safe".to_string(),
+    };
+    let (safe, verdict) = match (effective, lower) {
+        (_, None) => (
+            None,
+            format!("{what} cannot be judged: no idle connection survived a probe"),
+        ),
+        (None, Some(lower)) => match upper {
+            Some(upper) => (
+                Some(false),
+                format!(
+                    "{what} and this path drops idle connections between {} and {}: unsafe ({fix})",
+                    seconds(lower),
+                    seconds(upper)
+                ),
+            ),
+            None => (
+                None,
+                format!(
+                    "{what} and nothing dropped up to {}: not known beyond that",
+                    seconds(lower)
+                ),
+            ),
+        },
+        (Some(app), Some(lower)) => {
+            let app_d = Duration::from_secs(app);
+            let verb = if written.is_none() { "it is" } else { "is" };
+            if app_d < lower {
+                (
+                    Some(true),
+                    format!(
+                        "{what} {verb} below the measured threshold's lower bound {}: safe",
+                        seconds(lower)
+                    ),
+                )
+            } else {
+                let above = if app_d == lower { "at" } else { "above" };
+                (
+                    Some(false),
+                    format!(
+                        "{what} {verb} {above} the measured threshold's lower bound {}: unsafe ({fix})",
+                        seconds(lower)
+                    ),
+                )
+            }
+        }
+    };
+    UrlPool {
+        max_idle_connection_lifetime_seconds: written,
+        source: if written.is_some() {
+            "url"
+        } else {
+            "library_default"
+        },
+        effective_seconds: effective,
+        safe,
+        set_at_most_seconds: if safe == Some(false) { at_most } else { None },
+        verdict,
+    }
+}
+
+/// `240 s`, or `240.5 s`: whole seconds as quaint writes them, a fraction only when there is one.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -187,6 +302,14 @@ impl Report {
                 .app_max_idle_lifetime
                 .zip(bracket.lower)
                 .map(|(app, lower)| app < lower),
+            url_pool: target.app_params.is_quaint().then(|| {
+                url_pool_verdict(
+                    target.app_params.max_idle_connection_lifetime,
+                    bracket.lower,
+                    bracket.upper,
+                    status.recommendation.and_then(|r| r.max_idle_lifetime),
+                )
+            }),
             recommendation,
             box_counts: BoxCounts::from_keepalive_rescue(status.keepalive_rescue),
             recipes,
@@ -264,6 +387,9 @@ impl Report {
                 "UNSAFE: connections die before the pool retires them"
             };
             let _ = writeln!(out, "  your pool's lifetime {}: {verdict}", d(app));
+        }
+        if let Some(url) = &self.url_pool {
+            let _ = writeln!(out, "  your URL's pool      {}", url.verdict);
         }
         if let Some(error) = &self.last_error {
             let _ = writeln!(out, "  last error           {error}");
@@ -433,6 +559,83 @@ mod tests {
             "{text}"
         );
         assert_eq!(report.sessions_peak, 3);
+    }
+
+    #[test]
+    fn the_urls_lifetime_is_judged_against_the_lower_bound() {
+        let s = Duration::from_secs;
+        let unsafe_url = url_pool_verdict(Some(300), Some(s(240)), Some(s(250)), Some(s(192)));
+        assert_eq!(
+            unsafe_url.verdict,
+            "your URL's max_idle_connection_lifetime 300 s is above the measured threshold's lower bound 240 s: unsafe (set it to at most 192 s)"
+        );
+        assert_eq!(unsafe_url.safe, Some(false));
+        assert_eq!(unsafe_url.set_at_most_seconds, Some(192));
+        let safe = url_pool_verdict(Some(60), Some(s(240)), Some(s(250)), Some(s(192)));
+        assert_eq!(
+            safe.verdict,
+            "your URL's max_idle_connection_lifetime 60 s is below the measured threshold's lower bound 240 s: safe"
+        );
+        assert_eq!((safe.safe, safe.set_at_most_seconds), (Some(true), None));
+        let absent = url_pool_verdict(None, Some(s(240)), Some(s(250)), Some(s(192)));
+        assert_eq!(
+            absent.verdict,
+            "your URL's max_idle_connection_lifetime is absent: quaint's default 300 s applies, and it is above the measured threshold's lower bound 240 s: unsafe (set it to at most 192 s)"
+        );
+        assert_eq!(
+            (absent.source, absent.effective_seconds),
+            ("library_default", Some(300))
+        );
+        let off = url_pool_verdict(Some(0), Some(s(240)), Some(s(250)), Some(s(192)));
+        assert_eq!(off.safe, Some(false));
+        assert!(off.verdict.contains("=0 never retires"), "{}", off.verdict);
+        let unknown = url_pool_verdict(Some(60), None, Some(s(1)), None);
+        assert_eq!(unknown.safe, None);
+        assert!(
+            url_pool_verdict(Some(240), Some(s(240)), None, Some(s(192)))
+                .verdict
+                .contains("is at the measured")
+        );
+    }
+
+    #[test]
+    fn a_quaint_urls_verdict_is_in_the_text_and_the_json() {
+        let yaml =
+            "targets:\n  - name: t\n    dsn: postgres://probe@10.0.0.5/app?connection_limit=5\n";
+        let target = crate::config::parse(std::path::Path::new("t.yaml"), yaml)
+            .unwrap()
+            .targets
+            .remove(0);
+        let mut status = TargetStatus::new(&target);
+        status.bracket = crate::discovery::Bracket {
+            lower: Some(Duration::from_secs(240)),
+            upper: Some(Duration::from_secs(250)),
+        };
+        let report = Report::new(&target, &status, Outcome::Measured, Duration::from_secs(9));
+        assert!(
+            report
+                .render_text()
+                .contains("  your URL's pool      your URL's max_idle_connection_lifetime is absent: quaint's default 300 s applies"),
+            "{}",
+            report.render_text()
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["url_pool"]["source"], "library_default");
+        assert_eq!(json["url_pool"]["effective_seconds"], 300);
+        assert_eq!(json["url_pool"]["safe"], false);
+        assert!(json["url_pool"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("unsafe"));
+
+        let plain = "targets:\n  - name: t\n    dsn: postgres://probe@10.0.0.5/app\n";
+        let target = crate::config::parse(std::path::Path::new("t.yaml"), plain)
+            .unwrap()
+            .targets
+            .remove(0);
+        let report = Report::new(&target, &status, Outcome::Measured, Duration::from_secs(9));
+        assert!(serde_json::to_value(&report).unwrap()["url_pool"].is_null());
+        assert!(!report.render_text().contains("your URL's pool"));
     }
 
     #[test]

@@ -80,11 +80,16 @@ fn row(page: &mut String, s: &TargetStatus) {
     let socket = s
         .recommendation
         .map_or("–".to_string(), |r| human(r.socket_timeout));
+    // Where the value came from matters when it is not in the config: the URL's, or a
+    // library default the application never wrote down.
+    let source = s.app_lifetime_source.map_or(String::new(), |src| {
+        format!(" <small>({})</small>", src.describe())
+    });
     let app = match (s.app_max_idle_lifetime, s.bracket.lower) {
         (Some(app), Some(lower)) if app >= lower => {
-            format!("<span class=\"bad\">{} (unsafe)</span>", human(app))
+            format!("<span class=\"bad\">{} (unsafe)</span>{source}", human(app))
         }
-        (Some(app), _) => human(app),
+        (Some(app), _) => format!("{}{source}", human(app)),
         (None, _) => "–".to_string(),
     };
     let _ = writeln!(
@@ -488,6 +493,27 @@ mod tests {
         s.deaths = BTreeMap::from([(DeathCause::Timeout, 3)]);
         s.last_error = Some("server said <b>no</b>".to_string());
         s
+    }
+
+    #[test]
+    fn the_app_lifetime_says_where_it_came_from() {
+        let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
+        let status = sample();
+        board.write().unwrap().insert(status.name.clone(), status);
+        assert!(
+            render(&board, "/metrics").contains("(unsafe)</span> <small>(from the config)</small>")
+        );
+
+        let yaml = "targets:\n  - name: prisma\n    dsn: postgres://probe@10.0.0.5/app?connection_limit=5\n";
+        let config = crate::config::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+        let status = TargetStatus::new(&config.targets[0]);
+        board.write().unwrap().insert(status.name.clone(), status);
+        assert!(
+            render(&board, "/metrics")
+                .contains("<td>5m <small>(quaint default, URL has none)</small></td>"),
+            "{}",
+            render(&board, "/metrics")
+        );
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! tokio-postgres only understands `sslmode=disable|prefer|require`; libpq users write
 //! `verify-ca`/`verify-full` and `sslrootcert`. We strip those parameters here and hand them to
 //! our own TLS setup, so any DSN a libpq user would write is accepted.
+//!
+//! An application's own `DATABASE_URL` also carries its pool's settings (quaint/Prisma's
+//! `max_idle_connection_lifetime`, `socket_timeout`, ...) and libpq's keepalive settings for the
+//! application's sockets. Those are read into [`AppParams`] and stripped too: the driver refuses
+//! quaint's keys, and the libpq ones would describe the probe's sockets, which keep keepalives
+//! off (see `Connector::new`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -56,6 +62,116 @@ pub struct ParsedDsn {
     pub config: tokio_postgres::Config,
     pub sslmode: Option<SslMode>,
     pub sslrootcert: Option<String>,
+    /// The application's pool and socket settings the DSN carried (never given to the driver).
+    pub app: AppParams,
+}
+
+/// Settings in an application's URL that describe the application's pool and sockets, not the
+/// probe's: read so the guard and `discover` can judge them, stripped before connecting.
+/// Values are as the libraries read them: whole seconds, except `tcp_user_timeout` (libpq:
+/// milliseconds); 0 in quaint's lifetimes and timeouts means "none".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppParams {
+    // quaint / Prisma (prisma-engines quaint/src/connector/postgres, parse_query_params).
+    pub max_idle_connection_lifetime: Option<u64>,
+    pub max_connection_lifetime: Option<u64>,
+    pub socket_timeout: Option<u64>,
+    pub connection_limit: Option<u64>,
+    pub pool_timeout: Option<u64>,
+    pub connect_timeout: Option<u64>,
+    pub schema: Option<String>,
+    pub pgbouncer: Option<bool>,
+    pub statement_cache_size: Option<u64>,
+    // libpq, for the application's sockets.
+    pub keepalives: Option<bool>,
+    pub keepalives_idle: Option<u64>,
+    pub keepalives_interval: Option<u64>,
+    pub keepalives_count: Option<u64>,
+    pub tcp_user_timeout_ms: Option<u64>,
+}
+
+/// The keys [`AppParams`] takes out of a DSN.
+pub const APP_KEYS: &[&str] = &[
+    "max_idle_connection_lifetime",
+    "max_connection_lifetime",
+    "socket_timeout",
+    "connection_limit",
+    "pool_timeout",
+    "connect_timeout",
+    "schema",
+    "pgbouncer",
+    "statement_cache_size",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+];
+
+impl AppParams {
+    /// The URL is quaint's (Prisma's): it carries a key only quaint reads. `connect_timeout`
+    /// does not count: libpq URLs carry it too, and a libpq application has no idle lifetime
+    /// that quaint's default could stand for.
+    pub fn is_quaint(&self) -> bool {
+        self.max_idle_connection_lifetime.is_some()
+            || self.max_connection_lifetime.is_some()
+            || self.socket_timeout.is_some()
+            || self.connection_limit.is_some()
+            || self.pool_timeout.is_some()
+            || self.schema.is_some()
+            || self.pgbouncer.is_some()
+            || self.statement_cache_size.is_some()
+    }
+
+    /// Reads one application key; `shown` says whether the value may be quoted in an error.
+    fn set(&mut self, key: &str, value: &str, shown: bool) -> Result<(), DsnError> {
+        let refuse = |what: &str| {
+            let value = if shown {
+                format!("`{value}` ")
+            } else {
+                String::new()
+            };
+            DsnError::AppParam {
+                key: key.to_string(),
+                reason: format!("{value}is not {what}"),
+            }
+        };
+        let number = |what: &str| value.trim().parse::<u64>().map_err(|_| refuse(what));
+        let seconds = || number("a whole number of seconds (like 300)");
+        match key {
+            "max_idle_connection_lifetime" => self.max_idle_connection_lifetime = Some(seconds()?),
+            "max_connection_lifetime" => self.max_connection_lifetime = Some(seconds()?),
+            "socket_timeout" => self.socket_timeout = Some(seconds()?),
+            "pool_timeout" => self.pool_timeout = Some(seconds()?),
+            "connect_timeout" => self.connect_timeout = Some(seconds()?),
+            "keepalives_idle" => self.keepalives_idle = Some(seconds()?),
+            "keepalives_interval" => self.keepalives_interval = Some(seconds()?),
+            "connection_limit" => self.connection_limit = Some(number("a whole number")?),
+            "statement_cache_size" => self.statement_cache_size = Some(number("a whole number")?),
+            "keepalives_count" => self.keepalives_count = Some(number("a whole number")?),
+            "tcp_user_timeout" => {
+                self.tcp_user_timeout_ms = Some(number("a whole number of milliseconds")?)
+            }
+            "schema" => self.schema = Some(value.to_string()),
+            // quaint parses it as a Rust bool; libpq's keepalives is 0 or 1.
+            "pgbouncer" => {
+                self.pgbouncer = Some(match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(refuse("true or false")),
+                })
+            }
+            "keepalives" => {
+                self.keepalives = Some(match value.trim() {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(refuse("0 or 1")),
+                })
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for ParsedDsn {
@@ -63,6 +179,7 @@ impl fmt::Debug for ParsedDsn {
         f.debug_struct("ParsedDsn")
             .field("dsn", &redacted(&self.config))
             .field("sslmode", &self.sslmode)
+            .field("app", &self.app)
             .finish()
     }
 }
@@ -77,11 +194,15 @@ pub enum DsnError {
     SslMode(String),
     #[error("the DSN names no host")]
     NoHost,
+    /// An application setting (`max_idle_connection_lifetime=abc`); the value is quoted only
+    /// when it cannot be (part of) the password.
+    #[error("{key}: {reason}")]
+    AppParam { key: String, reason: String },
 }
 
 /// Parses a URL (`postgres://…`) or `key=value` DSN.
 pub fn parse(dsn: &str) -> Result<ParsedDsn, DsnError> {
-    let (rest, sslmode, sslrootcert) = if is_url(dsn) {
+    let stripped = if is_url(dsn) {
         // The driver ends the credentials at the first `@` (even past a `?`): with another one,
         // the rest of a password would become the (shown) host, database or parameter name.
         if dsn.matches('@').count() > 1 {
@@ -94,6 +215,24 @@ pub fn parse(dsn: &str) -> Result<ParsedDsn, DsnError> {
     } else {
         strip_keyword_params(dsn)?
     };
+    let Stripped {
+        rest,
+        sslmode,
+        sslrootcert,
+        app: app_pairs,
+        secrets,
+    } = stripped;
+    let mut app = AppParams::default();
+    for (key, value) in &app_pairs {
+        // Never quote a value that holds the password or a piece of it.
+        let shown = value.chars().count() <= 32
+            && !value.chars().any(char::is_control)
+            && secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .all(|s| !s.contains(value.as_str()) && !value.contains(s.as_str()));
+        app.set(key, value, shown)?;
+    }
     let sslmode = sslmode
         .map(|m| m.parse::<SslMode>().map_err(DsnError::SslMode))
         .transpose()?;
@@ -110,6 +249,7 @@ pub fn parse(dsn: &str) -> Result<ParsedDsn, DsnError> {
         config,
         sslmode,
         sslrootcert,
+        app,
     })
 }
 
@@ -144,23 +284,56 @@ fn is_url(dsn: &str) -> bool {
     dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")
 }
 
-type Stripped = (String, Option<String>, Option<String>);
+/// A DSN without the parameters we handle ourselves, and those parameters.
+struct Stripped {
+    /// What the driver parses.
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    /// The application's settings ([`APP_KEYS`]), values decoded.
+    app: Vec<(String, String)>,
+    /// Every password the DSN spells (as written and decoded): never quoted in an error.
+    secrets: Vec<String>,
+}
 
 fn strip_url_params(dsn: &str) -> Stripped {
     // The query starts at the first `?` after the credentials, as the driver reads it: a `?` in
     // a user name or password must not turn the rest into a (quoted) `sslmode`.
     let credentials = dsn.find('@').map_or(0, |at| at + 1);
+    let mut secrets = Vec::new();
+    if credentials > 0 {
+        let userinfo = dsn[..credentials - 1]
+            .split_once("://")
+            .map_or("", |(_, info)| info);
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_string());
+            secrets.push(percent_decode(password));
+        }
+    }
     let Some(start) = dsn[credentials..].find('?').map(|q| credentials + q) else {
-        return (dsn.to_string(), None, None);
+        return Stripped {
+            rest: dsn.to_string(),
+            sslmode: None,
+            sslrootcert: None,
+            app: Vec::new(),
+            secrets,
+        };
     };
     let (base, query) = (&dsn[..start], &dsn[start + 1..]);
     let mut sslmode = None;
     let mut sslrootcert = None;
+    let mut app = Vec::new();
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslmode", v)) => sslmode = Some(percent_decode(v)),
             Some(("sslrootcert", v)) => sslrootcert = Some(percent_decode(v)),
+            Some((k, v)) if APP_KEYS.contains(&k) => app.push((k.to_string(), percent_decode(v))),
+            Some(("password", v)) => {
+                secrets.push(v.to_string());
+                secrets.push(percent_decode(v));
+                kept.push(pair);
+            }
             _ => kept.push(pair),
         }
     }
@@ -169,24 +342,44 @@ fn strip_url_params(dsn: &str) -> Stripped {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    (rest, sslmode, sslrootcert)
+    Stripped {
+        rest,
+        sslmode,
+        sslrootcert,
+        app,
+        secrets,
+    }
 }
 
 fn strip_keyword_params(dsn: &str) -> Result<Stripped, DsnError> {
     let mut sslmode = None;
     let mut sslrootcert = None;
+    let mut app = Vec::new();
+    let mut secrets = Vec::new();
     let mut kept = Vec::new();
     for (key, value) in keyword_pairs(dsn)? {
         match key.as_str() {
             "sslmode" => sslmode = Some(value),
             "sslrootcert" => sslrootcert = Some(value),
-            _ => kept.push(format!(
-                "{key}='{}'",
-                value.replace('\\', "\\\\").replace('\'', "\\'")
-            )),
+            k if APP_KEYS.contains(&k) => app.push((key, value)),
+            _ => {
+                if key == "password" {
+                    secrets.push(value.clone());
+                }
+                kept.push(format!(
+                    "{key}='{}'",
+                    value.replace('\\', "\\\\").replace('\'', "\\'")
+                ))
+            }
         }
     }
-    Ok((kept.join(" "), sslmode, sslrootcert))
+    Ok(Stripped {
+        rest: kept.join(" "),
+        sslmode,
+        sslrootcert,
+        app,
+        secrets,
+    })
 }
 
 /// Splits `key=value key2='quoted value'` as libpq does (spaces around `=` allowed, `\` escapes

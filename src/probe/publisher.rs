@@ -30,7 +30,7 @@ impl Publisher {
     /// Publishes what is known before anything is measured: the app's lifetime and no
     /// recommended lifetime yet.
     pub fn new(target: &TargetConfig, metrics: TargetMetrics, board: StatusBoard) -> Self {
-        metrics.set_app_lifetime(target.app_max_idle_lifetime);
+        metrics.set_app_lifetime(target.app_max_idle_lifetime, target.app_lifetime_source);
         metrics.set_recommendation(None, target.recommended_socket_timeout);
         Publisher {
             name: target.name.clone(),
@@ -85,9 +85,11 @@ impl Publisher {
 
     /// A reload's settings that the page and the metrics show.
     pub fn settings(&self, target: &TargetConfig) {
-        self.metrics.set_app_lifetime(target.app_max_idle_lifetime);
+        self.metrics
+            .set_app_lifetime(target.app_max_idle_lifetime, target.app_lifetime_source);
         self.status(|s| {
             s.app_max_idle_lifetime = target.app_max_idle_lifetime;
+            s.app_lifetime_source = target.app_lifetime_source;
             s.idle_min = target.idle_min;
             s.idle_max = target.idle_max;
             s.recommendation_margin = target.recommendation_margin;

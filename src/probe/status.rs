@@ -80,6 +80,8 @@ pub struct TargetStatus {
     pub bracket: Bracket,
     pub recommendation: Option<Recommendation>,
     pub app_max_idle_lifetime: Option<Duration>,
+    /// Where the app lifetime came from (the config, the URL, quaint's default).
+    pub app_lifetime_source: Option<crate::config::LifetimeSource>,
     pub idle_min: Duration,
     pub idle_max: Duration,
     pub keepalive_rescue: Option<bool>,
@@ -123,6 +125,7 @@ impl TargetStatus {
             bracket: Bracket::default(),
             recommendation: None,
             app_max_idle_lifetime: target.app_max_idle_lifetime,
+            app_lifetime_source: target.app_lifetime_source,
             idle_min: target.idle_min,
             idle_max: target.idle_max,
             keepalive_rescue: None,

@@ -8,6 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// quaint's (Prisma's) `max_idle_connection_lifetime` when a URL does not set it. Source:
+/// prisma-engines quaint/src/connector/postgres (PostgresUrl::parse_query_params), as in
+/// [`Library::Quaint`]'s [`PoolModel::source`].
+pub const QUAINT_DEFAULT_MAX_IDLE_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(300);
+
 /// A library we write a recipe for; the ids are the pool matrix's harness names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

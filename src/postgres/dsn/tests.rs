@@ -90,6 +90,109 @@ fn an_escaped_space_never_pulls_the_password_into_the_host() {
 }
 
 #[test]
+fn a_prisma_url_has_its_pool_settings_read_and_stripped() {
+    let parsed = parse(
+        "postgresql://app:pw@db:5432/app?schema=public&connection_limit=5&max_idle_connection_lifetime=60&socket_timeout=10",
+    )
+    .unwrap();
+    assert_eq!(parsed.app.max_idle_connection_lifetime, Some(60));
+    assert_eq!(parsed.app.socket_timeout, Some(10));
+    assert_eq!(parsed.app.connection_limit, Some(5));
+    assert_eq!(parsed.app.schema.as_deref(), Some("public"));
+    assert!(parsed.app.is_quaint());
+    assert_eq!(redacted(&parsed.config), "postgres://app@db:5432/app");
+}
+
+#[test]
+fn every_application_key_is_read_and_none_reaches_the_driver() {
+    let url = "postgres://app@db/app?max_idle_connection_lifetime=1&max_connection_lifetime=2\
+        &socket_timeout=3&connection_limit=4&pool_timeout=5&connect_timeout=6\
+        &schema=my%20schema&pgbouncer=true&statement_cache_size=7&keepalives=1\
+        &keepalives_idle=8&keepalives_interval=9&keepalives_count=10&tcp_user_timeout=11000\
+        &application_name=kept";
+    let expected = AppParams {
+        max_idle_connection_lifetime: Some(1),
+        max_connection_lifetime: Some(2),
+        socket_timeout: Some(3),
+        connection_limit: Some(4),
+        pool_timeout: Some(5),
+        connect_timeout: Some(6),
+        schema: Some("my schema".into()),
+        pgbouncer: Some(true),
+        statement_cache_size: Some(7),
+        keepalives: Some(true),
+        keepalives_idle: Some(8),
+        keepalives_interval: Some(9),
+        keepalives_count: Some(10),
+        tcp_user_timeout_ms: Some(11000),
+    };
+    let parsed = parse(url).unwrap();
+    assert_eq!(parsed.app, expected);
+    assert_eq!(parsed.config.get_application_name(), Some("kept"));
+    // The probe's sockets keep the driver's defaults; `Connector::new` sets its own.
+    let plain = tokio_postgres::Config::new();
+    assert_eq!(parsed.config.get_keepalives(), plain.get_keepalives());
+    assert_eq!(parsed.config.get_connect_timeout(), None);
+    assert_eq!(parsed.config.get_tcp_user_timeout(), None);
+
+    let keyword = "host=db user=app max_idle_connection_lifetime=1 max_connection_lifetime=2 \
+        socket_timeout=3 connection_limit=4 pool_timeout=5 connect_timeout=6 \
+        schema='my schema' pgbouncer=true statement_cache_size=7 keepalives=1 \
+        keepalives_idle=8 keepalives_interval=9 keepalives_count=10 tcp_user_timeout=11000";
+    assert_eq!(parse(keyword).unwrap().app, expected);
+    // Percent-encoded values are decoded.
+    let parsed = parse("postgres://db/app?max_idle_connection_lifetime=%3120").unwrap();
+    assert_eq!(parsed.app.max_idle_connection_lifetime, Some(120));
+}
+
+#[test]
+fn connect_timeout_alone_does_not_make_a_url_quaints() {
+    let parsed = parse("postgres://db/app?connect_timeout=10").unwrap();
+    assert_eq!(parsed.app.connect_timeout, Some(10));
+    assert!(!parsed.app.is_quaint());
+    assert!(!parse("postgres://db/app?keepalives_idle=30")
+        .unwrap()
+        .app
+        .is_quaint());
+}
+
+#[test]
+fn a_bad_application_value_names_the_key_never_the_password() {
+    let err = parse("postgres://app:hunter2@db/app?max_idle_connection_lifetime=abc").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "max_idle_connection_lifetime: `abc` is not a whole number of seconds (like 300)"
+    );
+    for (query, key) in [
+        ("socket_timeout=-1", "socket_timeout"),
+        ("connection_limit=five", "connection_limit"),
+        ("pgbouncer=yes", "pgbouncer"),
+        ("keepalives=2", "keepalives"),
+        ("tcp_user_timeout=1s", "tcp_user_timeout"),
+    ] {
+        let err = parse(&format!("postgres://app:hunter2@db/app?{query}")).unwrap_err();
+        assert!(err.to_string().starts_with(&format!("{key}: ")), "{err}");
+    }
+    // A value that is (part of) the password is not quoted.
+    for dsn in [
+        "postgres://app:hunter2@db/app?socket_timeout=hunter2",
+        "postgres://app:hunter2@db/app?socket_timeout=unter",
+        "postgres://db/app?password=hunter2&socket_timeout=hunter2",
+        "postgres://app:hunter%32@db/app?socket_timeout=hunter2",
+        "host=db password=hunter2 socket_timeout=hunter2",
+    ] {
+        let err = parse(dsn).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("socket_timeout: is not"),
+            "{dsn}: {shown}"
+        );
+        assert!(!shown.contains("unter"), "{dsn}: {shown}");
+        assert!(!format!("{err:?}").contains("unter"), "{dsn}");
+    }
+}
+
+#[test]
 fn percent_escapes_next_to_multibyte_characters_never_panic() {
     // `%a` followed by `é`: the old decoder sliced bytes inside the `é` and panicked.
     let err = parse("postgres://h/db?sslrootcert=%a\u{e9}&sslmode=require");
