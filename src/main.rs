@@ -47,7 +47,7 @@ struct Flags {
     #[arg(long = "storage.path")]
     storage_path: Option<PathBuf>,
     /// Log level or filter (error, warn, info, debug, trace); overrides the file.
-    #[arg(long = "log.level")]
+    #[arg(long = "log.level", value_parser = config::parse_log_level)]
     log_level: Option<String>,
     /// Log format (text or json); overrides the file.
     #[arg(long = "log.format", value_parser = ["text", "json"])]
@@ -347,6 +347,12 @@ mod fuzz {
         #![proptest_config(ProptestConfig {
             cases: CLI_CASES,
             failure_persistence: None,
+            // Reproducible like the library's fuzzers (`IDLE_DROP_FUZZ_SEED` explores further).
+            rng_seed: match std::env::var("IDLE_DROP_FUZZ_SEED").ok().as_deref() {
+                Some("random") => proptest::test_runner::RngSeed::Random,
+                Some(n) => proptest::test_runner::RngSeed::Fixed(n.parse().unwrap_or(0x1D1E_D50F)),
+                None => proptest::test_runner::RngSeed::Fixed(0x1D1E_D50F),
+            },
             ..ProptestConfig::default()
         })]
 

@@ -84,6 +84,23 @@ pub struct Config {
 /// Where metrics are served unless `--web.telemetry-path` says otherwise.
 pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
 
+/// Checks a log level or filter (`info`, `idle_drop_exporter=debug,warn`): returns it trimmed.
+///
+/// tracing-subscriber's parser indexes the trimmed text but slices the untrimmed one, so a
+/// leading space before a multi-byte character panicked it (found by the config fuzzer:
+/// `level: ' À='`). Directives are ASCII; anything else is refused before it gets there.
+pub fn parse_log_level(text: &str) -> Result<String, String> {
+    let level = text.trim();
+    let refused = || {
+        format!("`{text}` is not a level (error, warn, info, debug, trace) or a filter like idle_drop_exporter=debug")
+    };
+    if level.is_empty() || !level.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(refused());
+    }
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|_| refused())?;
+    Ok(level.to_string())
+}
+
 /// Checks a `--web.telemetry-path`: an absolute path that the status page and the `/-/`
 /// endpoints do not use.
 pub fn parse_telemetry_path(text: &str) -> Result<String, String> {

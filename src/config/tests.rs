@@ -933,3 +933,19 @@ fn a_reload_restarts_the_measurement_only_for_path_settings() {
         assert_eq!(old.change_to(&new), TargetChange::NewPath, "{dsn}");
     }
 }
+
+/// Found by the fuzzer: tracing-subscriber panicked on a leading space before a multi-byte
+/// character; such a level is refused with the usual error instead.
+#[test]
+fn log_levels_that_would_panic_the_filter_parser_are_refused() {
+    for level in [" À=", " é", "info\u{0}", "\u{1F511}=debug", ""] {
+        let text = format!("log:\n  level: {level:?}\n{MINIMAL}");
+        let e = err(&text);
+        assert_eq!(e.field, "log.level", "{level:?}");
+    }
+    for level in ["info", " debug ", "idle_drop_exporter=debug,warn"] {
+        let text = format!("log:\n  level: {level:?}\n{MINIMAL}");
+        assert_eq!(check(&text).unwrap().log.level, level.trim());
+    }
+    assert!(parse_log_level(" À=").is_err());
+}

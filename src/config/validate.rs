@@ -109,13 +109,8 @@ impl Validator<'_> {
                 ))
             }
         };
-        let level = raw.level.unwrap_or_else(|| "info".to_string());
-        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            return Err(self.error(
-                &[Key("log"), Key("level")],
-                format!("`{level}` is not a level (error, warn, info, debug, trace) or filter"),
-            ));
-        }
+        let level = super::parse_log_level(raw.level.as_deref().unwrap_or("info"))
+            .map_err(|reason| self.error(&[Key("log"), Key("level")], reason))?;
         Ok(LogConfig { format, level })
     }
 
