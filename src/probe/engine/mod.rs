@@ -56,8 +56,8 @@ enum Phase {
 enum Next {
     Discover(Bracket),
     Watch(Bracket),
-    /// A bracket from an earlier run: watch it, and call it confirmed once both sentinels gave
-    /// their expected result.
+    /// A bracket from an earlier run: watch it, and call it confirmed once the low sentinel
+    /// survived just below its lower bound.
     Confirm(Bracket),
     /// `discover`: the bracket is known; one keepalive probe tells what kind of box it is.
     CheckKeepalives(Bracket),
