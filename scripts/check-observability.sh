@@ -32,7 +32,8 @@ check "hadolint Dockerfile" hadolint Dockerfile
 check "Dockerfile and Cargo.toml Rust >= every dependency's rust-version" python3 scripts/check-rust-version.py
 check "kubernetes-validate core manifests" kubernetes-validate --strict --quiet \
   deploy/kubernetes/configmap.yaml deploy/kubernetes/secret.yaml \
-  deploy/kubernetes/deployment.yaml deploy/kubernetes/service.yaml
+  deploy/kubernetes/deployment.yaml deploy/kubernetes/service.yaml \
+  deploy/kubernetes/sharded/statefulset.yaml
 check "CRD manifests parse" python3 -c '
 import sys, yaml
 for f in ["deploy/kubernetes/servicemonitor.yaml", "deploy/kubernetes/prometheusrule.yaml", "deploy/kubernetes/kustomization.yaml"]:

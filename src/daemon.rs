@@ -115,7 +115,17 @@ pub async fn run(
     };
     // Targets removed from the configuration while the exporter was down (a reload's removals
     // are forgotten in `remove_after_stop`).
-    store.retain(|name| config.targets.iter().any(|t| t.name == name));
+    let shard = config.shard;
+    let ours = |name: &str| shard.is_none_or(|shard| shard.owns(name));
+    store.retain(|name| ours(name) && config.targets.iter().any(|t| t.name == name));
+    if let Some(shard) = shard {
+        metrics.shards.set(i64::from(shard.count));
+        metrics
+            .shard_info
+            .with_label_values(&[&shard.index.to_string()])
+            .set(1);
+        tracing::info!(shard = %shard, "probing this replica's shard of the targets");
+    }
 
     let mut daemon = Daemon {
         config_path,
@@ -128,6 +138,7 @@ pub async fn run(
         log: config.log.clone(),
         store,
         handover: Default::default(),
+        shard,
     };
     daemon.loaded(&config);
     daemon.apply(config);
@@ -167,6 +178,8 @@ struct Daemon {
     /// Per target name, the sessions its last run left on the server (ghosts it was not
     /// allowed to terminate: `reap_ghosts: false`), for the next run to count.
     handover: Handover,
+    /// This replica's share of the targets (`--shard`); a reload keeps it.
+    shard: Option<crate::config::Shard>,
 }
 
 impl Daemon {
@@ -204,7 +217,13 @@ impl Daemon {
             .unwrap_or_default()
             .as_secs_f64();
         self.metrics.reload_timestamp.set(now);
-        self.metrics.targets.set(config.targets.len() as i64);
+        let ours = config.targets.iter().filter(|t| self.owns(&t.name)).count();
+        self.metrics.targets.set(ours as i64);
+    }
+
+    /// Whether this replica probes the target named `name` (all of them without `--shard`).
+    fn owns(&self, name: &str) -> bool {
+        self.shard.is_none_or(|shard| shard.owns(name))
     }
 
     /// Starts new targets, applies live changes, restarts targets whose connections change,
@@ -213,6 +232,7 @@ impl Daemon {
         let wanted: BTreeMap<String, TargetConfig> = config
             .targets
             .into_iter()
+            .filter(|t| self.owns(&t.name))
             .map(|t| (t.name.clone(), t))
             .collect();
         let mut stale = Vec::new();

@@ -42,6 +42,10 @@ struct Flags {
     /// (docs/web-config.md).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
+    /// Probe only this replica's share of the targets: I/N (0 <= I < N), a target belonging to
+    /// shard I when a stable hash of its name is I modulo N.
+    #[arg(long = "shard", value_parser = config::Shard::parse)]
+    shard: Option<config::Shard>,
     /// Directory where each target's last measurement is kept, so a restart resumes from it
     /// instead of measuring from zero (off by default).
     #[arg(long = "storage.path")]
@@ -106,12 +110,21 @@ fn main() -> ExitCode {
         }
         config.storage_path = Some(dir.clone());
     }
+    config.shard = flags.shard;
     if flags.check_config {
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
         }
+        let shard = flags.shard.map_or(String::new(), |shard| {
+            let owned = config
+                .targets
+                .iter()
+                .filter(|t| shard.owns(&t.name))
+                .count();
+            format!(", {owned} in shard {shard}")
+        });
         println!(
-            "{}: OK ({} targets)",
+            "{}: OK ({} targets{shard})",
             flags.config.display(),
             config.targets.len()
         );

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub reload_timestamp: Gauge,
     pub reloads: IntCounterVec,
     pub targets: IntGauge,
+    /// `--shard=I/N`: N, and I as a label (only when sharded).
+    pub shards: IntGauge,
+    pub shard_info: IntGaugeVec,
 }
 
 macro_rules! register {
@@ -125,7 +128,9 @@ impl Metrics {
             reload_successful: register!(r, IntGauge::new("idle_drop_config_last_reload_successful", "1 if the last configuration load succeeded.")),
             reload_timestamp: register!(r, Gauge::new("idle_drop_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")),
             reloads: register!(r, counter("idle_drop_config_reloads_total", "Configuration loads by result.", &["result"])),
-            targets: register!(r, IntGauge::new("idle_drop_targets", "Configured targets.")),
+            targets: register!(r, IntGauge::new("idle_drop_targets", "Configured targets this replica probes (its shard's, with --shard).")),
+            shards: register!(r, IntGauge::new("idle_drop_shards", "With --shard=I/N: N, the number of replicas the targets are split among; 0 without --shard.")),
+            shard_info: register!(r, int_gauge("idle_drop_shard_info", "With --shard=I/N: 1, with this replica's shard I as a label.", &["shard"])),
             registry: r,
         };
         let build = register!(

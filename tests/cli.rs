@@ -178,3 +178,80 @@ async fn telemetry_path_moves_the_metrics_and_refuses_reserved_paths() {
         assert!(stderr.contains("--web.telemetry-path"), "{stderr}");
     }
 }
+
+/// `--shard=I/N`: each replica probes the targets whose name hashes to I, and says so.
+#[tokio::test]
+async fn shards_split_the_targets_and_every_target_has_exactly_one() {
+    let names = ["orders-db", "billing", "users", "search", "audit"];
+    let targets: String = names
+        .iter()
+        .map(|name| {
+            format!("  - name: {name}\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    connect_timeout: 200ms\n")
+        })
+        .collect();
+    let config = common::TempConfig::new(&format!("targets:\n{targets}"));
+    let mut owned_by = std::collections::BTreeMap::new();
+    for index in 0..3 {
+        let port = common::free_port();
+        let mut child = exporter()
+            .arg("--config.file")
+            .arg(&config.path)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--shard={index}/3"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(address).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let (_, body) = common::http_get(address, "/metrics").await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let m = common::Metrics::parse(&body);
+        assert_eq!(m.get("idle_drop_shards", &[]), Some(3.0), "{body}");
+        assert_eq!(
+            m.get("idle_drop_shard_info", &[("shard", &index.to_string())]),
+            Some(1.0)
+        );
+        let mine = m.label_values("idle_drop_target_up", "target");
+        assert_eq!(m.get("idle_drop_targets", &[]), Some(mine.len() as f64));
+        for name in mine {
+            assert!(
+                owned_by.insert(name.clone(), index).is_none(),
+                "{name} in two shards"
+            );
+        }
+    }
+    let all: Vec<&str> = owned_by.keys().map(String::as_str).collect();
+    let mut expected = names.to_vec();
+    expected.sort();
+    assert_eq!(all, expected, "every target in one shard");
+    // Pinned, like the hash's unit test: a target must not move on upgrade.
+    assert_eq!(owned_by["orders-db"], 0);
+    assert_eq!(owned_by["billing"], 1);
+
+    let out = exporter()
+        .args([
+            "--config.file",
+            "config.yaml",
+            "--config.check",
+            "--shard=0/2",
+        ])
+        .env("ORDERS_DB_PASSWORD", "x")
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("in shard 0/2"), "{stdout}");
+    for bad in ["3/3", "1", "x/2"] {
+        let out = exporter().arg(format!("--shard={bad}")).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--shard"));
+    }
+}

@@ -160,6 +160,22 @@ local u = import '../lib/utils.libsonnet';
               |||),
             },
           },
+          {
+            alert: 'IdleDropShardMissing',
+            // With --shard=I/N every replica exports its shard; fewer distinct shards than N
+            // means a replica is down or misconfigured and its targets are not watched.
+            expr: 'count by (job) (count by (job, shard) (idle_drop_shard_info%(s)s)) < max by (job) (idle_drop_shards%(s)s)' % { s: sel() },
+            'for': '10m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'A shard of {{ $labels.job }} is not reporting',
+              description: u.fold(|||
+                Only {{ $value }} distinct shards of job {{ $labels.job }} report, fewer than the N in
+                their --shard=I/N: the targets of the missing shard are not watched and cannot page.
+                Check the StatefulSet's pods and that each has its own ordinal.
+              |||),
+            },
+          },
         ],
       },
     ],

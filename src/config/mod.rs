@@ -17,11 +17,13 @@ mod change;
 mod error;
 pub(crate) mod locate;
 pub(crate) mod raw;
+mod shard;
 pub(crate) mod validate;
 
 pub use change::TargetChange;
 pub(crate) use error::yaml_error;
 pub use error::ConfigError;
+pub use shard::Shard;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -79,6 +81,9 @@ pub struct Config {
     /// Where `/metrics` is served. Not part of the YAML file: `main` sets it from
     /// `--web.telemetry-path`.
     pub telemetry_path: String,
+    /// This replica's share of the targets (`--shard=I/N`); `None`: all of them. Not part of
+    /// the YAML file: `main` sets it.
+    pub shard: Option<Shard>,
 }
 
 /// Where metrics are served unless `--web.telemetry-path` says otherwise.

@@ -91,6 +91,7 @@ impl Validator<'_> {
             web_config_file: None,
             storage_path: None,
             telemetry_path: super::DEFAULT_TELEMETRY_PATH.to_string(),
+            shard: None,
         })
     }
 
