@@ -132,6 +132,33 @@ fn missing_file_and_unknown_flags() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The binary serving `config` with `flag` on a free loopback port, once it listens.
+async fn serving(
+    config: &common::TempConfig,
+    flag: &str,
+) -> (common::Process, std::net::SocketAddr) {
+    let port = common::free_port();
+    let child = common::Process(
+        exporter()
+            .arg("--config.file")
+            .arg(&config.path)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(flag)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (child, address)
+}
+
 /// `--web.telemetry-path` moves the metrics (the status page links there); a path the other
 /// endpoints use is refused at the flag.
 #[tokio::test]
@@ -139,29 +166,12 @@ async fn telemetry_path_moves_the_metrics_and_refuses_reserved_paths() {
     let config = common::TempConfig::new(
         "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    connect_timeout: 200ms\n",
     );
-    let port = common::free_port();
-    let mut child = exporter()
-        .arg("--config.file")
-        .arg(&config.path)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.telemetry-path=/probe/metrics")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(address).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (child, address) = serving(&config, "--web.telemetry-path=/probe/metrics").await;
     let answer = common::http_get(address, "/probe/metrics").await;
     let metrics_moved = answer.0 == 200 && answer.1.contains("idle_drop_target_up");
     let old_path = common::http_get(address, "/metrics").await.0;
     let page = common::http_get(address, "/").await.1;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(metrics_moved, "{answer:?}");
     assert_eq!(old_path, 404);
     assert!(page.contains("<a href=\"/probe/metrics\">Metrics</a>"));
@@ -192,26 +202,9 @@ async fn shards_split_the_targets_and_every_target_has_exactly_one() {
     let config = common::TempConfig::new(&format!("targets:\n{targets}"));
     let mut owned_by = std::collections::BTreeMap::new();
     for index in 0..3 {
-        let port = common::free_port();
-        let mut child = exporter()
-            .arg("--config.file")
-            .arg(&config.path)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--shard={index}/3"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(address).is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let (child, address) = serving(&config, &format!("--shard={index}/3")).await;
         let (_, body) = common::http_get(address, "/metrics").await;
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         let m = common::Metrics::parse(&body);
         assert_eq!(m.get("idle_drop_shards", &[]), Some(3.0), "{body}");
         assert_eq!(

@@ -466,6 +466,16 @@ async fn a_warm_start_is_back_to_watching_within_1_2_upper_at_t30() {
     warm_start("nbw30", 30).await;
 }
 
+/// Target `c` at `address` goes `discovering` → `watching`: measured from zero, not resumed.
+async fn assert_discovered_from_zero(address: SocketAddr, why: &str) {
+    let states = states_until(address, "c", Duration::from_secs(60), |m: &Metrics| {
+        m.get("idle_drop_discovery_runs_total", &[("target", "c")]) >= Some(1.0)
+            && state_of(m, "c").as_deref() == Some("watching")
+    })
+    .await;
+    assert_eq!(states, ["discovering", "watching"], "{why}");
+}
+
 /// Polls the exporter at `address` until `done`, remembering every state it went through.
 async fn states_until(
     address: SocketAddr,
@@ -509,11 +519,6 @@ async fn a_corrupt_or_mismatched_state_file_costs_a_discovery_not_the_start() {
         return;
     }
     let lab = Lab::up("nbc", "silent", 4);
-    let watching_after_a_discovery = |m: &Metrics| {
-        m.get("idle_drop_discovery_runs_total", &[("target", "c")]) >= Some(1.0)
-            && state_of(m, "c").as_deref() == Some("watching")
-    };
-
     // (a) Garbage in the file: the real binary starts, logs it once, and measures from zero.
     let port = free_port();
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -537,18 +542,7 @@ async fn a_corrupt_or_mismatched_state_file_costs_a_discovery_not_the_start() {
         ],
         &stderr,
     );
-    let states = states_until(
-        address,
-        "c",
-        Duration::from_secs(60),
-        watching_after_a_discovery,
-    )
-    .await;
-    assert_eq!(
-        states,
-        ["discovering", "watching"],
-        "a corrupt file is ignored"
-    );
+    assert_discovered_from_zero(address, "a corrupt file is ignored").await;
     Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
@@ -585,18 +579,7 @@ async fn a_corrupt_or_mismatched_state_file_costs_a_discovery_not_the_start() {
         lab_target("c", &lab, "    probe_query: SELECT 2\n")
     ));
     let exporter = Exporter::start_with_storage(&config, Some(&storage)).await;
-    let states = states_until(
-        exporter.address,
-        "c",
-        Duration::from_secs(60),
-        watching_after_a_discovery,
-    )
-    .await;
-    assert_eq!(
-        states,
-        ["discovering", "watching"],
-        "a mismatched entry is ignored"
-    );
+    assert_discovered_from_zero(exporter.address, "a mismatched entry is ignored").await;
     exporter.shutdown().await;
     let file = state_file(&storage);
     assert!(

@@ -5,6 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct TempDir(PathBuf);
 
 impl TempDir {
+    /// The state file here loads with `kept` entries used and `rejected` refused.
+    fn assert_read(&self, kept: usize, rejected: usize) {
+        assert_eq!(load(&self.file()).0, Loaded::Read { kept, rejected });
+    }
+
     fn new(tag: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -73,13 +78,7 @@ fn a_measurement_survives_a_restart() {
     };
     store.remember("billing", "other", unfinished.clone());
 
-    assert_eq!(
-        load(&dir.file()).0,
-        Loaded::Read {
-            kept: 2,
-            rejected: 0
-        }
-    );
+    dir.assert_read(2, 0);
     let restarted = Store::open(&dir.0).unwrap();
     assert_eq!(restarted.recall("orders-db", FP), Some(measurement()));
     assert_eq!(restarted.recall("billing", "other"), Some(unfinished));
@@ -144,13 +143,7 @@ fn a_clock_outside_what_rfc3339_writes_does_not_panic() {
         };
         store.remember(name, FP, m);
     }
-    assert_eq!(
-        load(&dir.file()).0,
-        Loaded::Read {
-            kept: 2,
-            rejected: 0
-        }
-    );
+    dir.assert_read(2, 0);
 }
 
 #[test]
@@ -272,13 +265,7 @@ fn nonsense_entries_are_dropped_and_the_rest_kept() {
     let store = Store::open(&dir.0).unwrap();
     assert_eq!(store.recall("negative", FP), None);
     store.remember("billing", FP, measurement());
-    assert_eq!(
-        load(&dir.file()).0,
-        Loaded::Read {
-            kept: 2,
-            rejected: 0
-        }
-    );
+    dir.assert_read(2, 0);
 }
 
 #[test]
@@ -332,13 +319,7 @@ fn a_leftover_temp_file_is_overwritten() {
     let store = Store::open(&dir.0).unwrap();
     store.remember("orders-db", FP, measurement());
     assert_eq!(dir.names(), [FILE_NAME]);
-    assert_eq!(
-        load(&dir.file()).0,
-        Loaded::Read {
-            kept: 1,
-            rejected: 0
-        }
-    );
+    dir.assert_read(1, 0);
 }
 
 #[test]
@@ -351,13 +332,7 @@ fn a_failed_write_keeps_the_measurement_in_memory() {
     // The next write, once the directory is back, has everything.
     fs::create_dir_all(&dir.0).unwrap();
     store.remember("billing", FP, measurement());
-    assert_eq!(
-        load(&dir.file()).0,
-        Loaded::Read {
-            kept: 2,
-            rejected: 0
-        }
-    );
+    dir.assert_read(2, 0);
 }
 
 #[test]
@@ -391,13 +366,7 @@ fn a_state_file_that_is_not_a_regular_file_is_ignored_then_replaced() {
     let store = Store::open(&dir.0).unwrap();
     store.remember("orders-db", FP, measurement());
     assert!(fs::symlink_metadata(dir.file()).unwrap().is_file());
-    assert_eq!(
-        load(&dir.file()).0,
-        Loaded::Read {
-            kept: 1,
-            rejected: 0
-        }
-    );
+    dir.assert_read(1, 0);
 }
 
 #[test]
