@@ -168,7 +168,7 @@ local u = import '../lib/utils.libsonnet';
             'for': '10m',
             labels: { severity: 'warning' },
             annotations: {
-              summary: 'A shard of {{ $labels.job }} is not reporting',
+              summary: 'A shard of the idle-drop exporters is not reporting',
               description: u.fold(|||
                 Only {{ $value }} distinct shards of job {{ $labels.job }} report, fewer than the N in
                 their --shard=I/N: the targets of the missing shard are not watched and cannot page.
