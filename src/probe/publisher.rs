@@ -87,13 +87,7 @@ impl Publisher {
     pub fn settings(&self, target: &TargetConfig) {
         self.metrics
             .set_app_lifetime(target.app_max_idle_lifetime, target.app_lifetime_source);
-        self.status(|s| {
-            s.app_max_idle_lifetime = target.app_max_idle_lifetime;
-            s.app_lifetime_source = target.app_lifetime_source;
-            s.idle_min = target.idle_min;
-            s.idle_max = target.idle_max;
-            s.recommendation_margin = target.recommendation_margin;
-        });
+        self.status(|s| s.show_settings(target));
     }
 
     /// This run resumed from a stored measurement (its bracket is published separately).

@@ -117,21 +117,21 @@ pub struct TargetStatus {
 
 impl TargetStatus {
     pub fn new(target: &crate::config::TargetConfig) -> Self {
-        TargetStatus {
+        let mut status = TargetStatus {
             name: target.name.clone(),
             display_dsn: target.display_dsn.clone(),
             state: TargetState::Discovering,
             up: false,
             bracket: Bracket::default(),
             recommendation: None,
-            app_max_idle_lifetime: target.app_max_idle_lifetime,
-            app_lifetime_source: target.app_lifetime_source,
+            app_max_idle_lifetime: None,
+            app_lifetime_source: None,
             idle_min: target.idle_min,
             idle_max: target.idle_max,
             keepalive_rescue: None,
             stored_drop: None,
             resumed_from: None,
-            recommendation_margin: target.recommendation_margin,
+            recommendation_margin: 0.0,
             ghosts_alive: 0,
             ghosts_seen: 0,
             ghosts_reaped: 0,
@@ -145,7 +145,18 @@ impl TargetStatus {
             last_error: None,
             recent_events: VecDeque::new(),
             recent_probes: VecDeque::new(),
-        }
+        };
+        status.show_settings(target);
+        status
+    }
+
+    /// The settings the page shows beside the measurement (a reload changes them in place).
+    pub fn show_settings(&mut self, target: &crate::config::TargetConfig) {
+        self.app_max_idle_lifetime = target.app_max_idle_lifetime;
+        self.app_lifetime_source = target.app_lifetime_source;
+        self.idle_min = target.idle_min;
+        self.idle_max = target.idle_max;
+        self.recommendation_margin = target.recommendation_margin;
     }
 }
 
