@@ -118,10 +118,14 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
              [['idle_drop_recommended_max_idle_lifetime_seconds%s' % t(), '{{target}}']]),
         stat(5,
              "Your app's max idle lifetime (guarded)",
-             "app_max_idle_lifetime from the exporter's config: keep it below the recommended value.",
+             "The lifetime the guard probe idles, keep it below the recommended value. The name says where it came from: config (app_max_idle_lifetime), url (the app's DATABASE_URL max_idle_connection_lifetime) or library_default (quaint's 300 s when the URL has none).",
              [18, 5, 6, 5],
              { unit: 's' },
-             [['idle_drop_app_max_idle_lifetime_seconds%s' % t(), '{{target}}']]),
+             [[
+               'idle_drop_app_max_idle_lifetime_seconds%s * ignoring (source) group_left (source) (idle_drop_app_lifetime_source%s == 1)'
+               % [t(), t()],
+               '{{target}} ({{source}})',
+             ]]),
         timeseries(6,
                    'Idle-drop bracket over time',
                    'The threshold lies between lower and upper.',

@@ -662,9 +662,35 @@ mod fuzz {
         " 2m ",
     ];
 
+    /// Where a fuzzed configuration puts its DSN.
+    #[derive(Clone, Copy, Debug)]
+    enum DsnPlace {
+        /// `dsn:` in the file.
+        Inline,
+        /// `dsn_file:`, a file the test writes first (the application's URL in a Secret).
+        File,
+        /// `dsn_env:` naming a variable nobody sets: refused, naming the field.
+        UnsetEnv,
+        /// `dsn:` and `dsn_file:` both: refused as given twice.
+        Twice,
+    }
+
+    /// Where the DSN file of a fuzz case lives (absolute, so the config's made-up folder does
+    /// not matter): one per DSN, under a folder of this process.
+    fn fuzz_dsn_file(dsn: &str) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        dsn.hash(&mut hasher);
+        std::env::temp_dir()
+            .join(format!("idle-drop-fuzz-{}", std::process::id()))
+            .join(format!("{:016x}.url", hasher.finish()))
+    }
+
     /// A whole configuration over arbitrary Unicode, written by serde_yaml (so always valid
-    /// YAML), with a password in the DSN; and that password.
-    fn unicode_config() -> impl Strategy<Value = (String, String)> {
+    /// YAML), with a password in the DSN; that password; and the DSN file to write first when
+    /// the configuration names one.
+    fn unicode_config(
+    ) -> impl Strategy<Value = (String, String, DsnPlace, Option<(PathBuf, String)>)> {
         // Mostly a plain DSN (so the checks after the DSN's run too), else a hostile one.
         let plain = unicode_password().prop_map(|pw| {
             let dsn = format!("postgres://probe:{}@db.internal:5432/app", encode_all(&pw));
@@ -676,9 +702,15 @@ mod fuzz {
             1 => unicode_keyword().prop_map(|(dsn, f, _)| (dsn, f.password)),
         ];
         let durations = || sometimes(DURATIONS);
+        let place = prop_oneof![
+            8 => Just(DsnPlace::Inline),
+            2 => Just(DsnPlace::File),
+            1 => Just(DsnPlace::UnsetEnv),
+            1 => Just(DsnPlace::Twice),
+        ];
         (
             (
-                dsn,
+                (dsn, place),
                 sometimes(&["db", "orders-db", "a.b_c"]),
                 sometimes(&["disable", "prefer", "require"]),
                 durations(),
@@ -720,7 +752,8 @@ mod fuzz {
             ),
         )
             .prop_map(|(a, b, c)| {
-                let ((dsn, password), name, sslmode, connect, query, tcp_user, probe, max) = a;
+                let (((dsn, password), place), name, sslmode, connect, query, tcp_user, probe, max) =
+                    a;
                 let (min, max_idle, precision, ladder, lifetime, margin, socket, keepalive) = b;
                 let (policy, listen, level, format, ca_file, password_file) = c;
                 let mut t = Mapping::new();
@@ -730,7 +763,19 @@ mod fuzz {
                     }
                 };
                 put("name", Some(name.unwrap_or_else(|| "db".into())));
-                put("dsn", Some(dsn.into()));
+                let mut dsn_file = None;
+                match place {
+                    DsnPlace::Inline => put("dsn", Some(dsn.as_str().into())),
+                    DsnPlace::File | DsnPlace::Twice => {
+                        let path = fuzz_dsn_file(&dsn);
+                        put("dsn_file", Some(path.display().to_string().into()));
+                        if matches!(place, DsnPlace::Twice) {
+                            put("dsn", Some(dsn.as_str().into()));
+                        }
+                        dsn_file = Some((path, dsn.clone()));
+                    }
+                    DsnPlace::UnsetEnv => put("dsn_env", Some("IDLE_DROP_FUZZ_NEVER_SET".into())),
+                }
                 put("sslmode", sslmode);
                 put("connect_timeout", connect);
                 put("query_timeout", query);
@@ -777,7 +822,7 @@ mod fuzz {
                     root.insert("log".into(), Value::Mapping(log));
                 }
                 root.insert("targets".into(), Value::Sequence(vec![Value::Mapping(t)]));
-                (serde_yaml::to_string(&root).unwrap(), password)
+                (serde_yaml::to_string(&root).unwrap(), password, place, dsn_file)
             })
     }
 
@@ -792,11 +837,19 @@ mod fuzz {
         /// panic; the DSN's password in no message, warning or printed config.
         #[test]
         fn unicode_config_names_file_line_field_and_never_the_password(
-            (text, _pw) in unicode_config()
+            (text, _pw, place, dsn_file) in unicode_config()
         ) {
+            if let Some((file, dsn)) = &dsn_file {
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(file, dsn).unwrap();
+            }
             let path = Path::new("/nonexistent-fuzz-dir/config.yaml");
             match parse(path, &text) {
                 Ok(config) => {
+                    prop_assert!(
+                        !matches!(place, DsnPlace::UnsetEnv | DsnPlace::Twice),
+                        "{place:?} accepted:\n{text}"
+                    );
                     prop_assert!(!leaks(&format!("{config:?}")), "{text}");
                     for w in &config.warnings {
                         prop_assert!(!leaks(w), "{w}");
