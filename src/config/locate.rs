@@ -358,7 +358,8 @@ targets:
         );
         assert_eq!(line_of(json, &[Index(1), Key("sslmode")]), None);
         assert_eq!(line_of(json, &[Index(2)]), None);
-        let flow = "# generated\n[{name: a, dsn: 'postgres://h/x'},\n {name: b, max_connections: 500}]\n";
+        let flow =
+            "# generated\n[{name: a, dsn: 'postgres://h/x'},\n {name: b, max_connections: 500}]\n";
         assert_eq!(line_of(flow, &[Index(1), Key("max_connections")]), Some(3));
         let unclosed = "[{\"name\": \"a\", \"dsn\": \"x";
         assert_eq!(line_of(unclosed, &[Index(0), Key("dsn")]), None);
