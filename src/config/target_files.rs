@@ -149,7 +149,15 @@ fn parse(path: &Path, text: &str) -> Result<(Vec<FileTarget>, Vec<String>), Conf
         });
     }
     check_nesting(path, text)?;
-    let raw: Vec<raw::RawTarget> = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
+    let raw: Vec<raw::RawTarget> = serde_yaml::from_str(text).map_err(|e| {
+        let mut e = yaml_error(path, e);
+        // serde_yaml starts the path of an item of a top-level list with a dot (`.[0]`); the
+        // validator's fields do not.
+        if let Some(field) = e.field.strip_prefix('.') {
+            e.field = field.to_string();
+        }
+        e
+    })?;
     let (targets, warnings) = validate::target_list(path, text, raw)?;
     let targets = targets
         .into_iter()

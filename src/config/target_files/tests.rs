@@ -206,7 +206,7 @@ fn a_bad_file_is_refused_alone_with_file_line_and_field_and_keeps_its_last_good_
         &format!("{}  max_conections: 3\n", target("b1")),
     );
     let e = files.refresh(false).refused.remove(0);
-    assert_eq!(e.line, Some(3), "{e}");
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "[0]"), "{e}");
     assert!(
         e.to_string().contains("unknown field `max_conections`"),
         "{e}"
