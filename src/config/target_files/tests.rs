@@ -436,3 +436,65 @@ fn more_files_than_the_cap_are_not_read_and_say_so() {
     assert_eq!(read.refused[0].field, "target_files");
     assert!(files.refresh(false).refused.is_empty(), "told once");
 }
+
+/// Hostile target files: any text is a list of targets or refused naming the file; never a
+/// panic (the JSON line finder included).
+mod fuzz {
+    use super::*;
+    use crate::postgres::dsn::fuzz::budget;
+    use proptest::prelude::*;
+
+    /// Pieces of JSON and flow YAML, glued at random.
+    fn flowish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(
+                    &[
+                        "[",
+                        "]",
+                        "{",
+                        "}",
+                        ",",
+                        ":",
+                        ": ",
+                        "\"name\"",
+                        "\"dsn\"",
+                        "'a''b'",
+                        "\"x\\\"",
+                        "\n",
+                        "# c\n",
+                        "\"postgres://h/x\"",
+                        "name",
+                        " ",
+                        "\"precision\": \"lots\"",
+                        "- ",
+                    ][..]
+                )
+                .prop_map(str::to_string),
+                "(?s).{0,3}",
+            ],
+            0..40,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(budget(256))]
+
+        #[test]
+        fn any_text_is_targets_or_refused_naming_the_file(
+            text in prop_oneof!["(?s).{0,200}", flowish()]
+        ) {
+            let path = Path::new("/nonexistent-fuzz-dir/targets/t.json");
+            if let Err(e) = parse(path, &text) {
+                prop_assert!(e.to_string().starts_with("/nonexistent-fuzz-dir/targets/t.json"), "{e}");
+            }
+            for steps in [
+                &[Step::Index(0), Step::Key("name")][..],
+                &[Step::Index(1), Step::Key("idle_range"), Step::Key("max")][..],
+            ] {
+                let _ = locate::line_of(&text, steps);
+            }
+        }
+    }
+}
