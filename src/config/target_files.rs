@@ -98,7 +98,11 @@ struct Listing {
     problems: Vec<String>,
 }
 
-fn list(patterns: &[String]) -> Listing {
+/// The files `patterns` match, but `main_file`: `*.yaml` next to `config.yaml` matches it too,
+/// and it is no list of targets.
+fn list(patterns: &[String], main_file: &Path) -> Listing {
+    let main_file = main_file.canonicalize().ok();
+    let is_main = |path: &Path| main_file.is_some() && path.canonicalize().ok() == main_file;
     let mut found = BTreeSet::new();
     let mut listing = Listing::default();
     for pattern in patterns {
@@ -110,7 +114,7 @@ fn list(patterns: &[String]) -> Listing {
         for entry in paths {
             match entry {
                 // A folder is no target file; `targets/*` may well match one.
-                Ok(path) if path.is_dir() => {}
+                Ok(path) if path.is_dir() || is_main(&path) => {}
                 Ok(path) => {
                     matched = true;
                     found.insert(path);
@@ -258,7 +262,7 @@ impl TargetFiles {
         force: bool,
     ) -> Refresh {
         let mut outcome = Refresh::default();
-        let listing = list(&config.patterns);
+        let listing = list(&config.patterns, main_file);
         for problem in &listing.problems {
             outcome
                 .warnings

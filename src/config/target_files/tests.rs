@@ -110,6 +110,12 @@ fn globs_are_relative_to_the_config_file_and_read_yaml_and_json() {
     // Nothing changed: nothing to apply.
     assert!(!files.refresh(false).changed);
 
+    // A glob that matches the configuration file itself leaves it out.
+    let mut beside = Files::new(&dir, "target_files: [\"*.yaml\", \"targets/a.yaml\"]\n");
+    let read = beside.refresh(false);
+    assert!(read.refused.is_empty(), "{read:?}");
+    assert_eq!(beside.names(), ["a1", "a2"]);
+
     // A pattern that matches nothing is told once.
     let mut typo = Files::new(&dir, "target_files: [\"targtes/*.yaml\"]\n");
     let read = typo.refresh(false);
