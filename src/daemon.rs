@@ -136,7 +136,6 @@ pub async fn run(
         .map(|t| t.name.as_str())
         .collect();
     store.retain(|name| ours(name) && (names_unknown || known.contains(name)));
-    drop(known);
     if let Some(shard) = shard {
         metrics.shards.set(i64::from(shard.count));
         metrics
