@@ -9,8 +9,13 @@
 //! their series deleted and their stored measurement forgotten.
 //! Runs of one target name never overlap: a
 //! restarted target's new run waits for the old one (see [`Chain`]).
+//!
+//! Target files (`target_files`, see `config/target_files.rs`) are read at start, on every
+//! reload and every `target_files_refresh_interval`; what they give joins the inline targets
+//! through the same [`Daemon::apply`], so the same rules hold for their targets. A refused file
+//! keeps its last good targets and exports `idle_drop_target_file_last_load_successful` 0.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -20,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, TargetChange, TargetConfig};
+use crate::config::target_files::Refresh;
+use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, TargetFilesConfig};
 use crate::http::{self, AppState};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
@@ -113,11 +119,23 @@ pub async fn run(
         }),
         None => Store::memory(),
     };
+    let mut target_files = TargetFiles::default();
+    let first_read =
+        target_files.refresh(&config.target_files, &config.targets, &config_path, true);
     // Targets removed from the configuration while the exporter was down (a reload's removals
-    // are forgotten in `remove_after_stop`).
+    // are forgotten in `remove_after_stop`). A refused target file's names are unknown: its
+    // stored measurements stay, for when it is fixed.
     let shard = config.shard;
     let ours = |name: &str| shard.is_none_or(|shard| shard.owns(name));
-    store.retain(|name| ours(name) && config.targets.iter().any(|t| t.name == name));
+    let names_unknown =
+        target_files.files().any(|file| !file.ok) || first_read.over_limit.is_some();
+    let known: HashSet<&str> = config
+        .targets
+        .iter()
+        .chain(target_files.targets())
+        .map(|t| t.name.as_str())
+        .collect();
+    store.retain(|name| ours(name) && (names_unknown || known.contains(name)));
     if let Some(shard) = shard {
         metrics.shards.set(i64::from(shard.count));
         metrics
@@ -139,17 +157,31 @@ pub async fn run(
         store,
         handover: Default::default(),
         shard,
+        inline: Vec::new(),
+        target_files_config: config.target_files.clone(),
+        target_files,
     };
     daemon.loaded(&config);
-    daemon.apply(config);
+    daemon.inline = config.targets;
+    daemon.report(first_read);
+    daemon.apply_all();
     state.ready.store(true, Ordering::Relaxed);
 
+    let mut refresh = refresh_timer(daemon.target_files_config.refresh_interval);
     loop {
+        let watching = !daemon.target_files_config.patterns.is_empty();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             request = inbox.recv() => {
                 let Some(reply) = request else { break };
                 let _ = reply.send(daemon.reload());
+                // A reload read the files just now, and may have changed the interval.
+                refresh = refresh_timer(daemon.target_files_config.refresh_interval);
+            }
+            _ = refresh.tick(), if watching => {
+                if daemon.refresh_target_files(false) {
+                    daemon.apply_all();
+                }
             }
         }
     }
@@ -180,6 +212,18 @@ struct Daemon {
     handover: Handover,
     /// This replica's share of the targets (`--shard`); a reload keeps it.
     shard: Option<crate::config::Shard>,
+    /// The targets written in the configuration file (its last good load).
+    inline: Vec<TargetConfig>,
+    /// `target_files` of that load, and what the files give.
+    target_files_config: TargetFilesConfig,
+    target_files: TargetFiles,
+}
+
+/// The first tick one period from now: the files were just read.
+fn refresh_timer(period: Duration) -> tokio::time::Interval {
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
 }
 
 impl Daemon {
@@ -199,7 +243,10 @@ impl Daemon {
                     tracing::warn!("log settings change take effect after a restart");
                 }
                 self.loaded(&config);
-                self.apply(config);
+                self.inline = config.targets;
+                self.target_files_config = config.target_files;
+                self.refresh_target_files(true);
+                self.apply_all();
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
@@ -217,8 +264,67 @@ impl Daemon {
             .unwrap_or_default()
             .as_secs_f64();
         self.metrics.reload_timestamp.set(now);
-        let ours = config.targets.iter().filter(|t| self.owns(&t.name)).count();
-        self.metrics.targets.set(ours as i64);
+    }
+
+    /// Reads the target files again (every one when `force`, else those whose bytes changed),
+    /// logs and exports what happened; returns whether the targets they give changed.
+    fn refresh_target_files(&mut self, force: bool) -> bool {
+        let refresh = self.target_files.refresh(
+            &self.target_files_config,
+            &self.inline,
+            &self.config_path,
+            force,
+        );
+        let changed = refresh.changed;
+        self.report(refresh);
+        changed
+    }
+
+    /// Logs a refresh of the target files and sets their series.
+    fn report(&self, refresh: Refresh) {
+        for warning in &refresh.warnings {
+            tracing::warn!("{warning}");
+        }
+        for refusal in &refresh.refused {
+            tracing::error!(file = %refusal.file.display(), error = %refusal, "target file refused; the targets it gave before, if any, keep running");
+        }
+        for path in &refresh.recovered {
+            tracing::info!(file = %path.display(), "target file accepted again");
+        }
+        for path in &refresh.gone {
+            let file = path.display().to_string();
+            let _ = self.metrics.target_file_ok.remove_label_values(&[&file]);
+            let _ = self
+                .metrics
+                .target_file_targets
+                .remove_label_values(&[&file]);
+            tracing::info!(
+                file,
+                "target file no longer matched; its targets are removed"
+            );
+        }
+        for file in self.target_files.files() {
+            let label = file.path.display().to_string();
+            self.metrics
+                .target_file_ok
+                .with_label_values(&[&label])
+                .set(i64::from(file.ok));
+            self.metrics
+                .target_file_targets
+                .with_label_values(&[&label])
+                .set(file.targets as i64);
+        }
+    }
+
+    /// Applies the inline targets and those the target files give.
+    fn apply_all(&mut self) {
+        let targets = self
+            .inline
+            .iter()
+            .chain(self.target_files.targets())
+            .cloned()
+            .collect();
+        self.apply(targets);
     }
 
     /// Whether this replica probes the target named `name` (all of them without `--shard`).
@@ -227,14 +333,14 @@ impl Daemon {
     }
 
     /// Starts new targets, applies live changes, restarts targets whose connections change,
-    /// stops removed ones.
-    fn apply(&mut self, config: Config) {
-        let wanted: BTreeMap<String, TargetConfig> = config
-            .targets
+    /// stops removed ones. `targets`: every target wanted now (their names are unique).
+    fn apply(&mut self, targets: Vec<TargetConfig>) {
+        let wanted: BTreeMap<String, TargetConfig> = targets
             .into_iter()
             .filter(|t| self.owns(&t.name))
             .map(|t| (t.name.clone(), t))
             .collect();
+        self.metrics.targets.set(wanted.len() as i64);
         let mut stale = Vec::new();
         for (name, running) in &mut self.running {
             let Some(new) = wanted.get(name) else {

@@ -112,23 +112,7 @@ fn main() -> ExitCode {
     }
     config.shard = flags.shard;
     if flags.check_config {
-        for warning in &config.warnings {
-            eprintln!("warning: {warning}");
-        }
-        let shard = flags.shard.map_or(String::new(), |shard| {
-            let owned = config
-                .targets
-                .iter()
-                .filter(|t| shard.owns(&t.name))
-                .count();
-            format!(", {owned} in shard {shard}")
-        });
-        println!(
-            "{}: OK ({} targets{shard})",
-            flags.config.display(),
-            config.targets.len()
-        );
-        return ExitCode::SUCCESS;
+        return check_config(&flags, &config);
     }
     if let Some(address) = flags.listen_address {
         config.listen_address = address;
@@ -165,7 +149,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(address = %config.listen_address, targets = config.targets.len(), "idle_drop_exporter started");
+        tracing::info!(address = %config.listen_address, inline_targets = config.targets.len(), target_files = config.target_files.patterns.len(), "idle_drop_exporter started");
         let stop = CancellationToken::new();
         let (trigger, inbox) = daemon::reload_channel();
         let signals = {
@@ -183,6 +167,49 @@ fn main() -> ExitCode {
         logging::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
     })
+}
+
+/// `--config.check`: the configuration file was loaded; reads its target files as the daemon
+/// would at start and prints what it found. Unlike the daemon, which starts with the good files
+/// and logs a refused one, any refused target file fails the check.
+fn check_config(flags: &Flags, config: &config::Config) -> ExitCode {
+    let mut target_files = config::TargetFiles::default();
+    let read = target_files.refresh(&config.target_files, &config.targets, &flags.config, true);
+    for warning in config.warnings.iter().chain(&read.warnings) {
+        eprintln!("warning: {warning}");
+    }
+    for refusal in &read.refused {
+        eprintln!("invalid target file: {refusal}");
+    }
+    let all: Vec<&config::TargetConfig> = config
+        .targets
+        .iter()
+        .chain(target_files.targets())
+        .collect();
+    let shard = flags.shard.map_or(String::new(), |shard| {
+        let owned = all.iter().filter(|t| shard.owns(&t.name)).count();
+        format!(", {owned} in shard {shard}")
+    });
+    let refused = target_files.files().filter(|file| !file.ok).count();
+    let bad = refused > 0 || read.over_limit.is_some();
+    let verdict = if bad { "REFUSED" } else { "OK" };
+    println!(
+        "{}: {verdict} ({} targets{shard})",
+        flags.config.display(),
+        all.len()
+    );
+    if !config.target_files.patterns.is_empty() {
+        println!("  inline: {} targets", config.targets.len());
+        for file in target_files.files() {
+            let state = if file.ok { "" } else { " (refused)" };
+            println!("  {}: {} targets{state}", file.path.display(), file.targets);
+        }
+    }
+    if bad {
+        ExitCode::from(EXIT_BAD_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Hostile command lines: every flag of the daemon and of its three commands, with plausible or

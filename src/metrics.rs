@@ -56,6 +56,10 @@ pub struct Metrics {
     /// `--shard=I/N`: N, and I as a label (only when sharded).
     pub shards: IntGauge,
     pub shard_info: IntGaugeVec,
+    /// Per target file (`file` label, bounded by `MAX_TARGET_FILES`): whether its content is in
+    /// force, and how many targets it gives.
+    pub target_file_ok: IntGaugeVec,
+    pub target_file_targets: IntGaugeVec,
 }
 
 macro_rules! register {
@@ -131,6 +135,8 @@ impl Metrics {
             targets: register!(r, IntGauge::new("idle_drop_targets", "Configured targets this replica probes (its shard's, with --shard).")),
             shards: register!(r, IntGauge::new("idle_drop_shards", "With --shard=I/N: N, the number of replicas the targets are split among; 0 without --shard.")),
             shard_info: register!(r, int_gauge("idle_drop_shard_info", "With --shard=I/N: 1, with this replica's shard I as a label.", &["shard"])),
+            target_file_ok: register!(r, int_gauge("idle_drop_target_file_last_load_successful", "1 if the target file's current content is in force; 0 if it is refused (its last good targets keep running).", &["file"])),
+            target_file_targets: register!(r, int_gauge("idle_drop_target_file_targets", "Targets the target file gives (its last good ones while refused), before --shard.", &["file"])),
             registry: r,
         };
         let build = register!(

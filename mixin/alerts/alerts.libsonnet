@@ -161,6 +161,26 @@ local u = import '../lib/utils.libsonnet';
             },
           },
           {
+            alert: 'IdleDropTargetFileInvalid',
+            // A refused target file keeps its last good targets running, so nothing pages; but
+            // its changes (new databases, moved ones) are not applied until it is fixed.
+            expr: 'idle_drop_target_file_last_load_successful%s == 0' % sel(),
+            'for': '10m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'Target file {{ $labels.file }} is refused',
+              description: u.fold(|||
+                idle_drop_exporter on {{ $labels.instance }} refuses the target file {{ $labels.file }}:
+                it is unreadable, not valid YAML or JSON, has an invalid field, or names a target that
+                another file or the configuration already has. The targets it gave before keep
+                running, but its changes are not applied. The exporter's log line "target file
+                refused" names the file, line and field; fix the file (or whatever generates it), or
+                run idle_drop_exporter --config.check to see the error. It applies at the next
+                refresh, without a restart.
+              |||),
+            },
+          },
+          {
             alert: 'IdleDropShardMissing',
             // With --shard=I/N every replica exports its shard; fewer distinct shards than N
             // means a replica is down or misconfigured and its targets are not watched.

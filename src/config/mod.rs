@@ -8,7 +8,8 @@
 //!    durations, percentages, passwords and TLS files; [`locate`] finds the line of a field.
 //!
 //! [`ConfigError`] and how it is built from a YAML error or a field path live in `error.rs`;
-//! [`TargetChange`] (what a reload changes) in `change.rs`.
+//! [`TargetChange`] (what a reload changes) in `change.rs`. Targets kept in files of their own
+//! (`target_files`, read and refreshed apart from this file) are loaded by [`target_files`].
 //!
 //! Passwords live only in [`Secret`](crate::secret::Secret)s inside the driver config; nothing
 //! here prints them.
@@ -18,12 +19,14 @@ mod error;
 pub(crate) mod locate;
 pub(crate) mod raw;
 mod shard;
+pub mod target_files;
 pub(crate) mod validate;
 
 pub use change::TargetChange;
 pub(crate) use error::yaml_error;
 pub use error::ConfigError;
 pub use shard::Shard;
+pub use target_files::{TargetFiles, TargetFilesConfig};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -69,7 +72,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct Config {
     pub listen_address: SocketAddr,
     pub log: LogConfig,
+    /// The targets written in this file (`targets`); more may come from `target_files`.
     pub targets: Vec<TargetConfig>,
+    /// Where more targets come from, and how often they are read again.
+    pub target_files: TargetFilesConfig,
     /// Things worth a log line that do not stop loading (e.g. a password written in a DSN).
     pub warnings: Vec<String>,
     /// The exporter-toolkit web configuration (TLS, basic auth) for our own endpoint. Not part

@@ -10,6 +10,9 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+    /// Globs of files that each hold a list of targets (see `target_files.rs`).
+    pub target_files: Option<Vec<String>>,
+    pub target_files_refresh_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -749,13 +749,25 @@ mod fuzz {
                 sometimes(&["text", "json"]),
                 prop::option::weighted(0.05, text(8)),
                 prop::option::weighted(0.05, text(8)),
+                prop::option::weighted(
+                    0.1,
+                    prop::collection::vec(
+                        prop_oneof![
+                            4 => prop::sample::select(&["targets/*.yaml", "/nonexistent-fuzz-dir/*.json", "t/[ab].yaml", "[", "", "**/x"][..])
+                                .prop_map(str::to_string),
+                            1 => text(6),
+                        ],
+                        0..3,
+                    ),
+                ),
+                prop::option::weighted(0.1, prop::sample::select(DURATIONS)),
             ),
         )
             .prop_map(|(a, b, c)| {
                 let (((dsn, password), place), name, sslmode, connect, query, tcp_user, probe, max) =
                     a;
                 let (min, max_idle, precision, ladder, lifetime, margin, socket, keepalive) = b;
-                let (policy, listen, level, format, ca_file, password_file) = c;
+                let (policy, listen, level, format, ca_file, password_file, globs, refresh) = c;
                 let mut t = Mapping::new();
                 let mut put = |key: &str, value: Option<Value>| {
                     if let Some(value) = value {
@@ -822,6 +834,15 @@ mod fuzz {
                     root.insert("log".into(), Value::Mapping(log));
                 }
                 root.insert("targets".into(), Value::Sequence(vec![Value::Mapping(t)]));
+                if let Some(globs) = globs {
+                    root.insert(
+                        "target_files".into(),
+                        Value::Sequence(globs.into_iter().map(Value::from).collect()),
+                    );
+                }
+                if let Some(refresh) = refresh {
+                    root.insert("target_files_refresh_interval".into(), refresh.into());
+                }
                 (serde_yaml::to_string(&root).unwrap(), password, place, dsn_file)
             })
     }
@@ -865,7 +886,8 @@ mod fuzz {
                     prop_assert!(
                         e.field.starts_with("targets[0]")
                             || e.field.starts_with("log.")
-                            || e.field == "listen_address",
+                            || e.field == "listen_address"
+                            || e.field.starts_with("target_files"),
                         "field `{}`: {shown}\n{text}", e.field
                     );
                 }

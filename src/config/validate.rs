@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::locate::Step::{self, Index, Key};
 use super::raw;
+use super::target_files::{self, TargetFilesConfig};
 use super::{
     parse_duration, read_file, relative_to, CaBundle, Config, ConfigError, KeepaliveProbe,
     LifetimeSource, LogConfig, LogFormat, TargetConfig, DEFAULT_LISTEN_ADDRESS,
@@ -21,7 +22,30 @@ use crate::secret::Secret;
 
 /// Checks a parsed configuration file; `text` is the file's text (for line numbers).
 pub(super) fn config(path: &Path, text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
-    Validator { path, text }.config(raw)
+    Validator {
+        path,
+        text,
+        list_file: false,
+    }
+    .config(raw)
+}
+
+/// Checks a target file (a list of targets, see `target_files.rs`); `text` is its text. Fields
+/// are named from the list (`[2].precision`), and files a target names are relative to `path`.
+/// Returns the targets and the warnings they give.
+pub(super) fn target_list(
+    path: &Path,
+    text: &str,
+    raw: Vec<raw::RawTarget>,
+) -> Result<(Vec<TargetConfig>, Vec<String>), ConfigError> {
+    let mut warnings = Vec::new();
+    let targets = Validator {
+        path,
+        text,
+        list_file: true,
+    }
+    .targets(raw, &mut warnings)?;
+    Ok((targets, warnings))
 }
 
 /// Checks one target given outside a file (the `discover` command's flags) as the first target
@@ -35,6 +59,7 @@ pub(crate) fn target(
     let target = Validator {
         path: source,
         text: "",
+        list_file: false,
     }
     .target(0, raw, &mut warnings)?;
     Ok((target, warnings))
@@ -43,12 +68,20 @@ pub(crate) fn target(
 struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
+    /// A target file: the targets are the file's top-level list, not `targets:` in it.
+    list_file: bool,
 }
 
 type Checked<T> = Result<T, ConfigError>;
 
 impl Validator<'_> {
     fn error(&self, at: &[Step], reason: impl Into<String>) -> ConfigError {
+        // Every target check names its field from `targets`; in a target file the list is the
+        // whole file.
+        let at = match at.split_first() {
+            Some((Key("targets"), rest)) if self.list_file => rest,
+            _ => at,
+        };
         ConfigError::at(self.path, self.text, at, reason)
     }
 
@@ -64,14 +97,39 @@ impl Validator<'_> {
             )
         })?;
         let log = self.log(raw.log)?;
-        if raw.targets.is_empty() {
-            return Err(self.error(&[Key("targets")], "at least one target is required"));
+        let target_files =
+            self.target_files(raw.target_files, raw.target_files_refresh_interval)?;
+        if raw.targets.is_empty() && target_files.patterns.is_empty() {
+            return Err(self.error(
+                &[Key("targets")],
+                "at least one target is required (in targets, or target_files to read them from)",
+            ));
         }
+        let mut warnings = Vec::new();
+        let targets = self.targets(raw.targets, &mut warnings)?;
+        Ok(Config {
+            listen_address,
+            log,
+            targets,
+            target_files,
+            warnings,
+            web_config_file: None,
+            storage_path: None,
+            telemetry_path: super::DEFAULT_TELEMETRY_PATH.to_string(),
+            shard: None,
+        })
+    }
+
+    /// Checks each target and that no two share a name.
+    fn targets(
+        &self,
+        raw: Vec<raw::RawTarget>,
+        warnings: &mut Vec<String>,
+    ) -> Checked<Vec<TargetConfig>> {
         let mut names = HashSet::new();
         let mut targets = Vec::new();
-        let mut warnings = Vec::new();
-        for (i, target) in raw.targets.into_iter().enumerate() {
-            let target = self.target(i, target, &mut warnings)?;
+        for (i, target) in raw.into_iter().enumerate() {
+            let target = self.target(i, target, warnings)?;
             if !names.insert(target.name.clone()) {
                 return Err(self.error(
                     &[Key("targets"), Index(i), Key("name")],
@@ -83,15 +141,30 @@ impl Validator<'_> {
             }
             targets.push(target);
         }
-        Ok(Config {
-            listen_address,
-            log,
-            targets,
-            warnings,
-            web_config_file: None,
-            storage_path: None,
-            telemetry_path: super::DEFAULT_TELEMETRY_PATH.to_string(),
-            shard: None,
+        Ok(targets)
+    }
+
+    /// `target_files` (globs, relative to this file's folder) and how often they are read.
+    fn target_files(
+        &self,
+        patterns: Option<Vec<String>>,
+        refresh_interval: Option<String>,
+    ) -> Checked<TargetFilesConfig> {
+        let mut resolved = Vec::new();
+        for (i, pattern) in patterns.unwrap_or_default().into_iter().enumerate() {
+            let at = [Key("target_files"), Index(i)];
+            let pattern = target_files::resolve_pattern(self.path, &pattern)
+                .map_err(|reason| self.error(&at, reason))?;
+            resolved.push(pattern);
+        }
+        let refresh_interval = self.duration(
+            &[Key("target_files_refresh_interval")],
+            &refresh_interval,
+            target_files::DEFAULT_REFRESH_INTERVAL,
+        )?;
+        Ok(TargetFilesConfig {
+            patterns: resolved,
+            refresh_interval,
         })
     }
 

@@ -1,0 +1,506 @@
+//! Target files against real files in a scratch folder: globs, both formats, refusals that keep
+//! the last good targets, name clashes, sizes, and files a target names.
+
+use super::*;
+use crate::config::{parse, Config};
+
+/// A fresh folder for one test (`tag` keeps tests apart; the pid keeps runs apart).
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idle-drop-tf-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("targets")).unwrap();
+    dir
+}
+
+fn target(name: &str) -> String {
+    format!("- name: {name}\n  dsn: postgres://probe@127.0.0.1:1/postgres\n")
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+/// The configuration `dir/config.yaml` with `body`, parsed.
+fn config(dir: &Path, body: &str) -> Config {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, body).unwrap();
+    parse(&path, body).unwrap()
+}
+
+const GLOBS: &str = "target_files: [\"targets/*.yaml\", \"targets/*.json\"]\n";
+
+struct Files {
+    config: Config,
+    main: PathBuf,
+    files: TargetFiles,
+}
+
+impl Files {
+    fn new(dir: &Path, body: &str) -> Files {
+        Files {
+            config: config(dir, body),
+            main: dir.join("config.yaml"),
+            files: TargetFiles::default(),
+        }
+    }
+
+    fn refresh(&mut self, force: bool) -> Refresh {
+        self.files.refresh(
+            &self.config.target_files,
+            &self.config.targets,
+            &self.main,
+            force,
+        )
+    }
+
+    /// Names in force, from the files, in path order.
+    fn names(&self) -> Vec<&str> {
+        self.files.targets().map(|t| t.name.as_str()).collect()
+    }
+
+    /// (file name, ok, targets) per matched file.
+    fn status(&self) -> Vec<(String, bool, usize)> {
+        self.files
+            .files()
+            .map(|f| {
+                let name = f.path.file_name().unwrap().to_string_lossy().to_string();
+                (name, f.ok, f.targets)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn globs_are_relative_to_the_config_file_and_read_yaml_and_json() {
+    // A `[` in the folder's own name is no glob.
+    let dir = scratch("globs-[x]");
+    write(
+        &dir,
+        "targets/a.yaml",
+        &format!("{}{}", target("a1"), target("a2")),
+    );
+    write(
+        &dir,
+        "targets/b.json",
+        "[\n  {\"name\": \"b1\", \"dsn\": \"postgres://probe@127.0.0.1:1/postgres\"}\n]\n",
+    );
+    // Not matched: a hidden file (an editor's), another extension, a subfolder's file.
+    write(&dir, "targets/.a.yaml.swp", &target("hidden"));
+    write(&dir, "targets/notes.txt", &target("txt"));
+    std::fs::create_dir_all(dir.join("targets/sub")).unwrap();
+    write(&dir, "targets/sub/c.yaml", &target("deep"));
+
+    let mut files = Files::new(&dir, GLOBS);
+    assert!(files.config.targets.is_empty(), "no inline target needed");
+    assert_eq!(
+        files.config.target_files.refresh_interval,
+        Duration::from_secs(30)
+    );
+    let first = files.refresh(false);
+    assert!(first.changed && first.refused.is_empty(), "{first:?}");
+    assert_eq!(files.names(), ["a1", "a2", "b1"]);
+    assert_eq!(
+        files.status(),
+        [("a.yaml".into(), true, 2), ("b.json".into(), true, 1)]
+    );
+    // Label values are the paths as matched: the config's folder joined with the glob.
+    let paths: Vec<PathBuf> = files.files.files().map(|f| f.path.to_path_buf()).collect();
+    assert_eq!(paths[0], dir.join("targets/a.yaml"));
+
+    // Nothing changed: nothing to apply.
+    assert!(!files.refresh(false).changed);
+
+    // A glob that matches the configuration file itself leaves it out.
+    let mut beside = Files::new(&dir, "target_files: [\"*.yaml\", \"targets/a.yaml\"]\n");
+    let read = beside.refresh(false);
+    assert!(read.refused.is_empty(), "{read:?}");
+    assert_eq!(beside.names(), ["a1", "a2"]);
+
+    // A pattern that matches nothing is told once.
+    let mut typo = Files::new(&dir, "target_files: [\"targtes/*.yaml\"]\n");
+    let read = typo.refresh(false);
+    assert_eq!(read.warnings.len(), 1, "{read:?}");
+    assert!(read.warnings[0].contains("matches no file"), "{read:?}");
+    assert!(typo.refresh(false).warnings.is_empty());
+}
+
+#[test]
+fn config_fields_are_checked_with_their_line() {
+    let dir = scratch("fields");
+    let path = dir.join("config.yaml");
+    let e = parse(&path, "log:\n  level: info\n").unwrap_err();
+    assert_eq!(e.field, "targets");
+    assert!(e.reason.contains("target_files"), "{e}");
+    let e = parse(&path, "target_files:\n  - \"targets/[a.yaml\"\n").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (Some(2), "target_files[0]"));
+    assert!(e.reason.contains("is not a glob"), "{e}");
+    let e = parse(&path, "target_files: [\"\"]\n").unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (Some(1), "target_files[0]"));
+    let e = parse(
+        &path,
+        "target_files: [a.yaml]\ntarget_files_refresh_interval: 0s\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(2), "target_files_refresh_interval")
+    );
+    let c = parse(
+        &path,
+        "target_files: [/etc/idle/*.json, a.yaml]\ntarget_files_refresh_interval: 1s\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.target_files.patterns,
+        [
+            "/etc/idle/*.json".to_string(),
+            format!("{}/a.yaml", dir.display())
+        ]
+    );
+    assert_eq!(c.target_files.refresh_interval, Duration::from_secs(1));
+}
+
+#[test]
+fn a_bad_file_is_refused_alone_with_file_line_and_field_and_keeps_its_last_good_targets() {
+    let dir = scratch("refused");
+    write(&dir, "targets/a.yaml", &target("a1"));
+    write(&dir, "targets/b.yaml", &target("b1"));
+    let mut files = Files::new(&dir, GLOBS);
+    files.refresh(false);
+    assert_eq!(files.names(), ["a1", "b1"]);
+
+    // b: a value out of range on line 6. a changes at the same time, and that still applies.
+    write(
+        &dir,
+        "targets/b.yaml",
+        &format!("{}{}  max_connections: 500\n", target("b1"), target("b2")),
+    );
+    write(
+        &dir,
+        "targets/a.yaml",
+        &format!("{}{}", target("a1"), target("a2")),
+    );
+    let read = files.refresh(false);
+    assert!(read.changed);
+    assert_eq!(files.names(), ["a1", "a2", "b1"]);
+    assert_eq!(read.refused.len(), 1, "{read:?}");
+    let e = &read.refused[0];
+    assert_eq!(e.file, dir.join("targets/b.yaml"));
+    assert_eq!((e.line, e.field.as_str()), (Some(5), "[1].max_connections"));
+    assert!(
+        e.to_string().starts_with(&format!(
+            "{}:5: [1].max_connections: 500 is outside",
+            dir.join("targets/b.yaml").display()
+        )),
+        "{e}"
+    );
+    assert_eq!(
+        files.status(),
+        [("a.yaml".into(), true, 2), ("b.yaml".into(), false, 1)]
+    );
+    // Told once, not at every refresh.
+    assert!(files.refresh(false).refused.is_empty());
+    assert!(files.refresh(true).refused.is_empty());
+
+    // Unparsable YAML and an unknown field: refused with the line serde gives.
+    write(&dir, "targets/b.yaml", "- name: b1\n  dsn: [oops\n");
+    let e = files.refresh(false).refused.remove(0);
+    assert!(e.line.is_some(), "{e}");
+    write(
+        &dir,
+        "targets/b.yaml",
+        &format!("{}  max_conections: 3\n", target("b1")),
+    );
+    let e = files.refresh(false).refused.remove(0);
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "[0]"), "{e}");
+    assert!(
+        e.to_string().contains("unknown field `max_conections`"),
+        "{e}"
+    );
+    // The other shape (the main file's) is not a target file.
+    write(
+        &dir,
+        "targets/b.yaml",
+        &format!("targets:\n{}", target("b1")),
+    );
+    assert!(files.refresh(false).refused[0]
+        .reason
+        .contains("expected a sequence"));
+    assert_eq!(files.names(), ["a1", "a2", "b1"]);
+
+    // JSON: the line of the field, found after parsing.
+    write(
+        &dir,
+        "targets/c.json",
+        "[\n  {\n    \"name\": \"c1\",\n    \"dsn\": \"postgres://probe@127.0.0.1:1/postgres\",\n    \"precision\": \"lots\"\n  }\n]\n",
+    );
+    let e = files.refresh(false).refused.remove(0);
+    assert_eq!(e.file, dir.join("targets/c.json"));
+    assert_eq!((e.line, e.field.as_str()), (Some(5), "[0].precision"));
+
+    // Fixed: in force again.
+    write(
+        &dir,
+        "targets/b.yaml",
+        &format!("{}{}", target("b1"), target("b2")),
+    );
+    std::fs::remove_file(dir.join("targets/c.json")).unwrap();
+    let read = files.refresh(false);
+    assert_eq!(read.recovered, [dir.join("targets/b.yaml")]);
+    assert_eq!(read.gone, [dir.join("targets/c.json")]);
+    assert_eq!(files.names(), ["a1", "a2", "b1", "b2"]);
+    assert!(files.status().iter().all(|(_, ok, _)| *ok));
+}
+
+#[test]
+fn a_file_never_loaded_gives_nothing_while_refused_and_a_deleted_file_removes_its_targets() {
+    let dir = scratch("never");
+    write(&dir, "targets/a.yaml", &target("a1"));
+    write(&dir, "targets/b.yaml", "- name: b1\n");
+    let mut files = Files::new(&dir, GLOBS);
+    let read = files.refresh(false);
+    assert_eq!(files.names(), ["a1"]);
+    assert_eq!(read.refused.len(), 1);
+    assert_eq!(read.refused[0].field, "[0]");
+    assert!(read.refused[0].reason.contains("`dsn` is required"));
+    assert_eq!(
+        files.status(),
+        [("a.yaml".into(), true, 1), ("b.yaml".into(), false, 0)]
+    );
+
+    std::fs::remove_file(dir.join("targets/a.yaml")).unwrap();
+    let read = files.refresh(false);
+    assert!(read.changed && read.refused.is_empty(), "{read:?}");
+    assert_eq!(read.gone, [dir.join("targets/a.yaml")]);
+    assert!(files.names().is_empty());
+}
+
+#[test]
+fn a_clashing_name_refuses_the_file_that_brings_it() {
+    let dir = scratch("clash");
+    write(&dir, "targets/b.yaml", &target("x"));
+    let mut files = Files::new(
+        &dir,
+        &format!("{GLOBS}targets:\n  - name: inline\n    dsn: postgres://h/db\n"),
+    );
+    files.refresh(false);
+
+    // a (first in path order) brings `x`, which b already runs: a is refused, b keeps it.
+    write(
+        &dir,
+        "targets/a.yaml",
+        &format!("{}{}", target("a1"), target("x")),
+    );
+    let read = files.refresh(false);
+    assert_eq!(files.names(), ["x"]);
+    let e = &read.refused[0];
+    assert_eq!(e.file, dir.join("targets/a.yaml"));
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "[1].name"));
+    assert!(
+        e.reason.contains(&format!(
+            "`x` is already a target of {}",
+            dir.join("targets/b.yaml").display()
+        )),
+        "{e}"
+    );
+
+    // b lets go of `x`: a, unchanged but refused, is merged again at every refresh and gets it.
+    write(&dir, "targets/b.yaml", &target("b1"));
+    let read = files.refresh(false);
+    assert_eq!(files.names(), ["a1", "x", "b1"]);
+    assert_eq!(read.recovered, [dir.join("targets/a.yaml")]);
+
+    // A name of an inline target: the file is refused (the main file's targets keep theirs).
+    write(
+        &dir,
+        "targets/c.yaml",
+        &format!("{}{}", target("c1"), target("inline")),
+    );
+    let read = files.refresh(false);
+    assert_eq!(files.names(), ["a1", "x", "b1"]);
+    assert!(read.refused[0].reason.contains("config.yaml"), "{read:?}");
+
+    // Two files that both bring a new name at once: the first in path order gets it.
+    write(&dir, "targets/d.yaml", &target("new"));
+    write(&dir, "targets/e.yaml", &target("new"));
+    let read = files.refresh(false);
+    assert_eq!(files.names(), ["a1", "x", "b1", "new"]);
+    assert_eq!(read.refused[0].file, dir.join("targets/e.yaml"));
+
+    // A reload that adds an inline target a file runs: the inline one wins, the file loses it.
+    files.config = config(
+        &dir,
+        &format!("{GLOBS}targets:\n  - name: inline\n    dsn: postgres://h/db\n  - name: b1\n    dsn: postgres://h/db\n"),
+    );
+    let read = files.refresh(true);
+    assert!(!files.names().contains(&"b1"), "{:?}", files.names());
+    assert!(read
+        .refused
+        .iter()
+        .any(|e| e.file == dir.join("targets/b.yaml")));
+
+    // Within one file: refused like a duplicate in the main file.
+    write(
+        &dir,
+        "targets/f.yaml",
+        &format!("{}{}", target("f"), target("f")),
+    );
+    let e = files.refresh(false).refused.remove(0);
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "[1].name"));
+}
+
+#[test]
+fn files_are_read_like_the_config_regular_bounded_and_not_empty() {
+    let dir = scratch("bounded");
+    let mut big = target("a1");
+    while big.len() as u64 <= super::super::MAX_FILE_BYTES {
+        big.push_str(&format!("# {}\n", "padding ".repeat(16)));
+    }
+    write(&dir, "targets/big.yaml", &big);
+    write(&dir, "targets/empty.yaml", "\n");
+    write(
+        &dir,
+        "targets/deep.yaml",
+        &format!("{}\n", "[".repeat(100_000)),
+    );
+    let fifo = dir.join("targets/fifo.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut files = Files::new(&dir, GLOBS);
+    let read = files.refresh(false);
+    let reasons: Vec<String> = read.refused.iter().map(|e| e.to_string()).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:#?}");
+    assert!(reasons[0].contains("big.yaml: cannot read the file: larger than 1 MiB"));
+    assert!(reasons[1].contains("deep.yaml:1: nested more than 64 levels"));
+    assert!(reasons[2].contains("empty.yaml: the file is empty (a file without targets says [])"));
+    assert!(reasons[3].contains("fifo.yaml: cannot read the file: not a regular file"));
+    write(&dir, "targets/empty.yaml", "[]\n");
+    files.refresh(false);
+    assert!(files.status().contains(&("empty.yaml".into(), true, 0)));
+}
+
+#[test]
+fn files_a_target_names_are_relative_to_its_target_file_and_reread_on_reload() {
+    let dir = scratch("password");
+    std::fs::create_dir_all(dir.join("targets/secrets")).unwrap();
+    write(&dir, "targets/secrets/a.pw", "first-s3cret\n");
+    write(
+        &dir,
+        "targets/a.yaml",
+        &format!("{}  password_file: secrets/a.pw\n", target("a1")),
+    );
+    let mut files = Files::new(&dir, GLOBS);
+    files.refresh(false);
+    let password = |files: &Files| {
+        files
+            .files
+            .targets()
+            .next()
+            .unwrap()
+            .driver
+            .get_password()
+            .map(<[u8]>::to_vec)
+    };
+    assert_eq!(password(&files), Some(b"first-s3cret".to_vec()));
+
+    // The target file's bytes are the same: a periodic refresh does not read it again; a
+    // reload (forced) does, and picks up the rotated password.
+    write(&dir, "targets/secrets/a.pw", "second-s3cret\n");
+    assert!(!files.refresh(false).changed);
+    assert_eq!(password(&files), Some(b"first-s3cret".to_vec()));
+    assert!(files.refresh(true).changed);
+    assert_eq!(password(&files), Some(b"second-s3cret".to_vec()));
+
+    // A missing password file is refused naming the target file, line and field, never the
+    // password.
+    std::fs::remove_file(dir.join("targets/secrets/a.pw")).unwrap();
+    let e = files.refresh(true).refused.remove(0);
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "[0].password_file"));
+    assert!(e.reason.contains("secrets/a.pw"), "{e}");
+    assert!(!format!("{e} {e:?} {:?}", files.files).contains("s3cret"));
+    assert_eq!(password(&files), Some(b"second-s3cret".to_vec()));
+}
+
+#[test]
+fn more_files_than_the_cap_are_not_read_and_say_so() {
+    let dir = scratch("cap");
+    for i in 0..=MAX_TARGET_FILES {
+        write(&dir, &format!("targets/t{i:04}.yaml"), "[]\n");
+    }
+    let mut files = Files::new(&dir, GLOBS);
+    let read = files.refresh(false);
+    assert_eq!(files.files.files().count(), MAX_TARGET_FILES);
+    let reason = read.over_limit.expect("over the cap");
+    assert!(
+        reason.contains("match 1001 files, more than 1000"),
+        "{reason}"
+    );
+    assert_eq!(read.refused.len(), 1);
+    assert_eq!(read.refused[0].field, "target_files");
+    assert!(files.refresh(false).refused.is_empty(), "told once");
+}
+
+/// Hostile target files: any text is a list of targets or refused naming the file; never a
+/// panic (the JSON line finder included).
+mod fuzz {
+    use super::*;
+    use crate::postgres::dsn::fuzz::budget;
+    use proptest::prelude::*;
+
+    /// Pieces of JSON and flow YAML, glued at random.
+    fn flowish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(
+                    &[
+                        "[",
+                        "]",
+                        "{",
+                        "}",
+                        ",",
+                        ":",
+                        ": ",
+                        "\"name\"",
+                        "\"dsn\"",
+                        "'a''b'",
+                        "\"x\\\"",
+                        "\n",
+                        "# c\n",
+                        "\"postgres://h/x\"",
+                        "name",
+                        " ",
+                        "\"precision\": \"lots\"",
+                        "- ",
+                    ][..]
+                )
+                .prop_map(str::to_string),
+                "(?s).{0,3}",
+            ],
+            0..40,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(budget(256))]
+
+        #[test]
+        fn any_text_is_targets_or_refused_naming_the_file(
+            text in prop_oneof!["(?s).{0,200}", flowish()]
+        ) {
+            let path = Path::new("/nonexistent-fuzz-dir/targets/t.json");
+            if let Err(e) = parse(path, &text) {
+                prop_assert!(e.to_string().starts_with("/nonexistent-fuzz-dir/targets/t.json"), "{e}");
+            }
+            for steps in [
+                &[Step::Index(0), Step::Key("name")][..],
+                &[Step::Index(1), Step::Key("idle_range"), Step::Key("max")][..],
+            ] {
+                let _ = locate::line_of(&text, steps);
+            }
+        }
+    }
+}
