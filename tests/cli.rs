@@ -150,12 +150,7 @@ async fn serving(
             .unwrap(),
     );
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(address).is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_until_listening(address).await;
     (child, address)
 }
 

@@ -61,12 +61,7 @@ impl Running {
                 .unwrap(),
         );
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(address).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::wait_until_listening(address).await;
         Running {
             _process: process,
             address,

@@ -605,6 +605,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits (up to 10 s) until a process this test started accepts connections on `address`.
+pub async fn wait_until_listening(address: SocketAddr) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn exists(path: &str) -> bool {
     Path::new(path).exists()
 }
