@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::target_files::Refresh;
 use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, TargetFilesConfig};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, TargetFileBoard, TargetFileRow};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
 use crate::storage::Store;
@@ -95,10 +95,12 @@ pub async fn run(
 ) {
     let metrics = Arc::new(Metrics::new());
     let board: StatusBoard = Default::default();
+    let files: TargetFileBoard = Default::default();
     let (trigger, ReloadInbox(mut inbox)) = reloads;
     let state = Arc::new(AppState {
         metrics: metrics.clone(),
         board: board.clone(),
+        files: files.clone(),
         reload: trigger,
         ready: false.into(),
         telemetry_path: config.telemetry_path.clone(),
@@ -152,6 +154,7 @@ pub async fn run(
         removals: HashMap::new(),
         metrics,
         board,
+        files,
         listen_address: config.listen_address,
         log: config.log.clone(),
         store,
@@ -203,6 +206,8 @@ struct Daemon {
     removals: HashMap<String, CancellationToken>,
     metrics: Arc<Metrics>,
     board: StatusBoard,
+    /// The target files as the status page shows them.
+    files: TargetFileBoard,
     listen_address: std::net::SocketAddr,
     log: config::LogConfig,
     /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
@@ -303,8 +308,14 @@ impl Daemon {
                 "target file no longer matched; its targets are removed"
             );
         }
+        let mut rows = Vec::new();
         for file in self.target_files.files() {
             let label = file.path.display().to_string();
+            rows.push(TargetFileRow {
+                file: label.clone(),
+                targets: file.targets,
+                refusal: file.refusal.map(ToString::to_string),
+            });
             self.metrics
                 .target_file_ok
                 .with_label_values(&[&label])
@@ -314,6 +325,7 @@ impl Daemon {
                 .with_label_values(&[&label])
                 .set(file.targets as i64);
         }
+        *self.files.write().unwrap_or_else(|e| e.into_inner()) = rows;
     }
 
     /// Applies the inline targets and those the target files give.

@@ -226,6 +226,25 @@ async fn target_files_are_watched_and_a_bad_file_is_refused_alone() {
         "{}",
         refused[0]
     );
+    // The status page says which file is refused and why, beside the others.
+    let page = http_get(exporter.address, "/").await.1;
+    let b_row = page
+        .lines()
+        .find(|line| line.contains(&format!("<code>{}</code>", b.display())))
+        .unwrap_or_else(|| panic!("no row for b on the page:\n{page}"));
+    assert!(
+        b_row.contains("refused")
+            && b_row.contains("[0].max_connections: 500 is outside 2..=64")
+            && b_row.contains("<td>1</td>"),
+        "{b_row}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<code>{}</code></td><td>2</td><td><span class=\"ok\">loaded</span>",
+            a.display()
+        )),
+        "{page}"
+    );
     assert!(
         !exporter
             .log_lines(&["target reconnects", "\"target_name\":\"a2\""])

@@ -8,6 +8,7 @@
 //! which never holds a secret (DSNs there are redacted); all text is HTML-escaped.
 
 use std::fmt::Write;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::postgres::classify::DeathCause;
@@ -37,7 +38,20 @@ const COPY_SCRIPT: &str = concat!(
 );
 
 /// The page; `telemetry_path`: where the metrics link points (`--web.telemetry-path`).
-pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
+/// One target file as the page shows it; the daemon rewrites the list at every refresh.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetFileRow {
+    pub file: String,
+    /// How many of its targets are in force (its last good ones while refused).
+    pub targets: usize,
+    /// Why its current content is refused (`FILE:LINE: FIELD: reason`, never a secret).
+    pub refusal: Option<String>,
+}
+
+/// The target files the globs match, in path order, for the page.
+pub type TargetFileBoard = Arc<RwLock<Vec<TargetFileRow>>>;
+
+pub fn render(board: &StatusBoard, files: &TargetFileBoard, telemetry_path: &str) -> String {
     let board = board.read().unwrap_or_else(|e| e.into_inner());
     let mut page = format!(
         concat!(
@@ -57,12 +71,38 @@ pub fn render(board: &StatusBoard, telemetry_path: &str) -> String {
         row(&mut page, status);
     }
     page.push_str("</tbody></table>\n");
+    target_files(&mut page, &files.read().unwrap_or_else(|e| e.into_inner()));
     page.push_str("<p class=\"muted\">The true threshold lies between the lower and the upper bound. No connection of your pool may sit idle as long as the recommendation; how to get there differs per library (an idle timeout often spares the pool's minimum): take your library's line under <i>Settings for your pool</i>, each marked with whether it was proven.</p>\n");
     for status in board.values() {
         section(&mut page, status);
     }
     let _ = write!(page, "<script>{COPY_SCRIPT}</script>\n</body></html>\n");
     page
+}
+
+/// Which target files are in force, and why a refused one is: the first place to look when a
+/// generated target does not show up.
+fn target_files(page: &mut String, files: &[TargetFileRow]) {
+    if files.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Target files</h2>\n<table><thead><tr><th>file</th><th>targets in force</th><th>status</th></tr></thead><tbody>\n");
+    for file in files {
+        let status = match &file.refusal {
+            None => "<span class=\"ok\">loaded</span>".to_string(),
+            Some(why) => format!(
+                "<span class=\"bad\">refused</span>: {} <small>(its last good targets, if any, keep running)</small>",
+                escape(why)
+            ),
+        };
+        let _ = writeln!(
+            page,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{status}</td></tr>",
+            escape(&file.file),
+            file.targets
+        );
+    }
+    page.push_str("</tbody></table>\n");
 }
 
 fn row(page: &mut String, s: &TargetStatus) {
@@ -500,19 +540,18 @@ mod tests {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let status = sample();
         board.write().unwrap().insert(status.name.clone(), status);
-        assert!(
-            render(&board, "/metrics").contains("(unsafe)</span> <small>(from the config)</small>")
-        );
+        assert!(render(&board, &Default::default(), "/metrics")
+            .contains("(unsafe)</span> <small>(from the config)</small>"));
 
         let yaml = "targets:\n  - name: prisma\n    dsn: postgres://probe@10.0.0.5/app?connection_limit=5\n";
         let config = crate::config::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
         let status = TargetStatus::new(&config.targets[0]);
         board.write().unwrap().insert(status.name.clone(), status);
         assert!(
-            render(&board, "/metrics")
+            render(&board, &Default::default(), "/metrics")
                 .contains("<td>5m <small>(quaint default, URL has none)</small></td>"),
             "{}",
-            render(&board, "/metrics")
+            render(&board, &Default::default(), "/metrics")
         );
     }
 
@@ -527,7 +566,7 @@ mod tests {
             upper: None,
         };
         board.write().unwrap().insert(status.name.clone(), status);
-        assert!(render(&board, "/metrics").contains("<svg class=\"survival\""));
+        assert!(render(&board, &Default::default(), "/metrics").contains("<svg class=\"survival\""));
     }
 
     #[test]
@@ -539,7 +578,7 @@ mod tests {
         status.stored_drop = Some(DeathCause::Timeout);
         status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         board.write().unwrap().insert(status.name.clone(), status);
-        let page = render(&board, "/metrics");
+        let page = render(&board, &Default::default(), "/metrics");
         assert!(
             page.contains("Resumed from the measurement stored at 2026-11-18T11:06:40Z")
                 && page.contains("the sentinels are confirming it"),
@@ -556,7 +595,7 @@ mod tests {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let status = sample();
         board.write().unwrap().insert(status.name.clone(), status);
-        let page = render(&board, "/metrics");
+        let page = render(&board, &Default::default(), "/metrics");
         assert!(page.contains("<svg class=\"survival\""));
         assert_eq!(page.matches("<circle class=\"survived\"").count(), 1);
         assert_eq!(page.matches("<path class=\"died\"").count(), 1);
@@ -573,5 +612,30 @@ mod tests {
             !page.contains("src=\"http") && !page.contains("href=\"http"),
             "no external assets"
         );
+    }
+
+    #[test]
+    fn target_files_show_which_is_refused_and_why_escaped() {
+        let files: TargetFileBoard = Default::default();
+        let board: StatusBoard = Default::default();
+        assert!(!render(&board, &files, "/metrics").contains("Target files"));
+        *files.write().unwrap() = vec![
+            TargetFileRow {
+                file: "targets/a.yaml".into(),
+                targets: 2,
+                refusal: None,
+            },
+            TargetFileRow {
+                file: "targets/<b>.json".into(),
+                targets: 1,
+                refusal: Some("targets/<b>.json:3: [0].name: `<x>` is taken".into()),
+            },
+        ];
+        let page = render(&board, &files, "/metrics");
+        assert!(page.contains(
+            "<tr><td><code>targets/a.yaml</code></td><td>2</td><td><span class=\"ok\">loaded</span></td></tr>"
+        ));
+        assert!(page.contains("<code>targets/&lt;b&gt;.json</code></td><td>1</td><td><span class=\"bad\">refused</span>: targets/&lt;b&gt;.json:3: [0].name: `&lt;x&gt;` is taken"));
+        assert!(!page.contains("<b>"));
     }
 }

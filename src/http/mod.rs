@@ -17,7 +17,7 @@ mod landing;
 pub mod server;
 pub mod web_config;
 
-pub use landing::human;
+pub use landing::{human, TargetFileBoard, TargetFileRow};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +37,8 @@ use server::{respond, text, METRICS_CONTENT_TYPE};
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub board: StatusBoard,
+    /// The target files and whether each is in force, for the status page.
+    pub files: TargetFileBoard,
     pub reload: ReloadTrigger,
     pub ready: AtomicBool,
     /// Where metrics are served (`--web.telemetry-path`).
@@ -68,7 +70,7 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<By
         ("/", Method::GET) => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            landing::render(&state.board, &state.telemetry_path),
+            landing::render(&state.board, &state.files, &state.telemetry_path),
         ),
         ("/-/healthy", Method::GET) => text(StatusCode::OK, "Healthy.\n"),
         ("/-/ready", Method::GET) => {
