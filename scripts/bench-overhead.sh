@@ -17,7 +17,8 @@
 # INTERVAL (15), DROP_T (10), DROP_WINDOW (180), LAB (bnov; watch: bnw), OUT (directory for
 # logs, /tmp/bn-overhead; watch: /tmp/bn-watch). watch only: WATCH_T (middlebox timeout, 30),
 # WATCH_GUARD (app_max_idle_lifetime in s, 0.8 x WATCH_T; 0 = no guard), SETTLE (s after every
-# target is watching, 120), DISCOVERY_TIMEOUT (s, 1800).
+# target is watching, 120), DISCOVERY_TIMEOUT (s, 1800), WARM_POOL (1: PgBouncer's server pool
+# full before ours starts; 0: it grows as probes connect, see pgbouncer_warm).
 #
 # steady, drops and watch leave nothing running: when they end (done, failed, Ctrl-C or SIGTERM) every
 # process they started is stopped and the lab is removed; results and logs stay in OUT.
@@ -81,6 +82,7 @@ WATCH_T=${WATCH_T:-30}
 WATCH_GUARD=${WATCH_GUARD:-$((WATCH_T * 8 / 10))}
 SETTLE=${SETTLE:-120}
 DISCOVERY_TIMEOUT=${DISCOVERY_TIMEOUT:-1800}
+WARM_POOL=${WARM_POOL:-1}
 # PgBouncer settings the watch mode changes (steady and drops keep these).
 PGB_MAX_CLIENT_CONN=12000
 PGB_EXTRA=""
@@ -626,6 +628,13 @@ if n > 1 and os.path.exists(base_path):
     pod = math.floor((budget - base) / per_max) if per_max > 0 else None
     print(f"N per 512 MiB pod = floor((512 MiB x 0.8 - {base:.1f} MiB) / {per_max * 1024:.0f} KiB) = {pod} "
           f"(80 % of the limit as headroom; base and per-target from the window maxima)")
+    bd = max(x["rss"] for x in json.load(open(base_path))["discovery"]["samples"]) / MiB
+    nd = max(x["rss"] for x in ds) / MiB
+    per_d = (nd - bd) / (n - 1)
+    pod_d = math.floor((budget - bd) / per_d) if per_d > 0 else None
+    print(f"Discovery (all targets at once, as after a start without --storage.path): peak RSS {nd:.1f} MiB, "
+          f"{per_d * 1024:.0f} KiB per target over the 1-target peak {bd:.1f} MiB; "
+          f"N per 512 MiB pod if the discovery peak must fit: floor((409.6 - {bd:.1f}) / {per_d * 1024:.0f} KiB) = {pod_d}")
 elif n > 1:
     print(f"\nPer target (no watch-1.json baseline: RSS/N): RSS {f['rss_mean'] / n * 1024:.0f} KiB, CPU {f['cpu'] / n:.3f} s/hour, "
           f"exporter sockets {f['ours_mean'] / n:.2f}")
@@ -657,13 +666,14 @@ watch() {
   mkdir -p "$OUT"
   PGB_MAX_CLIENT_CONN=19000
   PGB_EXTRA="client_idle_timeout = $((3 * WATCH_T))
-stats_users = probe
+stats_users = probe"
+  [ "$WARM_POOL" = 1 ] && PGB_EXTRA+="
 min_pool_size = 20"
   if ip netns list | grep -qw "$NS"; then
     die "lab $LAB exists: LAB=$LAB OUT=$OUT bash $0 down first"
   fi
   lab_up "$WATCH_T"
-  pgbouncer_warm
+  [ "$WARM_POOL" = 1 ] && pgbouncer_warm
   local host n extra
   host=$(cat "$OUT/lab_host")
   for n in "$@"; do
