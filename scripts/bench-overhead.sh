@@ -6,12 +6,21 @@
 #   bash scripts/bench-overhead.sh steady 1 100      # steady state for N = 1 and 100 targets
 #   bash scripts/bench-overhead.sh steady 1000
 #   bash scripts/bench-overhead.sh drops             # middlebox at T = 10 s, one target each
+#   bash scripts/bench-overhead.sh watch 1           # watch phase, ours alone: baseline
+#   bash scripts/bench-overhead.sh watch 1000        # watch phase at 1,000 targets
+#   bash scripts/bench-overhead.sh watch-report 1000 # print a watch run's results again (per
+#                                                    # target against watch-1.json if there)
 #   bash scripts/bench-overhead.sh down              # remove what a run killed with SIGKILL left behind
+#                                                    # (LAB=bnw OUT=/tmp/bn-watch ... down after watch)
 #
-# Knobs (environment): WARMUP (s, default 60), WINDOW (s, 120), SCRAPES (20), INTERVAL (15),
-# DROP_T (10), DROP_WINDOW (180), LAB (bnov), OUT (directory for logs, /tmp/bn-overhead).
+# Knobs (environment): WARMUP (s, default 60), WINDOW (s, 120; watch: 600), SCRAPES (20),
+# INTERVAL (15), DROP_T (10), DROP_WINDOW (180), LAB (bnov; watch: bnw), OUT (directory for
+# logs, /tmp/bn-overhead; watch: /tmp/bn-watch). watch only: WATCH_T (middlebox timeout, 30),
+# WATCH_GUARD (app_max_idle_lifetime in s, 0.8 x WATCH_T; 0 = no guard), SETTLE (s after every
+# target is watching, 120), DISCOVERY_TIMEOUT (s, 1800), WARM_POOL (1: PgBouncer's server pool
+# full before ours starts; 0: it grows as probes connect, see pgbouncer_warm).
 #
-# steady and drops leave nothing running: when they end (done, failed, Ctrl-C or SIGTERM) every
+# steady, drops and watch leave nothing running: when they end (done, failed, Ctrl-C or SIGTERM) every
 # process they started is stopped and the lab is removed; results and logs stay in OUT.
 #
 # Setup (needs root): one lab (`lab/lab.sh up bnov --mode silent --timeout 3600`, i.e. no drops
@@ -38,13 +47,45 @@
 # After WARMUP, RSS (VmRSS) and CPU (utime+stime from /proc/PID/stat) are sampled over WINDOW
 # seconds; CPU s/hour is extrapolated from the window. Then SCRAPES timed scrapes (curl -w) of
 # each one's endpoint give size and latency (median, p90).
+#
+# watch N: what one replica costs per target in the watch phase (control connection, low and
+# high sentinels, guard), ours alone. Lab `bnw` with the middlebox at T = WATCH_T (silent drop),
+# the same PgBouncer inside it, reached across the veth (through the middlebox) by N targets
+# with idle_range 1 s .. 2T, app_max_idle_lifetime WATCH_GUARD, reap_ghosts false, default
+# max_connections (8), query/tcp_user timeouts at their defaults (10 s). PgBouncer gets
+# client_idle_timeout = 3T (longer than any live probe connection idles: range max 2T), so the
+# client sessions the middlebox dropped silently (PgBouncer never learns of them) are closed
+# instead of piling up for hours, max_client_conn 19000 (open files stay at the hard limit,
+# 20000 here) and stats_users = probe for SHOW LISTS. The exporter is started, its /metrics is
+# scraped every INTERVAL (as Prometheus would), and once every target reports
+# idle_drop_discovery_state{state="watching"} (time and discovery-phase peaks are recorded),
+# SETTLE seconds pass, then WINDOW seconds are sampled: VmRSS every 5 s, CPU (utime+stime)
+# over the window, the exporter's ESTABLISHED TCP sockets to PgBouncer every 5 s (ss in the root
+# namespace: ours is the only client there), PgBouncer's established client sockets (ss in the
+# namespace) and SHOW LISTS, PostgreSQL's client backends every 30 s, and counters from the
+# scrapes (connections opened, deaths by role and kind, threshold changes). Results go to
+# OUT/watch-N.json and a markdown table; per-target figures use OUT/watch-1.json, when there,
+# as the baseline.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = watch ] || [ "${1:-}" = watch-report ]; then
+  LAB=${LAB:-bnw}
+  OUT=${OUT:-/tmp/bn-watch}
+  WINDOW=${WINDOW:-600}
+fi
 LAB=${LAB:-bnov}
 OUT=${OUT:-/tmp/bn-overhead}
 WARMUP=${WARMUP:-60}
 WINDOW=${WINDOW:-120}
+WATCH_T=${WATCH_T:-30}
+WATCH_GUARD=${WATCH_GUARD:-$((WATCH_T * 8 / 10))}
+SETTLE=${SETTLE:-120}
+DISCOVERY_TIMEOUT=${DISCOVERY_TIMEOUT:-1800}
+WARM_POOL=${WARM_POOL:-1}
+# PgBouncer settings the watch mode changes (steady and drops keep these).
+PGB_MAX_CLIENT_CONN=12000
+PGB_EXTRA=""
 SCRAPES=${SCRAPES:-20}
 INTERVAL=${INTERVAL:-15}
 DROP_T=${DROP_T:-10}
@@ -52,18 +93,21 @@ DROP_WINDOW=${DROP_WINDOW:-180}
 OURS_PORT=19187
 BLACKBOX_PORT=19115
 PGEXP_PORT=19188
-BIN=$HERE/target/release/idle_drop_exporter
+BIN=${BIN:-$HERE/target/release/idle_drop_exporter}
 NS=idl-$LAB
 LABSH=$HERE/lab/lab.sh
 
 log() { echo "bench-overhead: $*" >&2; }
 die() { echo "bench-overhead: error: $*" >&2; exit 1; }
 
+# deps [watch]: watch runs ours alone and needs neither of the other exporters.
 deps() {
   local missing=()
   command -v pgbouncer >/dev/null || missing+=(pgbouncer)
-  command -v prometheus-blackbox-exporter >/dev/null || missing+=(prometheus-blackbox-exporter)
-  command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+  if [ "${1:-}" != watch ]; then
+    command -v prometheus-blackbox-exporter >/dev/null || missing+=(prometheus-blackbox-exporter)
+    command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+  fi
   command -v curl >/dev/null || missing+=(curl)
   command -v python3 >/dev/null || missing+=(python3)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -91,10 +135,12 @@ stop_all() {
   rm -f "$OUT/pids"
 }
 
+# lab_up [T]: the middlebox timeout, 3600 s (no drops) unless given.
 lab_up() {
+  local timeout=${1:-3600}
   mkdir -p "$OUT"
   local lab_env
-  lab_env=$(bash "$LABSH" up "$LAB" --mode silent --timeout 3600 --max-connections 200)
+  lab_env=$(bash "$LABSH" up "$LAB" --mode silent --timeout "$timeout" --max-connections 200)
   eval "$lab_env"
   echo "$LAB_HOST" > "$OUT/lab_host"
   echo "$LAB_SOCKET_DIR" > "$OUT/lab_socket"
@@ -117,7 +163,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $dir/userlist.txt
 pool_mode = transaction
-max_client_conn = 12000
+max_client_conn = $PGB_MAX_CLIENT_CONN
 default_pool_size = 20
 max_db_connections = 40
 server_idle_timeout = 30
@@ -126,6 +172,7 @@ logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
+$PGB_EXTRA
 INI
   echo '"probe" ""' > "$dir/userlist.txt"
   chown -R postgres "$dir"
@@ -216,7 +263,7 @@ write_ours_config() {
   local n=$1 dsn=$2 path=$3 extra=${4:-} i
   {
     echo "listen_address: 127.0.0.1:$OURS_PORT"
-    echo "log: {level: warn}"
+    echo "log: {level: \"${OURS_LOG:-warn}\"}"
     echo "targets:"
     for i in $(seq 1 "$n"); do
       printf '  - name: t%04d\n    dsn: %s\n    password_file: %s\n    sslmode: disable\n    max_connections: 8\n%b' \
@@ -384,12 +431,296 @@ drops() {
   grep -E '^idle_drop_(threshold_|closed_connections_total|discovery_state|discovery_duration|unexpected|ghost_backends_reaped|recommended_max)' "$OUT/drops-ours.metrics" | grep -v ' 0$' || true
 }
 
+# ---- watch: the watch phase, ours alone ------------------------------------------------------
+
+# watch_sampler MODE SECONDS OUTJSON: MODE discovery samples until every target is watching
+# (or SECONDS pass); MODE window samples for SECONDS. Every 5 s: VmRSS, the exporter's
+# established sockets to PgBouncer, PgBouncer's established client sockets; every INTERVAL: a
+# timed scrape of /metrics (the Prometheus load); every 30 s: SHOW LISTS and PostgreSQL's backends.
+watch_sampler() {
+  local mode=$1 seconds=$2 out=$3
+  python3 - "$mode" "$seconds" "$out" "$OURS_PID" "$(cat "$OUT/lab_host")" "$NS" "$INTERVAL" \
+    "http://127.0.0.1:$OURS_PORT/metrics" "$WATCH_N" "$LABSH" "$LAB" <<'PY'
+import json, os, re, subprocess, sys, time, urllib.request
+mode, seconds, out, pid, host, ns, interval, url, n, labsh, lab = sys.argv[1:]
+seconds = float(seconds); pid = int(pid); interval = float(interval); n = int(n)
+HZ = os.sysconf("SC_CLK_TCK")
+
+def rss_kib():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+def ticks():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])  # utime, stime (fields 14, 15)
+def count(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return sum(1 for l in r.stdout.splitlines() if l.strip())
+def ours_est():
+    return count(["ss", "-Htn", "state", "established", f"( dst {host} and dport = :6432 )"])
+def pgb_est():
+    return count(["ip", "netns", "exec", ns, "ss", "-Htn", "state", "established",
+                  "( sport = :6432 and not dst 127.0.0.1 )"])
+def fd_sockets():
+    try:
+        return sum(1 for f in os.listdir(f"/proc/{pid}/fd")
+                   if os.readlink(f"/proc/{pid}/fd/{f}").startswith("socket:"))
+    except OSError:
+        return None
+def server_side():
+    lists = {}
+    r = subprocess.run(["ip", "netns", "exec", ns, "psql", "-X", "-h", "127.0.0.1", "-p", "6432",
+                        "-U", "probe", "-d", "pgbouncer", "-Atc", "SHOW LISTS"],
+                       capture_output=True, text=True, timeout=20)
+    for l in r.stdout.splitlines():
+        k, _, v = l.partition("|")
+        if v.strip().isdigit():
+            lists[k] = int(v)
+    r = subprocess.run(["bash", labsh, "psql", lab, "-Atc",
+                        "select count(*) from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()"],
+                       capture_output=True, text=True, timeout=20)
+    pg = int(r.stdout.strip()) if r.stdout.strip().isdigit() else None
+    # SHOW LISTS counts the psql admin session as a used client: leave it out.
+    return {"pgb_used_clients": lists.get("used_clients", 1) - 1 if lists else None,
+            "pgb_used_servers": lists.get("used_servers"), "pg_backends": pg}
+
+LINE = re.compile(r'^([a-z_]+)\{([^}]*)\} (\S+)$')
+def scrape():
+    t = time.time()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            body = r.read().decode(errors="replace")
+    except Exception as e:
+        return {"ok": False, "error": type(e).__name__}
+    took = time.time() - t
+    m = {"ok": True, "ms": took * 1000, "bytes": len(body), "states": {}, "sessions_gauge": 0,
+         "connects": 0, "closed": {}, "unexpected": 0, "changes": 0, "connect_errors": 0, "outages": 0}
+    for line in body.splitlines():
+        if not line.startswith("idle_drop_"):
+            continue
+        g = LINE.match(line)
+        if not g:
+            continue
+        name, labels, value = g.groups()
+        v = float(value)
+        lab_ = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if name == "idle_drop_discovery_state" and v == 1:
+            m["states"][lab_["state"]] = m["states"].get(lab_["state"], 0) + 1
+        elif name == "idle_drop_probe_connections":
+            m["sessions_gauge"] += v
+        elif name == "idle_drop_connect_duration_seconds_count":
+            m["connects"] += v
+        elif name == "idle_drop_closed_connections_total":
+            k = lab_["role"] + "/" + lab_["kind"]
+            m["closed"][k] = m["closed"].get(k, 0) + v
+        elif name == "idle_drop_unexpected_closed_connections_total":
+            m["unexpected"] += v
+        elif name == "idle_drop_threshold_changes_total":
+            m["changes"] += v
+        elif name == "idle_drop_connect_errors_total":
+            m["connect_errors"] += v
+        elif name == "idle_drop_outages_total":
+            m["outages"] += v
+    return m
+
+start = time.time()
+c0 = ticks()
+res = {"mode": mode, "samples": [], "scrapes": [], "server": []}
+next_scrape = start; next_server = start; all_watching_at = None
+while True:
+    now = time.time()
+    if mode == "window" and now - start >= seconds:
+        break
+    if mode == "discovery" and now - start >= seconds:
+        break
+    res["samples"].append({"t": now - start, "rss": rss_kib(), "ours": ours_est(), "pgb": pgb_est(),
+                           "fd_sockets": fd_sockets()})
+    if now >= next_scrape:
+        s = scrape(); s["t"] = now - start
+        res["scrapes"].append({k: v for k, v in s.items()})
+        next_scrape += interval
+        if mode == "discovery" and s.get("ok") and s["states"].get("watching", 0) >= n:
+            all_watching_at = now - start
+    if now >= next_server:
+        try:
+            sv = server_side(); sv["t"] = now - start
+            res["server"].append(sv)
+        except Exception as e:
+            res["server"].append({"t": now - start, "error": type(e).__name__})
+        next_server += 30
+    if all_watching_at is not None:
+        break
+    time.sleep(max(0, 5 - (time.time() - now)))
+elapsed = time.time() - start
+res["elapsed"] = elapsed
+res["cpu_ticks"] = ticks() - c0
+res["cpu_s_per_hour"] = res["cpu_ticks"] / HZ / elapsed * 3600
+res["all_watching_at"] = all_watching_at
+res["rss_end"] = rss_kib()
+last = scrape(); last["t"] = elapsed
+res["scrapes"].append(last)
+json.dump(res, open(out, "w"), indent=1)
+PY
+}
+
+watch_report() {
+  python3 - "$OUT" "$WATCH_N" "$WATCH_T" "$WATCH_GUARD" "$INTERVAL" <<'PY'
+import json, math, os, statistics, sys
+outdir, n, T, guard, interval = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+r = json.load(open(f"{outdir}/watch-{n}.json"))
+p = r.get("params", {})
+T, guard, interval = p.get("T", T), p.get("guard", guard), p.get("interval", interval)
+def mean(xs): xs = [x for x in xs if x is not None]; return statistics.mean(xs) if xs else float("nan")
+def mx(xs): xs = [x for x in xs if x is not None]; return max(xs) if xs else float("nan")
+MiB = 1024.0
+def fig(d):
+    w = d["window"]; s = w["samples"]; sv = [x for x in w["server"] if "error" not in x]
+    ok = [x for x in w["scrapes"] if x.get("ok")]
+    first, last = ok[0], ok[-1]
+    closed = {k: last["closed"].get(k, 0) - first["closed"].get(k, 0) for k in last["closed"]}
+    hours = (last["t"] - first["t"]) / 3600 or float("nan")
+    return {
+        "rss_start": s[0]["rss"] / MiB, "rss_mean": mean([x["rss"] for x in s]) / MiB,
+        "rss_max": mx([x["rss"] for x in s]) / MiB, "cpu": w["cpu_s_per_hour"],
+        "ours_mean": mean([x["ours"] for x in s]), "ours_max": mx([x["ours"] for x in s]),
+        "fd_mean": mean([x["fd_sockets"] for x in s]),
+        "gauge_mean": mean([x["sessions_gauge"] for x in ok]),
+        "pgb_mean": mean([x["pgb"] for x in s]), "pgb_max": mx([x["pgb"] for x in s]),
+        "pgb_used_mean": mean([x["pgb_used_clients"] for x in sv]),
+        "pg_mean": mean([x["pg_backends"] for x in sv]), "pg_max": mx([x["pg_backends"] for x in sv]),
+        "connects_h": (last["connects"] - first["connects"]) / hours,
+        "closed_h": {k: v / hours for k, v in sorted(closed.items()) if v},
+        "changes": last["changes"] - first["changes"], "unexpected": last["unexpected"] - first["unexpected"],
+        "connect_errors": last["connect_errors"] - first["connect_errors"],
+        "states_end": last["states"], "window_s": w["elapsed"],
+    }
+f = fig(r)
+d = r["discovery"]; ds = d["samples"]; dsv = [x for x in d["server"] if "error" not in x]
+print(f"### watch, N = {n}: middlebox T = {T} s, guard {guard} s, /metrics every {interval} s, settle {p.get('settle', '?')} s; "
+      f"run took {r.get('run_s', '?')} s, ended {p.get('ended', '?')}\n")
+aw = d["all_watching_at"]
+print(f"- discovery: all {n} targets watching after {aw:.0f} s" if aw is not None else
+      f"- discovery: NOT all targets watching after {d['elapsed']:.0f} s (states at the end: {d['scrapes'][-1].get('states')})")
+print(f"- discovery-phase peaks: RSS {mx([x['rss'] for x in ds]) / MiB:.1f} MiB, exporter sockets to PgBouncer {mx([x['ours'] for x in ds])}, "
+      f"PgBouncer client sockets {mx([x['pgb'] for x in ds])}, PostgreSQL client backends {mx([x['pg_backends'] for x in dsv])}")
+print(f"- states at the end of the window: {f['states_end']}; threshold changes in the window: {f['changes']:.0f}; "
+      f"unexpected deaths: {f['unexpected']:.0f}; connect errors: {f['connect_errors']:.0f}")
+print(f"- deaths per hour in the window (role/kind): " + ", ".join(f"{k} {v:.0f}" for k, v in f["closed_h"].items()))
+sc = r.get("timed_scrapes", "- - - -").split()
+print(f"- /metrics after the window: {sc[2]} bytes, scrape median / p90 {sc[0]} / {sc[1]} ms, {sc[3]} failed\n")
+print(f"| N | window (s) | RSS start / mean / max (MiB) | CPU s/hour | exporter sockets to PgBouncer mean / max | sessions gauge (sum) mean | PgBouncer client sockets mean / max | PgBouncer used_clients mean | PostgreSQL backends mean / max | connections opened per hour |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+print(f"| {n} | {f['window_s']:.0f} | {f['rss_start']:.1f} / {f['rss_mean']:.1f} / {f['rss_max']:.1f} | {f['cpu']:.1f} | "
+      f"{f['ours_mean']:.0f} / {f['ours_max']} | {f['gauge_mean']:.0f} | {f['pgb_mean']:.0f} / {f['pgb_max']} | {f['pgb_used_mean']:.0f} | "
+      f"{f['pg_mean']:.1f} / {f['pg_max']} | {f['connects_h']:.0f} |")
+base_path = f"{outdir}/watch-1.json"
+if n > 1 and os.path.exists(base_path):
+    b = fig(json.load(open(base_path)))
+    per_rss = (f["rss_mean"] - b["rss_mean"]) / (n - 1)
+    per_cpu = (f["cpu"] - b["cpu"]) / (n - 1)
+    print(f"\nPer target (baseline: watch 1, (X(N) - X(1)) / (N - 1)): RSS {per_rss * 1024:.0f} KiB (mean over the window; "
+          f"from the maxima {(f['rss_max'] - b['rss_max']) / (n - 1) * 1024:.0f} KiB), CPU {per_cpu:.3f} s/hour, "
+          f"exporter sockets {f['ours_mean'] / n:.2f} (max {f['ours_max'] / n:.2f}), PgBouncer client sockets {f['pgb_mean'] / n:.2f}, "
+          f"connections opened {f['connects_h'] / n:.0f} per hour")
+    base = b["rss_max"]
+    per_max = (f["rss_max"] - b["rss_max"]) / (n - 1)
+    budget = 512 * 0.8
+    pod = math.floor((budget - base) / per_max) if per_max > 0 else None
+    print(f"N per 512 MiB pod = floor((512 MiB x 0.8 - {base:.1f} MiB) / {per_max * 1024:.0f} KiB) = {pod} "
+          f"(80 % of the limit as headroom; base and per-target from the window maxima)")
+    bd = max(x["rss"] for x in json.load(open(base_path))["discovery"]["samples"]) / MiB
+    nd = max(x["rss"] for x in ds) / MiB
+    per_d = (nd - bd) / (n - 1)
+    pod_d = math.floor((budget - bd) / per_d) if per_d > 0 else None
+    print(f"Discovery (all targets at once, as after a start without --storage.path): peak RSS {nd:.1f} MiB, "
+          f"{per_d * 1024:.0f} KiB per target over the 1-target peak {bd:.1f} MiB; "
+          f"N per 512 MiB pod if the discovery peak must fit: floor((409.6 - {bd:.1f}) / {per_d * 1024:.0f} KiB) = {pod_d}")
+elif n > 1:
+    print(f"\nPer target (no watch-1.json baseline: RSS/N): RSS {f['rss_mean'] / n * 1024:.0f} KiB, CPU {f['cpu'] / n:.3f} s/hour, "
+          f"exporter sockets {f['ours_mean'] / n:.2f}")
+PY
+}
+
+# PgBouncer's server pool full (min_pool_size = default_pool_size = 20) and a few seconds old
+# before the exporter connects, as a production pooler's would be. A server connection
+# PgBouncer opens while a probe connects looks to the exporter like a backend started for that
+# probe (connection.rs: backend_start within the probe's connect), so it treats the pooled
+# backend as its own session: its ghost check then finds it "alive" for good and keeps the slot.
+pgbouncer_warm() {
+  local i servers=0
+  # PgBouncer fills min_pool_size only while the pool has a client: one idle psql holds it.
+  sleep 100000 | ip netns exec "$NS" psql -X -q -h 127.0.0.1 -p 6432 -U probe -d postgres >/dev/null 2>&1 &
+  remember $!
+  for i in $(seq 1 60); do
+    servers=$(bash "$LABSH" psql "$LAB" -Atc "select count(*) from pg_stat_activity where usename = 'probe'")
+    [ "$servers" -ge 20 ] && break
+    sleep 1
+  done
+  log "pgbouncer: $servers server connections after ${i}s"
+  sleep 5
+}
+
+watch() {
+  [ $# -gt 0 ] || set -- 1000
+  deps watch
+  mkdir -p "$OUT"
+  PGB_MAX_CLIENT_CONN=19000
+  PGB_EXTRA="client_idle_timeout = $((3 * WATCH_T))
+stats_users = probe"
+  [ "$WARM_POOL" = 1 ] && PGB_EXTRA+="
+min_pool_size = 20"
+  if ip netns list | grep -qw "$NS"; then
+    die "lab $LAB exists: LAB=$LAB OUT=$OUT bash $0 down first"
+  fi
+  lab_up "$WATCH_T"
+  [ "$WARM_POOL" = 1 ] && pgbouncer_warm
+  local host n extra
+  host=$(cat "$OUT/lab_host")
+  for n in "$@"; do
+    WATCH_N=$n
+    extra="    reap_ghosts: false\n    idle_range: {min: 1s, max: $((2 * WATCH_T))s}\n"
+    [ "$WATCH_GUARD" -gt 0 ] && extra+="    app_max_idle_lifetime: ${WATCH_GUARD}s\n"
+    write_ours_config "$n" "postgres://probe@$host:6432/postgres" "$OUT/ours-watch-$n.yaml" "$extra"
+    log "N=$n: middlebox T=${WATCH_T}s, guard ${WATCH_GUARD}s; starting ours alone"
+    local t_start
+    t_start=$(date +%s)
+    start_ours "$OUT/ours-watch-$n.yaml"
+    sleep 1
+    log "N=$n: discovery (until every target is watching, at most ${DISCOVERY_TIMEOUT}s)"
+    watch_sampler discovery "$DISCOVERY_TIMEOUT" "$OUT/watch-$n.discovery.json"
+    log "N=$n: settle ${SETTLE}s (/metrics scraped every ${INTERVAL}s)"
+    echo "http://127.0.0.1:$OURS_PORT/metrics" > "$OUT/urls-ours"
+    driver "$OUT/urls-ours" "$OUT/driver-watch-$n.log"
+    local driver_pid=$!
+    sleep "$SETTLE"
+    kill "$driver_pid" 2>/dev/null || true
+    log "N=$n: window ${WINDOW}s"
+    watch_sampler window "$WINDOW" "$OUT/watch-$n.window.json"
+    log "N=$n: timed scrapes"
+    local sc
+    sc=$(timed_scrapes "http://127.0.0.1:$OURS_PORT/metrics")
+    python3 - "$OUT" "$n" "$sc" "$(( $(date +%s) - t_start ))" "$WATCH_T" "$WATCH_GUARD" "$INTERVAL" "$SETTLE" <<'PY'
+import json, sys, time
+out, n, sc, took, t, guard, interval, settle = sys.argv[1:]
+r = {"discovery": json.load(open(f"{out}/watch-{n}.discovery.json")),
+     "window": json.load(open(f"{out}/watch-{n}.window.json")), "timed_scrapes": sc, "run_s": int(took),
+     "params": {"T": t, "guard": guard, "interval": interval, "settle": settle,
+                "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
+json.dump(r, open(f"{out}/watch-{n}.json", "w"))
+PY
+    kill "$OURS_PID" 2>/dev/null || true
+    watch_report | tee "$OUT/watch-$n.md"
+    log "N=$n: took $(( $(date +%s) - t_start ))s; results in $OUT/watch-$n.md and .json"
+    sleep 2
+  done
+}
+
 cmd=${1:-}
-[ -n "$cmd" ] || { sed -n '2,12p' "$0"; exit 2; }
+[ -n "$cmd" ] || { sed -n '2,21p' "$0"; exit 2; }
 shift
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
 case $cmd in
-  steady|drops)
+  steady|drops|watch)
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -398,6 +729,8 @@ esac
 case $cmd in
   steady) steady "$@" ;;
   drops) drops ;;
+  watch) watch "$@" ;;
+  watch-report) for WATCH_N in "$@"; do watch_report; done ;;
   down) down ;;
   *) die "unknown command $cmd" ;;
 esac
