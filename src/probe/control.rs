@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
 use crate::postgres::connection::{BackendIdentity, Connector, ProbeConnection};
-use crate::postgres::APPLICATION_NAME;
+use crate::postgres::{sql_literal, APPLICATION_NAME};
 use crate::probe::status::{self, StatusBoard};
 
 /// What the server says about a dead probe's session.
@@ -35,6 +35,9 @@ pub enum GhostVerdict {
     Reaped,
     /// Still listed and not terminated (reaping off, or refused).
     Alive,
+    /// Still listed, but busy or used after we last used it: a pooler's server connection now
+    /// serving another client. Not ours any more; never terminated.
+    Reused,
     /// The control connection is down: ask again later.
     Unknown,
 }
@@ -46,6 +49,7 @@ impl GhostVerdict {
             GhostVerdict::Gone => "gone",
             GhostVerdict::Reaped => "reaped",
             GhostVerdict::Alive => "alive",
+            GhostVerdict::Reused => "reused by a pooler",
             GhostVerdict::Unknown => "unknown",
         }
     }
@@ -308,10 +312,10 @@ impl Control {
             let verdict = self.check_ghost(conn, &backend, last_sent).await;
             tracing::debug!(target_name = %self.target.name, pid = backend.pid, verdict = verdict.as_str(), "previous control session");
             match verdict {
-                GhostVerdict::Gone | GhostVerdict::Reaped => {}
+                GhostVerdict::Gone | GhostVerdict::Reaped | GhostVerdict::Reused => {}
                 GhostVerdict::Alive => kept.push((backend, last_sent)),
                 GhostVerdict::Unknown => {
-                    connected = false;
+                    connected = self.ping(conn).await;
                     kept.push((backend, last_sent));
                 }
             }
@@ -398,7 +402,9 @@ impl Control {
                             self.sending();
                             let verdict = self.check_ghost(&conn, &backend, idle_since).await;
                             let _ = reply.send(verdict);
-                            if verdict == GhostVerdict::Unknown {
+                            // A check that got no verdict is a lost connection only if a ping
+                            // fails too: a refused query is not a dead connection.
+                            if verdict == GhostVerdict::Unknown && !self.ping(&conn).await {
                                 self.lost(conn).await;
                                 return None;
                             }
@@ -475,8 +481,14 @@ impl Control {
     /// Whether the server still lists a dead session of ours, and if so (and reaping is on)
     /// terminates it. Two guards keep this from ever ending someone else's session: a backend
     /// the server did not start for our connection (a pooler's) is not ours to judge; and a
-    /// session is terminated only while the server shows it idle at least as long as we have
-    /// not used it, so one that anybody used after us is left alone.
+    /// session the server shows busy, or used after we last used it, is not our ghost but a
+    /// pooler's server connection serving another client (a pool that grew while we
+    /// connected started it for us): [`GhostVerdict::Reused`], never terminated.
+    ///
+    /// Both queries use the simple protocol with the values as literals: behind a pooler in
+    /// transaction mode a prepared statement's parse and execute can reach different server
+    /// connections ("prepared statement does not exist"), which would look like a lost control
+    /// connection.
     async fn check_ghost(
         &self,
         conn: &ProbeConnection,
@@ -486,53 +498,56 @@ impl Control {
         if backend.pid == 0 || !backend.exclusive {
             return GhostVerdict::Gone;
         }
-        let filter = "FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2 AND application_name = $3";
-        let client = conn.client();
-        let listed = tokio::time::timeout(
-            self.query_timeout(),
-            client.query_one(
-                &format!("SELECT count(*) {filter}"),
-                &[&backend.pid, &backend.backend_start, &APPLICATION_NAME],
-            ),
-        )
-        .await;
-        let count: i64 = match listed {
-            Ok(Ok(row)) => row.get(0),
-            _ => return GhostVerdict::Unknown,
-        };
-        if count == 0 {
-            return GhostVerdict::Gone;
-        }
-        if !self.target.reap_ghosts {
-            return GhostVerdict::Alive;
-        }
         let unused_for = idle_since
             .elapsed()
             .saturating_sub(GHOST_IDLE_SLACK)
             .as_secs_f64();
-        let reaped = tokio::time::timeout(
-            self.query_timeout(),
-            client.query(
-                &format!(
-                    "SELECT pg_terminate_backend(pid) {filter} AND state = 'idle' \
-                     AND state_change <= now() - make_interval(secs => $4)"
-                ),
-                &[
-                    &backend.pid,
-                    &backend.backend_start,
-                    &APPLICATION_NAME,
-                    &unused_for,
-                ],
-            ),
-        )
-        .await;
+        let filter = format!(
+            "FROM pg_stat_activity WHERE pid = {} AND backend_start::text = {} \
+             AND application_name = {}",
+            backend.pid,
+            sql_literal(&backend.backend_start),
+            sql_literal(APPLICATION_NAME),
+        );
+        let unused_since_us = format!(
+            "state = 'idle' AND state_change <= now() - make_interval(secs => {unused_for:.3})"
+        );
+        let listed = conn
+            .simple_query(
+                &format!("SELECT ({unused_since_us})::text {filter}"),
+                self.query_timeout(),
+            )
+            .await;
+        let rows = match listed {
+            Ok(rows) => rows,
+            Err(_) => return GhostVerdict::Unknown,
+        };
+        match rows.first().and_then(|row| row.first()) {
+            None => return GhostVerdict::Gone,
+            Some(Some(unused)) if unused == "true" => {}
+            Some(_) => return GhostVerdict::Reused,
+        }
+        if !self.target.reap_ghosts {
+            return GhostVerdict::Alive;
+        }
+        let reaped = conn
+            .simple_query(
+                &format!("SELECT pg_terminate_backend(pid)::text {filter} AND {unused_since_us}"),
+                self.query_timeout(),
+            )
+            .await;
         match reaped {
-            Ok(Ok(rows)) if rows.iter().any(|r| r.get::<_, bool>(0)) => GhostVerdict::Reaped,
+            Ok(rows)
+                if rows
+                    .iter()
+                    .any(|r| r.first() == Some(&Some("true".to_string()))) =>
+            {
+                GhostVerdict::Reaped
+            }
             // Listed a moment ago, but now gone or busy (or used after us): not terminated.
-            Ok(Ok(rows)) if rows.is_empty() => GhostVerdict::Alive,
-            Ok(Ok(_)) => GhostVerdict::Alive,
-            Ok(Err(e)) => {
-                tracing::warn!(target_name = %self.target.name, pid = backend.pid, error = %crate::postgres::classify::chain_text(&e), "cannot terminate ghost session");
+            Ok(_) => GhostVerdict::Alive,
+            Err(e) if conn.ended().is_none() => {
+                tracing::warn!(target_name = %self.target.name, pid = backend.pid, error = %e, "cannot terminate ghost session");
                 GhostVerdict::Alive
             }
             Err(_) => GhostVerdict::Unknown,

@@ -204,7 +204,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let mut counted_alive = false;
                 loop {
                     match control.ghost(backend.clone(), last_used).await {
-                        GhostVerdict::Gone => break (seen, false, counted_alive),
+                        // A pooler's server connection serving someone else is not ours.
+                        GhostVerdict::Gone | GhostVerdict::Reused => {
+                            break (seen, false, counted_alive)
+                        }
                         GhostVerdict::Reaped => break (true, true, counted_alive),
                         GhostVerdict::Alive => {
                             seen = true;
@@ -286,7 +289,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 if verdict == GhostVerdict::Reaped {
                     reaped += 1;
                 }
-                if matches!(verdict, GhostVerdict::Reaped | GhostVerdict::Gone) {
+                if matches!(
+                    verdict,
+                    GhostVerdict::Reaped | GhostVerdict::Gone | GhostVerdict::Reused
+                ) {
                     still_listed
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
