@@ -44,7 +44,8 @@ if not (target.get("multi") and target.get("includeAll")):
 
 for panel in dashboard["panels"]:
     for t in panel.get("targets", []):
-        expr = t["expr"]
+        # Label lists of grouping and matching modifiers name labels, not metrics.
+        expr = re.sub(r"\b(on|ignoring|group_left|group_right|by|without)\s*\([^)]*\)", " ", t["expr"])
         for name in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*(?=\s*[{\[(]|\s*$|\s*[<>=!)])", expr):
             if name in {"Inf", "sum", "by", "rate", "increase", "max", "histogram_quantile", "le", "target", "kind", "role", "state", "direction", "instance", "job", "rung"}:
                 continue

@@ -3,7 +3,8 @@
 //!
 //! Layout (one module per concept):
 //! - [`config`]: the YAML file, checked into typed settings (types in `mod.rs`, checks in
-//!   `validate.rs`; errors, built in `error.rs`, name file, line, field).
+//!   `validate.rs`; errors, built in `error.rs`, name file, line, field), and the target files
+//!   it names (`target_files.rs`: which of their targets are in force).
 //! - [`postgres`]: DSNs, TLS, probe connections that remember how they died, error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
 //!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
@@ -15,7 +16,8 @@
 //!   [`DeathCause`](postgres::classify::DeathCause)).
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in
 //!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
-//! - [`daemon`]: runs targets and the HTTP server, applies reloads, shuts down gracefully.
+//! - [`daemon`]: runs targets and the HTTP server, applies reloads and target-file refreshes,
+//!   shuts down gracefully.
 //! - [`storage`]: each target's last measurement, kept in a file across restarts
 //!   (`--storage.path`).
 //! - [`discover`]: the `discover` command, one measurement with the same engine and a report.
