@@ -32,6 +32,8 @@ use super::{check_nesting, raw, read_file, validate, yaml_error, ConfigError, Ta
 
 /// How often the globs and files are read again unless `target_files_refresh_interval` says.
 pub const DEFAULT_REFRESH_INTERVAL: &str = "30s";
+/// The shortest `target_files_refresh_interval` accepted: a refresh reads every file.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// The most files the globs may match: each file is a label value of two metric families, and
 /// all of them are read at every refresh. Files beyond it (in path order) are not read.
 pub const MAX_TARGET_FILES: usize = 1000;

@@ -157,11 +157,22 @@ impl Validator<'_> {
                 .map_err(|reason| self.error(&at, reason))?;
             resolved.push(pattern);
         }
+        let at = [Key("target_files_refresh_interval")];
         let refresh_interval = self.duration(
-            &[Key("target_files_refresh_interval")],
+            &at,
             &refresh_interval,
             target_files::DEFAULT_REFRESH_INTERVAL,
         )?;
+        if refresh_interval < target_files::MIN_REFRESH_INTERVAL {
+            return Err(self.error(
+                &at,
+                format!(
+                    "must be at least {} (every refresh lists the globs and reads up to {} files)",
+                    humantime::format_duration(target_files::MIN_REFRESH_INTERVAL),
+                    target_files::MAX_TARGET_FILES
+                ),
+            ));
+        }
         Ok(TargetFilesConfig {
             patterns: resolved,
             refresh_interval,

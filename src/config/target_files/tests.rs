@@ -145,6 +145,16 @@ fn config_fields_are_checked_with_their_line() {
         (e.line, e.field.as_str()),
         (Some(2), "target_files_refresh_interval")
     );
+    let e = parse(
+        &path,
+        "target_files: [a.yaml]\ntarget_files_refresh_interval: 500ms\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(2), "target_files_refresh_interval")
+    );
+    assert!(e.reason.contains("at least 1s"), "{e}");
     let c = parse(
         &path,
         "target_files: [/etc/idle/*.json, a.yaml]\ntarget_files_refresh_interval: 1s\n",
