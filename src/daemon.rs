@@ -121,23 +121,7 @@ pub async fn run(
         }),
         None => Store::memory(),
     };
-    let mut target_files = TargetFiles::default();
-    let first_read =
-        target_files.refresh(&config.target_files, &config.targets, &config_path, true);
-    // Targets removed from the configuration while the exporter was down (a reload's removals
-    // are forgotten in `remove_after_stop`). A refused target file's names are unknown: its
-    // stored measurements stay, for when it is fixed.
     let shard = config.shard;
-    let ours = |name: &str| shard.is_none_or(|shard| shard.owns(name));
-    let names_unknown =
-        target_files.files().any(|file| !file.ok) || first_read.over_limit.is_some();
-    let known: HashSet<&str> = config
-        .targets
-        .iter()
-        .chain(target_files.targets())
-        .map(|t| t.name.as_str())
-        .collect();
-    store.retain(|name| ours(name) && (names_unknown || known.contains(name)));
     if let Some(shard) = shard {
         metrics.shards.set(i64::from(shard.count));
         metrics
@@ -161,12 +145,24 @@ pub async fn run(
         handover: Default::default(),
         shard,
         inline: Vec::new(),
-        target_files_config: config.target_files.clone(),
-        target_files,
+        target_files_config: Default::default(),
+        target_files: TargetFiles::default(),
     };
-    daemon.loaded(&config);
-    daemon.inline = config.targets;
-    daemon.report(first_read);
+    daemon.take(config);
+    // Targets removed from the configuration while the exporter was down (a reload's removals
+    // are forgotten in `remove_after_stop`). A refused target file's names are unknown: its
+    // stored measurements stay, for when it is fixed.
+    let ours = |name: &str| shard.is_none_or(|shard| shard.owns(name));
+    let names_unknown = !daemon.target_files.all_known();
+    let known: HashSet<&str> = daemon
+        .inline
+        .iter()
+        .chain(daemon.target_files.targets())
+        .map(|t| t.name.as_str())
+        .collect();
+    daemon
+        .store
+        .retain(|name| ours(name) && (names_unknown || known.contains(name)));
     daemon.apply_all();
     state.ready.store(true, Ordering::Relaxed);
 
@@ -247,15 +243,22 @@ impl Daemon {
                 if config.log != self.log {
                     tracing::warn!("log settings change take effect after a restart");
                 }
-                self.loaded(&config);
-                self.inline = config.targets;
-                self.target_files_config = config.target_files;
-                self.refresh_target_files(true);
+                self.take(config);
                 self.apply_all();
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
         }
+    }
+
+    /// Takes a configuration just loaded: its inline targets, and its target files read again
+    /// (every one, as the files their targets name may have changed), are what `apply_all`
+    /// applies next.
+    fn take(&mut self, config: Config) {
+        self.loaded(&config);
+        self.inline = config.targets;
+        self.target_files_config = config.target_files;
+        self.refresh_target_files(true);
     }
 
     fn loaded(&self, config: &Config) {

@@ -205,6 +205,18 @@ struct FileState {
     refusal: Option<ConfigError>,
 }
 
+impl FileState {
+    /// A file seen for the first time: nothing of it in force yet.
+    fn new(content: Result<Vec<FileTarget>, ConfigError>) -> FileState {
+        FileState {
+            digest: None,
+            content,
+            running: Vec::new(),
+            refusal: None,
+        }
+    }
+}
+
 /// Where a target name comes from, while merging.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Source {
@@ -325,12 +337,7 @@ impl TargetFiles {
                             state.digest = None;
                             state.content = Err(e.clone());
                         })
-                        .or_insert_with(|| FileState {
-                            digest: None,
-                            content: Err(e),
-                            running: Vec::new(),
-                            refusal: None,
-                        });
+                        .or_insert_with(|| FileState::new(Err(e)));
                     continue;
                 }
                 Read::Bytes(bytes) => bytes,
@@ -352,12 +359,10 @@ impl TargetFiles {
                     reason: "the file is not UTF-8 text".to_string(),
                 }),
             };
-            let state = self.files.entry(path.clone()).or_insert_with(|| FileState {
-                digest: None,
-                content: Ok(Vec::new()),
-                running: Vec::new(),
-                refusal: None,
-            });
+            let state = self
+                .files
+                .entry(path.clone())
+                .or_insert_with(|| FileState::new(Ok(Vec::new())));
             state.digest = Some(sum);
             state.content = content;
         }
@@ -379,21 +384,23 @@ impl TargetFiles {
             .iter()
             .map(|s| s.content.as_ref().err().cloned())
             .collect();
-        let proposed = |i: usize, take_new: &[bool], dropped: &[BTreeSet<String>]| -> Vec<String> {
-            if take_new[i] {
-                match &states[i].content {
-                    Ok(targets) => targets.iter().map(|t| t.config.name.clone()).collect(),
-                    Err(_) => Vec::new(),
+        // The targets file `i` would have in force: its new content, or its last good targets
+        // less the names dropped from them.
+        let in_force =
+            |i: usize, take_new: &[bool], dropped: &[BTreeSet<String>]| -> Vec<&TargetConfig> {
+                if take_new[i] {
+                    match &states[i].content {
+                        Ok(targets) => targets.iter().map(|t| &t.config).collect(),
+                        Err(_) => Vec::new(),
+                    }
+                } else {
+                    states[i]
+                        .running
+                        .iter()
+                        .filter(|t| !dropped[i].contains(&t.name))
+                        .collect()
                 }
-            } else {
-                states[i]
-                    .running
-                    .iter()
-                    .map(|t| t.name.clone())
-                    .filter(|name| !dropped[i].contains(name))
-                    .collect()
-            }
-        };
+            };
         // One clash settled per round: each round takes a file back to its last good targets
         // or drops a name from them, so the rounds end.
         loop {
@@ -405,8 +412,11 @@ impl TargetFiles {
                     .push(Source::Inline);
             }
             for i in 0..states.len() {
-                for name in proposed(i, &take_new, &dropped) {
-                    holders.entry(name).or_default().push(Source::File(i));
+                for target in in_force(i, &take_new, &dropped) {
+                    holders
+                        .entry(target.name.clone())
+                        .or_default()
+                        .push(Source::File(i));
                 }
             }
             let clash = holders
@@ -434,22 +444,17 @@ impl TargetFiles {
                 Source::Inline => main_file.display().to_string(),
                 Source::File(i) => paths[i].display().to_string(),
             };
-            let name_line = match &states[loser].content {
+            let clashing = match &states[loser].content {
                 Ok(targets) => targets
                     .iter()
-                    .find(|t| t.config.name == name)
-                    .and_then(|t| t.name_line),
+                    .enumerate()
+                    .find(|(_, t)| t.config.name == name),
                 Err(_) => None,
             };
-            let index = match &states[loser].content {
-                Ok(targets) => targets.iter().position(|t| t.config.name == name),
-                Err(_) => None,
-            };
-            let field = index.map_or(String::new(), |i| format!("[{i}].name"));
             let clash_error = ConfigError {
                 file: paths[loser].clone(),
-                line: name_line,
-                field,
+                line: clashing.and_then(|(_, t)| t.name_line),
+                field: clashing.map_or(String::new(), |(i, _)| format!("[{i}].name")),
                 reason: format!(
                     "`{name}` is already a target of {holder}; names must be unique across targets and every target file"
                 ),
@@ -465,19 +470,10 @@ impl TargetFiles {
 
         let chosen: Vec<Vec<TargetConfig>> = (0..states.len())
             .map(|i| {
-                if take_new[i] {
-                    match &states[i].content {
-                        Ok(targets) => targets.iter().map(|t| t.config.clone()).collect(),
-                        Err(_) => Vec::new(),
-                    }
-                } else {
-                    states[i]
-                        .running
-                        .iter()
-                        .filter(|t| !dropped[i].contains(&t.name))
-                        .cloned()
-                        .collect()
-                }
+                in_force(i, &take_new, &dropped)
+                    .into_iter()
+                    .cloned()
+                    .collect()
             })
             .collect();
         for ((state, targets), refusal) in self.files.values_mut().zip(chosen).zip(refusal) {
@@ -494,6 +490,11 @@ impl TargetFiles {
             }
             state.refusal = refusal;
         }
+    }
+
+    /// Whether every target the globs stand for is known: no file refused, none past the cap.
+    pub fn all_known(&self) -> bool {
+        self.over_limit == 0 && self.files.values().all(|state| state.refusal.is_none())
     }
 
     /// The targets in force from every file, in path order.

@@ -136,25 +136,18 @@ fn config_fields_are_checked_with_their_line() {
     assert!(e.reason.contains("is not a glob"), "{e}");
     let e = parse(&path, "target_files: [\"\"]\n").unwrap_err();
     assert_eq!((e.line, e.field.as_str()), (Some(1), "target_files[0]"));
-    let e = parse(
-        &path,
-        "target_files: [a.yaml]\ntarget_files_refresh_interval: 0s\n",
-    )
-    .unwrap_err();
-    assert_eq!(
-        (e.line, e.field.as_str()),
-        (Some(2), "target_files_refresh_interval")
-    );
-    let e = parse(
-        &path,
-        "target_files: [a.yaml]\ntarget_files_refresh_interval: 500ms\n",
-    )
-    .unwrap_err();
-    assert_eq!(
-        (e.line, e.field.as_str()),
-        (Some(2), "target_files_refresh_interval")
-    );
-    assert!(e.reason.contains("at least 1s"), "{e}");
+    for (interval, reason) in [("0s", "longer than zero"), ("500ms", "at least 1s")] {
+        let e = parse(
+            &path,
+            &format!("target_files: [a.yaml]\ntarget_files_refresh_interval: {interval}\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(2), "target_files_refresh_interval")
+        );
+        assert!(e.reason.contains(reason), "{e}");
+    }
     let c = parse(
         &path,
         "target_files: [/etc/idle/*.json, a.yaml]\ntarget_files_refresh_interval: 1s\n",
