@@ -24,8 +24,9 @@
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT (its
 //!   `/metrics` on [`http::server`]).
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
-//!   derived from a model of each pool (`pools.rs`), spelt as each library takes them
-//!   (`spelling.rs`) and labelled with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
+//!   derived from a model of each pool and spelt as that library takes them (one file per
+//!   library in `libraries/`, sharing `spelling.rs`), labelled with the versions the model holds
+//!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
 //! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's

@@ -87,8 +87,9 @@ class Boxes:
     simulators (fin, proxy) in front of one more lab that never drops; one of each per
     instance (a box kind at a threshold)."""
 
-    def __init__(self, binary, instances, run_dir):
+    def __init__(self, binary, instances, run_dir, prefix):
         self.binary = binary
+        self.prefix = prefix
         self.instances = instances
         self.run_dir = run_dir
         self.labs = []
@@ -122,11 +123,11 @@ class Boxes:
         raise RuntimeError(f"simulate --mode {mode} did not listen")
 
     def up(self):
-        upstream = self.lab_up("pmup", "silent", 86400)
+        upstream = self.lab_up(f"{self.prefix}up", "silent", 86400)
         for name, t in self.instances.items():
             kind = kind_of(name)
             if kind in ("silent", "reset", "server"):
-                env = self.lab_up(f"pm{kind[:3]}{t}", kind, t)
+                env = self.lab_up(f"{self.prefix}{kind[:3]}{t}", kind, t)
                 self.endpoints[name] = endpoint(env, env["LAB_HOST"], 5432)
             else:
                 mode = "fin" if kind == "fin" else "silent"
@@ -261,7 +262,11 @@ def main():
                     help="harness runs at once (they mostly sleep through idle periods)")
     ap.add_argument("--binary", default=str(REPO / "target" / "debug" / "idle_drop_exporter"))
     ap.add_argument("--skip-install", action="store_true")
+    ap.add_argument("--lab-prefix", default="pm",
+                    help="two letters that start the lab names, so two runs on one machine never meet")
     args = ap.parse_args()
+    if not (len(args.lab_prefix) == 2 and args.lab_prefix.isalnum() and args.lab_prefix.islower()):
+        sys.exit("matrix: --lab-prefix must be two characters of a-z 0-9")
     only = set(args.only.split(",")) if args.only else None
     if args.record and only:
         sys.exit("matrix: --record needs the whole matrix (no --only)")
@@ -288,7 +293,7 @@ def main():
     instances = {box: args.threshold for box in BOXES}
     if args.second_threshold:
         instances.update({f"{box}@{args.second_threshold}": args.second_threshold for box in SECOND_BOXES})
-    boxes = Boxes(args.binary, instances, run_dir)
+    boxes = Boxes(args.binary, instances, run_dir, args.lab_prefix)
     failures = []
     checks = 0
     try:
@@ -326,7 +331,8 @@ def main():
                         {"idle_seconds": 1.5 * threshold, "queries": QUERIES},
                     ]
                     settings = {s["key"]: s["value"] for s in recipe["settings"]}
-                    jobs.append((lib, box, "recipe", recipe, {**base, "pool": WARM, "recipe": settings, "rounds": rounds}))
+                    jobs.append((lib, box, "recipe", recipe, {**base, "pool": WARM, "recipe": settings,
+                                                              "recipe_text": recipe["text"], "rounds": rounds}))
         # Longest first (they are mostly idle waits), so the run does not end on a long tail.
         jobs.sort(key=lambda j: -sum(r["idle_seconds"] for r in j[4]["rounds"]))
         log(f"{len(jobs)} harness runs, {args.jobs} at once")
