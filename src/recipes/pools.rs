@@ -139,9 +139,4 @@ impl Library {
             _ => None,
         }
     }
-
-    /// The facts of this library's pool (its file in `libraries/`).
-    pub fn model(self) -> PoolModel {
-        super::libraries::model(self)
-    }
 }

@@ -19,10 +19,41 @@ mod sqlalchemy;
 mod sqlx;
 
 use super::pools::{Library, PoolModel};
+use super::proof;
 use super::spelling::Shape;
-use super::{Timings, Variant};
+use super::{Measurement, Recipe, Timings, Variant};
 
-pub(super) fn model(library: Library) -> PoolModel {
+impl Library {
+    /// The facts of this library's pool: its file here.
+    pub fn model(self) -> PoolModel {
+        model(self)
+    }
+}
+
+/// Builds one library's recipe.
+pub(super) fn recipe(library: Library, variant: Variant, m: &Measurement, t: &Timings) -> Recipe {
+    let Shape {
+        settings,
+        text,
+        why,
+        first_request_bound,
+    } = shape(library, variant, t);
+    let model = library.model();
+    Recipe {
+        library,
+        title: library.title(),
+        variant,
+        settings,
+        text,
+        why,
+        first_request_bound,
+        proof: proof::proof_of(library, variant, m, library.unprovable()),
+        versions: model.versions,
+        source: model.source,
+    }
+}
+
+fn model(library: Library) -> PoolModel {
     match library {
         Library::Quaint => quaint::MODEL,
         Library::Libpq => libpq::MODEL,
@@ -40,7 +71,7 @@ pub(super) fn model(library: Library) -> PoolModel {
     }
 }
 
-pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
+fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
     match library {
         Library::Quaint => quaint::shape(variant, t),
         Library::Libpq => libpq::shape(variant, t),
