@@ -36,11 +36,10 @@ pub fn init(log: &LogConfig) {
     }
 }
 
-/// Waits up to `limit` for queued lines to reach stderr (before the process exits).
-pub fn flush(limit: Duration) {
-    if let Some(writer) = STDERR.get() {
-        writer.flush(limit);
-    }
+/// Waits up to `limit` for queued lines to reach stderr (before the process exits); whether
+/// they did (true also when logging was never set up: nothing is waiting).
+pub fn flush(limit: Duration) -> bool {
+    STDERR.get().is_none_or(|writer| writer.flush(limit))
 }
 
 static STDERR: OnceLock<NonBlocking> = OnceLock::new();
@@ -75,25 +74,30 @@ impl NonBlocking {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits up to `limit` for the lines queued so far to be written (or to fail).
-    pub fn flush(&self, limit: Duration) {
+    /// Waits up to `limit` for the lines queued so far to be written (or to fail). False when
+    /// the limit ran out first, or the writer thread is gone (it panicked): nothing then reaches
+    /// the sink any more.
+    #[must_use = "false means lines may not have reached the sink"]
+    pub fn flush(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let (done, finished) = mpsc::channel();
         let mut message = Message::Flushed(done);
         loop {
             match self.queue.try_send(message) {
                 Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(back)) => {
                     if Instant::now() >= deadline {
-                        return;
+                        return false;
                     }
                     message = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
-        let _ = finished.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        finished
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -195,7 +199,40 @@ mod tests {
                 tracing::info!(i, "a line nobody reads");
             }
         });
-        writer.flush(Duration::from_secs(5));
+        // The writer thread is alive and got through every line: none of its errors escaped.
+        assert!(writer.flush(Duration::from_secs(5)));
+    }
+
+    /// A sink whose every write panics: the writer thread dies at the first line.
+    struct Panics;
+
+    impl Write for Panics {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            panic!("a sink that panics")
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flush_says_when_the_lines_did_not_get_through() {
+        // A dead writer thread is reported, not waited on.
+        let dead = NonBlocking::new(Panics, 16);
+        let mut line = dead.clone();
+        let _ = line.write(b"the line that kills the writer\n");
+        let started = Instant::now();
+        assert!(!dead.flush(Duration::from_secs(5)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A sink that does not read within the limit is reported too.
+        let stuck = Stuck::default();
+        let writer = NonBlocking::new(stuck.clone(), 8);
+        let mut line = writer.clone();
+        let _ = line.write(b"waiting\n");
+        assert!(!writer.flush(Duration::from_millis(200)));
+        *stuck.0 .0.lock().unwrap() = true;
+        stuck.0 .1.notify_all();
+        assert!(writer.flush(Duration::from_secs(5)));
     }
 
     #[test]
@@ -216,7 +253,7 @@ mod tests {
         // Once the reader reads again, the queued lines and the count of dropped ones arrive.
         *sink.0 .0.lock().unwrap() = true;
         sink.0 .1.notify_all();
-        writer.flush(Duration::from_secs(5));
+        assert!(writer.flush(Duration::from_secs(5)));
         let text = String::from_utf8(sink.1.lock().unwrap().clone()).unwrap();
         assert!(text.contains("waiting line"), "{text}");
         assert!(text.contains("log lines dropped"), "{text}");
