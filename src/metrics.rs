@@ -286,12 +286,19 @@ impl TargetMetrics {
             .set(socket_timeout.as_secs_f64());
     }
 
+    /// The guarded application lifetime and where it came from; a lifetime that went away (a
+    /// reload dropped it) takes its series along, or the unsafe-lifetime alert would keep
+    /// firing on a value nobody configures any more.
     pub fn set_app_lifetime(&self, lifetime: Option<Duration>, source: Option<LifetimeSource>) {
-        if let Some(d) = lifetime {
-            self.metrics
+        match lifetime {
+            Some(d) => self
+                .metrics
                 .app_lifetime
                 .with_label_values(&[&self.name])
-                .set(d.as_secs_f64());
+                .set(d.as_secs_f64()),
+            None => {
+                let _ = self.metrics.app_lifetime.remove_label_values(&[&self.name]);
+            }
         }
         remove_where_target(&self.metrics.app_lifetime_source, &self.name);
         if let Some(source) = source {
@@ -471,6 +478,18 @@ mod tests {
         );
         assert!(!text.contains("source=\"library_default\""), "{text}");
         assert!(text.contains("idle_drop_app_max_idle_lifetime_seconds{target=\"x\"} 60"));
+        // A reload that drops the lifetime drops both series; one that brings it back, both back.
+        t.set_app_lifetime(None, None);
+        let text = metrics.encode();
+        assert!(
+            !text.contains("idle_drop_app_max_idle_lifetime_seconds{"),
+            "{text}"
+        );
+        assert!(!text.contains("idle_drop_app_lifetime_source{"), "{text}");
+        t.set_app_lifetime(Some(Duration::from_secs(45)), Some(LifetimeSource::Config));
+        let text = metrics.encode();
+        assert!(text.contains("idle_drop_app_max_idle_lifetime_seconds{target=\"x\"} 45"));
+        assert!(text.contains("idle_drop_app_lifetime_source{source=\"config\",target=\"x\"} 1"));
         metrics.remove_target("x");
         assert!(!metrics.encode().contains("target=\"x\""));
     }
