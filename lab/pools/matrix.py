@@ -208,6 +208,21 @@ def run_job(family_dir, job, run_dir, name):
     return result
 
 
+def install(families, run_dir):
+    """Runs each family's install.sh, one at a time (several use apt, which holds one lock);
+    returns {family: the end of its stderr} for those that failed."""
+    errors = {}
+    for family in families:
+        log("installing", family)
+        started = time.time()
+        out = subprocess.run(["bash", str(HERE / family / "install.sh")], capture_output=True, text=True)
+        (run_dir / f"install-{family}.log").write_text(out.stdout + out.stderr)
+        log(f"  {family}: exit {out.returncode} in {time.time() - started:.0f}s")
+        if out.returncode != 0:
+            errors[family] = out.stderr[-500:]
+    return errors
+
+
 def totals(result):
     rounds = result.get("rounds", [])
     return {
@@ -261,7 +276,11 @@ def main():
     ap.add_argument("--jobs", type=int, default=40,
                     help="harness runs at once (they mostly sleep through idle periods)")
     ap.add_argument("--binary", default=str(REPO / "target" / "debug" / "idle_drop_exporter"))
-    ap.add_argument("--skip-install", action="store_true")
+    ap.add_argument("--skip-install", action="store_true",
+                    help="the harnesses are installed already (an earlier --install-only)")
+    ap.add_argument("--install-only", action="store_true",
+                    help="install every harness and stop (exit 1 if one failed); the test command runs "
+                         "this in the background while cargo's tests wait on their idle timers")
     ap.add_argument("--lab-prefix", default="pm",
                     help="two letters that start the lab names, so two runs on one machine never meet")
     args = ap.parse_args()
@@ -281,14 +300,11 @@ def main():
                 libraries[lib] = HERE / family
     install_errors = {}
     if not args.skip_install:
-        for family in sorted({d.name for d in libraries.values()}):
-            log("installing", family)
-            started = time.time()
-            out = subprocess.run(["bash", str(HERE / family / "install.sh")], capture_output=True, text=True)
-            (run_dir / f"install-{family}.log").write_text(out.stdout + out.stderr)
-            log(f"  {family}: exit {out.returncode} in {time.time() - started:.0f}s")
-            if out.returncode != 0:
-                install_errors[family] = out.stderr[-500:]
+        install_errors = install(sorted({d.name for d in libraries.values()}), run_dir)
+    if args.install_only:
+        for family, error in install_errors.items():
+            log(f"FAILED: install {family}: {error}")
+        sys.exit(1 if install_errors else 0)
 
     instances = {box: args.threshold for box in BOXES}
     if args.second_threshold:
