@@ -479,7 +479,7 @@ impl Daemon {
             .await
             .is_err()
         {
-            tracing::warn!(grace = %crate::logging::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
+            tracing::warn!(grace = %crate::format::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
         }
     }
 }
@@ -547,7 +547,7 @@ async fn run_after(
             _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
                 Ok(left) => left.ok(),
                 Err(_) => {
-                    tracing::warn!(target_name = %name, grace = %crate::logging::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
+                    tracing::warn!(target_name = %name, grace = %crate::format::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
                     task.abort();
                     let _ = task.await;
                     None

@@ -259,28 +259,3 @@ mod tests {
         assert!(text.contains("log lines dropped"), "{text}");
     }
 }
-
-/// A duration as log lines show it: humantime, rounded to the millisecond (`19s 490ms`, not
-/// `19.489809812s`).
-pub fn duration(d: Duration) -> String {
-    let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    humantime::format_duration(Duration::from_millis(millis)).to_string()
-}
-
-/// A bracket bound as log lines show it: a duration, or `none` while unknown.
-pub fn bound(bound: Option<Duration>) -> String {
-    bound.map_or_else(|| "none".to_string(), duration)
-}
-
-#[cfg(test)]
-mod readable {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_a_person_writes_them() {
-        assert_eq!(duration(Duration::from_nanos(19_489_809_812)), "19s 489ms");
-        assert_eq!(duration(Duration::from_secs(350)), "5m 50s");
-        assert_eq!(bound(None), "none");
-        assert_eq!(bound(Some(Duration::from_millis(2500))), "2s 500ms");
-    }
-}

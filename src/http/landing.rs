@@ -11,6 +11,7 @@ use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::format::human;
 use crate::postgres::classify::DeathCause;
 use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::recipes::{self, Recipe};
@@ -427,15 +428,6 @@ fn nice_ceiling(d: Duration) -> Duration {
         .find(|v| *v >= secs)
         .unwrap_or(10.0 * magnitude);
     Duration::from_secs_f64(step)
-}
-
-/// Durations as people read them: `5m 42s`, `10.7s`, `4.8s`.
-pub fn human(d: Duration) -> String {
-    if d < Duration::from_secs(100) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC; `-` for a clock before 1970 or past 9999.

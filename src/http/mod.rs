@@ -17,7 +17,7 @@ mod landing;
 pub mod server;
 pub mod web_config;
 
-pub use landing::{human, TargetFileBoard, TargetFileRow};
+pub use landing::{TargetFileBoard, TargetFileRow};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -85,7 +85,7 @@ pub fn main(args: Args) -> ExitCode {
     } else {
         println!(
             "Recipes for a path that drops idle connections after {} ({}; {}):\n",
-            crate::http::human(m.lower),
+            crate::format::human(m.lower),
             m.drop.map_or("?", DropKind::as_str),
             m.box_counts.describe()
         );

@@ -8,7 +8,7 @@ use super::super::spelling::{
     keepalive_keys, keepalive_why, seconds_value, set, ConnString, Shape,
 };
 use super::super::{secs_up, Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "deadpool-postgres 0.14 (deadpool 0.13)",

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{seconds_value, set, Shape};
 use super::super::{secs_up, Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "sqlx 0.9",
