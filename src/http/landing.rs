@@ -551,7 +551,7 @@ mod tests {
     fn the_page_renders_with_the_longest_durations_accepted() {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let mut status = sample();
-        let max = crate::config::MAX_DURATION;
+        let max = crate::format::MAX_DURATION;
         status.app_max_idle_lifetime = Some(max);
         status.bracket = Bracket {
             lower: Some(max),

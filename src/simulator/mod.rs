@@ -94,9 +94,9 @@ pub struct Args {
     pub log_format: String,
 }
 
-/// Above zero and at most [`crate::config::MAX_DURATION`] (30 days), like every duration.
+/// Above zero and at most [`crate::format::MAX_DURATION`] (30 days), like every duration.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(text)
+    crate::format::parse_duration(text)
 }
 
 /// What [`run`] needs: the checked flags minus listening and logging.
