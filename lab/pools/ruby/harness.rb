@@ -13,6 +13,7 @@
 require "json"
 require "yaml"
 require "active_record"
+require "pg"
 
 ERROR_CHARS = 200
 # The pool's own keys (ActiveRecord 6.1 connection_pool.rb, hash_config.rb); every libpq key is

@@ -11,7 +11,7 @@ use super::rust_code::{duration_f64, tokio_postgres_keepalives, tokio_postgres_u
 use crate::http::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "bb8 0.9 (bb8-postgres 0.9, tokio-postgres 0.7); the code compiles against 0.9.1 / 0.9.0 / 0.7.18",
+    versions: "bb8 0.9.1 (bb8-postgres 0.9.0, tokio-postgres 0.7.18): read there, and the code compiled against them",
     clock: Clock::Idle,
     minimum_exempt: false,
     shrink: "idle_timeout and max_lifetime apply only when the reaper runs (reaper_rate, 30 s by default), min_idle included; new connections are opened up to min_idle after",

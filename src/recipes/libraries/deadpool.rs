@@ -12,7 +12,7 @@ use super::rust_code::{duration_f64, tokio_postgres_keepalives, tokio_postgres_u
 use crate::http::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "deadpool-postgres 0.14 (deadpool 0.13, tokio-postgres 0.7); the code compiles against 0.14.2 / 0.13.1 / 0.7.18",
+    versions: "deadpool-postgres 0.14.2 (deadpool 0.13.1, tokio-postgres 0.7.18): read there, and the code compiled against them",
     clock: Clock::None,
     minimum_exempt: false,
     shrink: "never on its own: Pool::retain closes what you filter out, a pre_recycle hook refuses at checkout",

@@ -12,7 +12,7 @@ use super::rust_code::duration_f64;
 use crate::http::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "diesel 2.4 with r2d2 0.8 (libpq underneath); read and compiled at diesel 2.4.0, r2d2 0.8.10",
+    versions: "diesel 2.4.0 with r2d2 0.8.10 (libpq underneath): read there, and the code compiled against them",
     clock: Clock::Idle,
     minimum_exempt: false,
     shrink: "idle_timeout (since check-in, 10 min by default) and max_lifetime (age, 30 min) apply only in the reaper, every 30 s, a rate r2d2 0.8 does not let you set (Builder::reaper_rate is crate-private); min_idle is not spared, the pool opens new ones up to min_idle (max_size by default) after",

@@ -10,7 +10,7 @@ use super::super::{millis, secs_down, secs_up, Timings, Variant};
 use crate::http::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "ActiveRecord 6.1 (Debian 12's 6.1.7.10, ruby-pg 1.4, libpq 15)",
+    versions: "ActiveRecord 6.1.7 (Debian 12's 6.1.7.10, with ruby-pg 1.4.5 on libpq 15)",
     clock: Clock::Idle,
     minimum_exempt: false,
     shrink: "the reaper thread, every reaping_frequency (60 s by default), disconnects every connection idle (since check-in) at least idle_timeout (300 s by default); the pool keeps no minimum",

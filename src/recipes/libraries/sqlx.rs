@@ -10,7 +10,7 @@ use super::rust_code::duration_f64;
 use crate::http::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "sqlx 0.9",
+    versions: "sqlx 0.9.0 (sqlx-postgres 0.9.0): read there, and the code compiled against it",
     clock: Clock::Idle,
     minimum_exempt: false,
     shrink: "only in the maintenance task, every min(idle_timeout, max_lifetime); connections below min_connections are reopened after",
