@@ -21,7 +21,8 @@ ERROR_CHARS = 200
 POOL_KEYS = %w[pool idle_timeout reaping_frequency checkout_timeout].freeze
 
 def version
-  "ActiveRecord #{ActiveRecord::VERSION::STRING} (ruby-pg #{PG::VERSION}, libpq #{PG.library_version}, " \
+  libpq = PG.library_version # 150018 for 15.18
+  "ActiveRecord #{ActiveRecord::VERSION::STRING} (ruby-pg #{PG::VERSION}, libpq #{libpq / 10_000}.#{libpq % 10_000}, " \
     "ruby #{RUBY_VERSION})"
 end
 
