@@ -45,11 +45,12 @@ DOC = REPO / "docs" / "recipes.md"
 # Which harness folder runs which library (the ids of src/recipes/pools.rs).
 FAMILIES = {
     "python": ["sqlalchemy", "psycopg_pool", "asyncpg", "libpq"],
-    "rust": ["deadpool", "sqlx", "bb8"],
+    "rust": ["deadpool", "sqlx", "bb8", "diesel"],
     "go": ["pgx"],
     "java": ["hikaricp"],
     "node": ["node-postgres"],
     "pgbouncer": ["pgbouncer"],
+    "ruby": ["rails"],
 }
 BOXES = ["silent", "reset", "fin", "proxy", "server"]
 # A second threshold, on the two boxes that matter most, shows the recipes scale with T.

@@ -33,6 +33,8 @@ pub enum Library {
     NodePostgres,
     Pgbouncer,
     PostgresServer,
+    Diesel,
+    Rails,
 }
 
 /// What a pool's lifetime setting measures.
@@ -71,7 +73,7 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 13] = [
+    pub const ALL: [Library; 15] = [
         Library::Quaint,
         Library::Libpq,
         Library::Deadpool,
@@ -85,6 +87,8 @@ impl Library {
         Library::NodePostgres,
         Library::Pgbouncer,
         Library::PostgresServer,
+        Library::Diesel,
+        Library::Rails,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
@@ -103,6 +107,8 @@ impl Library {
             Library::NodePostgres => "node-postgres",
             Library::Pgbouncer => "pgbouncer",
             Library::PostgresServer => "postgres_server",
+            Library::Diesel => "diesel",
+            Library::Rails => "rails",
         }
     }
 
@@ -121,6 +127,8 @@ impl Library {
             Library::NodePostgres => "node-postgres (pg.Pool)",
             Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
             Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
+            Library::Diesel => "Diesel + r2d2 (PgConnection)",
+            Library::Rails => "Rails ActiveRecord (database.yml)",
         }
     }
 

@@ -182,3 +182,140 @@ fn a_recipe_proven_behind_the_measured_box_says_so_and_names_the_version() {
         assert!(line.contains("silent") && line.contains("proxy"), "{line}");
     }
 }
+
+/// The tokenizer the Rust harness uses to match a printed text with the code it compiled.
+#[path = "../../lab/pools/rust/src/tokens.rs"]
+mod rust_tokens;
+
+fn recipe_of(lower: f64, box_counts: BoxCounts, library: Library) -> Recipe {
+    for_path(
+        &path(lower, DropKind::Silent, box_counts),
+        &Knobs::default(),
+    )
+    .into_iter()
+    .find(|r| r.library == library)
+    .unwrap()
+}
+
+/// The Rust harness compiles the texts printed for T = 10 s (lab/pools/rust/build.rs) and runs
+/// any other T's text through that code with its own numbers: so the code must be the same at
+/// every threshold, numbers aside, or the cells of other thresholds fail.
+#[test]
+fn a_rust_recipe_is_the_same_code_at_every_threshold() {
+    let rust = [
+        Library::Deadpool,
+        Library::Bb8,
+        Library::Sqlx,
+        Library::Diesel,
+    ];
+    for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+        for library in rust {
+            let compiled = recipe_of(10.0, box_counts, library);
+            for lower in [3.0, 7.8, 9.0, 19.7, 58.0, 342.0, 7_200.0] {
+                let r = recipe_of(lower, box_counts, library);
+                assert_eq!(r.variant, compiled.variant);
+                assert_eq!(
+                    rust_tokens::skeleton(&r.text),
+                    rust_tokens::skeleton(&compiled.text),
+                    "{library:?} at {lower} s:\n{}",
+                    r.text
+                );
+            }
+        }
+    }
+}
+
+/// deadpool applies no timeout without a runtime (`NoRuntimeSpecified`); the old text set
+/// `recycle_timeout` alone, in pseudo-code (`Some(2 s)`, `Err(..)`).
+#[test]
+fn deadpool_code_names_its_runtime_and_is_no_pseudo_code() {
+    for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+        let r = recipe_of(60.0, box_counts, Library::Deadpool);
+        let runtime = r.text.find(".runtime(Runtime::Tokio1)").expect(&r.text);
+        let timeout = r
+            .text
+            .find(".recycle_timeout(Some(Duration::")
+            .expect(&r.text);
+        assert!(runtime < timeout, "{}", r.text);
+        for pseudo in ["..)", " s)", " s {", " s ("] {
+            assert!(!r.text.contains(pseudo), "{pseudo:?} in {}", r.text);
+        }
+        assert!(r.text.contains("RecyclingMethod::Verified"), "{}", r.text);
+    }
+}
+
+/// deadpool's default recycling (Fast) sends no query: its keepalive line must not lean on a
+/// check it does not have, and bb8 says which check it has.
+#[test]
+fn deadpool_and_bb8_keepalive_reasons_are_their_own() {
+    let m = path(60.0, DropKind::Silent, BoxCounts::Packets);
+    let t = Timings::new(&m, &Knobs::default()).unwrap();
+    let shared = spelling::keepalive_why(&t);
+    let deadpool = recipe_of(60.0, BoxCounts::Packets, Library::Deadpool);
+    assert_eq!(deadpool.variant, Variant::Keepalive);
+    assert_ne!(deadpool.why, shared);
+    assert!(
+        deadpool.why.contains("Fast") && deadpool.why.contains("Verified"),
+        "{}",
+        deadpool.why
+    );
+    assert!(deadpool.settings.contains(&Setting {
+        key: "recycling_method",
+        value: serde_json::json!("Verified")
+    }));
+    let bb8 = recipe_of(60.0, BoxCounts::Packets, Library::Bb8);
+    assert_ne!(bb8.why, shared);
+    assert!(bb8.why.contains("test_on_check_out"), "{}", bb8.why);
+}
+
+/// ActiveRecord 6.1 closes idle connections only when its reaper runs: a connection can idle
+/// idle_timeout + reaping_frequency, which must stay below the threshold. The harness loads the
+/// printed lines as YAML: they must parse to exactly the settings.
+#[test]
+fn rails_lines_are_yaml_and_close_connections_before_the_threshold() {
+    for lower in [3.0, 9.0, 58.0, 342.0] {
+        for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+            let r = recipe_of(lower, box_counts, Library::Rails);
+            let parsed: serde_yaml::Mapping = serde_yaml::from_str(&r.text).expect(&r.text);
+            assert_eq!(parsed.len(), r.settings.len(), "{}", r.text);
+            for s in &r.settings {
+                let v = &parsed[s.key];
+                assert_eq!(v.as_f64(), s.value.as_f64(), "{}: {}", s.key, r.text);
+            }
+            if r.variant == Variant::Eviction {
+                let secs = |key| parsed[key].as_f64().unwrap();
+                assert!(
+                    secs("idle_timeout") + secs("reaping_frequency") < lower,
+                    "{lower}: {}",
+                    r.text
+                );
+            }
+        }
+    }
+}
+
+/// r2d2 0.8 reaps every 30 s whatever the setting: on a short path the Diesel line must refuse
+/// idle connections at checkout, below the threshold.
+#[test]
+fn diesel_refuses_idle_connections_below_the_threshold() {
+    for lower in [3.0, 9.0, 25.0, 342.0] {
+        let r = recipe_of(lower, BoxCounts::Unknown, Library::Diesel);
+        assert_eq!(r.variant, Variant::Eviction);
+        let max_idle = r
+            .settings
+            .iter()
+            .find(|s| s.key == "max_idle")
+            .and_then(|s| s.value.as_f64())
+            .unwrap();
+        assert!(max_idle < lower, "{lower}: {max_idle}");
+        assert!(r.text.contains("impl ManageConnection for IdleLimited"));
+        assert!(
+            r.text
+                .contains(&format!("max_idle: Duration::from_secs_f64({max_idle:?})"))
+                || r.text
+                    .contains(&format!("max_idle: Duration::from_secs_f64({max_idle:.1})")),
+            "{}",
+            r.text
+        );
+    }
+}

@@ -7,6 +7,7 @@
 mod asyncpg;
 mod bb8;
 mod deadpool;
+mod diesel;
 mod hikaricp;
 mod libpq;
 mod node_postgres;
@@ -15,6 +16,8 @@ mod pgx;
 mod postgres_server;
 mod psycopg_pool;
 mod quaint;
+mod rails;
+mod rust_code;
 mod sqlalchemy;
 mod sqlx;
 
@@ -68,6 +71,8 @@ fn model(library: Library) -> PoolModel {
         Library::NodePostgres => node_postgres::MODEL,
         Library::Pgbouncer => pgbouncer::MODEL,
         Library::PostgresServer => postgres_server::MODEL,
+        Library::Diesel => diesel::MODEL,
+        Library::Rails => rails::MODEL,
     }
 }
 
@@ -86,5 +91,7 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::NodePostgres => node_postgres::shape(variant, t),
         Library::Pgbouncer => pgbouncer::shape(variant, t),
         Library::PostgresServer => postgres_server::shape(variant, t),
+        Library::Diesel => diesel::shape(variant, t),
+        Library::Rails => rails::shape(variant, t),
     }
 }
