@@ -50,6 +50,7 @@ FAMILIES = {
     "java": ["hikaricp"],
     "node": ["node-postgres"],
     "pgbouncer": ["pgbouncer"],
+    "quaint": ["quaint_prisma", "quaint_bare"],
 }
 BOXES = ["silent", "reset", "fin", "proxy", "server"]
 # A second threshold, on the two boxes that matter most, shows the recipes scale with T.
@@ -333,6 +334,10 @@ def main():
                     settings = {s["key"]: s["value"] for s in recipe["settings"]}
                     jobs.append((lib, box, "recipe", recipe, {**base, "pool": WARM, "recipe": settings,
                                                               "recipe_text": recipe["text"], "rounds": rounds}))
+                    if lib in QUAINT:
+                        seed_settings, seed_text = seed_fix(settings)
+                        jobs.append((lib, box, "seed", recipe, {**base, "pool": WARM, "recipe": seed_settings,
+                                                                "recipe_text": seed_text, "rounds": rounds}))
         # Longest first (they are mostly idle waits), so the run does not end on a long tail.
         jobs.sort(key=lambda j: -sum(r["idle_seconds"] for r in j[4]["rounds"]))
         log(f"{len(jobs)} harness runs, {args.jobs} at once")
@@ -347,7 +352,8 @@ def main():
                 result = future.result()
                 variant = recipe["variant"] if recipe else None
                 results[(lib, box, kind, variant)] = (result, recipe)
-                log(f"{lib:14} {box:9} {kind:8} {variant or '':10} {describe(result)}")
+                seen_line = " [seed's log line]" if SEED_LINE in result.get("logs", []) else ""
+                log(f"{lib:14} {box:9} {kind:8} {variant or '':10} {describe(result)}{seen_line}")
     finally:
         boxes.down()
 
@@ -379,6 +385,8 @@ def main():
             failures.append(f"{lib}: defaults with a warm minimum never failed, hung or stalled: "
                             "the harness cannot see the problem")
 
+    checks += judge_quaint(results, failures)
+
     claims = json.loads(PROVEN.read_text())
     for claim in claims["recipes"]:
         if only is not None and claim["library"] not in only:
@@ -401,6 +409,45 @@ def main():
     # Checks: every claim in proven.json reproduced, every harness saw the problem.
     print(f"recipes: {checks - len(failures)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
+
+
+# quaint (Prisma): the seed's own fix runs beside the printed recipe, and the seed's log line must
+# show behind the fin box with defaults (lab/pools/quaint/README.md).
+QUAINT = ("quaint_prisma", "quaint_bare")
+SEED_LINE = "Error in PostgreSQL connection: Error { kind: Closed, cause: None }"
+
+
+def seed_fix(settings):
+    """The seed's hand-made fix, `?max_idle_connection_lifetime=60&socket_timeout=10`, scaled to
+    the box's T: its lifetime becomes the one the printed recipe computes for T (60 s stood
+    below the seed's path's threshold the same way), socket_timeout=10 and the default
+    pool_timeout (10 s) are kept as the seed had them. Spelt both ways, as the harness needs."""
+    lifetime = settings["max_idle_connection_lifetime"]
+    params = f"max_idle_connection_lifetime={lifetime}&socket_timeout=10"
+    return ({"max_idle_connection_lifetime": lifetime, "socket_timeout": 10},
+            f"&{params}\n?{params}")
+
+
+def judge_quaint(results, failures):
+    """The seed's fix must pass wherever the printed recipe runs; the seed's exact log line must
+    appear behind every fin box with defaults. Returns the number of checks made."""
+    checks = 0
+    for (lib, box, kind, variant), (result, recipe) in sorted(results.items(), key=str):
+        if lib not in QUAINT:
+            continue
+        if kind == "seed":
+            checks += 1
+            if not cell_passes(result, recipe):
+                why = result.get("error") or f"{describe(result)}, bound {recipe['first_request_bound']:.1f} s"
+                failures.append(f"{lib}: the seed's fix behind {box}: {why}")
+        elif kind == "defaults" and kind_of(box) == "fin":
+            checks += 1
+            logs = result.get("logs", [])
+            log(f"{lib} {box} defaults: seed line {'logged' if SEED_LINE in logs else 'MISSING'}")
+            if SEED_LINE not in logs:
+                failures.append(f"{lib}: behind {box} with defaults the seed's line was not logged "
+                                f"({len(logs)} lines: {logs[:3]})")
+    return checks
 
 
 # How a version is named where the harness reports only a number.

@@ -116,7 +116,7 @@ fn what_the_matrix_cannot_run_says_why() {
         &path(60.0, DropKind::Fin, BoxCounts::Requests),
         &Knobs::default(),
     );
-    for library in [Library::Quaint, Library::PostgresServer] {
+    for library in [Library::PostgresServer] {
         let r = recipes.iter().find(|r| r.library == library).unwrap();
         assert!(
             matches!(&r.proof, Proof::NotVerified { reason } if !reason.is_empty()),
