@@ -450,6 +450,22 @@ def judge_quaint(results, failures):
     return checks
 
 
+def seed_lines(lib, instances, results):
+    """The seed's fix and the seed's log line, per box, for docs/recipes.md."""
+    out = ["\nThe seed's own fix (`max_idle_connection_lifetime` as printed, `socket_timeout=10`, "
+           "default `pool_timeout`), and whether quaint logged the seed's line:\n\n"
+           "| box | seed's fix | line logged with defaults | with the recipe |\n|---|---|---|---|\n"]
+    for box in instances:
+        seed = [(res, rec) for (l, bx, k, _v), (res, rec) in results.items() if l == lib and bx == box and k == "seed"]
+        d = results.get((lib, box, "defaults", None), ({}, None))[0]
+        r = [res for (l, bx, k, _v), (res, _rec) in results.items() if l == lib and bx == box and k == "recipe"]
+        text = "; ".join(("ok" if cell_passes(res, rec) else "**FAILED**") + f": {describe(res)}" for res, rec in seed)
+        logged = "yes" if SEED_LINE in d.get("logs", []) else "no"
+        with_recipe = "yes" if any(SEED_LINE in res.get("logs", []) for res in r) else "no"
+        out.append(f"| {box} | {text or 'not run'} | {logged} | {with_recipe} |\n")
+    return "".join(out)
+
+
 # How a version is named where the harness reports only a number.
 PACKAGE = {"deadpool": "deadpool-postgres", "bb8": "bb8", "sqlx": "sqlx", "node-postgres": "pg",
            "pgbouncer": "PgBouncer", "pgx": "pgx"}
@@ -544,6 +560,8 @@ def render_doc(threshold, instances, reports, results, passed, versions, librari
                 lines.append(f"| {box} | {describe(d)} | {describe(b)} | {mark}: {describe(res)} | {variant} | "
                              f"{recipe['first_request_bound']:.1f} s |\n")
                 shown.setdefault(variant, recipe)
+        if lib in QUAINT:
+            lines.append(seed_lines(lib, instances, results))
         for variant, recipe in sorted(shown.items()):
             lines.append(f"\n{variant} recipe as printed for T = {threshold} s (`{lib}`):\n\n```\n{recipe['text']}\n```\n\n"
                          f"Why: {recipe['why']}.\n")
@@ -554,17 +572,21 @@ def render_doc(threshold, instances, reports, results, passed, versions, librari
 
 NOT_RUN = """## What the matrix cannot run, and what stands in
 
-- **quaint / Prisma**, the library of the original report (`Error { kind: Closed, cause: None }`),
-  cannot be installed here: Prisma's query engines are downloaded at install time, and the
-  crates.io `quaint` is a 2020 alpha without `max_idle_connection_lifetime`. Its line is derived
-  from prisma-engines' source: quaint's `PostgresUrl::parse_query_params`
-  (`quaint/src/connector/postgres`) reads `max_idle_connection_lifetime` (default 300 s, 0 turns
-  it off), `max_connection_lifetime` and `socket_timeout` as whole seconds, and its pool (mobc
-  >= 0.8.5) counts the idle lifetime from the connection's creation. `simulate --mode fin` with
-  tokio-postgres (its driver) is the stand-in: `tests/simulator.rs`
-  (`a_pool_without_idle_lifetime_gets_kind_closed_and_the_recommended_one_does_not`) reproduces
-  the report's error and shows a pool that retires connections below T ends it. The quaint line
-  is printed as **not verified**.
+- **quaint / Prisma** is run, not derived: `lab/pools/quaint/` builds the last standalone
+  prisma/quaint (vendored beside the repository, `../shared/vendor/`) twice. `quaint_prisma` is
+  the pool as Prisma's query engine builds it for PostgreSQL (`test_on_check_out`, a `SELECT 1`
+  when a connection was last checked 15 s ago or more) over mobc 0.8.5, where the lifetime is the
+  connection's age; `quaint_bare` is quaint's own pool (no check) over mobc 0.8.3, where it is the
+  time since the last checkout. Behind the fin box with defaults both log the original report's
+  line, `Error in PostgreSQL connection: Error { kind: Closed, cause: None }`, and fail requests;
+  with the printed line the requests stop failing, but the line may still be logged: the pool
+  retires connections only at checkout, so one the box closed while it sat in the pool still ends
+  its connection task. The seed's own fix (`max_idle_connection_lifetime` below T and
+  `socket_timeout=10`, with the default `pool_timeout=10`) runs beside each recipe cell and also
+  ends the failures on these paths: the lifetime retires every connection before anything is sent
+  on it, so neither timeout is reached. Not run: Prisma engines before mobc 0.8.5 (they check on
+  checkout and count the lifetime from the last checkout), and Prisma 7's driver adapters (no
+  quaint pool). Which Prisma releases each build stands for: `lab/pools/quaint/README.md`.
 - **PostgreSQL server settings** (`tcp_keepalives_*`, `tcp_user_timeout`) let the server find
   dead clients and end their sessions (ghosts); they are not a pool and do not stop a pool from
   handing out a dead connection. Printed as not verified.

@@ -34,7 +34,9 @@ pub fn capture(secret: &str) -> Captured {
     };
     let subscriber = tracing_subscriber::registry().with(layer);
     if tracing::subscriber::set_global_default(subscriber).is_err() {
-        eprintln!("quaint-harness: a tracing subscriber was already set; quaint's logs are not kept");
+        eprintln!(
+            "quaint-harness: a tracing subscriber was already set; quaint's logs are not kept"
+        );
     }
     captured
 }
@@ -57,7 +59,10 @@ impl<S: Subscriber> Layer<S> for Capture {
             line = line.replace(&self.secret, "***");
         }
         let line: String = line.chars().take(LINE_CHARS).collect();
-        eprintln!("quaint-harness: quaint {}: {line}", event.metadata().level());
+        eprintln!(
+            "quaint-harness: quaint {}: {line}",
+            event.metadata().level()
+        );
         if let Ok(mut lines) = self.lines.0.lock() {
             if lines.len() < MAX_LINES && !lines.contains(&line) {
                 lines.push(line);

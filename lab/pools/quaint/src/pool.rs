@@ -80,7 +80,10 @@ pub async fn warm(job: &Job, pool: &Quaint) -> Result<(), String> {
                 .await
                 .map_err(|e| error_text(&e))?;
         }
-        eprintln!("quaint-harness: warm-up held {} connections at once", conns.len());
+        eprintln!(
+            "quaint-harness: warm-up held {} connections at once",
+            conns.len()
+        );
         Ok(())
     })
     .await

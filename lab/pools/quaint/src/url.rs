@@ -29,7 +29,8 @@ fn server(job: &Job) -> Result<Url, String> {
     let mut url = Url::parse(&format!("postgresql://{}:{}/", d.host, d.port))
         .map_err(|e| format!("dsn: {e}"))?;
     url.set_username(&d.user).map_err(|_| "dsn: user")?;
-    url.set_password(Some(&d.password)).map_err(|_| "dsn: password")?;
+    url.set_password(Some(&d.password))
+        .map_err(|_| "dsn: password")?;
     url.set_path(&d.dbname);
     Ok(url)
 }
@@ -117,13 +118,17 @@ fn check_settings(settings: &Map<String, Value>, url: &str) -> Result<(), String
     let params = parameters(url)?;
     for (key, value) in settings {
         if !KNOWN.contains(&key.as_str()) {
-            return Err(format!("recipe key {key:?}: not a quaint URL parameter ({KNOWN:?})"));
+            return Err(format!(
+                "recipe key {key:?}: not a quaint URL parameter ({KNOWN:?})"
+            ));
         }
         let want = plain(value);
         match params.iter().find(|(k, _)| k == key) {
             Some((_, got)) if *got == want => {}
             Some((_, got)) => {
-                return Err(format!("recipe {key}: the URL says {got}, the recipe {want}"))
+                return Err(format!(
+                    "recipe {key}: the URL says {got}, the recipe {want}"
+                ))
             }
             None => return Err(format!("recipe {key}: not in the URL as printed")),
         }
