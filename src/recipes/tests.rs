@@ -116,15 +116,16 @@ fn what_the_matrix_cannot_run_says_why() {
         &path(60.0, DropKind::Fin, BoxCounts::Requests),
         &Knobs::default(),
     );
-    for library in [Library::PostgresServer] {
-        let r = recipes.iter().find(|r| r.library == library).unwrap();
-        assert!(
-            matches!(&r.proof, Proof::NotVerified { reason } if !reason.is_empty()),
-            "{:?}",
-            r.proof
-        );
-        assert!(!r.is_proven());
-    }
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::PostgresServer)
+        .unwrap();
+    assert!(
+        matches!(&r.proof, Proof::NotVerified { reason } if !reason.is_empty()),
+        "{:?}",
+        r.proof
+    );
+    assert!(!r.is_proven());
 }
 
 #[test]
