@@ -13,7 +13,8 @@ command -v cargo >/dev/null || { echo "install.sh: cargo not found (the machine'
 vendor="$here/../../../../shared/vendor/quaint"
 [ -f "$vendor/Cargo.toml" ] || { echo "install.sh: $vendor missing: ../shared/ must lie beside the repository" >&2; exit 1; }
 if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
-    apt-get install -y -qq libssl-dev pkg-config >/dev/null
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null
 fi
 for config in engine bare; do
     CARGO_TARGET_DIR="$here/target" cargo build --release --locked --quiet \
