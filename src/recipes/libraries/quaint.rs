@@ -19,7 +19,7 @@ use super::super::{secs_down, secs_up, Timings, Variant};
 const QUAINT_CONNECT_TIMEOUT_S: u64 = 5;
 
 pub(crate) const PRISMA_MODEL: PoolModel = PoolModel {
-    versions: "Prisma ORM's query engine for PostgreSQL (quaint, checkout check every 15 s) over mobc 0.8.5, which prisma-engines pins since its PR #5015 (October 2024); see lab/pools/quaint/README.md for the releases",
+    versions: "Prisma ORM's query engine for PostgreSQL (quaint, checkout check every 15 s) over mobc 0.8.5, which prisma-engines took up in late 2024 (PR #5015; the first Prisma release with it is not settled: lab/pools/quaint/README.md)",
     clock: Clock::Age,
     minimum_exempt: false,
     shrink: "only at checkout: the connection on top of the LIFO stack is closed and replaced when older than max_idle_connection_lifetime (mobc 0.8.5 counts from its creation); nothing closes an idle connection before that",
@@ -87,7 +87,8 @@ pub(crate) fn shape(pool: Pool, _variant: Variant, t: &Timings) -> Shape {
              more (mobc 0.8.3 counts from the last checkout, never later than the last use), so none it \
              hands out has been idle as long as the path allows; with no check before use, \
              socket_timeout={socket_s} turns a query on a connection that died anyway into an error instead \
-             of a hang, and pool_timeout={pool_s} stays above it"
+             of a hang; pool_timeout={pool_s} is for Prisma's engine, whose check it must outlast, and here \
+             only lengthens the wait for a free connection"
         ),
     };
     Shape {
