@@ -16,8 +16,16 @@ if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null
 fi
+# quaint's own ~200 warnings are replayed on every build: keep them out of the install log
+# unless the build fails.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for config in engine bare; do
-    CARGO_TARGET_DIR="$here/target" cargo build --release --locked --quiet \
-        --manifest-path "$here/$config/Cargo.toml"
+    if ! CARGO_TARGET_DIR="$here/target" cargo build --release --locked --quiet \
+        --manifest-path "$here/$config/Cargo.toml" 2>"$log"; then
+        grep -v -e '^warning' -e '^ *|' -e '^ *=' -e '^ *-->' -e '^$' "$log" | tail -60 >&2
+        echo "install.sh: the $config build failed" >&2
+        exit 1
+    fi
 done
 echo "install.sh: built $here/target/release/quaint-harness-engine and -bare" >&2
