@@ -58,7 +58,8 @@ pub(super) fn recipe(library: Library, variant: Variant, m: &Measurement, t: &Ti
 
 fn model(library: Library) -> PoolModel {
     match library {
-        Library::Quaint => quaint::MODEL,
+        Library::QuaintPrisma => quaint::PRISMA_MODEL,
+        Library::QuaintBare => quaint::BARE_MODEL,
         Library::Libpq => libpq::MODEL,
         Library::Deadpool => deadpool::MODEL,
         Library::Sqlx => sqlx::MODEL,
@@ -78,7 +79,8 @@ fn model(library: Library) -> PoolModel {
 
 fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
     match library {
-        Library::Quaint => quaint::shape(variant, t),
+        Library::QuaintPrisma => quaint::shape(quaint::Pool::PrismaEngine, variant, t),
+        Library::QuaintBare => quaint::shape(quaint::Pool::Bare, variant, t),
         Library::Libpq => libpq::shape(variant, t),
         Library::Deadpool => deadpool::shape(variant, t),
         Library::Sqlx => sqlx::shape(variant, t),
