@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::config::LifetimeSource;
@@ -165,7 +165,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        crate::http::server::exposition(&self.registry)
+        exposition(&self.registry)
     }
 
     /// A handle that records for one target, its series set up as for a target just started.
@@ -441,6 +441,19 @@ impl TargetMetrics {
             gauge.set(1);
         }
     }
+}
+
+/// The Prometheus text exposition of every family in `registry` (served as
+/// [`crate::http::server::METRICS_CONTENT_TYPE`]).
+pub fn exposition(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .expect("text encoding into a Vec cannot fail");
+    let text = String::from_utf8(buffer).expect("the text format is UTF-8");
+    // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
+    text.replace(" inf\n", " +Inf\n")
+        .replace(" -inf\n", " -Inf\n")
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every family.
     pub fn encode(&self) -> String {
-        server::exposition(&self.registry)
+        crate::metrics::exposition(&self.registry)
     }
 }
 
