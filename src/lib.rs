@@ -27,6 +27,8 @@
 //!   derived from a model of each pool and spelt as that library takes them (one file per
 //!   library in `libraries/`, sharing `spelling.rs`), labelled with the versions the model holds
 //!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
+//! - [`build_info`]: what the binary was built from (`build.rs` fills it in), for
+//!   `--version`, `idle_drop_build_info` and the start log line.
 //! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`], [`format`] (how
 //!   durations read): small helpers.
 //!
@@ -34,6 +36,7 @@
 //! `main`); the integration tests call the same functions.
 
 pub mod backoff;
+pub mod build_info;
 pub mod config;
 pub mod daemon;
 pub mod discover;

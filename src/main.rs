@@ -17,10 +17,17 @@ const EXIT_BAD_CONFIG: u8 = 78;
 /// Measures after how long the network path silently drops idle PostgreSQL connections and
 /// exports it to Prometheus.
 #[derive(Parser, Debug)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    about,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
 struct Flags {
     #[command(subcommand)]
     tool: Option<Tool>,
+    /// Print the version, git revision, build date and rustc version, and exit.
+    #[arg(long)]
+    version: bool,
     /// Configuration file.
     #[arg(
         long = "config.file",
@@ -73,6 +80,10 @@ enum Tool {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.version {
+        print!("{}", idle_drop_exporter::build_info::get().version_text());
+        return ExitCode::SUCCESS;
+    }
     if let Some(tool) = flags.tool {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -149,7 +160,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(address = %config.listen_address, inline_targets = config.targets.len(), target_files = config.target_files.patterns.len(), "idle_drop_exporter started");
+        let build = idle_drop_exporter::build_info::get();
+        tracing::info!(version = build.version, revision = build.revision, branch = build.branch, build_date = %build.build_date, rustc_version = build.rustc_version, address = %config.listen_address, inline_targets = config.targets.len(), target_files = config.target_files.patterns.len(), "idle_drop_exporter started");
         let stop = CancellationToken::new();
         let (trigger, inbox) = daemon::reload_channel();
         let signals = {
