@@ -2,15 +2,17 @@
 //!
 //! | path | method | what |
 //! |---|---|---|
-//! | `/metrics` | GET | Prometheus text exposition |
-//! | `/` | GET | landing page: targets, brackets, recommendations (no secrets) |
-//! | `/-/healthy` | GET | 200 while the process serves |
-//! | `/-/ready` | GET | 200 once the configuration is loaded and targets are started |
+//! | `/metrics` | GET, HEAD | Prometheus text exposition |
+//! | `/` | GET, HEAD | landing page: targets, brackets, recommendations (no secrets) |
+//! | `/-/healthy` | GET, HEAD | 200 while the process serves |
+//! | `/-/ready` | GET, HEAD | 200 once the configuration is loaded and targets are started |
 //! | `/-/reload` | POST, PUT | reload the configuration file; 200, or 500 with the reason |
 //!
 //! Served by [`server`] (hyper 1.x, HTTP/1.1; each connection shuts down gracefully with the
 //! process), which the simulator's `/metrics` shares. With `--web.config.file` ([`web_config`]),
-//! connections are TLS and every path needs basic auth, as in Prometheus' exporter-toolkit.
+//! connections are TLS and every path but `/-/healthy` and `/-/ready` needs basic auth (those
+//! two answer probes that carry no credentials, and say nothing else). HEAD answers as GET
+//! without the body (hyper leaves it out).
 //! This file holds the routes; `landing.rs` renders `/`.
 
 mod landing;
@@ -62,18 +64,20 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<By
     let path = request.uri().path();
     if path == state.telemetry_path {
         return match method {
-            Method::GET => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
+            Method::GET | Method::HEAD => {
+                respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode())
+            }
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
         };
     }
     match (path, method) {
-        ("/", Method::GET) => respond(
+        ("/", Method::GET | Method::HEAD) => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
             landing::render(&state.board, &state.files, &state.telemetry_path),
         ),
-        ("/-/healthy", Method::GET) => text(StatusCode::OK, "Healthy.\n"),
-        ("/-/ready", Method::GET) => {
+        ("/-/healthy", Method::GET | Method::HEAD) => text(StatusCode::OK, "Healthy.\n"),
+        ("/-/ready", Method::GET | Method::HEAD) => {
             if state.ready.load(Ordering::Relaxed) {
                 text(StatusCode::OK, "Ready.\n")
             } else {

@@ -31,6 +31,11 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests may take to finish once the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Paths answered without basic auth: the orchestrator's liveness and readiness probes, which
+/// carry no credentials (a Kubernetes httpGet probe cannot), and whose answers say nothing but
+/// "Healthy." or "(Not) ready.". TLS still applies: they are served on the same connections.
+pub const OPEN_PATHS: [&str; 2] = ["/-/healthy", "/-/ready"];
+
 /// The content type of the Prometheus text exposition.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -38,7 +43,8 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 /// requests finish (up to 5 s).
 ///
 /// With `web` (`--web.config.file`), each connection is served with the web configuration in
-/// force when it opened: TLS if it says so, basic auth in front of every request, and its extra
+/// force when it opened: TLS if it says so, basic auth in front of every request but the
+/// [`OPEN_PATHS`], and its extra
 /// headers on every response, as exporter-toolkit does. While no valid one can be read,
 /// connections are closed unanswered rather than served open.
 pub async fn serve<H, F>(
@@ -130,10 +136,14 @@ where
     let Some(web) = web else {
         return handler(request).await;
     };
-    let mut response = match web
-        .authorize(request.headers().get(AUTHORIZATION), peer.ip())
-        .await
-    {
+    let open = OPEN_PATHS.contains(&request.uri().path());
+    let access = if open {
+        Access::Allowed
+    } else {
+        web.authorize(request.headers().get(AUTHORIZATION), peer.ip())
+            .await
+    };
+    let mut response = match access {
         Access::Allowed => handler(request).await,
         Access::Denied => {
             let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
