@@ -27,10 +27,10 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::ReloadTrigger;
+use crate::listener::Listeners;
 use crate::metrics::Metrics;
 use crate::probe::status::StatusBoard;
 use server::{respond, text, METRICS_CONTENT_TYPE};
@@ -49,14 +49,19 @@ pub struct AppState {
     pub web: Option<Arc<web_config::Watcher>>,
 }
 
-/// Serves until `shutdown`, then lets open requests finish (up to 5 s).
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+/// Serves on every listener until `shutdown`, then lets open requests finish (up to 5 s).
+pub async fn serve(listeners: Listeners, state: Arc<AppState>, shutdown: CancellationToken) {
     let web = state.web.clone();
     let handler = move |request| {
         let state = state.clone();
         async move { route(&state, request).await }
     };
-    server::serve(listener, web, handler, shutdown).await;
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners.0 {
+        let server = server::serve(listener, web.clone(), handler.clone(), shutdown.clone());
+        servers.spawn(server);
+    }
+    while servers.join_next().await.is_some() {}
 }
 
 async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<Bytes>> {
