@@ -2,7 +2,7 @@
 //!
 //! | path | method | what |
 //! |---|---|---|
-//! | `/metrics` | GET, HEAD | Prometheus text exposition |
+//! | `/metrics` | GET, HEAD | Prometheus text exposition (gzip when the scraper accepts it) |
 //! | `/` | GET, HEAD | landing page: targets, brackets, recommendations (no secrets) |
 //! | `/-/healthy` | GET, HEAD | 200 while the process serves |
 //! | `/-/ready` | GET, HEAD | 200 once the configuration is loaded and targets are started |
@@ -33,7 +33,7 @@ use crate::daemon::ReloadTrigger;
 use crate::listener::Listeners;
 use crate::metrics::Metrics;
 use crate::probe::status::StatusBoard;
-use server::{respond, text, METRICS_CONTENT_TYPE};
+use server::{respond, text};
 
 /// What the handlers need.
 pub struct AppState {
@@ -70,7 +70,7 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<By
     if path == state.telemetry_path {
         return match method {
             Method::GET | Method::HEAD => {
-                respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode())
+                server::metrics_response(request.headers(), state.metrics.encode())
             }
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
         };
