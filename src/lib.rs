@@ -29,8 +29,9 @@
 //!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
 //! - [`build_info`]: what the binary was built from (`build.rs` fills it in), for
 //!   `--version`, `idle_drop_build_info` and the start log line.
-//! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`], [`format`] (how
-//!   durations read): small helpers.
+//! - [`listener`]: the listen address forms (`:PORT`, `HOST:PORT`, `[IPv6]:PORT`) and the
+//!   accept step; [`logging`]: the non-blocking log writer and the text, logfmt and JSON formats.
+//! - [`backoff`], [`secret`], [`shutdown`], [`format`] (how durations read): small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
