@@ -182,8 +182,8 @@ pub fn metrics_response(request: &HeaderMap, body: String) -> Response<Full<Byte
 }
 
 /// The compression level: flate2's fast level, 1 (docs/benchmarks.md, "Compressed scrapes":
-/// at 1,000 targets it cut the 6.5 MB to a tenth in a fraction of the time the default
-/// level 6 took).
+/// the 6.5 MB exposition of 1,000 targets became 0.37 MB in 4.4 ms; the default level 6 made
+/// 0.29 MB in 41 ms).
 const GZIP_LEVEL: u32 = 1;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
