@@ -28,9 +28,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::ReloadTrigger;
 use crate::metrics::Metrics;
 use crate::probe::status::StatusBoard;
+use crate::reload::ReloadTrigger;
 use server::{respond, text, METRICS_CONTENT_TYPE};
 
 /// What the handlers need.
