@@ -44,9 +44,11 @@ DOC = REPO / "docs" / "recipes.md"
 
 # Which harness folder runs which library (the ids of src/recipes/pools.rs).
 FAMILIES = {
-    "python": ["sqlalchemy", "psycopg_pool", "asyncpg", "libpq"],
+    "python": ["sqlalchemy", "psycopg_pool", "asyncpg", "libpq", "asyncpg_031", "sqlalchemy_asyncpg",
+               "django"],
     "rust": ["deadpool", "sqlx", "bb8"],
     "go": ["pgx"],
+    "gosql": ["database_sql"],
     "java": ["hikaricp"],
     "node": ["node-postgres"],
     "pgbouncer": ["pgbouncer"],

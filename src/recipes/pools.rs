@@ -33,6 +33,12 @@ pub enum Library {
     NodePostgres,
     Pgbouncer,
     PostgresServer,
+    #[serde(rename = "asyncpg_031")]
+    Asyncpg031,
+    SqlalchemyAsyncpg,
+    Django,
+    #[serde(rename = "database_sql")]
+    DatabaseSql,
 }
 
 /// What a pool's lifetime setting measures.
@@ -71,7 +77,7 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 13] = [
+    pub const ALL: [Library; 17] = [
         Library::Quaint,
         Library::Libpq,
         Library::Deadpool,
@@ -85,6 +91,10 @@ impl Library {
         Library::NodePostgres,
         Library::Pgbouncer,
         Library::PostgresServer,
+        Library::Asyncpg031,
+        Library::SqlalchemyAsyncpg,
+        Library::Django,
+        Library::DatabaseSql,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
@@ -103,6 +113,10 @@ impl Library {
             Library::NodePostgres => "node-postgres",
             Library::Pgbouncer => "pgbouncer",
             Library::PostgresServer => "postgres_server",
+            Library::Asyncpg031 => "asyncpg_031",
+            Library::SqlalchemyAsyncpg => "sqlalchemy_asyncpg",
+            Library::Django => "django",
+            Library::DatabaseSql => "database_sql",
         }
     }
 
@@ -117,10 +131,14 @@ impl Library {
             Library::Pgx => "pgx pgxpool (connection string)",
             Library::Sqlalchemy => "SQLAlchemy 2 + psycopg 3",
             Library::PsycopgPool => "psycopg_pool",
-            Library::Asyncpg => "asyncpg (create_pool)",
+            Library::Asyncpg => "asyncpg 0.32+ (create_pool)",
             Library::NodePostgres => "node-postgres (pg.Pool)",
             Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
             Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
+            Library::Asyncpg031 => "asyncpg up to 0.31 (create_pool)",
+            Library::SqlalchemyAsyncpg => "SQLAlchemy 2 + asyncpg (create_async_engine)",
+            Library::Django => "Django (persistent connections, settings.py)",
+            Library::DatabaseSql => "Go database/sql + lib/pq",
         }
     }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::spelling;
 use super::*;
 
 fn path(lower_s: f64, drop: DropKind, box_counts: BoxCounts) -> Measurement {
@@ -181,4 +182,134 @@ fn a_recipe_proven_behind_the_measured_box_says_so_and_names_the_version() {
         assert!(line.starts_with("verified against "), "{line}");
         assert!(line.contains("silent") && line.contains("proxy"), "{line}");
     }
+}
+
+/// Every key a setting names, nested objects (connect_args, kwargs, server_settings) included.
+fn all_keys(settings: &[Setting]) -> Vec<String> {
+    fn keys_of(v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                out.push(k.clone());
+                keys_of(v, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in settings {
+        out.push(s.key.to_string());
+        keys_of(&s.value, &mut out);
+    }
+    out
+}
+
+/// Linux reads no keepalive probe count once TCP_USER_TIMEOUT is set: a line that sets both
+/// printed a setting that cannot matter (the old lines all did).
+#[test]
+fn no_line_prints_a_probe_count_beside_tcp_user_timeout() {
+    for lower in [5.0, 9.0, 47.0, 342.0] {
+        for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+            for r in for_path(
+                &path(lower, DropKind::Silent, box_counts),
+                &Knobs::default(),
+            ) {
+                let keys = all_keys(&r.settings);
+                if !keys.iter().any(|k| k == "tcp_user_timeout") {
+                    continue;
+                }
+                for count in spelling::PROBE_COUNT_KEYS {
+                    assert!(
+                        !keys.iter().any(|k| k == count) && !r.text.contains(count),
+                        "{} {:?}: {count} beside tcp_user_timeout in {:?}",
+                        r.library.id(),
+                        r.variant,
+                        r.text
+                    );
+                    assert!(!r.why.contains(count), "{}: {}", r.library.id(), r.why);
+                }
+            }
+        }
+    }
+}
+
+/// asyncpg spares min_size from idle closing only from 0.32: both behaviours are printed, each
+/// naming its releases, and the line for 0.31 and earlier neither needs nor claims the floor.
+#[test]
+fn asyncpg_is_printed_for_each_behaviour_with_its_versions() {
+    let recipes = for_path(
+        &path(60.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let new = recipes
+        .iter()
+        .find(|r| r.library == Library::Asyncpg)
+        .unwrap();
+    let old = recipes
+        .iter()
+        .find(|r| r.library == Library::Asyncpg031)
+        .unwrap();
+    assert!(new.versions.contains("0.32") && old.versions.contains("0.31"));
+    assert!(Library::Asyncpg.model().minimum_exempt);
+    assert!(!Library::Asyncpg031.model().minimum_exempt);
+    assert!(new.text.contains("min_size=0"), "{}", new.text);
+    assert!(!old.text.contains("min_size"), "{}", old.text);
+    assert!(!old.why.contains("only above min_size"), "{}", old.why);
+    assert!(new.why.contains("0.32") && old.why.contains("0.31"));
+}
+
+/// The psycopg_pool line is code that runs as printed: a loop that survives a failed check and
+/// says so, not a list comprehension that grows forever and dies silently.
+#[test]
+fn the_psycopg_pool_check_loop_logs_a_failure_and_goes_on() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::PsycopgPool)
+        .unwrap();
+    assert_eq!(r.variant, Variant::Eviction);
+    assert!(!r.text.contains("itertools.count"), "{}", r.text);
+    for needed in [
+        "while True:",
+        "except Exception:",
+        "logging.exception(",
+        "pool.check()",
+    ] {
+        assert!(r.text.contains(needed), "{needed} missing: {}", r.text);
+    }
+    assert!(r.text.starts_with("import logging, threading, time"));
+}
+
+/// check_connection makes getconn() back off 1, 2, 4 s after failed checks: the keepalive
+/// line's why says so instead of promising a bound it cannot hold.
+#[test]
+fn the_psycopg_pool_keepalive_why_names_the_back_off() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Packets),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::PsycopgPool)
+        .unwrap();
+    assert_eq!(r.variant, Variant::Keepalive);
+    assert!(r.text.contains("check_connection"));
+    assert!(r.why.contains("1, 2, 4 s"), "{}", r.why);
+}
+
+/// Recycling a connection the path forgot waits up to 2 s for asyncpg's graceful close
+/// (SQLAlchemy's terminate()); the stated bound covers it.
+#[test]
+fn sqlalchemy_over_asyncpg_states_a_bound_that_covers_the_graceful_close() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Packets),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::SqlalchemyAsyncpg)
+        .unwrap();
+    assert!(r.first_request_bound >= Duration::from_secs(3));
+    assert!(r.why.contains("2 s"), "{}", r.why);
 }

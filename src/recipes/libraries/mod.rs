@@ -5,8 +5,11 @@
 //! id and title (`pools.rs`), the two arms below, and a harness in `lab/pools/` to prove it.
 
 mod asyncpg;
+mod asyncpg_031;
 mod bb8;
+mod database_sql;
 mod deadpool;
+mod django;
 mod hikaricp;
 mod libpq;
 mod node_postgres;
@@ -16,6 +19,7 @@ mod postgres_server;
 mod psycopg_pool;
 mod quaint;
 mod sqlalchemy;
+mod sqlalchemy_asyncpg;
 mod sqlx;
 
 use super::pools::{Library, PoolModel};
@@ -37,6 +41,10 @@ pub(super) fn model(library: Library) -> PoolModel {
         Library::NodePostgres => node_postgres::MODEL,
         Library::Pgbouncer => pgbouncer::MODEL,
         Library::PostgresServer => postgres_server::MODEL,
+        Library::Asyncpg031 => asyncpg_031::MODEL,
+        Library::SqlalchemyAsyncpg => sqlalchemy_asyncpg::MODEL,
+        Library::Django => django::MODEL,
+        Library::DatabaseSql => database_sql::MODEL,
     }
 }
 
@@ -55,5 +63,9 @@ pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::NodePostgres => node_postgres::shape(variant, t),
         Library::Pgbouncer => pgbouncer::shape(variant, t),
         Library::PostgresServer => postgres_server::shape(variant, t),
+        Library::Asyncpg031 => asyncpg_031::shape(variant, t),
+        Library::SqlalchemyAsyncpg => sqlalchemy_asyncpg::shape(variant, t),
+        Library::Django => django::shape(variant, t),
+        Library::DatabaseSql => database_sql::shape(variant, t),
     }
 }
