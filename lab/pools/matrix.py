@@ -49,7 +49,7 @@ FAMILIES = {
     "rust": ["deadpool", "sqlx", "bb8"],
     "go": ["pgx"],
     "gosql": ["database_sql"],
-    "java": ["hikaricp"],
+    "java": ["hikaricp", "hikaricp_spring", "pgjdbc"],
     "node": ["node-postgres"],
     "pgbouncer": ["pgbouncer"],
 }

@@ -39,6 +39,8 @@ pub enum Library {
     Django,
     #[serde(rename = "database_sql")]
     DatabaseSql,
+    HikaricpSpring,
+    Pgjdbc,
 }
 
 /// What a pool's lifetime setting measures.
@@ -77,7 +79,7 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 17] = [
+    pub const ALL: [Library; 19] = [
         Library::Quaint,
         Library::Libpq,
         Library::Deadpool,
@@ -95,6 +97,8 @@ impl Library {
         Library::SqlalchemyAsyncpg,
         Library::Django,
         Library::DatabaseSql,
+        Library::HikaricpSpring,
+        Library::Pgjdbc,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
@@ -117,6 +121,8 @@ impl Library {
             Library::SqlalchemyAsyncpg => "sqlalchemy_asyncpg",
             Library::Django => "django",
             Library::DatabaseSql => "database_sql",
+            Library::HikaricpSpring => "hikaricp_spring",
+            Library::Pgjdbc => "pgjdbc",
         }
     }
 
@@ -139,6 +145,8 @@ impl Library {
             Library::SqlalchemyAsyncpg => "SQLAlchemy 2 + asyncpg (create_async_engine)",
             Library::Django => "Django (persistent connections, settings.py)",
             Library::DatabaseSql => "Go database/sql + lib/pq",
+            Library::HikaricpSpring => "HikariCP + pgJDBC (Spring Boot application.properties)",
+            Library::Pgjdbc => "pgJDBC without a pool (JDBC URL and your code)",
         }
     }
 

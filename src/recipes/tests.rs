@@ -313,3 +313,21 @@ fn sqlalchemy_over_asyncpg_states_a_bound_that_covers_the_graceful_close() {
     assert!(r.first_request_bound >= Duration::from_secs(3));
     assert!(r.why.contains("2 s"), "{}", r.why);
 }
+
+/// From pgx v4.17 (and in v5) pool_max_conn_idle_time spares MinConns; every version retires
+/// by pool_max_conn_lifetime at its tick, MinConns included. The one line names them all and
+/// uses the setting that holds in each (the old line used the idle time, true for v4.15 only).
+#[test]
+fn the_pgx_line_holds_for_every_version_it_names() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let r = recipes.iter().find(|r| r.library == Library::Pgx).unwrap();
+    for version in ["v4.15", "v4.17", "v5"] {
+        assert!(r.versions.contains(version), "{}", r.versions);
+    }
+    assert!(r.text.contains("pool_max_conn_lifetime="), "{}", r.text);
+    assert!(!r.text.contains("pool_max_conn_idle_time"), "{}", r.text);
+    assert_eq!(Library::Pgx.model().clock, pools::Clock::Age);
+}

@@ -11,9 +11,11 @@ mod database_sql;
 mod deadpool;
 mod django;
 mod hikaricp;
+mod hikaricp_spring;
 mod libpq;
 mod node_postgres;
 mod pgbouncer;
+mod pgjdbc;
 mod pgx;
 mod postgres_server;
 mod psycopg_pool;
@@ -45,6 +47,8 @@ pub(super) fn model(library: Library) -> PoolModel {
         Library::SqlalchemyAsyncpg => sqlalchemy_asyncpg::MODEL,
         Library::Django => django::MODEL,
         Library::DatabaseSql => database_sql::MODEL,
+        Library::HikaricpSpring => hikaricp_spring::MODEL,
+        Library::Pgjdbc => pgjdbc::MODEL,
     }
 }
 
@@ -67,5 +71,7 @@ pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::SqlalchemyAsyncpg => sqlalchemy_asyncpg::shape(variant, t),
         Library::Django => django::shape(variant, t),
         Library::DatabaseSql => database_sql::shape(variant, t),
+        Library::HikaricpSpring => hikaricp_spring::shape(variant, t),
+        Library::Pgjdbc => pgjdbc::shape(variant, t),
     }
 }
