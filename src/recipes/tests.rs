@@ -331,3 +331,36 @@ fn the_pgx_line_holds_for_every_version_it_names() {
     assert!(!r.text.contains("pool_max_conn_idle_time"), "{}", r.text);
     assert_eq!(Library::Pgx.model().clock, pools::Clock::Age);
 }
+
+/// HikariCP's Spring Boot spelling carries the same settings as its properties spelling, every
+/// line under spring.datasource.hikari. (kebab-case, or data-source-properties for pgJDBC).
+#[test]
+fn hikaricp_is_printed_in_spring_boot_spelling_too() {
+    for lower in [7.7, 340.0] {
+        let recipes = for_path(
+            &path(lower, DropKind::Silent, BoxCounts::Unknown),
+            &Knobs::default(),
+        );
+        let plain = recipes
+            .iter()
+            .find(|r| r.library == Library::Hikaricp)
+            .unwrap();
+        let spring = recipes
+            .iter()
+            .find(|r| r.library == Library::HikaricpSpring)
+            .unwrap();
+        assert_eq!(plain.settings, spring.settings);
+        for line in spring.text.lines().filter(|l| !l.starts_with('#')) {
+            let (key, _) = line.split_once('=').expect("key=value");
+            let rest = key.strip_prefix("spring.datasource.hikari.").expect(line);
+            assert!(
+                rest.starts_with("data-source-properties.")
+                    || rest.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{line}"
+            );
+        }
+        assert!(spring
+            .text
+            .contains("data-source-properties.socketTimeout="));
+    }
+}
