@@ -45,7 +45,7 @@ DOC = REPO / "docs" / "recipes.md"
 # Which harness folder runs which library (the ids of src/recipes/pools.rs).
 FAMILIES = {
     "python": ["sqlalchemy", "psycopg_pool", "asyncpg", "libpq", "asyncpg_031", "sqlalchemy_asyncpg",
-               "django"],
+               "django", "django_pool"],
     "rust": ["deadpool", "sqlx", "bb8"],
     "go": ["pgx"],
     "gosql": ["database_sql"],

@@ -41,6 +41,7 @@ pub enum Library {
     DatabaseSql,
     HikaricpSpring,
     Pgjdbc,
+    DjangoPool,
 }
 
 /// What a pool's lifetime setting measures.
@@ -79,7 +80,7 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 19] = [
+    pub const ALL: [Library; 20] = [
         Library::Quaint,
         Library::Libpq,
         Library::Deadpool,
@@ -99,6 +100,7 @@ impl Library {
         Library::DatabaseSql,
         Library::HikaricpSpring,
         Library::Pgjdbc,
+        Library::DjangoPool,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
@@ -123,6 +125,7 @@ impl Library {
             Library::DatabaseSql => "database_sql",
             Library::HikaricpSpring => "hikaricp_spring",
             Library::Pgjdbc => "pgjdbc",
+            Library::DjangoPool => "django_pool",
         }
     }
 
@@ -147,6 +150,7 @@ impl Library {
             Library::DatabaseSql => "Go database/sql + lib/pq",
             Library::HikaricpSpring => "HikariCP + pgJDBC (Spring Boot application.properties)",
             Library::Pgjdbc => "pgJDBC without a pool (JDBC URL and your code)",
+            Library::DjangoPool => "Django 5.1+ with the psycopg pool option (OPTIONS \"pool\")",
         }
     }
 

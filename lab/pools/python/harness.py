@@ -345,55 +345,71 @@ class SqlAlchemyAsyncpg:
 
 
 class Django:
-    """Django's persistent connections as a threaded server uses them: `pool.min` (or 1) worker
-    threads, each with its own connection; a request is request_started, a query through
-    django.db.connection, request_finished (close_old_connections runs on both signals). A
-    "pool that keeps 4 warm" is 4 workers with CONN_MAX_AGE = None (never closed); bare
-    defaults are Django's own: CONN_MAX_AGE = 0, a new connection per request."""
-    KEYS = {"CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS"}
+    """Django as a threaded server uses it: `pool.min` (or 1) worker threads; a request is
+    request_started, a `SELECT 1` through django.db.connection, request_finished, as Django's
+    handler sends them (close_old_connections runs on both signals).
+
+    `django`: persistent connections, one per worker thread. "A pool that keeps 4 warm" is 4
+    workers with CONN_MAX_AGE = None (never closed for age); bare defaults are Django's own:
+    CONN_MAX_AGE = 0, a new connection per request.
+    `django_pool`: the psycopg pool option (Django 5.1+), shared by the workers; a request takes
+    a pooled connection at its first query and gives it back when it ends. "Keeps 4 warm" is
+    OPTIONS["pool"] = {"min_size": 4, "max_size": 4}; bare is `"pool": True` (psycopg_pool's
+    defaults)."""
+    KEYS = {"CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS", "check_interval"}
 
     def __init__(self, dsn, pool, recipe):
         import concurrent.futures
         import django
         from django.conf import settings
         check_keys(recipe, self.KEYS, "django")
+        pooled = JOB["library"] == "django_pool"
         DATABASES = {"default": {
             "ENGINE": "django.db.backends.postgresql", "NAME": dsn["dbname"],
             "USER": dsn["user"], "PASSWORD": dsn["password"], "HOST": dsn["host"],
-            "PORT": str(dsn["port"]), "CONN_MAX_AGE": None if pool else 0}}
-        if JOB.get("recipe_text"):
+            "PORT": str(dsn["port"]), "CONN_MAX_AGE": None if pool and not pooled else 0}}
+        if pooled:
+            sizing = {"min_size": pool["min"], "max_size": pool["max"]} if pool else True
+            DATABASES["default"]["OPTIONS"] = {"pool": sizing}
+        text = JOB.get("recipe_text")
+        if recipe and not text:
+            raise SystemExit("django: this harness runs only the printed recipe_text")
+        if text and not pooled:
             run_printed({"DATABASES": DATABASES})
-        else:
-            DATABASES["default"].update({k: v for k, v in recipe.items() if k != "OPTIONS"})
-            DATABASES["default"].setdefault("OPTIONS", {}).update(recipe.get("OPTIONS", {}))
-        shown = {k: v for k, v in DATABASES["default"].items() if k != "PASSWORD"}
         settings.configure(DATABASES=DATABASES, USE_TZ=True, INSTALLED_APPS=[])
         django.setup()
+        if text and pooled:
+            # Settings lines and startup code as printed, after setup (the startup code imports
+            # django.db) and before the first connection reads DATABASES.
+            run_printed({"DATABASES": DATABASES})
+        shown = {k: v for k, v in DATABASES["default"].items() if k != "PASSWORD"}
         self.workers = pool["min"] if pool else 1
         self.executor = concurrent.futures.ThreadPoolExecutor(self.workers)
-        self.version = f"Django {django.__version__} + {psycopg_versions()}"
+        self.version = f"Django {django.__version__} + {psycopg_versions()}" + \
+            (f", psycopg_pool {pkg_version('psycopg-pool')}" if pooled else "")
         log(f"django: {self.workers} worker thread(s), DATABASES['default'] = {shown}")
 
-    def request(self, sql="SELECT 1"):
+    def request(self, sql="SELECT 1", hold=None):
         from django.core import signals
         from django.db import connection
         signals.request_started.send(sender=Django, environ={})
         try:
             with connection.cursor() as c:
                 c.execute(sql)
-                return c.fetchone()[0]
+                value = c.fetchone()[0]
+            if hold:
+                hold()
+            return value
         finally:
             signals.request_finished.send(sender=Django)
 
     def warm(self, k):
-        # Every worker serves one request at once, so each opens its own connection.
+        # Every worker serves one request at once, holding its connection until all hold one.
         barrier = threading.Barrier(self.workers)
-
-        def held():
-            pid = self.request("SELECT pg_backend_pid()")
-            barrier.wait(timeout=30)
-            return pid
-        return {f.result() for f in [self.executor.submit(held) for _ in range(self.workers)]}
+        futures = [self.executor.submit(self.request, "SELECT pg_backend_pid()",
+                                        lambda: barrier.wait(timeout=30))
+                   for _ in range(self.workers)]
+        return {f.result() for f in futures}
 
     def query(self):
         self.executor.submit(self.request).result()
@@ -401,7 +417,7 @@ class Django:
 
 ADAPTERS = {"sqlalchemy": SqlAlchemy, "psycopg_pool": PsycopgPool, "libpq": Libpq,
             "asyncpg": Asyncpg, "asyncpg_031": Asyncpg, "sqlalchemy_asyncpg": SqlAlchemyAsyncpg,
-            "django": Django}
+            "django": Django, "django_pool": Django}
 
 
 # --- rounds --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ mod bb8;
 mod database_sql;
 mod deadpool;
 mod django;
+mod django_pool;
 mod hikaricp;
 mod hikaricp_spring;
 mod libpq;
@@ -49,6 +50,7 @@ pub(super) fn model(library: Library) -> PoolModel {
         Library::DatabaseSql => database_sql::MODEL,
         Library::HikaricpSpring => hikaricp_spring::MODEL,
         Library::Pgjdbc => pgjdbc::MODEL,
+        Library::DjangoPool => django_pool::MODEL,
     }
 }
 
@@ -73,5 +75,6 @@ pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::DatabaseSql => database_sql::shape(variant, t),
         Library::HikaricpSpring => hikaricp_spring::shape(variant, t),
         Library::Pgjdbc => pgjdbc::shape(variant, t),
+        Library::DjangoPool => django_pool::shape(variant, t),
     }
 }
