@@ -12,7 +12,7 @@ pub(crate) const MODEL: PoolModel = PoolModel {
     clock: Clock::Age,
     minimum_exempt: false,
     shrink: "SetConnMaxLifetime (age) is checked when a connection is taken from the free list and by the cleaner; SetConnMaxIdleTime only by the cleaner goroutine; SetMaxIdleConns (2 by default) caps how many stay open between queries",
-    check: "none: database/sql only retries a query twice more when the driver says driver.ErrBadConn",
+    check: "none: database/sql only tries a query again (twice on pooled connections, then once on a new one) when the driver returns driver.ErrBadConn",
     socket_bound: "none that ends a read: lib/pq 1.10.7 answers a context deadline with a cancel request on a new connection and leaves the read waiting; it parses no keepalive or tcp_user_timeout key (connect_timeout bounds connecting only), and Go's dialer keeps alive every 15 s",
     keepalive_recipe: false,
     can_evict: true,
