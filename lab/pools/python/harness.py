@@ -234,7 +234,13 @@ class Libpq:
         self.psycopg = psycopg
         self.params = dict(user=dsn["user"], password=dsn["password"], host=dsn["host"],
                            port=dsn["port"], dbname=dsn["dbname"], autocommit=True)
-        self.params.update(libpq_params(recipe))
+        if JOB.get("recipe_text"):
+            # The printed conninfo, parsed by libpq's own rules (psycopg.conninfo): a line that
+            # libpq would refuse fails here.
+            from psycopg.conninfo import conninfo_to_dict
+            self.params.update(conninfo_to_dict(JOB["recipe_text"]))
+        else:
+            self.params.update(libpq_params(recipe))
         self.size = pool["min"] if pool else 1
         self.conns = []
         self.next = 0
