@@ -525,6 +525,11 @@ NOT_RUN = """## What the matrix cannot run, and what stands in
   handing out a dead connection. Printed as not verified.
 - **HikariCP 4.x/5.x `keepaliveTime`** does not exist in Debian's HikariCP 2.7.9, the version
   the matrix runs; the HikariCP line uses only what 2.7.9 has.
+- **pgx v5** is not packaged by Debian 12, and no registry the matrix uses serves Go modules: the
+  pgx line is run against v4.15 and its v4.17+/v5 claims are read from pgxpool/pool.go.
+- **Spring Boot** is not run: the `hikaricp_spring` cell loads the printed
+  `spring.datasource.hikari.*` lines and maps them as Spring Boot's relaxed binding does
+  (lab/pools/java/README.md) into the real HikariCP.
 """
 
 
