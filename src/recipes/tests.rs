@@ -363,3 +363,32 @@ fn hikaricp_is_printed_in_spring_boot_spelling_too() {
             .contains("data-source-properties.socketTimeout="));
     }
 }
+
+/// Go and Java cannot run a line they were not compiled with, so their harnesses parse the
+/// printed text strictly; these are the shapes they accept (lab/pools/gosql, lab/pools/java).
+#[test]
+fn the_go_and_java_lines_have_the_shape_their_harnesses_parse() {
+    let m = path(47.0, DropKind::Silent, BoxCounts::Unknown);
+    let t = Timings::new(&m, &Knobs::default()).unwrap();
+    let recipes = for_path(&m, &Knobs::default());
+    let go = recipes
+        .iter()
+        .find(|r| r.library == Library::DatabaseSql)
+        .unwrap();
+    assert_eq!(
+        go.text,
+        format!(
+            "db.SetConnMaxLifetime({} * time.Millisecond)",
+            millis(t.lifetime)
+        )
+    );
+    let java = recipes
+        .iter()
+        .find(|r| r.library == Library::Pgjdbc)
+        .unwrap();
+    let lines: Vec<&str> = java.text.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", java.text);
+    assert!(lines[0].starts_with("jdbc:postgresql://HOST/DB?socketTimeout="));
+    assert!(lines[1].starts_with("// and before using a connection idle over "));
+    assert!(lines[2].starts_with("if (!conn.isValid("));
+}
