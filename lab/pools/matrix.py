@@ -44,10 +44,12 @@ DOC = REPO / "docs" / "recipes.md"
 
 # Which harness folder runs which library (the ids of src/recipes/pools.rs).
 FAMILIES = {
-    "python": ["sqlalchemy", "psycopg_pool", "asyncpg", "libpq"],
+    "python": ["sqlalchemy", "psycopg_pool", "asyncpg", "libpq", "asyncpg_031", "sqlalchemy_asyncpg",
+               "django", "django_pool"],
     "rust": ["deadpool", "sqlx", "bb8", "diesel"],
     "go": ["pgx"],
-    "java": ["hikaricp"],
+    "gosql": ["database_sql"],
+    "java": ["hikaricp", "hikaricp_spring", "pgjdbc"],
     "node": ["node-postgres"],
     "pgbouncer": ["pgbouncer"],
     "ruby": ["rails"],
@@ -609,6 +611,11 @@ NOT_RUN = """## What the matrix cannot run, and what stands in
   handing out a dead connection. Printed as not verified.
 - **HikariCP 4.x/5.x `keepaliveTime`** does not exist in Debian's HikariCP 2.7.9, the version
   the matrix runs; the HikariCP line uses only what 2.7.9 has.
+- **pgx v5** is not packaged by Debian 12, and no registry the matrix uses serves Go modules: the
+  pgx line is run against v4.15 and its v4.17+/v5 claims are read from pgxpool/pool.go.
+- **Spring Boot** is not run: the `hikaricp_spring` cell loads the printed
+  `spring.datasource.hikari.*` lines and maps them as Spring Boot's relaxed binding does
+  (lab/pools/java/README.md) into the real HikariCP.
 """
 
 

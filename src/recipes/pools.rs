@@ -36,6 +36,15 @@ pub enum Library {
     PostgresServer,
     Diesel,
     Rails,
+    #[serde(rename = "asyncpg_031")]
+    Asyncpg031,
+    SqlalchemyAsyncpg,
+    Django,
+    #[serde(rename = "database_sql")]
+    DatabaseSql,
+    HikaricpSpring,
+    Pgjdbc,
+    DjangoPool,
 }
 
 /// What a pool's lifetime setting measures.
@@ -91,6 +100,13 @@ impl Library {
         Library::PostgresServer,
         Library::Diesel,
         Library::Rails,
+        Library::Asyncpg031,
+        Library::SqlalchemyAsyncpg,
+        Library::Django,
+        Library::DatabaseSql,
+        Library::HikaricpSpring,
+        Library::Pgjdbc,
+        Library::DjangoPool,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
@@ -112,6 +128,13 @@ impl Library {
             Library::PostgresServer => "postgres_server",
             Library::Diesel => "diesel",
             Library::Rails => "rails",
+            Library::Asyncpg031 => "asyncpg_031",
+            Library::SqlalchemyAsyncpg => "sqlalchemy_asyncpg",
+            Library::Django => "django",
+            Library::DatabaseSql => "database_sql",
+            Library::HikaricpSpring => "hikaricp_spring",
+            Library::Pgjdbc => "pgjdbc",
+            Library::DjangoPool => "django_pool",
         }
     }
 
@@ -127,12 +150,19 @@ impl Library {
             Library::Pgx => "pgx pgxpool (connection string)",
             Library::Sqlalchemy => "SQLAlchemy 2 + psycopg 3",
             Library::PsycopgPool => "psycopg_pool",
-            Library::Asyncpg => "asyncpg (create_pool)",
+            Library::Asyncpg => "asyncpg 0.32+ (create_pool)",
             Library::NodePostgres => "node-postgres (pg.Pool)",
             Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
             Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
             Library::Diesel => "Diesel + r2d2 (PgConnection)",
             Library::Rails => "Rails ActiveRecord (database.yml)",
+            Library::Asyncpg031 => "asyncpg up to 0.31 (create_pool)",
+            Library::SqlalchemyAsyncpg => "SQLAlchemy 2 + asyncpg (create_async_engine)",
+            Library::Django => "Django (persistent connections, settings.py)",
+            Library::DatabaseSql => "Go database/sql + lib/pq",
+            Library::HikaricpSpring => "HikariCP + pgJDBC (Spring Boot application.properties)",
+            Library::Pgjdbc => "pgJDBC without a pool (JDBC URL and your code)",
+            Library::DjangoPool => "Django 5.1+ with the psycopg pool option (OPTIONS \"pool\")",
         }
     }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::spelling;
 use super::*;
 
 fn path(lower_s: f64, drop: DropKind, box_counts: BoxCounts) -> Measurement {
@@ -439,4 +440,213 @@ fn each_quaint_line_is_true_for_the_versions_it_names() {
         );
         assert_eq!(r.first_request_bound, Duration::from_secs(1));
     }
+}
+
+/// Every key a setting names, nested objects (connect_args, kwargs, server_settings) included.
+fn all_keys(settings: &[Setting]) -> Vec<String> {
+    fn keys_of(v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                out.push(k.clone());
+                keys_of(v, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in settings {
+        out.push(s.key.to_string());
+        keys_of(&s.value, &mut out);
+    }
+    out
+}
+
+/// Linux reads no keepalive probe count once TCP_USER_TIMEOUT is set: a line that sets both
+/// printed a setting that cannot matter (the old lines all did).
+#[test]
+fn no_line_prints_a_probe_count_beside_tcp_user_timeout() {
+    for lower in [5.0, 9.0, 47.0, 342.0] {
+        for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+            for r in for_path(
+                &path(lower, DropKind::Silent, box_counts),
+                &Knobs::default(),
+            ) {
+                let keys = all_keys(&r.settings);
+                if !keys.iter().any(|k| k == "tcp_user_timeout") {
+                    continue;
+                }
+                for count in spelling::PROBE_COUNT_KEYS {
+                    assert!(
+                        !keys.iter().any(|k| k == count) && !r.text.contains(count),
+                        "{} {:?}: {count} beside tcp_user_timeout in {:?}",
+                        r.library.id(),
+                        r.variant,
+                        r.text
+                    );
+                    assert!(!r.why.contains(count), "{}: {}", r.library.id(), r.why);
+                }
+            }
+        }
+    }
+}
+
+/// asyncpg spares min_size from idle closing only from 0.32: both behaviours are printed, each
+/// naming its releases, and the line for 0.31 and earlier neither needs nor claims the floor.
+#[test]
+fn asyncpg_is_printed_for_each_behaviour_with_its_versions() {
+    let recipes = for_path(
+        &path(60.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let new = recipes
+        .iter()
+        .find(|r| r.library == Library::Asyncpg)
+        .unwrap();
+    let old = recipes
+        .iter()
+        .find(|r| r.library == Library::Asyncpg031)
+        .unwrap();
+    assert!(new.versions.contains("0.32") && old.versions.contains("0.31"));
+    assert!(Library::Asyncpg.model().minimum_exempt);
+    assert!(!Library::Asyncpg031.model().minimum_exempt);
+    assert!(new.text.contains("min_size=0"), "{}", new.text);
+    assert!(!old.text.contains("min_size"), "{}", old.text);
+    assert!(!old.why.contains("only above min_size"), "{}", old.why);
+    assert!(new.why.contains("0.32") && old.why.contains("0.31"));
+}
+
+/// The psycopg_pool line is code that runs as printed: a loop that survives a failed check and
+/// says so, not a list comprehension that grows forever and dies silently.
+#[test]
+fn the_psycopg_pool_check_loop_logs_a_failure_and_goes_on() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    for library in [Library::PsycopgPool, Library::DjangoPool] {
+        let r = recipes.iter().find(|r| r.library == library).unwrap();
+        assert_eq!(r.variant, Variant::Eviction);
+        assert!(!r.text.contains("itertools.count"), "{}", r.text);
+        for needed in [
+            "while True:",
+            "except Exception:",
+            "logging.exception(",
+            "pool.check()",
+        ] {
+            assert!(r.text.contains(needed), "{needed} missing: {}", r.text);
+        }
+        assert!(r.text.contains("import logging, threading, time"));
+    }
+}
+
+/// check_connection makes getconn() back off 1, 2, 4 s after failed checks: the keepalive
+/// line's why says so instead of promising a bound it cannot hold.
+#[test]
+fn the_psycopg_pool_keepalive_why_names_the_back_off() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Packets),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::PsycopgPool)
+        .unwrap();
+    assert_eq!(r.variant, Variant::Keepalive);
+    assert!(r.text.contains("check_connection"));
+    assert!(r.why.contains("1, 2, 4 s"), "{}", r.why);
+}
+
+/// Recycling a connection the path forgot waits up to 2 s for asyncpg's graceful close
+/// (SQLAlchemy's terminate()); the stated bound covers it.
+#[test]
+fn sqlalchemy_over_asyncpg_states_a_bound_that_covers_the_graceful_close() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Packets),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::SqlalchemyAsyncpg)
+        .unwrap();
+    assert!(r.first_request_bound >= Duration::from_secs(3));
+    assert!(r.why.contains("2 s"), "{}", r.why);
+}
+
+/// From pgx v4.17 (and in v5) pool_max_conn_idle_time spares MinConns; every version retires
+/// by pool_max_conn_lifetime at its tick, MinConns included. The one line names them all and
+/// uses the setting that holds in each (the old line used the idle time, true for v4.15 only).
+#[test]
+fn the_pgx_line_holds_for_every_version_it_names() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let r = recipes.iter().find(|r| r.library == Library::Pgx).unwrap();
+    for version in ["v4.15", "v4.17", "v5"] {
+        assert!(r.versions.contains(version), "{}", r.versions);
+    }
+    assert!(r.text.contains("pool_max_conn_lifetime="), "{}", r.text);
+    assert!(!r.text.contains("pool_max_conn_idle_time"), "{}", r.text);
+    assert_eq!(Library::Pgx.model().clock, pools::Clock::Age);
+}
+
+/// HikariCP's Spring Boot spelling carries the same settings as its properties spelling, every
+/// line under spring.datasource.hikari. (kebab-case, or data-source-properties for pgJDBC).
+#[test]
+fn hikaricp_is_printed_in_spring_boot_spelling_too() {
+    for lower in [7.7, 340.0] {
+        let recipes = for_path(
+            &path(lower, DropKind::Silent, BoxCounts::Unknown),
+            &Knobs::default(),
+        );
+        let plain = recipes
+            .iter()
+            .find(|r| r.library == Library::Hikaricp)
+            .unwrap();
+        let spring = recipes
+            .iter()
+            .find(|r| r.library == Library::HikaricpSpring)
+            .unwrap();
+        assert_eq!(plain.settings, spring.settings);
+        for line in spring.text.lines().filter(|l| !l.starts_with('#')) {
+            let (key, _) = line.split_once('=').expect("key=value");
+            let rest = key.strip_prefix("spring.datasource.hikari.").expect(line);
+            assert!(
+                rest.starts_with("data-source-properties.")
+                    || rest.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{line}"
+            );
+        }
+        assert!(spring
+            .text
+            .contains("data-source-properties.socketTimeout="));
+    }
+}
+
+/// Go and Java cannot run a line they were not compiled with, so their harnesses parse the
+/// printed text strictly; these are the shapes they accept (lab/pools/gosql, lab/pools/java).
+#[test]
+fn the_go_and_java_lines_have_the_shape_their_harnesses_parse() {
+    let m = path(47.0, DropKind::Silent, BoxCounts::Unknown);
+    let t = Timings::new(&m, &Knobs::default()).unwrap();
+    let recipes = for_path(&m, &Knobs::default());
+    let go = recipes
+        .iter()
+        .find(|r| r.library == Library::DatabaseSql)
+        .unwrap();
+    assert_eq!(
+        go.text,
+        format!(
+            "db.SetConnMaxLifetime({} * time.Millisecond)",
+            millis(t.lifetime)
+        )
+    );
+    let java = recipes
+        .iter()
+        .find(|r| r.library == Library::Pgjdbc)
+        .unwrap();
+    let lines: Vec<&str> = java.text.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", java.text);
+    assert!(lines[0].starts_with("jdbc:postgresql://HOST/DB?socketTimeout="));
+    assert!(lines[1].starts_with("// and before using a connection idle over "));
+    assert!(lines[2].starts_with("if (!conn.isValid("));
 }

@@ -5,13 +5,19 @@
 //! id and title (`pools.rs`), the two arms below, and a harness in `lab/pools/` to prove it.
 
 mod asyncpg;
+mod asyncpg_031;
 mod bb8;
+mod database_sql;
 mod deadpool;
 mod diesel;
+mod django;
+mod django_pool;
 mod hikaricp;
+mod hikaricp_spring;
 mod libpq;
 mod node_postgres;
 mod pgbouncer;
+mod pgjdbc;
 mod pgx;
 mod postgres_server;
 mod psycopg_pool;
@@ -19,6 +25,7 @@ mod quaint;
 mod rails;
 mod rust_code;
 mod sqlalchemy;
+mod sqlalchemy_asyncpg;
 mod sqlx;
 
 use super::pools::{Library, PoolModel};
@@ -74,6 +81,13 @@ fn model(library: Library) -> PoolModel {
         Library::PostgresServer => postgres_server::MODEL,
         Library::Diesel => diesel::MODEL,
         Library::Rails => rails::MODEL,
+        Library::Asyncpg031 => asyncpg_031::MODEL,
+        Library::SqlalchemyAsyncpg => sqlalchemy_asyncpg::MODEL,
+        Library::Django => django::MODEL,
+        Library::DatabaseSql => database_sql::MODEL,
+        Library::HikaricpSpring => hikaricp_spring::MODEL,
+        Library::Pgjdbc => pgjdbc::MODEL,
+        Library::DjangoPool => django_pool::MODEL,
     }
 }
 
@@ -95,5 +109,12 @@ fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::PostgresServer => postgres_server::shape(variant, t),
         Library::Diesel => diesel::shape(variant, t),
         Library::Rails => rails::shape(variant, t),
+        Library::Asyncpg031 => asyncpg_031::shape(variant, t),
+        Library::SqlalchemyAsyncpg => sqlalchemy_asyncpg::shape(variant, t),
+        Library::Django => django::shape(variant, t),
+        Library::DatabaseSql => database_sql::shape(variant, t),
+        Library::HikaricpSpring => hikaricp_spring::shape(variant, t),
+        Library::Pgjdbc => pgjdbc::shape(variant, t),
+        Library::DjangoPool => django_pool::shape(variant, t),
     }
 }
