@@ -28,6 +28,8 @@ check() {
 check "promtool check rules" promtool check rules alerts/idle_drop_exporter.rules.yml
 check "promtool test rules" promtool test rules alerts/tests/*.yml
 check "dashboard queries and variables" python3 scripts/check-dashboard.py
+# mixtool lint's rules (alerts and dashboard-linter's), as mixtool itself cannot be installed here.
+check "mixin lint (mixtool's rules) on alerts/ and dashboards/" python3 scripts/lint-mixin.py
 check "hadolint Dockerfile" hadolint Dockerfile
 check "Dockerfile and Cargo.toml Rust >= every dependency's rust-version" python3 scripts/check-rust-version.py
 check "kubernetes-validate core manifests" kubernetes-validate --strict --quiet \
