@@ -37,8 +37,10 @@
     },
 
     // Every alert's runbook_url is this URL + '#' + the alert's name in lower case: a section of
-    // docs/runbook.md. Point it at your own copy (a wiki, an internal Git host) if you keep one.
-    runbookURLBase: 'https://github.com/idle-drop-exporter/idle_drop_exporter/blob/main/docs/runbook.md',
+    // docs/runbook.md. The project has no public home to link to, so the default is a
+    // placeholder (example.com, RFC 2606): set it to where your on-call reads docs/runbook.md
+    // (your Git host's view of it, a wiki page with the same section anchors).
+    runbookURLBase: 'https://runbooks.example.com/idle_drop_exporter/runbook.md',
 
     // Several clusters' exporters in one Prometheus (Thanos, Mimir, a federating Prometheus):
     // true adds a `cluster` variable to the dashboard and clusterLabel=~"$cluster" to every
