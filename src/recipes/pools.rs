@@ -31,6 +31,13 @@ pub enum Library {
     Asyncpg,
     #[serde(rename = "node-postgres")]
     NodePostgres,
+    #[serde(rename = "postgres-js")]
+    PostgresJs,
+    Knex,
+    Sequelize,
+    Typeorm,
+    #[serde(rename = "prisma-adapter-pg")]
+    PrismaAdapterPg,
     Pgbouncer,
     PostgresServer,
 }
@@ -71,7 +78,7 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 13] = [
+    pub const ALL: [Library; 18] = [
         Library::Quaint,
         Library::Libpq,
         Library::Deadpool,
@@ -83,6 +90,11 @@ impl Library {
         Library::PsycopgPool,
         Library::Asyncpg,
         Library::NodePostgres,
+        Library::PostgresJs,
+        Library::Knex,
+        Library::Sequelize,
+        Library::Typeorm,
+        Library::PrismaAdapterPg,
         Library::Pgbouncer,
         Library::PostgresServer,
     ];
@@ -101,6 +113,11 @@ impl Library {
             Library::PsycopgPool => "psycopg_pool",
             Library::Asyncpg => "asyncpg",
             Library::NodePostgres => "node-postgres",
+            Library::PostgresJs => "postgres-js",
+            Library::Knex => "knex",
+            Library::Sequelize => "sequelize",
+            Library::Typeorm => "typeorm",
+            Library::PrismaAdapterPg => "prisma-adapter-pg",
             Library::Pgbouncer => "pgbouncer",
             Library::PostgresServer => "postgres_server",
         }
@@ -119,6 +136,11 @@ impl Library {
             Library::PsycopgPool => "psycopg_pool",
             Library::Asyncpg => "asyncpg (create_pool)",
             Library::NodePostgres => "node-postgres (pg.Pool)",
+            Library::PostgresJs => "postgres.js (postgres(url, options))",
+            Library::Knex => "Knex over pg (tarn pool)",
+            Library::Sequelize => "Sequelize over pg",
+            Library::Typeorm => "TypeORM over pg (DataSource)",
+            Library::PrismaAdapterPg => "Prisma 7 with @prisma/adapter-pg (PrismaPg)",
             Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
             Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
         }

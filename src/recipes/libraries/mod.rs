@@ -8,15 +8,21 @@ mod asyncpg;
 mod bb8;
 mod deadpool;
 mod hikaricp;
+mod js;
+mod knex;
 mod libpq;
 mod node_postgres;
 mod pgbouncer;
 mod pgx;
+mod postgres_js;
 mod postgres_server;
+mod prisma_adapter_pg;
 mod psycopg_pool;
 mod quaint;
+mod sequelize;
 mod sqlalchemy;
 mod sqlx;
+mod typeorm;
 
 use super::pools::{Library, PoolModel};
 use super::spelling::Shape;
@@ -35,6 +41,11 @@ pub(super) fn model(library: Library) -> PoolModel {
         Library::PsycopgPool => psycopg_pool::MODEL,
         Library::Asyncpg => asyncpg::MODEL,
         Library::NodePostgres => node_postgres::MODEL,
+        Library::PostgresJs => postgres_js::MODEL,
+        Library::Knex => knex::MODEL,
+        Library::Sequelize => sequelize::MODEL,
+        Library::Typeorm => typeorm::MODEL,
+        Library::PrismaAdapterPg => prisma_adapter_pg::MODEL,
         Library::Pgbouncer => pgbouncer::MODEL,
         Library::PostgresServer => postgres_server::MODEL,
     }
@@ -53,6 +64,11 @@ pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::PsycopgPool => psycopg_pool::shape(variant, t),
         Library::Asyncpg => asyncpg::shape(variant, t),
         Library::NodePostgres => node_postgres::shape(variant, t),
+        Library::PostgresJs => postgres_js::shape(variant, t),
+        Library::Knex => knex::shape(variant, t),
+        Library::Sequelize => sequelize::shape(variant, t),
+        Library::Typeorm => typeorm::shape(variant, t),
+        Library::PrismaAdapterPg => prisma_adapter_pg::shape(variant, t),
         Library::Pgbouncer => pgbouncer::shape(variant, t),
         Library::PostgresServer => postgres_server::shape(variant, t),
     }
