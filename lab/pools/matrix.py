@@ -48,7 +48,7 @@ FAMILIES = {
     "rust": ["deadpool", "sqlx", "bb8"],
     "go": ["pgx"],
     "java": ["hikaricp"],
-    "node": ["node-postgres", "postgres-js", "knex", "sequelize", "typeorm", "prisma-adapter-pg"],
+    "node": ["node-postgres", "postgres-js", "postgres-js-3", "knex", "sequelize", "typeorm", "prisma-adapter-pg"],
     "pgbouncer": ["pgbouncer"],
 }
 BOXES = ["silent", "reset", "fin", "proxy", "server"]

@@ -33,6 +33,8 @@ pub enum Library {
     NodePostgres,
     #[serde(rename = "postgres-js")]
     PostgresJs,
+    #[serde(rename = "postgres-js-3")]
+    PostgresJs3,
     Knex,
     Sequelize,
     Typeorm,
@@ -78,7 +80,7 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 18] = [
+    pub const ALL: [Library; 19] = [
         Library::Quaint,
         Library::Libpq,
         Library::Deadpool,
@@ -91,6 +93,7 @@ impl Library {
         Library::Asyncpg,
         Library::NodePostgres,
         Library::PostgresJs,
+        Library::PostgresJs3,
         Library::Knex,
         Library::Sequelize,
         Library::Typeorm,
@@ -114,6 +117,7 @@ impl Library {
             Library::Asyncpg => "asyncpg",
             Library::NodePostgres => "node-postgres",
             Library::PostgresJs => "postgres-js",
+            Library::PostgresJs3 => "postgres-js-3",
             Library::Knex => "knex",
             Library::Sequelize => "sequelize",
             Library::Typeorm => "typeorm",
@@ -136,7 +140,8 @@ impl Library {
             Library::PsycopgPool => "psycopg_pool",
             Library::Asyncpg => "asyncpg (create_pool)",
             Library::NodePostgres => "node-postgres (pg.Pool)",
-            Library::PostgresJs => "postgres.js (postgres(url, options))",
+            Library::PostgresJs => "postgres.js 4 (postgres(url, options))",
+            Library::PostgresJs3 => "postgres.js 3 (postgres(url, options))",
             Library::Knex => "Knex over pg (tarn pool)",
             Library::Sequelize => "Sequelize over pg",
             Library::Typeorm => "TypeORM over pg (DataSource)",

@@ -269,12 +269,17 @@ fn node_lifetimes_stay_below_and_keepalives_are_whole_seconds_at_every_threshold
             );
             assert!((delay as f64) < lower * 1000.0, "{lower}: {delay}");
         }
-        let r = recipe_of(Library::PostgresJs, lower, BoxCounts::Unknown);
-        let life = setting(&r, &["max_lifetime"]).as_f64().unwrap();
-        assert!(life > 0.0 && life < lower, "{lower}: {life}");
-        let r = recipe_of(Library::PostgresJs, lower, BoxCounts::Packets);
-        let every = setting(&r, &["keep_alive"]).as_u64().unwrap();
-        assert!(every >= 1 && (every as f64) < lower, "{lower}: {every}");
+        for (library, key) in [
+            (Library::PostgresJs, "max_lifetime"),
+            (Library::PostgresJs3, "idle_timeout"),
+        ] {
+            let r = recipe_of(library, lower, BoxCounts::Unknown);
+            let life = setting(&r, &[key]).as_f64().unwrap();
+            assert!(life > 0.0 && life < lower, "{lower}: {library:?} {life}");
+            let r = recipe_of(library, lower, BoxCounts::Packets);
+            let every = setting(&r, &["keep_alive"]).as_u64().unwrap();
+            assert!(every >= 1 && (every as f64) < lower, "{lower}: {every}");
+        }
     }
 }
 
@@ -294,6 +299,7 @@ fn node_reasons_do_not_lean_on_a_checkout_check_or_tcp_user_timeout() {
     for library in [
         Library::NodePostgres,
         Library::PostgresJs,
+        Library::PostgresJs3,
         Library::Knex,
         Library::Sequelize,
         Library::Typeorm,

@@ -6,7 +6,7 @@
 const fs = require('fs')
 const { performance } = require('perf_hooks')
 
-const LIBRARIES = ['node-postgres', 'postgres-js', 'knex', 'sequelize', 'typeorm', 'prisma-adapter-pg']
+const LIBRARIES = ['node-postgres', 'postgres-js', 'postgres-js-3', 'knex', 'sequelize', 'typeorm', 'prisma-adapter-pg']
 
 // Libraries that log (notices, queries) must not write into the one line of stdout we print.
 console.log = (...args) => console.error(...args)

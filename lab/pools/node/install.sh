@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the Node.js harnesses need: Node.js 20.19 or later, the pinned libraries from npm
-# (package-lock.json: pg, postgres, knex, sequelize, typeorm, prisma, @prisma/client,
-# @prisma/adapter-pg, typescript), and Prisma's generated client. Only the npm registry and
-# Debian are used: `npm ci --ignore-scripts` skips @prisma/engines' postinstall (a download from
-# binaries.prisma.sh), and `prisma generate` runs without network. Idempotent and quick when
-# done; run as root on Debian.
+# (package-lock.json: pg, postgres 4, postgres 3 as the alias postgres3, knex, sequelize, typeorm,
+# prisma, @prisma/client, @prisma/adapter-pg, typescript), and Prisma's generated client. Only the
+# npm registry and Debian are used: `npm ci --ignore-scripts` skips @prisma/engines' postinstall
+# (a download from binaries.prisma.sh), and `prisma generate` runs without network. Idempotent
+# and quick when done; run as root on Debian.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"

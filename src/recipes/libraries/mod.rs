@@ -15,6 +15,7 @@ mod node_postgres;
 mod pgbouncer;
 mod pgx;
 mod postgres_js;
+mod postgres_js3;
 mod postgres_server;
 mod prisma_adapter_pg;
 mod psycopg_pool;
@@ -42,6 +43,7 @@ pub(super) fn model(library: Library) -> PoolModel {
         Library::Asyncpg => asyncpg::MODEL,
         Library::NodePostgres => node_postgres::MODEL,
         Library::PostgresJs => postgres_js::MODEL,
+        Library::PostgresJs3 => postgres_js3::MODEL,
         Library::Knex => knex::MODEL,
         Library::Sequelize => sequelize::MODEL,
         Library::Typeorm => typeorm::MODEL,
@@ -65,6 +67,7 @@ pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::Asyncpg => asyncpg::shape(variant, t),
         Library::NodePostgres => node_postgres::shape(variant, t),
         Library::PostgresJs => postgres_js::shape(variant, t),
+        Library::PostgresJs3 => postgres_js3::shape(variant, t),
         Library::Knex => knex::shape(variant, t),
         Library::Sequelize => sequelize::shape(variant, t),
         Library::Typeorm => typeorm::shape(variant, t),
