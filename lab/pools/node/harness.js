@@ -61,7 +61,16 @@ function summarize(idleSeconds, outcomes) {
   }
 }
 
+// The matrix starts its jobs in waves with the same rounds, so without this every harness of a
+// wave would wake, reconnect and query in the same instant on a 2-core machine, and a cell would
+// measure that herd instead of its library. A start offset of up to START_SPREAD_MS spreads them;
+// it is before the warm-up, so it changes no idle period, and the contract's 30 s slack covers it.
+const START_SPREAD_MS = 4000
+
 async function run(job, lib, secrets) {
+  const offset = Math.floor(Math.random() * START_SPREAD_MS)
+  await sleep(offset)
+  log(`started after ${offset} ms`)
   const db = await lib.open(job, (err) => log('idle client error:', errorText(err, secrets)))
   const warm = (job.pool && job.pool.min) || 1
   const warmed = await runQueries(db, warm, job.hang_seconds, secrets)
@@ -95,7 +104,7 @@ function main() {
     process.exit(code)
   }
   // The contract's hard bound; our own per-round deadlines should make this never fire.
-  const budget = job.rounds.reduce((s, r) => s + r.idle_seconds + job.hang_seconds + 5, 25)
+  const budget = job.rounds.reduce((s, r) => s + r.idle_seconds + job.hang_seconds + 5, 25 + START_SPREAD_MS / 1000)
   setTimeout(() => { log(`gave up after ${budget}s`); process.exit(1) }, budget * 1000).unref()
   const started = lib ? run(job, lib, secrets) : Promise.reject(new Error(`no harness for library ${job.library}`))
   started.then(
