@@ -27,7 +27,8 @@
 //!   derived from a model of each pool and spelt as that library takes them (one file per
 //!   library in `libraries/`, sharing `spelling.rs`), labelled with the versions the model holds
 //!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
-//! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
+//! - [`backoff`], [`secret`], [`shutdown`] (signals), [`reload`] (asking the daemon to
+//!   reload), [`listener`], [`logging`], [`format`] (durations): small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod discovery;
+pub mod format;
 pub mod http;
 pub mod listener;
 pub mod logging;
@@ -45,6 +47,7 @@ pub mod postgres;
 pub mod probe;
 pub mod recipes;
 pub mod recommend;
+pub mod reload;
 pub mod secret;
 pub mod shutdown;
 pub mod simulator;

@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         };
         tracing::info!(address = %config.listen_address, inline_targets = config.targets.len(), target_files = config.target_files.patterns.len(), "idle_drop_exporter started");
         let stop = CancellationToken::new();
-        let (trigger, inbox) = daemon::reload_channel();
+        let (trigger, inbox) = idle_drop_exporter::reload::channel();
         let signals = {
             let stop = stop.clone();
             let trigger = trigger.clone();

@@ -295,7 +295,7 @@ pub fn for_path(m: &Measurement, knobs: &Knobs) -> Vec<Recipe> {
         .iter()
         .map(|&library| {
             let variant = variant_for(library);
-            spelling::recipe(library, variant, m, &t)
+            libraries::recipe(library, variant, m, &t)
         })
         .collect()
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// quaint's (Prisma's) `max_idle_connection_lifetime` when a URL does not set it. Source:
 /// prisma-engines quaint/src/connector/postgres (PostgresUrl::parse_query_params), as in
-/// [`Library::Quaint`]'s [`PoolModel::source`].
+/// [`Library::QuaintPrisma`]'s [`PoolModel::source`].
 pub const QUAINT_DEFAULT_MAX_IDLE_LIFETIME: std::time::Duration =
     std::time::Duration::from_secs(300);
 
@@ -19,7 +19,8 @@ pub const QUAINT_DEFAULT_MAX_IDLE_LIFETIME: std::time::Duration =
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Library {
-    Quaint,
+    QuaintPrisma,
+    QuaintBare,
     Libpq,
     Deadpool,
     Sqlx,
@@ -42,6 +43,8 @@ pub enum Library {
     PrismaAdapterPg,
     Pgbouncer,
     PostgresServer,
+    Diesel,
+    Rails,
 }
 
 /// What a pool's lifetime setting measures.
@@ -80,8 +83,9 @@ pub struct PoolModel {
 }
 
 impl Library {
-    pub const ALL: [Library; 19] = [
-        Library::Quaint,
+    pub const ALL: &[Library] = &[
+        Library::QuaintPrisma,
+        Library::QuaintBare,
         Library::Libpq,
         Library::Deadpool,
         Library::Sqlx,
@@ -100,12 +104,15 @@ impl Library {
         Library::PrismaAdapterPg,
         Library::Pgbouncer,
         Library::PostgresServer,
+        Library::Diesel,
+        Library::Rails,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
     pub fn id(self) -> &'static str {
         match self {
-            Library::Quaint => "quaint",
+            Library::QuaintPrisma => "quaint_prisma",
+            Library::QuaintBare => "quaint_bare",
             Library::Libpq => "libpq",
             Library::Deadpool => "deadpool",
             Library::Sqlx => "sqlx",
@@ -124,12 +131,15 @@ impl Library {
             Library::PrismaAdapterPg => "prisma-adapter-pg",
             Library::Pgbouncer => "pgbouncer",
             Library::PostgresServer => "postgres_server",
+            Library::Diesel => "diesel",
+            Library::Rails => "rails",
         }
     }
 
     pub fn title(self) -> &'static str {
         match self {
-            Library::Quaint => "quaint / Prisma (DATABASE_URL)",
+            Library::QuaintPrisma => "Prisma engine / quaint + mobc 0.8.5 (DATABASE_URL)",
+            Library::QuaintBare => "quaint without checkout check + mobc 0.8.3 (DATABASE_URL)",
             Library::Libpq => "libpq (connection string: psql, psycopg, anything on libpq)",
             Library::Deadpool => "tokio-postgres + deadpool-postgres",
             Library::Sqlx => "sqlx (PgPoolOptions)",
@@ -148,27 +158,19 @@ impl Library {
             Library::PrismaAdapterPg => "Prisma 7 with @prisma/adapter-pg (PrismaPg)",
             Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
             Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
+            Library::Diesel => "Diesel + r2d2 (PgConnection)",
+            Library::Rails => "Rails ActiveRecord (database.yml)",
         }
     }
 
     /// Why the matrix cannot run this library at all, if it cannot.
     pub(super) fn unprovable(self) -> Option<&'static str> {
         match self {
-            Library::Quaint => Some(
-                "Prisma's engines are downloaded at install time and crates.io's quaint is a 2020 alpha \
-                 without these parameters; derived from prisma-engines quaint/src/connector/postgres (PostgresUrl::parse_query_params), \
-                 with `simulate --mode fin` and tokio-postgres as the stand-in (docs/recipes.md)",
-            ),
             Library::PostgresServer => Some(
                 "a server setting, not a pool: it lets the server find dead sessions (ghosts) sooner; \
                  it does not stop a client pool from handing out a dead connection",
             ),
             _ => None,
         }
-    }
-
-    /// The facts of this library's pool (its file in `libraries/`).
-    pub fn model(self) -> PoolModel {
-        super::libraries::model(self)
     }
 }

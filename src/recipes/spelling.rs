@@ -4,32 +4,7 @@
 
 use serde_json::json;
 
-use super::pools::Library;
-use super::proof;
-use super::{millis, secs_down, secs_up, Measurement, Recipe, Setting, Timings, Variant};
-
-/// Builds one library's recipe.
-pub fn recipe(library: Library, variant: Variant, m: &Measurement, t: &Timings) -> Recipe {
-    let Shape {
-        settings,
-        text,
-        why,
-        first_request_bound,
-    } = super::libraries::shape(library, variant, t);
-    let model = library.model();
-    Recipe {
-        library,
-        title: library.title(),
-        variant,
-        settings,
-        text,
-        why,
-        first_request_bound,
-        proof: proof::proof_of(library, variant, m, library.unprovable()),
-        versions: model.versions,
-        source: model.source,
-    }
-}
+use super::{millis, secs_down, secs_up, Setting, Timings};
 
 /// What a library file builds: the settings, the text to paste, and why it works.
 pub(crate) struct Shape {

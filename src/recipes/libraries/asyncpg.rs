@@ -7,7 +7,7 @@ use super::super::spelling::{
     kwargs_object, python_dict_of_strings, seconds_value, server_keepalives, set, Shape,
 };
 use super::super::{secs_down, secs_up, Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "asyncpg 0.32 and later",

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{set, Shape};
 use super::super::{millis, secs_up, Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "HikariCP 2.7.9 (Debian) with pgJDBC 42.5",

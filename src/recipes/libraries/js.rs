@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::super::spelling::{seconds_value, set, Shape};
 use super::super::{millis, secs_down, Setting, Timings};
-use crate::http::human;
+use crate::format::human;
 
 /// A value as JavaScript source: numbers and booleans as they are, strings quoted, objects as
 /// `{ key: value }` (every key we print is a plain identifier).

@@ -6,7 +6,7 @@ use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{set, Shape};
 use super::super::{millis, Timings, Variant};
 use super::js::{self, js_fields, object, pg_keepalive_and_read, pg_keepalive_why, reaper_millis};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "Knex 3.3 (tarn 3.1) over pg 8.23",

@@ -7,6 +7,7 @@
 mod asyncpg;
 mod bb8;
 mod deadpool;
+mod diesel;
 mod hikaricp;
 mod js;
 mod knex;
@@ -20,18 +21,52 @@ mod postgres_server;
 mod prisma_adapter_pg;
 mod psycopg_pool;
 mod quaint;
+mod rails;
+mod rust_code;
 mod sequelize;
 mod sqlalchemy;
 mod sqlx;
 mod typeorm;
 
 use super::pools::{Library, PoolModel};
+use super::proof;
 use super::spelling::Shape;
-use super::{Timings, Variant};
+use super::{Measurement, Recipe, Timings, Variant};
 
-pub(super) fn model(library: Library) -> PoolModel {
+impl Library {
+    /// The facts of this library's pool: its file here.
+    pub fn model(self) -> PoolModel {
+        model(self)
+    }
+}
+
+/// Builds one library's recipe.
+pub(super) fn recipe(library: Library, variant: Variant, m: &Measurement, t: &Timings) -> Recipe {
+    let Shape {
+        settings,
+        text,
+        why,
+        first_request_bound,
+    } = shape(library, variant, t);
+    let model = library.model();
+    Recipe {
+        library,
+        title: library.title(),
+        variant,
+        settings,
+        text,
+        why,
+        first_request_bound,
+        proof: proof::proof_of(library, variant, m, library.unprovable()),
+        versions: model.versions,
+        source: model.source,
+    }
+}
+
+fn model(library: Library) -> PoolModel {
     match library {
-        Library::Quaint => quaint::MODEL,
+        Library::QuaintPrisma => quaint::PRISMA_MODEL,
+        Library::QuaintBare => quaint::BARE_MODEL,
         Library::Libpq => libpq::MODEL,
         Library::Deadpool => deadpool::MODEL,
         Library::Sqlx => sqlx::MODEL,
@@ -50,12 +85,15 @@ pub(super) fn model(library: Library) -> PoolModel {
         Library::PrismaAdapterPg => prisma_adapter_pg::MODEL,
         Library::Pgbouncer => pgbouncer::MODEL,
         Library::PostgresServer => postgres_server::MODEL,
+        Library::Diesel => diesel::MODEL,
+        Library::Rails => rails::MODEL,
     }
 }
 
-pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
+fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
     match library {
-        Library::Quaint => quaint::shape(variant, t),
+        Library::QuaintPrisma => quaint::shape(quaint::Pool::PrismaEngine, variant, t),
+        Library::QuaintBare => quaint::shape(quaint::Pool::Bare, variant, t),
         Library::Libpq => libpq::shape(variant, t),
         Library::Deadpool => deadpool::shape(variant, t),
         Library::Sqlx => sqlx::shape(variant, t),
@@ -74,5 +112,7 @@ pub(super) fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
         Library::PrismaAdapterPg => prisma_adapter_pg::shape(variant, t),
         Library::Pgbouncer => pgbouncer::shape(variant, t),
         Library::PostgresServer => postgres_server::shape(variant, t),
+        Library::Diesel => diesel::shape(variant, t),
+        Library::Rails => rails::shape(variant, t),
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{config_file_lines, keepalive_why, seconds_value, set, Shape};
 use super::super::{millis, secs_down, secs_up, Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "PgBouncer 1.18",

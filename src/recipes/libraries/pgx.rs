@@ -5,7 +5,7 @@ use serde_json::json;
 use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{set, Shape};
 use super::super::{Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "pgx v4.15 (Debian; pgconn 1.11, puddle 1.2)",

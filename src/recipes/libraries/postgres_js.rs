@@ -6,7 +6,7 @@ use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{seconds_value, set, Shape};
 use super::super::{secs_down, secs_up, Timings, Variant};
 use super::js::{self, js_fields};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "postgres (postgres.js) 4.1 and 4.2 (`min` exists from 4.0.0, query_timeout from 4.1.0; 3.x has neither)",

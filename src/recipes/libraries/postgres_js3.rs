@@ -7,7 +7,7 @@ use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{seconds_value, set, Shape};
 use super::super::{secs_down, Timings, Variant};
 use super::js::{self, js_fields};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "postgres (postgres.js) 3.4 (read in 3.4.7 and 3.4.10)",

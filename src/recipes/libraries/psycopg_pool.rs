@@ -8,7 +8,7 @@ use super::super::spelling::{
     Shape,
 };
 use super::super::{millis, Timings, Variant};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "psycopg_pool 3.3",

@@ -6,7 +6,7 @@ use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{set, Shape};
 use super::super::{millis, Timings, Variant};
 use super::js::{self, js_fields, object, reaper_millis};
-use crate::http::human;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "Sequelize 6.37 (sequelize-pool 7.1) over pg 8.23",

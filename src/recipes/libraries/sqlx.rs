@@ -1,14 +1,16 @@
-//! sqlx's PgPoolOptions: idle connections are retired only by the maintenance task.
+//! sqlx's PgPoolOptions: idle connections are retired only by the maintenance task. The text is
+//! Rust that compiles as printed: it leaves `options` to size and connect.
 
 use serde_json::json;
 
 use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{seconds_value, set, Shape};
 use super::super::{secs_up, Timings, Variant};
-use crate::http::human;
+use super::rust_code::duration_f64;
+use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "sqlx 0.9",
+    versions: "sqlx 0.9.0 (sqlx-postgres 0.9.0): read there, and the code compiled against it",
     clock: Clock::Idle,
     minimum_exempt: false,
     shrink: "only in the maintenance task, every min(idle_timeout, max_lifetime); connections below min_connections are reopened after",
@@ -21,15 +23,18 @@ pub(crate) const MODEL: PoolModel = PoolModel {
 
 pub(crate) fn shape(_variant: Variant, t: &Timings) -> Shape {
     let read_s = secs_up(t.read_timeout);
-    let half = seconds_value(t.lifetime / 2);
     let settings = vec![
-        set("idle_timeout", half.clone()),
+        set("idle_timeout", seconds_value(t.lifetime / 2)),
         set("test_before_acquire", json!(true)),
         set("acquire_timeout", json!(read_s)),
     ];
     Shape {
         text: format!(
-            "PgPoolOptions::new()\n    .idle_timeout(Duration::from_secs_f64({half}))\n    .test_before_acquire(true)\n    .acquire_timeout(Duration::from_secs({read_s}))"
+            "use std::time::Duration;\nlet options = sqlx::postgres::PgPoolOptions::new()\n    \
+             .idle_timeout({})\n    .test_before_acquire(true)\n    \
+             .acquire_timeout(Duration::from_secs({read_s}));\n\
+             // then: options.max_connections(..).connect(url).await?",
+            duration_f64(t.lifetime / 2)
         ),
         settings,
         why: format!(
