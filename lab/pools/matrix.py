@@ -51,7 +51,7 @@ FAMILIES = {
     "go": ["pgx"],
     "gosql": ["database_sql"],
     "java": ["hikaricp", "hikaricp_spring", "pgjdbc"],
-    "node": ["node-postgres"],
+    "node": ["node-postgres", "postgres-js", "postgres-js-3", "knex", "sequelize", "typeorm", "prisma-adapter-pg"],
     "pgbouncer": ["pgbouncer"],
     "ruby": ["rails"],
     "quaint": ["quaint_prisma", "quaint_bare"],

@@ -650,3 +650,126 @@ fn the_go_and_java_lines_have_the_shape_their_harnesses_parse() {
     assert!(lines[1].starts_with("// and before using a connection idle over "));
     assert!(lines[2].starts_with("if (!conn.isValid("));
 }
+
+/// A setting's value, through nested objects: `["pool", "idleTimeoutMillis"]`.
+fn nested_setting(r: &Recipe, keys: &[&str]) -> serde_json::Value {
+    let top = r.settings.iter().find(|s| s.key == keys[0]);
+    let mut v = top.map(|s| s.value.clone()).unwrap_or_default();
+    for key in &keys[1..] {
+        v = v[*key].clone();
+    }
+    assert!(
+        !v.is_null(),
+        "{}: no {keys:?} in {:?}",
+        r.library.id(),
+        r.settings
+    );
+    v
+}
+
+const LOWERS: [f64; 8] = [1.6, 3.0, 7.8, 9.0, 19.5, 58.0, 342.0, 7_200.0];
+
+/// tarn (Knex) and sequelize-pool close a connection at the first check after it has idled
+/// the timeout: the timeout and the period together must stay below the threshold.
+#[test]
+fn knex_and_sequelize_reap_within_the_lifetime_at_every_threshold() {
+    for lower in LOWERS {
+        for (library, idle_key, period_key) in [
+            (Library::Knex, "idleTimeoutMillis", "reapIntervalMillis"),
+            (Library::Sequelize, "idle", "evict"),
+        ] {
+            let r = recipe_of(lower, BoxCounts::Unknown, library);
+            let idle = nested_setting(&r, &["pool", idle_key]).as_u64().unwrap();
+            let period = nested_setting(&r, &["pool", period_key]).as_u64().unwrap();
+            assert_eq!(
+                nested_setting(&r, &["pool", "min"]),
+                0,
+                "{lower}: min is exempt"
+            );
+            assert!(idle > 0 && period > 0, "{lower}: {idle} {period}");
+            assert!(period <= 1000, "{lower}: {period}");
+            assert!(
+                ((idle + period) as f64) < lower * 1000.0,
+                "{lower}: {library:?} idle {idle} + period {period}"
+            );
+        }
+    }
+}
+
+/// The age limits of the pg.Pool based lines and postgres.js stay below the threshold, and a
+/// keepalive delay is whole seconds and at least one: Node truncates the milliseconds, and 0
+/// would leave the kernel's default of two hours.
+#[test]
+fn node_lifetimes_stay_below_and_keepalives_are_whole_seconds_at_every_threshold() {
+    for lower in LOWERS {
+        for library in [
+            Library::NodePostgres,
+            Library::Typeorm,
+            Library::PrismaAdapterPg,
+        ] {
+            let path = |r: &Recipe, key: &'static str| -> Vec<&'static str> {
+                if r.library == Library::Typeorm {
+                    vec!["extra", key]
+                } else {
+                    vec![key]
+                }
+            };
+            let r = recipe_of(lower, BoxCounts::Unknown, library);
+            let life = nested_setting(&r, &path(&r, "maxLifetimeSeconds"))
+                .as_f64()
+                .unwrap();
+            assert!(life > 0.0 && life < lower, "{lower}: {library:?} {life}");
+            let r = recipe_of(lower, BoxCounts::Packets, library);
+            let delay = nested_setting(&r, &path(&r, "keepAliveInitialDelayMillis"))
+                .as_u64()
+                .unwrap();
+            assert!(
+                delay >= 1000 && delay.is_multiple_of(1000),
+                "{lower}: {delay}"
+            );
+            assert!((delay as f64) < lower * 1000.0, "{lower}: {delay}");
+        }
+        for (library, key) in [
+            (Library::PostgresJs, "max_lifetime"),
+            (Library::PostgresJs3, "idle_timeout"),
+        ] {
+            let r = recipe_of(lower, BoxCounts::Unknown, library);
+            let life = nested_setting(&r, &[key]).as_f64().unwrap();
+            assert!(life > 0.0 && life < lower, "{lower}: {library:?} {life}");
+            let r = recipe_of(lower, BoxCounts::Packets, library);
+            let every = nested_setting(&r, &["keep_alive"]).as_u64().unwrap();
+            assert!(every >= 1 && (every as f64) < lower, "{lower}: {every}");
+        }
+    }
+}
+
+/// Sequelize hands pg.Client keepAlive but not its delay (Linux's two hours): never a
+/// keepalive line, even where the box counts packets.
+#[test]
+fn sequelize_is_never_told_to_rely_on_keepalives() {
+    let r = recipe_of(60.0, BoxCounts::Packets, Library::Sequelize);
+    assert_eq!(r.variant, Variant::Eviction);
+    assert!(!r.text.contains("keepAlive"), "{}", r.text);
+}
+
+/// pg.Pool has no checkout check and Node no TCP_USER_TIMEOUT: the Node lines' reasons must
+/// not lean on either (the old node-postgres keepalive reason did).
+#[test]
+fn node_reasons_do_not_lean_on_a_checkout_check_or_tcp_user_timeout() {
+    for library in [
+        Library::NodePostgres,
+        Library::PostgresJs,
+        Library::PostgresJs3,
+        Library::Knex,
+        Library::Sequelize,
+        Library::Typeorm,
+        Library::PrismaAdapterPg,
+    ] {
+        for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+            let r = recipe_of(60.0, box_counts, library);
+            assert!(!r.why.contains("the pool's check"), "{}", r.why);
+            assert!(!r.why.contains("tcp_user_timeout catch"), "{}", r.why);
+            assert!(!r.text.contains("tcp_user_timeout"), "{}", r.text);
+        }
+    }
+}
