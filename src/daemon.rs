@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::target_files::Refresh;
@@ -29,38 +29,11 @@ use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, Targe
 use crate::http::{self, AppState, TargetFileBoard, TargetFileRow};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
+use crate::reload::{ReloadError, ReloadInbox, ReloadTrigger};
 use crate::storage::Store;
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
-
-type ReloadReply = oneshot::Sender<Result<(), String>>;
-
-/// Asks the daemon to reload its configuration file (SIGHUP, the HTTP endpoint, tests).
-#[derive(Clone)]
-pub struct ReloadTrigger(mpsc::Sender<ReloadReply>);
-
-impl ReloadTrigger {
-    /// Reloads and waits for the result: `Err` carries the reason (file, line, field).
-    pub async fn reload(&self) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.0
-            .send(reply)
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?
-    }
-}
-
-/// The receiving end of [`ReloadTrigger`]s, handed to [`run`].
-pub struct ReloadInbox(mpsc::Receiver<ReloadReply>);
-
-pub fn reload_channel() -> (ReloadTrigger, ReloadInbox) {
-    let (tx, rx) = mpsc::channel(4);
-    (ReloadTrigger(tx), ReloadInbox(rx))
-}
 
 struct RunningTarget {
     config: Arc<TargetConfig>,
@@ -96,7 +69,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let board: StatusBoard = Default::default();
     let files: TargetFileBoard = Default::default();
-    let (trigger, ReloadInbox(mut inbox)) = reloads;
+    let (trigger, mut inbox) = reloads;
     let state = Arc::new(AppState {
         metrics: metrics.clone(),
         board: board.clone(),
@@ -175,7 +148,7 @@ pub async fn run(
         let watching = !daemon.target_files_config.patterns.is_empty();
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            request = inbox.recv() => {
+            request = inbox.next() => {
                 let Some(reply) = request else { break };
                 let _ = reply.send(daemon.reload());
                 // A reload read the files just now, and may have changed the interval.
@@ -232,13 +205,13 @@ fn refresh_timer(period: Duration) -> tokio::time::Interval {
 }
 
 impl Daemon {
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self) -> Result<(), ReloadError> {
         match config::load(&self.config_path) {
             Err(e) => {
                 self.metrics.reload_successful.set(0);
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(error = %e, "invalid configuration; keeping the running one");
-                Err(e.to_string())
+                Err(ReloadError::Refused(e.to_string()))
             }
             Ok(config) => {
                 if config.listen_address != self.listen_address {

@@ -31,7 +31,8 @@
 //!   `--version`, `idle_drop_build_info` and the start log line.
 //! - [`listener`]: the listen address forms (`:PORT`, `HOST:PORT`, `[IPv6]:PORT`) and the
 //!   accept step; [`logging`]: the non-blocking log writer and the text, logfmt and JSON formats.
-//! - [`backoff`], [`secret`], [`shutdown`], [`format`] (how durations read): small helpers.
+//! - [`backoff`], [`secret`], [`shutdown`] (signals), [`reload`] (asking the daemon to
+//!   reload), [`format`] (durations): small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
@@ -51,6 +52,7 @@ pub mod postgres;
 pub mod probe;
 pub mod recipes;
 pub mod recommend;
+pub mod reload;
 pub mod secret;
 pub mod shutdown;
 pub mod simulator;

@@ -261,7 +261,7 @@ async fn serve(
         "idle_drop_exporter started"
     );
     let stop = CancellationToken::new();
-    let (trigger, inbox) = daemon::reload_channel();
+    let (trigger, inbox) = idle_drop_exporter::reload::channel();
     let signals = {
         let stop = stop.clone();
         let trigger = trigger.clone();

@@ -29,10 +29,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::ReloadTrigger;
 use crate::listener::Listeners;
 use crate::metrics::Metrics;
 use crate::probe::status::StatusBoard;
+use crate::reload::ReloadTrigger;
 use server::{respond, text};
 
 /// What the handlers need.

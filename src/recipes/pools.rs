@@ -32,10 +32,28 @@ pub enum Library {
     Asyncpg,
     #[serde(rename = "node-postgres")]
     NodePostgres,
+    #[serde(rename = "postgres-js")]
+    PostgresJs,
+    #[serde(rename = "postgres-js-3")]
+    PostgresJs3,
+    Knex,
+    Sequelize,
+    Typeorm,
+    #[serde(rename = "prisma-adapter-pg")]
+    PrismaAdapterPg,
     Pgbouncer,
     PostgresServer,
     Diesel,
     Rails,
+    #[serde(rename = "asyncpg_031")]
+    Asyncpg031,
+    SqlalchemyAsyncpg,
+    Django,
+    #[serde(rename = "database_sql")]
+    DatabaseSql,
+    HikaricpSpring,
+    Pgjdbc,
+    DjangoPool,
 }
 
 /// What a pool's lifetime setting measures.
@@ -87,10 +105,23 @@ impl Library {
         Library::PsycopgPool,
         Library::Asyncpg,
         Library::NodePostgres,
+        Library::PostgresJs,
+        Library::PostgresJs3,
+        Library::Knex,
+        Library::Sequelize,
+        Library::Typeorm,
+        Library::PrismaAdapterPg,
         Library::Pgbouncer,
         Library::PostgresServer,
         Library::Diesel,
         Library::Rails,
+        Library::Asyncpg031,
+        Library::SqlalchemyAsyncpg,
+        Library::Django,
+        Library::DatabaseSql,
+        Library::HikaricpSpring,
+        Library::Pgjdbc,
+        Library::DjangoPool,
     ];
 
     /// The harness name in the pool matrix, and the key in `proven.json`.
@@ -108,10 +139,23 @@ impl Library {
             Library::PsycopgPool => "psycopg_pool",
             Library::Asyncpg => "asyncpg",
             Library::NodePostgres => "node-postgres",
+            Library::PostgresJs => "postgres-js",
+            Library::PostgresJs3 => "postgres-js-3",
+            Library::Knex => "knex",
+            Library::Sequelize => "sequelize",
+            Library::Typeorm => "typeorm",
+            Library::PrismaAdapterPg => "prisma-adapter-pg",
             Library::Pgbouncer => "pgbouncer",
             Library::PostgresServer => "postgres_server",
             Library::Diesel => "diesel",
             Library::Rails => "rails",
+            Library::Asyncpg031 => "asyncpg_031",
+            Library::SqlalchemyAsyncpg => "sqlalchemy_asyncpg",
+            Library::Django => "django",
+            Library::DatabaseSql => "database_sql",
+            Library::HikaricpSpring => "hikaricp_spring",
+            Library::Pgjdbc => "pgjdbc",
+            Library::DjangoPool => "django_pool",
         }
     }
 
@@ -127,12 +171,25 @@ impl Library {
             Library::Pgx => "pgx pgxpool (connection string)",
             Library::Sqlalchemy => "SQLAlchemy 2 + psycopg 3",
             Library::PsycopgPool => "psycopg_pool",
-            Library::Asyncpg => "asyncpg (create_pool)",
+            Library::Asyncpg => "asyncpg 0.32+ (create_pool)",
             Library::NodePostgres => "node-postgres (pg.Pool)",
+            Library::PostgresJs => "postgres.js 4 (postgres(url, options))",
+            Library::PostgresJs3 => "postgres.js 3 (postgres(url, options))",
+            Library::Knex => "Knex over pg (tarn pool)",
+            Library::Sequelize => "Sequelize over pg",
+            Library::Typeorm => "TypeORM over pg (DataSource)",
+            Library::PrismaAdapterPg => "Prisma 7 with @prisma/adapter-pg (PrismaPg)",
             Library::Pgbouncer => "PgBouncer (pgbouncer.ini)",
             Library::PostgresServer => "PostgreSQL server (postgresql.conf)",
             Library::Diesel => "Diesel + r2d2 (PgConnection)",
             Library::Rails => "Rails ActiveRecord (database.yml)",
+            Library::Asyncpg031 => "asyncpg up to 0.31 (create_pool)",
+            Library::SqlalchemyAsyncpg => "SQLAlchemy 2 + asyncpg (create_async_engine)",
+            Library::Django => "Django (persistent connections, settings.py)",
+            Library::DatabaseSql => "Go database/sql + lib/pq",
+            Library::HikaricpSpring => "HikariCP + pgJDBC (Spring Boot application.properties)",
+            Library::Pgjdbc => "pgJDBC without a pool (JDBC URL and your code)",
+            Library::DjangoPool => "Django 5.1+ with the psycopg pool option (OPTIONS \"pool\")",
         }
     }
 

@@ -28,6 +28,7 @@ pub(crate) fn set(key: &'static str, value: serde_json::Value) -> Setting {
 }
 
 /// PostgreSQL's own keepalive settings (`postgresql.conf`, or per session through a driver).
+/// No probe count: with `tcp_user_timeout` set, Linux ignores it ([`keepalive_keys`]).
 pub(crate) fn server_keepalives(t: &Timings) -> Vec<Setting> {
     vec![
         set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
@@ -35,7 +36,6 @@ pub(crate) fn server_keepalives(t: &Timings) -> Vec<Setting> {
             "tcp_keepalives_interval",
             json!(secs_down(t.keepalive_interval)),
         ),
-        set("tcp_keepalives_count", json!(t.keepalive_count)),
         set("tcp_user_timeout", json!(millis(t.dead_bound))),
     ]
 }
@@ -50,10 +50,15 @@ pub(crate) enum ConnString {
 }
 
 /// TCP keepalives scaled to the threshold, and TCP_USER_TIMEOUT, as a connection string takes them.
+///
+/// No probe count (`keepalives_count`, `keepalives_retries`): once TCP_USER_TIMEOUT is set, Linux
+/// gives up on an unanswered keepalive by that timeout alone and never reads the count
+/// (net/ipv4/tcp_timer.c, tcp_keepalive_timer), so a count beside it would be a setting that
+/// cannot matter.
 pub(crate) fn keepalive_keys(t: &Timings, dialect: ConnString) -> Vec<Setting> {
-    let (count_key, user_timeout) = match dialect {
-        ConnString::Libpq => ("keepalives_count", millis(t.dead_bound)),
-        ConnString::TokioPostgres => ("keepalives_retries", secs_up(t.dead_bound)),
+    let user_timeout = match dialect {
+        ConnString::Libpq => millis(t.dead_bound),
+        ConnString::TokioPostgres => secs_up(t.dead_bound),
     };
     vec![
         set("keepalives", json!(1)),
@@ -62,10 +67,19 @@ pub(crate) fn keepalive_keys(t: &Timings, dialect: ConnString) -> Vec<Setting> {
             "keepalives_interval",
             json!(secs_down(t.keepalive_interval)),
         ),
-        set(count_key, json!(t.keepalive_count)),
         set("tcp_user_timeout", json!(user_timeout)),
     ]
 }
+
+/// The keys that set a keepalive probe count, in every spelling we print; none may stand beside
+/// `tcp_user_timeout` ([`keepalive_keys`]).
+#[cfg(test)]
+pub(crate) const PROBE_COUNT_KEYS: [&str; 4] = [
+    "keepalives_count",
+    "keepalives_retries",
+    "tcp_keepalives_count",
+    "tcp_keepcnt",
+];
 
 pub(crate) fn conninfo(settings: &[Setting]) -> String {
     settings
@@ -91,11 +105,15 @@ fn plain(v: &serde_json::Value) -> String {
     }
 }
 
+/// Why keepalive keys ([`keepalive_keys`]) work. Says what gives up on a forgotten flow: on
+/// Linux tcp_user_timeout, not a probe count (the kernel reads none once it is set).
 pub(crate) fn keepalive_why(t: &Timings) -> String {
     format!(
         "a keepalive every {} s resets the box's idle timer, so the flow never looks idle and the \
-         connections stay warm; the pool's check and tcp_user_timeout catch one the box forgot anyway",
-        secs_down(t.keepalive_idle)
+         connections stay warm; on Linux tcp_user_timeout, not a probe count, ends a connection the \
+         box forgot anyway about {} s after its last answer",
+        secs_down(t.keepalive_idle),
+        secs_up(t.dead_bound)
     )
 }
 

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use super::spelling;
 use super::*;
 
 fn path(lower_s: f64, drop: DropKind, box_counts: BoxCounts) -> Measurement {
@@ -438,5 +439,337 @@ fn each_quaint_line_is_true_for_the_versions_it_names() {
             r.proof
         );
         assert_eq!(r.first_request_bound, Duration::from_secs(1));
+    }
+}
+
+/// Every key a setting names, nested objects (connect_args, kwargs, server_settings) included.
+fn all_keys(settings: &[Setting]) -> Vec<String> {
+    fn keys_of(v: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                out.push(k.clone());
+                keys_of(v, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in settings {
+        out.push(s.key.to_string());
+        keys_of(&s.value, &mut out);
+    }
+    out
+}
+
+/// Linux reads no keepalive probe count once TCP_USER_TIMEOUT is set: a line that sets both
+/// printed a setting that cannot matter (the old lines all did).
+#[test]
+fn no_line_prints_a_probe_count_beside_tcp_user_timeout() {
+    for lower in [5.0, 9.0, 47.0, 342.0] {
+        for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+            for r in for_path(
+                &path(lower, DropKind::Silent, box_counts),
+                &Knobs::default(),
+            ) {
+                let keys = all_keys(&r.settings);
+                if !keys.iter().any(|k| k == "tcp_user_timeout") {
+                    continue;
+                }
+                for count in spelling::PROBE_COUNT_KEYS {
+                    assert!(
+                        !keys.iter().any(|k| k == count) && !r.text.contains(count),
+                        "{} {:?}: {count} beside tcp_user_timeout in {:?}",
+                        r.library.id(),
+                        r.variant,
+                        r.text
+                    );
+                    assert!(!r.why.contains(count), "{}: {}", r.library.id(), r.why);
+                }
+            }
+        }
+    }
+}
+
+/// asyncpg spares min_size from idle closing only from 0.32: both behaviours are printed, each
+/// naming its releases, and the line for 0.31 and earlier neither needs nor claims the floor.
+#[test]
+fn asyncpg_is_printed_for_each_behaviour_with_its_versions() {
+    let recipes = for_path(
+        &path(60.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let new = recipes
+        .iter()
+        .find(|r| r.library == Library::Asyncpg)
+        .unwrap();
+    let old = recipes
+        .iter()
+        .find(|r| r.library == Library::Asyncpg031)
+        .unwrap();
+    assert!(new.versions.contains("0.32") && old.versions.contains("0.31"));
+    assert!(Library::Asyncpg.model().minimum_exempt);
+    assert!(!Library::Asyncpg031.model().minimum_exempt);
+    assert!(new.text.contains("min_size=0"), "{}", new.text);
+    assert!(!old.text.contains("min_size"), "{}", old.text);
+    assert!(!old.why.contains("only above min_size"), "{}", old.why);
+    assert!(new.why.contains("0.32") && old.why.contains("0.31"));
+}
+
+/// The psycopg_pool line is code that runs as printed: a loop that survives a failed check and
+/// says so, not a list comprehension that grows forever and dies silently.
+#[test]
+fn the_psycopg_pool_check_loop_logs_a_failure_and_goes_on() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    for library in [Library::PsycopgPool, Library::DjangoPool] {
+        let r = recipes.iter().find(|r| r.library == library).unwrap();
+        assert_eq!(r.variant, Variant::Eviction);
+        assert!(!r.text.contains("itertools.count"), "{}", r.text);
+        for needed in [
+            "while True:",
+            "except Exception:",
+            "logging.exception(",
+            "pool.check()",
+        ] {
+            assert!(r.text.contains(needed), "{needed} missing: {}", r.text);
+        }
+        assert!(r.text.contains("import logging, threading, time"));
+    }
+}
+
+/// check_connection makes getconn() back off 1, 2, 4 s after failed checks: the keepalive
+/// line's why says so instead of promising a bound it cannot hold.
+#[test]
+fn the_psycopg_pool_keepalive_why_names_the_back_off() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Packets),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::PsycopgPool)
+        .unwrap();
+    assert_eq!(r.variant, Variant::Keepalive);
+    assert!(r.text.contains("check_connection"));
+    assert!(r.why.contains("1, 2, 4 s"), "{}", r.why);
+}
+
+/// Recycling a connection the path forgot waits up to 2 s for asyncpg's graceful close
+/// (SQLAlchemy's terminate()); the stated bound covers it.
+#[test]
+fn sqlalchemy_over_asyncpg_states_a_bound_that_covers_the_graceful_close() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Packets),
+        &Knobs::default(),
+    );
+    let r = recipes
+        .iter()
+        .find(|r| r.library == Library::SqlalchemyAsyncpg)
+        .unwrap();
+    assert!(r.first_request_bound >= Duration::from_secs(3));
+    assert!(r.why.contains("2 s"), "{}", r.why);
+}
+
+/// From pgx v4.17 (and in v5) pool_max_conn_idle_time spares MinConns; every version retires
+/// by pool_max_conn_lifetime at its tick, MinConns included. The one line names them all and
+/// uses the setting that holds in each (the old line used the idle time, true for v4.15 only).
+#[test]
+fn the_pgx_line_holds_for_every_version_it_names() {
+    let recipes = for_path(
+        &path(47.0, DropKind::Silent, BoxCounts::Unknown),
+        &Knobs::default(),
+    );
+    let r = recipes.iter().find(|r| r.library == Library::Pgx).unwrap();
+    for version in ["v4.15", "v4.17", "v5"] {
+        assert!(r.versions.contains(version), "{}", r.versions);
+    }
+    assert!(r.text.contains("pool_max_conn_lifetime="), "{}", r.text);
+    assert!(!r.text.contains("pool_max_conn_idle_time"), "{}", r.text);
+    assert_eq!(Library::Pgx.model().clock, pools::Clock::Age);
+}
+
+/// HikariCP's Spring Boot spelling carries the same settings as its properties spelling, every
+/// line under spring.datasource.hikari. (kebab-case, or data-source-properties for pgJDBC).
+#[test]
+fn hikaricp_is_printed_in_spring_boot_spelling_too() {
+    for lower in [7.7, 340.0] {
+        let recipes = for_path(
+            &path(lower, DropKind::Silent, BoxCounts::Unknown),
+            &Knobs::default(),
+        );
+        let plain = recipes
+            .iter()
+            .find(|r| r.library == Library::Hikaricp)
+            .unwrap();
+        let spring = recipes
+            .iter()
+            .find(|r| r.library == Library::HikaricpSpring)
+            .unwrap();
+        assert_eq!(plain.settings, spring.settings);
+        for line in spring.text.lines().filter(|l| !l.starts_with('#')) {
+            let (key, _) = line.split_once('=').expect("key=value");
+            let rest = key.strip_prefix("spring.datasource.hikari.").expect(line);
+            assert!(
+                rest.starts_with("data-source-properties.")
+                    || rest.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{line}"
+            );
+        }
+        assert!(spring
+            .text
+            .contains("data-source-properties.socketTimeout="));
+    }
+}
+
+/// Go and Java cannot run a line they were not compiled with, so their harnesses parse the
+/// printed text strictly; these are the shapes they accept (lab/pools/gosql, lab/pools/java).
+#[test]
+fn the_go_and_java_lines_have_the_shape_their_harnesses_parse() {
+    let m = path(47.0, DropKind::Silent, BoxCounts::Unknown);
+    let t = Timings::new(&m, &Knobs::default()).unwrap();
+    let recipes = for_path(&m, &Knobs::default());
+    let go = recipes
+        .iter()
+        .find(|r| r.library == Library::DatabaseSql)
+        .unwrap();
+    assert_eq!(
+        go.text,
+        format!(
+            "db.SetConnMaxLifetime({} * time.Millisecond)",
+            millis(t.lifetime)
+        )
+    );
+    let java = recipes
+        .iter()
+        .find(|r| r.library == Library::Pgjdbc)
+        .unwrap();
+    let lines: Vec<&str> = java.text.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", java.text);
+    assert!(lines[0].starts_with("jdbc:postgresql://HOST/DB?socketTimeout="));
+    assert!(lines[1].starts_with("// and before using a connection idle over "));
+    assert!(lines[2].starts_with("if (!conn.isValid("));
+}
+
+/// A setting's value, through nested objects: `["pool", "idleTimeoutMillis"]`.
+fn nested_setting(r: &Recipe, keys: &[&str]) -> serde_json::Value {
+    let top = r.settings.iter().find(|s| s.key == keys[0]);
+    let mut v = top.map(|s| s.value.clone()).unwrap_or_default();
+    for key in &keys[1..] {
+        v = v[*key].clone();
+    }
+    assert!(
+        !v.is_null(),
+        "{}: no {keys:?} in {:?}",
+        r.library.id(),
+        r.settings
+    );
+    v
+}
+
+const LOWERS: [f64; 8] = [1.6, 3.0, 7.8, 9.0, 19.5, 58.0, 342.0, 7_200.0];
+
+/// tarn (Knex) and sequelize-pool close a connection at the first check after it has idled
+/// the timeout: the timeout and the period together must stay below the threshold.
+#[test]
+fn knex_and_sequelize_reap_within_the_lifetime_at_every_threshold() {
+    for lower in LOWERS {
+        for (library, idle_key, period_key) in [
+            (Library::Knex, "idleTimeoutMillis", "reapIntervalMillis"),
+            (Library::Sequelize, "idle", "evict"),
+        ] {
+            let r = recipe_of(lower, BoxCounts::Unknown, library);
+            let idle = nested_setting(&r, &["pool", idle_key]).as_u64().unwrap();
+            let period = nested_setting(&r, &["pool", period_key]).as_u64().unwrap();
+            assert_eq!(
+                nested_setting(&r, &["pool", "min"]),
+                0,
+                "{lower}: min is exempt"
+            );
+            assert!(idle > 0 && period > 0, "{lower}: {idle} {period}");
+            assert!(period <= 1000, "{lower}: {period}");
+            assert!(
+                ((idle + period) as f64) < lower * 1000.0,
+                "{lower}: {library:?} idle {idle} + period {period}"
+            );
+        }
+    }
+}
+
+/// The age limits of the pg.Pool based lines and postgres.js stay below the threshold, and a
+/// keepalive delay is whole seconds and at least one: Node truncates the milliseconds, and 0
+/// would leave the kernel's default of two hours.
+#[test]
+fn node_lifetimes_stay_below_and_keepalives_are_whole_seconds_at_every_threshold() {
+    for lower in LOWERS {
+        for library in [
+            Library::NodePostgres,
+            Library::Typeorm,
+            Library::PrismaAdapterPg,
+        ] {
+            let path = |r: &Recipe, key: &'static str| -> Vec<&'static str> {
+                if r.library == Library::Typeorm {
+                    vec!["extra", key]
+                } else {
+                    vec![key]
+                }
+            };
+            let r = recipe_of(lower, BoxCounts::Unknown, library);
+            let life = nested_setting(&r, &path(&r, "maxLifetimeSeconds"))
+                .as_f64()
+                .unwrap();
+            assert!(life > 0.0 && life < lower, "{lower}: {library:?} {life}");
+            let r = recipe_of(lower, BoxCounts::Packets, library);
+            let delay = nested_setting(&r, &path(&r, "keepAliveInitialDelayMillis"))
+                .as_u64()
+                .unwrap();
+            assert!(
+                delay >= 1000 && delay.is_multiple_of(1000),
+                "{lower}: {delay}"
+            );
+            assert!((delay as f64) < lower * 1000.0, "{lower}: {delay}");
+        }
+        for (library, key) in [
+            (Library::PostgresJs, "max_lifetime"),
+            (Library::PostgresJs3, "idle_timeout"),
+        ] {
+            let r = recipe_of(lower, BoxCounts::Unknown, library);
+            let life = nested_setting(&r, &[key]).as_f64().unwrap();
+            assert!(life > 0.0 && life < lower, "{lower}: {library:?} {life}");
+            let r = recipe_of(lower, BoxCounts::Packets, library);
+            let every = nested_setting(&r, &["keep_alive"]).as_u64().unwrap();
+            assert!(every >= 1 && (every as f64) < lower, "{lower}: {every}");
+        }
+    }
+}
+
+/// Sequelize hands pg.Client keepAlive but not its delay (Linux's two hours): never a
+/// keepalive line, even where the box counts packets.
+#[test]
+fn sequelize_is_never_told_to_rely_on_keepalives() {
+    let r = recipe_of(60.0, BoxCounts::Packets, Library::Sequelize);
+    assert_eq!(r.variant, Variant::Eviction);
+    assert!(!r.text.contains("keepAlive"), "{}", r.text);
+}
+
+/// pg.Pool has no checkout check and Node no TCP_USER_TIMEOUT: the Node lines' reasons must
+/// not lean on either (the old node-postgres keepalive reason did).
+#[test]
+fn node_reasons_do_not_lean_on_a_checkout_check_or_tcp_user_timeout() {
+    for library in [
+        Library::NodePostgres,
+        Library::PostgresJs,
+        Library::PostgresJs3,
+        Library::Knex,
+        Library::Sequelize,
+        Library::Typeorm,
+        Library::PrismaAdapterPg,
+    ] {
+        for box_counts in [BoxCounts::Packets, BoxCounts::Unknown] {
+            let r = recipe_of(60.0, box_counts, library);
+            assert!(!r.why.contains("the pool's check"), "{}", r.why);
+            assert!(!r.why.contains("tcp_user_timeout catch"), "{}", r.why);
+            assert!(!r.text.contains("tcp_user_timeout"), "{}", r.text);
+        }
     }
 }

@@ -1,62 +1,44 @@
 //! node-postgres' pg.Pool.
 
-use serde_json::json;
-
 use super::super::pools::{Clock, PoolModel};
-use super::super::spelling::{keepalive_why, seconds_value, set, Shape};
-use super::super::{millis, secs_down, Timings, Variant};
-use crate::format::human;
+use super::super::spelling::Shape;
+use super::super::{Timings, Variant};
+use super::js::{
+    self, js_fields, pg_keepalive_and_read, pg_keepalive_why, pg_pool_lifetime_and_read,
+    pg_pool_lifetime_why,
+};
 
 pub(crate) const MODEL: PoolModel = PoolModel {
-    versions: "pg 8.23 (pg-pool 3.14)",
+    versions: "pg 8.16 to 8.23 (pg-pool 3.10 to 3.14; `min` exists from pg-pool 3.10.0, maxLifetimeSeconds from 3.5.1)",
     clock: Clock::Age,
     minimum_exempt: true,
-    shrink: "idleTimeoutMillis closes idle clients only above min; maxLifetimeSeconds (age) retires every client, min included, each on its own timer",
-    check: "none on checkout (an EOF on an idle client removes it)",
-    socket_bound: "query_timeout (client side, milliseconds; works behind a proxy, also ends slow queries); no TCP_USER_TIMEOUT in Node",
+    shrink: "idleTimeoutMillis (10 s by default) closes idle clients only above min; maxLifetimeSeconds (age since connect) retires every client, min included, each on its own timer, when it is idle or at its release; nothing reopens clients up to min, the next request connects",
+    check: "none on checkout: an idle client whose socket ends or errors (a FIN, an RST, a keepalive timeout) emits an error and the pool drops it; a silently dropped one is handed out",
+    socket_bound: "query_timeout (pg.Client, milliseconds, client side: also ends slow queries; pool.query then drops the client); keepAlive and keepAliveInitialDelayMillis (whole seconds in Node); no TCP_USER_TIMEOUT in Node",
     keepalive_recipe: true,
     can_evict: true,
-    source: "pg-pool 3.14 index.js (_afterConnect, _release, _isAboveMin); pg 8.23 lib/client.js (query_timeout, keepAlive)",
+    source: "pg-pool 3.14 index.js (constructor defaults, _isAboveMin, newClient, _afterConnect, _release, makeIdleListener, query); pg 8.23 lib/client.js (query: query_timeout), lib/connection.js (connect: setKeepAlive), lib/connection-parameters.js; `min` and maxLifetimeSeconds checked in the pg-pool 3.4.1, 3.5.1, 3.9.0 and 3.10.0 npm tarballs",
 };
 
 pub(crate) fn shape(variant: Variant, t: &Timings) -> Shape {
-    let read_ms = millis(t.read_timeout);
-    let (settings, text, why) = match variant {
-        Variant::Eviction => (
-            vec![
-                set("maxLifetimeSeconds", seconds_value(t.lifetime)),
-                set("query_timeout", json!(read_ms)),
-            ],
-            format!(
-                "new Pool({{ maxLifetimeSeconds: {}, query_timeout: {read_ms} }})",
-                seconds_value(t.lifetime)
-            ),
-            format!(
-                "pg.Pool never closes idle clients at or below min, but maxLifetimeSeconds retires \
-                 every client by age ({}) before the path forgets it; query_timeout turns anything \
-                 left into an error",
-                human(t.lifetime)
-            ),
-        ),
-        Variant::Keepalive => {
-            let delay_ms = secs_down(t.keepalive_idle) * 1000;
-            (
-                vec![
-                    set("keepAlive", json!(true)),
-                    set("keepAliveInitialDelayMillis", json!(delay_ms)),
-                    set("query_timeout", json!(read_ms)),
-                ],
-                format!(
-                    "new Pool({{ keepAlive: true, keepAliveInitialDelayMillis: {delay_ms}, query_timeout: {read_ms} }})"
-                ),
-                keepalive_why(t),
+    match variant {
+        Variant::Eviction => {
+            let settings = pg_pool_lifetime_and_read(t);
+            let text = format!("new Pool({{ ...config, {} }})", js_fields(&settings));
+            js::shape(
+                settings,
+                text,
+                pg_pool_lifetime_why(t, "pg.Pool", ", and pool.query drops that client"),
             )
         }
-    };
-    Shape {
-        settings,
-        text,
-        why,
-        first_request_bound: std::time::Duration::from_secs(1),
+        Variant::Keepalive => {
+            let settings = pg_keepalive_and_read(t);
+            let text = format!("new Pool({{ ...config, {} }})", js_fields(&settings));
+            js::shape(
+                settings,
+                text,
+                pg_keepalive_why(t, "pg.Pool has no check on checkout"),
+            )
+        }
     }
 }

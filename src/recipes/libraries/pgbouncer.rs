@@ -30,7 +30,6 @@ pub(crate) fn shape(variant: Variant, t: &Timings) -> Shape {
             set("tcp_keepalive", json!(1)),
             set("tcp_keepidle", json!(secs_down(t.keepalive_idle))),
             set("tcp_keepintvl", json!(secs_down(t.keepalive_interval))),
-            set("tcp_keepcnt", json!(t.keepalive_count)),
             set("tcp_user_timeout", json!(millis(t.dead_bound))),
             set("query_timeout", json!(read_s)),
         ],

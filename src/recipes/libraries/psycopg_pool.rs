@@ -4,10 +4,9 @@ use serde_json::json;
 
 use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{
-    keepalive_keys, keepalive_why, kwargs_object, python_dict, seconds_value, set, ConnString,
-    Shape,
+    keepalive_keys, kwargs_object, python_dict, seconds_value, set, ConnString, Shape,
 };
-use super::super::{millis, Timings, Variant};
+use super::super::{millis, secs_down, secs_up, Timings, Variant};
 use crate::format::human;
 
 pub(crate) const MODEL: PoolModel = PoolModel {
@@ -15,7 +14,7 @@ pub(crate) const MODEL: PoolModel = PoolModel {
     clock: Clock::Age,
     minimum_exempt: true,
     shrink: "max_idle closes at most one connection above min_size per max_idle period; max_lifetime (age) is checked only when a connection is returned, never at getconn",
-    check: "check=ConnectionPool.check_connection runs execute(\"\") with no timeout, and each failed check makes getconn back off 1, 2, 4 s",
+    check: "check=ConnectionPool.check_connection runs execute(\"\") with no timeout; after a failed check getconn() tries the next connection at once, then sleeps 1, 2, 4 s (±10 %) before each further try",
     socket_bound: "kwargs: libpq keepalives and tcp_user_timeout",
     keepalive_recipe: true,
     can_evict: true,
@@ -34,18 +33,26 @@ pub(crate) fn shape(variant: Variant, t: &Timings) -> Shape {
             ];
             Shape {
                 text: format!(
-                    "pool = ConnectionPool(conninfo, kwargs={})\n\
-                     # and in your code: pool.check() every {} s (check_interval), e.g.\n\
-                     threading.Thread(target=lambda: [time.sleep({}) or pool.check() for _ in itertools.count()], daemon=True).start()",
+                    "import logging, threading, time\n\n\
+                     pool = ConnectionPool(conninfo, kwargs={})\n\n\
+                     def check_idle_connections(pool, every):\n\
+                     \x20   # pool.check() pings each idle connection and replaces broken ones\n\
+                     \x20   while True:\n\
+                     \x20       time.sleep(every)\n\
+                     \x20       try:\n\
+                     \x20           pool.check()\n\
+                     \x20       except Exception:\n\
+                     \x20           logging.exception(\"pool.check() failed; trying again in %s s\", every)\n\n\
+                     threading.Thread(target=check_idle_connections, args=(pool, {}), daemon=True).start()",
                     python_dict(&kwargs),
                     seconds_value(interval),
-                    seconds_value(interval)
                 ),
                 settings,
                 why: format!(
                     "psycopg_pool never looks at idle time before lending a connection (max_idle spares \
                      min_size, max_lifetime is checked only on return), so the application pings the idle \
-                     ones itself every {}, which also keeps the path from ever seeing them idle",
+                     ones itself every {} (check_interval), which also keeps the path from ever seeing \
+                     them idle; the loop logs a failed check and goes on",
                     human(interval)
                 ),
                 first_request_bound: one_second,
@@ -63,7 +70,15 @@ pub(crate) fn shape(variant: Variant, t: &Timings) -> Shape {
                     python_dict(&kwargs)
                 ),
                 settings,
-                why: keepalive_why(t),
+                why: format!(
+                    "a keepalive every {} s resets the box's idle timer, so the flow never looks idle \
+                     and the connections stay warm; check_connection replaces one the box forgot anyway \
+                     (on Linux tcp_user_timeout, not a probe count, ends it about {} s after its last \
+                     answer), but getconn() sleeps 1, 2, 4 s between failed checks, so a request that \
+                     meets several such connections in a row waits that much longer",
+                    secs_down(t.keepalive_idle),
+                    secs_up(t.dead_bound)
+                ),
                 first_request_bound: one_second,
             }
         }

@@ -24,15 +24,15 @@ pub(crate) fn duration_f64(d: Duration) -> String {
 
 /// tokio-postgres `Config` calls: TCP keepalives scaled to the threshold, and TCP_USER_TIMEOUT
 /// (tokio-postgres 0.7 config.rs: `keepalives`, `keepalives_idle`, `keepalives_interval`,
-/// `keepalives_retries`, `tcp_user_timeout`).
+/// `tcp_user_timeout`). No `keepalives_retries`: with TCP_USER_TIMEOUT set, Linux never reads
+/// the probe count (see `spelling::keepalive_keys`).
 pub(crate) fn tokio_postgres_keepalives(t: &Timings) -> String {
     format!(
         "config\n    .keepalives(true)\n    .keepalives_idle(Duration::from_secs({}))\n    \
-         .keepalives_interval(Duration::from_secs({}))\n    .keepalives_retries({})\n    \
+         .keepalives_interval(Duration::from_secs({}))\n    \
          .tcp_user_timeout(Duration::from_secs({}));",
         secs_down(t.keepalive_idle),
         secs_down(t.keepalive_interval),
-        t.keepalive_count,
         secs_up(t.dead_bound)
     )
 }
