@@ -21,7 +21,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -58,11 +57,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs the exporter until `shutdown` is cancelled. `config` was loaded from `config_path`
-/// (which reloads read again); `listener` is already bound (tests bind port 0).
+/// (which reloads read again); `listeners` are already bound (tests bind port 0), one per
+/// `--web.listen-address`.
 pub async fn run(
     config_path: PathBuf,
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<crate::listener::Listeners>,
     reloads: (ReloadTrigger, ReloadInbox),
     shutdown: CancellationToken,
 ) {
@@ -83,7 +83,11 @@ pub async fn run(
             .map(|path| Arc::new(http::web_config::Watcher::new(path))),
     });
     let http_shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        listeners.into(),
+        state.clone(),
+        http_shutdown.clone(),
+    ));
 
     let store = match &config.storage_path {
         Some(dir) => Store::open(dir).unwrap_or_else(|e| {
@@ -112,7 +116,7 @@ pub async fn run(
         metrics,
         board,
         files,
-        listen_address: config.listen_address,
+        listen_address: config.listen_address.clone(),
         log: config.log.clone(),
         store,
         handover: Default::default(),
@@ -177,7 +181,7 @@ struct Daemon {
     board: StatusBoard,
     /// The target files as the status page shows them.
     files: TargetFileBoard,
-    listen_address: std::net::SocketAddr,
+    listen_address: crate::listener::ListenAddress,
     log: config::LogConfig,
     /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
     store: Store,
