@@ -16,11 +16,13 @@
 //!
 //! The file is a cache, never a reason not to run: a corrupt file, one from a newer exporter, or
 //! a nonsense entry is ignored with a log line and replaced on the next write; a failed write is
-//! logged and the measurement stays in memory. Writes are atomic (temp file in the same
+//! logged and the measurement stays in memory. Writes are atomic (a fresh temp file in the same
 //! directory, fsync, rename), so a crash leaves the old file or the new one, never half of one.
+//! The temp file gets a new random name for each write and is created exclusively (`tempfile`),
+//! so nothing planted in the directory (a symlink to another file) is ever opened for writing.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,9 +34,9 @@ use crate::config::MAX_DURATION;
 
 /// The file's name inside `--storage.path`.
 pub const FILE_NAME: &str = "idle_drop_exporter.state.json";
-/// Where a write goes before it is renamed over [`FILE_NAME`]; hidden, and overwritten by the
-/// next write if a crash left it behind.
-const TEMP_NAME: &str = ".idle_drop_exporter.state.json.tmp";
+/// How the temp file a write goes through starts (a random suffix follows); hidden. One a crash
+/// left behind is never reused: each write creates a new one.
+const TEMP_PREFIX: &str = ".idle_drop_exporter.state.";
 /// The format this exporter writes and reads. A file with a higher version came from a newer
 /// exporter (a rollback): its fields may mean something else, so it is not read at all.
 const VERSION: u64 = 1;
@@ -227,14 +229,8 @@ fn check_dir(dir: &Path) -> Result<(), String> {
         // Every write's rename over it would fail (anything else there is replaced).
         return Err(format!("{}: is a directory", path.display()));
     }
-    let probe = dir.join(TEMP_NAME);
-    let tried = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&probe);
-    let _ = fs::remove_file(&probe);
-    tried
+    // A fresh temp file, removed when dropped, like every write's.
+    temp_file(dir)
         .map(drop)
         .map_err(|e| format!("storage path {shown}: not writable ({e})"))
 }
@@ -436,21 +432,24 @@ fn encode(entries: &BTreeMap<String, Entry>) -> Vec<u8> {
     bytes
 }
 
-/// Replaces `dir/FILE_NAME` with `bytes`: temp file in the same directory (a rename is atomic
-/// only within one file system), fsync, rename over the old file, then fsync the directory so
-/// the rename itself survives a power cut.
+/// A new temp file in `dir`: a random name, created exclusively (`O_EXCL`, so a symlink or
+/// anything else already at that name is never opened), readable by its owner only; removed
+/// when dropped unless persisted.
+fn temp_file(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+}
+
+/// Replaces `dir/FILE_NAME` with `bytes`: a fresh temp file in the same directory (a rename is
+/// atomic only within one file system), fsync, rename over the old file, then fsync the
+/// directory so the rename itself survives a power cut. A failed write removes its temp file.
 fn write_atomically(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temp = dir.join(TEMP_NAME);
-    let written = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, dir.join(FILE_NAME))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written?;
+    let mut temp = temp_file(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(dir.join(FILE_NAME)).map_err(|e| e.error)?;
     // Best effort: the new file is already in place; some file systems refuse to sync a
     // directory, which is no reason to report the write as failed.
     if let Ok(dir) = File::open(dir) {

@@ -120,6 +120,40 @@ fn check_config_reads_the_application_url_from_dsn_env() {
     assert!(!stderr.contains("app-url-secret"), "{stderr}");
 }
 
+/// `--storage.path DIR --config.check` checks that `DIR` is writable by writing a temp file in
+/// it: through a fresh, exclusively created name, so a symlink planted at the name earlier
+/// versions used (`.idle_drop_exporter.state.json.tmp`) is left alone, and so is its target.
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_in_the_storage_directory_is_not_written_through() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/db\n    sslmode: disable\n",
+    );
+    let storage = config.dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let victim = config.dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let planted = storage.join(".idle_drop_exporter.state.json.tmp");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let out = exporter()
+        .args(["--config.check", "--config.file"])
+        .arg(&config.path)
+        .arg("--storage.path")
+        .arg(&storage)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&planted)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
 #[test]
 fn missing_file_and_unknown_flags() {
     let out = exporter()

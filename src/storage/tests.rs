@@ -312,13 +312,38 @@ fn a_write_leaves_no_temp_file_behind() {
     assert_eq!(dir.names(), [FILE_NAME]);
 }
 
+/// The name earlier versions wrote through, with create + truncate: a symlink planted there
+/// made the exporter empty the file it points to, then fill it with JSON.
+const OLD_TEMP_NAME: &str = ".idle_drop_exporter.state.json.tmp";
+
+#[cfg(unix)]
 #[test]
-fn a_leftover_temp_file_is_overwritten() {
-    let dir = TempDir::new("leftover");
-    fs::write(dir.0.join(TEMP_NAME), "half of a previous write").unwrap();
+fn a_symlink_at_the_old_temp_name_is_never_written_through() {
+    let dir = TempDir::new("planted");
+    let victims = TempDir::new("victim");
+    let victim = victims.0.join("victim");
+    fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.0.join(OLD_TEMP_NAME)).unwrap();
     let store = Store::open(&dir.0).unwrap();
     store.remember("orders-db", FP, measurement());
-    assert_eq!(dir.names(), [FILE_NAME]);
+    store.forget("orders-db");
+    store.remember("billing", FP, measurement());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(fs::symlink_metadata(dir.0.join(OLD_TEMP_NAME))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(dir.names(), [OLD_TEMP_NAME, FILE_NAME]);
+    dir.assert_read(1, 0);
+}
+
+#[test]
+fn a_leftover_temp_file_is_left_alone() {
+    let dir = TempDir::new("leftover");
+    fs::write(dir.0.join(OLD_TEMP_NAME), "half of a previous write").unwrap();
+    let store = Store::open(&dir.0).unwrap();
+    store.remember("orders-db", FP, measurement());
+    assert_eq!(dir.names(), [OLD_TEMP_NAME, FILE_NAME]);
     dir.assert_read(1, 0);
 }
 
