@@ -114,6 +114,14 @@ fn main() -> ExitCode {
     if flags.check_config {
         return check_config(&flags, &config);
     }
+    // Held until the process ends: a second exporter on the same directory refuses to start.
+    let _storage_lock = match config.storage_path.as_deref().map(storage::lock) {
+        Some(Err(e)) => {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+        locked => locked,
+    };
     if let Some(address) = flags.listen_address {
         config.listen_address = address;
     }

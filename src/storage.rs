@@ -34,6 +34,8 @@ use crate::config::MAX_DURATION;
 
 /// The file's name inside `--storage.path`.
 pub const FILE_NAME: &str = "idle_drop_exporter.state.json";
+/// The lock file inside `--storage.path` (see [`lock`]); hidden, empty.
+pub const LOCK_NAME: &str = ".idle_drop_exporter.lock";
 /// How the temp file a write goes through starts (a random suffix follows); hidden. One a crash
 /// left behind is never reused: each write creates a new one.
 const TEMP_PREFIX: &str = ".idle_drop_exporter.state.";
@@ -233,6 +235,53 @@ fn check_dir(dir: &Path) -> Result<(), String> {
     temp_file(dir)
         .map(drop)
         .map_err(|e| format!("storage path {shown}: not writable ({e})"))
+}
+
+/// The storage directory, held by one exporter: released when dropped (or when the process
+/// ends, however it ends: the kernel drops a flock with its last descriptor).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Locks `dir` for this exporter, so that a second one started on the same `--storage.path`
+/// refuses to start instead of silently overwriting the first one's entries (each writes its
+/// own targets' measurements and drops the others'). An exclusive `flock` on
+/// `DIR/.idle_drop_exporter.lock` (created if missing, never truncated or followed if it is a
+/// symlink; a lock file rather than the directory itself because NFS, where flock becomes a
+/// byte-range lock, only grants one on a file open for writing).
+pub fn lock(dir: &Path) -> Result<DirLock, String> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_NAME);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| {
+            format!(
+                "storage path {}: cannot open its lock file {}: {e}",
+                dir.display(),
+                path.display()
+            )
+        })?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
+            "storage path {}: in use by another idle_drop_exporter (it holds the lock on {}); give each exporter its own --storage.path",
+            dir.display(),
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "storage path {}: cannot lock {}: {e}",
+            dir.display(),
+            path.display()
+        )),
+    }
 }
 
 /// How opening a store went: what [`Store::open`] logs, returned so tests can check it.

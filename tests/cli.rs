@@ -277,3 +277,67 @@ async fn shards_split_the_targets_and_every_target_has_exactly_one() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--shard"));
     }
 }
+
+/// Two exporters on one `--storage.path` would overwrite each other's entries (each writes its
+/// own targets and drops the other's): the second refuses to start, naming the directory; once
+/// the first is gone the directory is free again. `--config.check` takes no lock.
+#[tokio::test]
+async fn a_second_exporter_on_the_same_storage_directory_refuses_to_start() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    connect_timeout: 200ms\n",
+    );
+    let storage = config.dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let flag = format!("--storage.path={}", storage.display());
+    let (first, _) = serving(&config, &flag).await;
+    let second = exited_within(
+        exporter()
+            .arg("--config.file")
+            .arg(&config.path)
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg(&flag),
+        std::time::Duration::from_secs(10),
+    );
+    let check = exporter()
+        .arg("--config.file")
+        .arg(&config.path)
+        .arg(&flag)
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    drop(first);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "storage path {}: in use by another idle_drop_exporter",
+            storage.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let (again, _) = serving(&config, &flag).await;
+    drop(again);
+}
+
+/// Runs `command` and returns its output once it exits; kills it (and returns what it printed)
+/// if it still runs after `limit`, so a test of a refusal cannot hang on an exporter that
+/// started instead.
+fn exited_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
