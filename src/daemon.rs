@@ -6,7 +6,8 @@
 //! to 0. If it is valid, each target's change is classified (`config/change.rs`): settings the
 //! engine applies in place reach the running target and keep its measurement; a target whose
 //! connections must change is restarted; removed targets are stopped (their sessions closed),
-//! their series deleted and their stored measurement forgotten.
+//! their series deleted and their stored measurement marked removed (kept a day, for the target
+//! to resume if it comes back: see [`crate::storage`]).
 //! Runs of one target name never overlap: a
 //! restarted target's new run waits for the old one (see [`Chain`]).
 //!
@@ -391,6 +392,8 @@ impl Daemon {
             if let Some(keep) = self.removals.remove(&name) {
                 keep.cancel();
             }
+            // Back within a day of its removal: its stored measurement is its own again.
+            self.store.revive(&name);
             let target = Arc::new(target);
             let (updates, updates_rx) = watch::channel(target.clone());
             let stop = CancellationToken::new();
@@ -436,9 +439,9 @@ impl Daemon {
         self.chain.retain(|_, done| !done.is_cancelled());
     }
 
-    /// Deletes a removed target's series, status entry and stored measurement once its run has
-    /// ended (so a last `remember` cannot bring the measurement back), unless the name is
-    /// configured again by then.
+    /// Deletes a removed target's series and status entry, and marks its stored measurement
+    /// removed (kept a day), once its run has ended (so a last `remember` cannot undo the
+    /// mark), unless the name is configured again by then.
     fn remove_after_stop(&mut self, name: String) {
         let keep = CancellationToken::new();
         let done = CancellationToken::new();

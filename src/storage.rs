@@ -14,6 +14,11 @@
 //! [`fingerprint`](crate::config::TargetConfig::fingerprint) (a digest that leaves out the
 //! password): an entry whose path settings changed is not used. Nothing secret is written.
 //!
+//! A target removed from the configuration (or from a target file that vanished or was cut
+//! short) keeps its entry for [`RETENTION`], marked `removed_at`: if the target comes back
+//! within that day (a file re-created, a bad deploy rolled back) it resumes from it. Older
+//! removed entries are dropped at the next write.
+//!
 //! The file is a cache, never a reason not to run: a corrupt file, one from a newer exporter, or
 //! a nonsense entry is ignored with a log line and replaced on the next write; a failed write is
 //! logged and the measurement stays in memory. Writes are atomic (a fresh temp file in the same
@@ -45,6 +50,8 @@ const VERSION: u64 = 1;
 /// The largest state file read; a few hundred bytes per target, so anything near this is not
 /// ours.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// How long the entry of a removed target is kept, for the target to resume if it comes back.
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// The last second humantime can write (end of year 9999); later clock readings are clamped.
 const LAST_WRITABLE_SECOND: u64 = 253_402_300_800 - 1;
 
@@ -84,6 +91,17 @@ struct Inner {
 struct Entry {
     fingerprint: String,
     measurement: Measurement,
+    /// When its target was removed (to the second); `None` while it is configured.
+    removed_at: Option<SystemTime>,
+}
+
+impl Entry {
+    /// Still worth keeping at `now`: configured, or removed less than [`RETENTION`] ago.
+    fn kept(&self, now: SystemTime) -> bool {
+        self.removed_at.is_none_or(|removed| {
+            now.duration_since(removed).is_ok_and(|ago| ago < RETENTION) || now < removed
+        })
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -140,7 +158,7 @@ impl Store {
     /// fingerprint belongs to other path settings and is ignored (one info line, `None`).
     pub fn recall(&self, target: &str, fingerprint: &str) -> Option<Measurement> {
         let entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.get(target)?;
+        let entry = entries.get(target).filter(|e| e.kept(SystemTime::now()))?;
         if entry.fingerprint != fingerprint {
             tracing::info!(
                 target_name = %target,
@@ -156,7 +174,7 @@ impl Store {
         let entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(target)
-            .is_some_and(|entry| entry.fingerprint == fingerprint)
+            .is_some_and(|entry| entry.fingerprint == fingerprint && entry.kept(SystemTime::now()))
     }
 
     /// Stores `m` for `target` (in memory, and in the file if any). A failed write is logged
@@ -173,29 +191,64 @@ impl Store {
         let entry = Entry {
             fingerprint: fingerprint.to_string(),
             measurement: m,
+            removed_at: None,
         };
         self.change(|entries| entries.insert(target.to_string(), entry.clone()) != Some(entry));
     }
 
-    /// Drops a target (removed from the configuration) so the file does not grow forever.
+    /// Marks a target removed from the configuration: its entry is kept for [`RETENTION`] (for
+    /// the target to resume if it comes back), then dropped so the file does not grow forever.
     pub fn forget(&self, target: &str) {
-        self.change(|entries| entries.remove(target).is_some());
-    }
-
-    /// Drops every target for which `keep` is false: at start, the targets removed from the
-    /// configuration while the exporter was not running (a reload's removals use [`forget`]).
-    ///
-    /// [`forget`]: Store::forget
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.change(|entries| {
-            let before = entries.len();
-            entries.retain(|name, _| keep(name));
-            entries.len() != before
+        let now = whole_second(SystemTime::now());
+        self.change(|entries| match entries.get_mut(target) {
+            Some(entry) if entry.removed_at.is_none() => {
+                entry.removed_at = Some(now);
+                true
+            }
+            _ => false,
         });
     }
 
-    /// Applies `edit` (which says whether it changed anything) and writes the file if so.
+    /// [`forget`]s every target for which `keep` is false: at start, the targets removed from
+    /// the configuration while the exporter was not running (a reload's removals use `forget`).
+    ///
+    /// [`forget`]: Store::forget
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let now = whole_second(SystemTime::now());
+        self.change(|entries| {
+            let mut changed = false;
+            for (name, entry) in entries.iter_mut() {
+                if entry.removed_at.is_none() && !keep(name) {
+                    entry.removed_at = Some(now);
+                    changed = true;
+                }
+            }
+            changed
+        });
+    }
+
+    /// A target is configured (again): its entry, if any, is no longer marked removed, so it
+    /// is not dropped a day later while the target runs.
+    pub fn revive(&self, target: &str) {
+        self.change(|entries| match entries.get_mut(target) {
+            Some(entry) if entry.removed_at.is_some() => {
+                entry.removed_at = None;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Applies `edit` (which says whether it changed anything), drops the entries of targets
+    /// removed more than [`RETENTION`] ago, and writes the file if anything changed.
     fn change(&self, edit: impl FnOnce(&mut BTreeMap<String, Entry>) -> bool) {
+        let edit = |entries: &mut BTreeMap<String, Entry>| {
+            let changed = edit(entries);
+            let before = entries.len();
+            let now = SystemTime::now();
+            entries.retain(|_, entry| entry.kept(now));
+            changed || entries.len() != before
+        };
         let Some(dir) = &self.inner.dir else {
             edit(&mut self.inner.entries.lock().unwrap_or_else(|e| e.into_inner()));
             return;
@@ -309,6 +362,9 @@ struct FileEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     keepalive_rescue: Option<bool>,
     measured_at: String,
+    /// Set while its target is removed (see [`RETENTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -355,11 +411,14 @@ fn load(path: &Path) -> (Loaded, BTreeMap<String, Entry>) {
     };
     let mut entries = BTreeMap::new();
     let mut rejected = 0;
+    let now = SystemTime::now();
     for (name, value) in targets {
         let entry = serde_json::from_value::<FileEntry>(value.clone())
             .map_err(|e| e.to_string())
             .and_then(decode);
         match entry {
+            // Removed more than a day ago: dropped at the next write.
+            Ok(entry) if !entry.kept(now) => {}
             Ok(entry) => {
                 entries.insert(name.clone(), entry);
             }
@@ -390,6 +449,15 @@ fn decode(raw: FileEntry) -> Result<Entry, String> {
         .transpose()?;
     let measured_at = humantime::parse_rfc3339(&raw.measured_at)
         .map_err(|e| format!("measured_at `{}`: {e}", raw.measured_at))?;
+    let removed_at = raw
+        .removed_at
+        .as_deref()
+        .map(|text| {
+            humantime::parse_rfc3339(text)
+                .map(whole_second)
+                .map_err(|e| format!("removed_at `{text}`: {e}"))
+        })
+        .transpose()?;
     let measurement = Measurement {
         lower,
         upper,
@@ -401,6 +469,7 @@ fn decode(raw: FileEntry) -> Result<Entry, String> {
     Ok(Entry {
         fingerprint: raw.fingerprint,
         measurement,
+        removed_at,
     })
 }
 
@@ -468,6 +537,9 @@ fn encode(entries: &BTreeMap<String, Entry>) -> Vec<u8> {
                 keepalive_rescue: m.keepalive_rescue,
                 measured_at: humantime::format_rfc3339_seconds(whole_second(m.measured_at))
                     .to_string(),
+                removed_at: entry
+                    .removed_at
+                    .map(|t| humantime::format_rfc3339_seconds(whole_second(t)).to_string()),
             };
             (name.as_str(), raw)
         })
