@@ -295,6 +295,81 @@ async fn target_files_are_watched_and_a_bad_file_is_refused_alone() {
         .await;
 }
 
+/// A generator that deletes and re-creates its file does not stop its targets: a file no glob
+/// matches keeps them for two refresh intervals (refused meanwhile). Gone for good, its target
+/// is removed, but its stored measurement is kept for a day: back, it resumes from it instead
+/// of measuring from zero. Earlier versions removed the target at the first refresh that
+/// missed the file and threw the measurement away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_keeps_its_targets_for_a_grace_period_and_a_removed_target_resumes() {
+    let config =
+        TempConfig::new("target_files: [\"targets/*.yaml\"]\ntarget_files_refresh_interval: 1s\n");
+    std::fs::create_dir_all(config.dir.join("targets")).unwrap();
+    let a = config.dir.join("targets/a.yaml");
+    // A long connect timeout: a resumed target stays `confirming` while its first probe waits.
+    let text = target_timing_out_after("a", "30s", "");
+    put(&a, &text);
+    // The measurement a previous run stored for `a`.
+    let loaded = idle_drop_exporter::config::load(&config.path).unwrap();
+    let mut files = idle_drop_exporter::config::TargetFiles::default();
+    files.refresh(&loaded.target_files, &[], &config.path, true);
+    let fingerprint = files.targets().next().unwrap().fingerprint();
+    let storage = config.dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let state = storage.join("idle_drop_exporter.state.json");
+    std::fs::write(
+        &state,
+        format!(
+            r#"{{"version": 1, "targets": {{"a": {{"fingerprint": "{fingerprint}", "lower_seconds": 8.1, "upper_seconds": 8.4, "measured_at": "2026-11-25T16:00:00Z"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let resumed = |m: &Metrics| {
+        m.get(
+            "idle_drop_threshold_lower_bound_seconds",
+            &[("target", "a")],
+        ) == Some(8.1)
+    };
+    let flag = format!("--storage.path={}", storage.display());
+    let exporter = Running::start(&config, &[&flag]).await;
+    exporter.wait_for(WAIT, "a resumed", resumed).await;
+
+    // Deleted and re-created, three times, a refresh in between: a never stops.
+    for _ in 0..3 {
+        std::fs::remove_file(&a).unwrap();
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let m = exporter.metrics().await;
+        assert_eq!(running(&m), ["a"], "{}", m.text);
+        assert_eq!(file_ok(&m, &a), Some(0.0), "{}", m.text);
+        put(&a, &text);
+        exporter
+            .wait_for(WAIT, "a.yaml back", |m| file_ok(m, &a) == Some(1.0))
+            .await;
+    }
+    assert_eq!(
+        exporter.log_lines(&["target stopped"]).await,
+        Vec::<String>::new()
+    );
+
+    // Gone for good: removed after the grace period; its entry stays, marked removed.
+    std::fs::remove_file(&a).unwrap();
+    exporter
+        .wait_for(WAIT, "a removed", |m| running(m).is_empty())
+        .await;
+    let stored = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        stored.contains("\"a\"") && stored.contains("\"removed_at\""),
+        "{stored}"
+    );
+    // Back within the day: resumed, not measured from zero.
+    put(&a, &text);
+    exporter
+        .wait_for(WAIT, "a back and resumed", |m| {
+            running(m) == ["a"] && resumed(m)
+        })
+        .await;
+}
+
 /// A reload (SIGHUP, `POST /-/reload`) reads the target files at once, whatever the interval;
 /// `--shard` splits the files' targets as it splits inline ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
