@@ -247,10 +247,17 @@ pub const MAX_DSN_FILE_BYTES: u64 = 16 * 1024;
 pub const MAX_YAML_NESTING: usize = 64;
 
 /// Reads a file named by the operator: a regular file only (a FIFO would block, a device such as
-/// `/dev/zero` never ends), at most `limit` bytes. Checked before opening and again on the open
-/// file. Errors say what was wrong, never what the file holds.
+/// `/dev/zero` never ends), at most `limit` bytes. Errors say what was wrong, never what the file
+/// holds.
+///
+/// The type is checked on the open file (`fstat`), not only on the path before opening: a file
+/// swapped for a FIFO in between blocked the daemon in `open()`. The open is `O_NONBLOCK` (so
+/// opening a FIFO with no writer returns at once, to be refused) and `O_NOCTTY`; the check of
+/// the path before it only spares opening a device in the common case.
 pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::OFlags;
     use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
     let check = |meta: std::fs::Metadata| {
         if !meta.is_file() {
             return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
@@ -261,7 +268,10 @@ pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         Ok(())
     };
     check(std::fs::metadata(path)?)?;
-    let file = std::fs::File::open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)?;
     check(file.metadata()?)?;
     let mut bytes = Vec::new();
     // The file may grow between the check and the read.

@@ -1024,3 +1024,59 @@ fn log_levels_that_would_panic_the_filter_parser_are_refused() {
     }
     assert!(parse_log_level(" À=").is_err());
 }
+
+/// A file swapped for a FIFO between the check of its path and its `open()` blocked the daemon
+/// in `open()` (no writer ever comes). The open is non-blocking and the type is checked on the
+/// open file: every read of a path flipping between a file and a FIFO returns at once.
+#[test]
+fn a_file_swapped_for_a_fifo_never_blocks_the_read() {
+    let dir = std::env::temp_dir().join(format!("idle-drop-fifo-swap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("regular"), "targets: []\n").unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let path = dir.join("config.yaml");
+    std::os::unix::fs::symlink("regular", &path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let next = dir.join("next");
+                let _ = std::fs::remove_file(&next);
+                let to = if i % 2 == 0 { "fifo" } else { "regular" };
+                std::os::unix::fs::symlink(to, &next).unwrap();
+                std::fs::rename(&next, dir.join("config.yaml")).unwrap();
+            }
+        })
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut outcomes = (0, 0);
+        for _ in 0..20_000 {
+            match read_file(&path, MAX_FILE_BYTES) {
+                Ok(_) => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+            }
+        }
+        let _ = tx.send(outcomes);
+    });
+    let outcome = rx.recv_timeout(std::time::Duration::from_secs(60));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    if outcome.is_err() {
+        // Let the blocked reader go before failing.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("fifo"));
+    }
+    let (read, refused) = outcome.expect("a read blocked in open()");
+    assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+}
