@@ -26,6 +26,8 @@
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
 //!   derived from a model of each pool (`pools.rs`), spelt as each library takes them
 //!   (`spelling.rs`) and labelled with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
+//! - [`offload`]: file work (configuration, target files, web configuration) on threads of its
+//!   own under a deadline, off the daemon's loop.
 //! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
@@ -40,6 +42,7 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod offload;
 pub mod postgres;
 pub mod probe;
 pub mod recipes;

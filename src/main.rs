@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use idle_drop_exporter::{
-    config, daemon, discover, http, logging, recipes, shutdown, simulator, storage,
+    config, daemon, discover, http, logging, offload, recipes, shutdown, simulator, storage,
 };
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
@@ -87,7 +87,8 @@ fn main() -> ExitCode {
         logging::flush(std::time::Duration::from_secs(2));
         return status;
     }
-    let mut config = match config::load(&flags.config) {
+    let path = flags.config.clone();
+    let mut config = match within_deadline(&flags.config, move || config::load(&path)) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("invalid configuration: {e}");
@@ -95,7 +96,8 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &flags.web_config_file {
-        if let Err(e) = http::web_config::load(path) {
+        let web = path.clone();
+        if let Err(e) = within_deadline(path, move || http::web_config::load(&web).map(drop)) {
             eprintln!("invalid configuration: {e}");
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
@@ -174,6 +176,25 @@ fn main() -> ExitCode {
         signals.abort();
         logging::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
+    })
+}
+
+/// Reads and checks a file (`load`) on a thread of its own: refused if that takes longer than
+/// [`offload::FILE_WORK_DEADLINE`] (a hung mount), as the daemon refuses it on reload.
+fn within_deadline<T: Send + 'static>(
+    file: &std::path::Path,
+    load: impl FnOnce() -> Result<T, config::ConfigError> + Send + 'static,
+) -> Result<T, config::ConfigError> {
+    offload::blocking(offload::FILE_WORK_DEADLINE, load).unwrap_or_else(|| {
+        Err(config::ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            field: String::new(),
+            reason: format!(
+                "reading and checking the file took longer than {}",
+                logging::duration(offload::FILE_WORK_DEADLINE)
+            ),
+        })
     })
 }
 

@@ -454,3 +454,87 @@ fn check_config_counts_each_files_targets_and_fails_on_a_bad_one() {
         "{stderr}"
     );
 }
+
+/// `n` targets in flow style, one line each.
+fn flow_targets(n: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| format!("{{name: t{i}, dsn: 'postgres://probe@127.0.0.1:1/postgres'}}"))
+        .collect();
+    format!("[{}]\n", items.join(",\n "))
+}
+
+/// Reading the target files runs off the daemon's loop under a 10 s deadline. Here a refresh
+/// takes far longer (400 files at the per-file cap of 2,000 targets, about 60 ms each to check
+/// in a debug build): `/-/ready` answers throughout, SIGTERM ends the exporter at once, and a
+/// start waits for the files at most the deadline, refusing the file it was reading then.
+/// Earlier versions read them on the loop: not ready and deaf to SIGTERM until every file was
+/// read (hours here: each such file took 14 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_target_files_never_hold_up_signals_or_readiness() {
+    let config = TempConfig::new("target_files: [\"targets/*.yaml\"]\n");
+    std::fs::create_dir_all(config.dir.join("targets")).unwrap();
+    let text = flow_targets(2000);
+    for i in 0..400 {
+        std::fs::write(config.dir.join(format!("targets/t{i:03}.yaml")), &text).unwrap();
+    }
+
+    // SIGTERM while the first read runs: out within seconds.
+    let exporter = Running::start(&config, &[]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    let (status, _) = http_get(exporter.address, "/-/ready").await;
+    assert_eq!(status, 503, "not ready while the files are read");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let pid = exporter._process.0.id().to_string();
+    let sent = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut exporter = exporter;
+    let exited = loop {
+        if let Some(status) = exporter._process.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if sent.elapsed() > Duration::from_secs(8) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        exited.is_some(),
+        "still running 8 s after SIGTERM:\n{}",
+        exporter.log_text()
+    );
+    eprintln!("SIGTERM during the read: exited after {:?}", sent.elapsed());
+
+    // Left alone: ready once the deadline passed, the file it was reading then refused.
+    let started = Instant::now();
+    let exporter = Running::start(&config, &[]).await;
+    loop {
+        if http_get(exporter.address, "/-/ready").await.0 == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            exporter.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("ready after {:?}", started.elapsed());
+    let overdue = exporter.log_lines(&["took longer than 10s"]).await;
+    assert_eq!(overdue.len(), 1, "{}", exporter.log_text());
+    let m = exporter.metrics().await;
+    let files = m.label_values("idle_drop_target_file_last_load_successful", "file");
+    assert!(
+        !files.is_empty() && files.len() < 400,
+        "{} files known",
+        files.len()
+    );
+}

@@ -185,7 +185,8 @@ impl TargetFiles {
     ) -> Refresh {
         let mut found = Scan::default();
         scan(config, main_file, &self.known(force), &mut |e| {
-            found.take(e)
+            found.take(e);
+            true
         });
         self.apply(config, inline, main_file, found, Instant::now())
     }

@@ -127,24 +127,31 @@ pub struct Known {
     pub skip: BTreeSet<PathBuf>,
 }
 
-/// Lists the globs and reads every listed file (see [`Known`]), telling each step to `emit`.
+/// Lists the globs and reads every listed file (see [`Known`]), telling each step to `emit`;
+/// stops as soon as `emit` says nobody listens any more (a scan past its deadline).
 pub fn scan(
     config: &TargetFilesConfig,
     main_file: &Path,
     known: &Known,
-    emit: &mut dyn FnMut(Event),
+    emit: &mut dyn FnMut(Event) -> bool,
 ) {
     let listing = list(&config.patterns, main_file);
     let files = listing.files.clone();
-    emit(Event::Listed(listing));
+    if !emit(Event::Listed(listing)) {
+        return;
+    }
     for path in files {
-        if known.skip.contains(&path) {
-            emit(Event::File(path, Scanned::Skipped));
-            continue;
+        let listening = if known.skip.contains(&path) {
+            emit(Event::File(path, Scanned::Skipped))
+        } else {
+            emit(Event::Reading(path.clone())) && {
+                let scanned = scan_file(config, &path, known);
+                emit(Event::File(path, scanned))
+            }
+        };
+        if !listening {
+            return;
         }
-        emit(Event::Reading(path.clone()));
-        let scanned = scan_file(config, &path, known);
-        emit(Event::File(path, scanned));
     }
 }
 

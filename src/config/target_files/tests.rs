@@ -59,7 +59,8 @@ impl Files {
         let mut found = Scan::default();
         let known = self.files.known(false);
         scan(&self.config.target_files, &self.main, &known, &mut |e| {
-            found.take(e)
+            found.take(e);
+            true
         });
         self.files.apply(
             &self.config.target_files,
