@@ -538,3 +538,83 @@ async fn slow_target_files_never_hold_up_signals_or_readiness() {
         files.len()
     );
 }
+
+/// A target file may name files only in its own folder (after every symlink) or in
+/// `target_files_allowed_dirs`: `password_file: ../../../../etc/shadow` passed `--config.check`,
+/// and a DSN pointed at one's own server received the file. A target file that is itself a
+/// symlink to a one-line secret is refused without quoting it (serde's `invalid type: string
+/// "..."` did, in the log, on the status page and here).
+#[test]
+fn check_config_refuses_files_outside_a_target_files_folder_and_never_quotes_them() {
+    let config = TempConfig::new("target_files: [\"targets/*.yaml\"]\n");
+    std::fs::create_dir_all(config.dir.join("targets")).unwrap();
+    std::fs::create_dir_all(config.dir.join("secrets")).unwrap();
+    let secret = config.dir.join("secrets/db.pw");
+    std::fs::write(&secret, "TOPSECRET-4711\nsecond-line\n").unwrap();
+    let check = || {
+        let out = exporter()
+            .args(["--config.check", "--config.file"])
+            .arg(&config.path)
+            .output()
+            .unwrap();
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+        (out.status.code(), shown)
+    };
+    let a = config.dir.join("targets/a.yaml");
+    for named in [
+        "password_file: ../../../../../../../../etc/passwd",
+        "password_file: ../secrets/db.pw",
+        "dsn_file: ../secrets/db.pw",
+        "ca_file: /etc/passwd",
+    ] {
+        let entry = if named.starts_with("dsn_file") {
+            format!("- name: a\n  {named}\n")
+        } else {
+            target("a", &format!("  {named}\n"))
+        };
+        put(&a, &entry);
+        let (code, shown) = check();
+        assert_eq!(code, Some(78), "{named}: {shown}");
+        assert!(
+            shown.contains("outside this target file's folder"),
+            "{named}: {shown}"
+        );
+    }
+    // A symlink in the folder to a file outside it is outside too.
+    std::os::unix::fs::symlink(&secret, config.dir.join("targets/db.pw")).unwrap();
+    put(&a, &target("a", "  password_file: db.pw\n"));
+    let (code, shown) = check();
+    assert_eq!(code, Some(78), "{shown}");
+    assert!(
+        shown.contains("outside this target file's folder"),
+        "{shown}"
+    );
+
+    // Allowed by the main configuration: read (and refused for its second line).
+    std::fs::write(
+        &config.path,
+        "target_files: [\"targets/*.yaml\"]\ntarget_files_allowed_dirs: [secrets]\n",
+    )
+    .unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(78), "{shown}");
+    assert!(shown.contains("holds more than one line"), "{shown}");
+    std::fs::write(&secret, "TOPSECRET-4711\n").unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(0), "{shown}");
+
+    // A target file that is a symlink to the secret itself.
+    std::fs::remove_file(&a).unwrap();
+    std::os::unix::fs::symlink(&secret, &a).unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(78), "{shown}");
+    assert!(
+        shown.contains("invalid type: a string, expected a sequence"),
+        "{shown}"
+    );
+}

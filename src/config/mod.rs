@@ -255,6 +255,12 @@ pub const MAX_YAML_NESTING: usize = 64;
 /// opening a FIFO with no writer returns at once, to be refused) and `O_NOCTTY`; the check of
 /// the path before it only spares opening a device in the common case.
 pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_file_at(path, limit, false)
+}
+
+/// [`read_file`]; with `no_follow`, a symlink as the last component is refused (`O_NOFOLLOW`):
+/// for a path already resolved and checked, which must not be swapped for a link since.
+pub(crate) fn read_file_at(path: &Path, limit: u64, no_follow: bool) -> std::io::Result<Vec<u8>> {
     use rustix::fs::OFlags;
     use std::io::{Error, ErrorKind, Read};
     use std::os::unix::fs::OpenOptionsExt;
@@ -267,10 +273,18 @@ pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         }
         Ok(())
     };
-    check(std::fs::metadata(path)?)?;
+    check(if no_follow {
+        std::fs::symlink_metadata(path)?
+    } else {
+        std::fs::metadata(path)?
+    })?;
+    let mut flags = OFlags::NONBLOCK | OFlags::NOCTTY;
+    if no_follow {
+        flags |= OFlags::NOFOLLOW;
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .custom_flags(flags.bits() as i32)
         .open(path)?;
     check(file.metadata()?)?;
     let mut bytes = Vec::new();

@@ -13,6 +13,8 @@ pub struct RawConfig {
     /// Globs of files that each hold a list of targets (see `target_files.rs`).
     pub target_files: Option<Vec<String>>,
     pub target_files_refresh_interval: Option<String>,
+    /// Folders (besides its own) whose files a target file may name.
+    pub target_files_allowed_dirs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

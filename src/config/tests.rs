@@ -313,6 +313,27 @@ fn the_application_url_comes_from_a_file_trimmed() {
     assert_eq!(e.field, "targets[0].dsn_file");
     assert!(e.reason.contains("socket_timeout"), "{e}");
     assert!(!e.to_string().contains("app-secret-pw"), "{e}");
+
+    // A second line was silently ignored (a DSN) or sent as part of the password: refused,
+    // naming the file and the field, never what it holds.
+    std::fs::write(
+        dir.join("two-lines"),
+        format!("{PRISMA_URL}\npostgresql://other:app-secret-pw@elsewhere/app\n"),
+    )
+    .unwrap();
+    let e = parse(&dir.join("c.yaml"), &app_target("dsn_file: two-lines", "")).unwrap_err();
+    assert_eq!(e.field, "targets[0].dsn_file");
+    assert!(e.reason.contains("holds more than one line"), "{e}");
+    assert!(!e.to_string().contains("app-secret-pw"), "{e}");
+    std::fs::write(dir.join("pw"), "app-secret-pw\nsecond line\n").unwrap();
+    let e = parse(
+        &dir.join("c.yaml"),
+        "targets:\n  - name: a\n    dsn: postgres://probe@db/app\n    password_file: pw\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "targets[0].password_file");
+    assert!(e.reason.contains("holds more than one line"), "{e}");
+    assert!(!e.to_string().contains("app-secret-pw"), "{e}");
 }
 
 #[test]

@@ -63,6 +63,10 @@ pub struct TargetFilesConfig {
     /// Glob patterns, relative ones already joined to the configuration file's folder.
     pub patterns: Vec<String>,
     pub refresh_interval: Duration,
+    /// `target_files_allowed_dirs`, relative ones joined to the configuration file's folder:
+    /// folders besides its own whose files (`password_file`, `dsn_file`, `ca_file`, a DSN's
+    /// `sslrootcert`) a target file may name.
+    pub allowed_dirs: Vec<PathBuf>,
 }
 
 impl Default for TargetFilesConfig {
@@ -70,6 +74,7 @@ impl Default for TargetFilesConfig {
         TargetFilesConfig {
             patterns: Vec::new(),
             refresh_interval: Duration::from_secs(30),
+            allowed_dirs: Vec::new(),
         }
     }
 }

@@ -214,8 +214,7 @@ pub(super) fn parse(
             raw.len()
         )));
     }
-    let _ = config;
-    let (targets, warnings) = validate::target_list(path, text, raw)?;
+    let (targets, warnings) = validate::target_list(path, text, raw, &config.allowed_dirs)?;
     let lines = locate::item_key_lines(text, "name", targets.len());
     let targets = targets
         .into_iter()
