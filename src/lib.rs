@@ -24,11 +24,13 @@
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT (its
 //!   `/metrics` on [`http::server`]).
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
-//!   derived from a model of each pool (`pools.rs`), spelt as each library takes them
-//!   (`spelling.rs`) and labelled with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
+//!   derived from a model of each pool and spelt as that library takes them (one file per
+//!   library in `libraries/`, sharing `spelling.rs`), labelled with the versions the model holds
+//!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
 //! - [`offload`]: file work (configuration, target files, web configuration) on threads of its
 //!   own under a deadline, off the daemon's loop.
-//! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
+//! - [`backoff`], [`secret`], [`shutdown`] (signals), [`reload`] (asking the daemon to
+//!   reload), [`listener`], [`logging`], [`format`] (durations): small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
@@ -38,6 +40,7 @@ pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod discovery;
+pub mod format;
 pub mod http;
 pub mod listener;
 pub mod logging;
@@ -47,6 +50,7 @@ pub mod postgres;
 pub mod probe;
 pub mod recipes;
 pub mod recommend;
+pub mod reload;
 pub mod secret;
 pub mod shutdown;
 pub mod simulator;

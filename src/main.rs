@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use idle_drop_exporter::{
-    config, daemon, discover, http, logging, offload, recipes, shutdown, simulator, storage,
+    config, daemon, discover, format, http, logging, offload, recipes, shutdown, simulator, storage,
 };
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
         };
         tracing::info!(address = %config.listen_address, inline_targets = config.targets.len(), target_files = config.target_files.patterns.len(), "idle_drop_exporter started");
         let stop = CancellationToken::new();
-        let (trigger, inbox) = daemon::reload_channel();
+        let (trigger, inbox) = idle_drop_exporter::reload::channel();
         let signals = {
             let stop = stop.clone();
             let trigger = trigger.clone();
@@ -192,7 +192,7 @@ fn within_deadline<T: Send + 'static>(
             field: String::new(),
             reason: format!(
                 "reading and checking the file took longer than {}",
-                logging::duration(offload::FILE_WORK_DEADLINE)
+                format::duration(offload::FILE_WORK_DEADLINE)
             ),
         })
     })

@@ -116,7 +116,7 @@ async fn start(web_config: &Path) -> Running {
         config.path.clone(),
         loaded,
         listener,
-        idle_drop_exporter::daemon::reload_channel(),
+        idle_drop_exporter::reload::channel(),
         stop.clone(),
     ));
     Running {

@@ -46,28 +46,7 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:10187";
 pub const MAX_CONNECTIONS_HARD_CAP: usize = 64;
 /// A ladder rung becomes a label value; this bounds the label's cardinality.
 pub const MAX_LADDER_RUNGS: usize = 16;
-/// The longest duration accepted anywhere (config, `discover` and `simulate` flags): 30 days.
-/// Longer than any idle timeout a box keeps (Linux conntrack's default for an established flow
-/// is 5 days), and short enough that adding it, or a few multiples of it, to any clock reading
-/// and converting it to milliseconds or seconds can never overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// Parses a humantime duration (`500ms`, `90s`, `1h30m`) above zero and at most
-/// [`MAX_DURATION`]. The message says what was wrong, not where (callers add that).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration like 90s, 5m or 1h30m ({e})"))?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".to_string());
-    }
-    if duration > MAX_DURATION {
-        return Err(format!(
-            "`{text}` is longer than {}, the longest duration accepted",
-            humantime::format_duration(MAX_DURATION)
-        ));
-    }
-    Ok(duration)
-}
+pub use crate::format::{parse_duration, MAX_DURATION};
 
 /// A fully checked configuration.
 #[derive(Clone, Debug, PartialEq)]

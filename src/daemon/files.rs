@@ -13,6 +13,7 @@ use crate::config::target_files::{self, Refresh, Scan, Scanned};
 use crate::config::{self, Config, ConfigError};
 use crate::http::TargetFileRow;
 use crate::offload::{Ended, Lane, Outcome, FILE_WORK_DEADLINE};
+use crate::reload::ReloadError;
 
 /// The file work in flight: its lanes, and the target files a refresh past its deadline was
 /// stuck on.
@@ -37,7 +38,7 @@ impl Default for FileWork {
 
 impl Daemon {
     /// Reads the configuration file again (off the loop) and, if it is valid, takes it.
-    pub(super) async fn reload(&mut self) -> Result<(), String> {
+    pub(super) async fn reload(&mut self) -> Result<(), ReloadError> {
         let path = self.config_path.clone();
         let loaded = self
             .work
@@ -61,7 +62,7 @@ impl Daemon {
             Outcome::Overdue(_) => format!(
                 "{}: reading and checking the file took longer than {}",
                 self.config_path.display(),
-                crate::logging::duration(FILE_WORK_DEADLINE)
+                crate::format::duration(FILE_WORK_DEADLINE)
             ),
             Outcome::Busy => format!(
                 "{}: an earlier reload is still reading the file (past its deadline)",
@@ -71,7 +72,7 @@ impl Daemon {
         self.metrics.reload_successful.set(0);
         self.metrics.reloads.with_label_values(&["failure"]).inc();
         tracing::error!(error = %refused, "invalid configuration; keeping the running one");
-        Err(refused)
+        Err(ReloadError::Refused(refused))
     }
 
     /// Takes a configuration just loaded: its inline targets, and its target files read again
@@ -150,7 +151,7 @@ impl Daemon {
     /// A refresh past its deadline: the file it was reading is refused (and skipped until the
     /// thread ends); a listing not even done is logged.
     fn overdue(&mut self, found: &mut Scan, ended: Ended) {
-        let late = crate::logging::duration(FILE_WORK_DEADLINE);
+        let late = crate::format::duration(FILE_WORK_DEADLINE);
         match found.reading.take() {
             Some(path) => {
                 let refusal = ConfigError {

@@ -30,45 +30,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, TargetFilesConfig};
 use crate::http::{self, AppState, TargetFileBoard};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
+use crate::reload::{ReloadInbox, ReloadTrigger};
 use crate::storage::Store;
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
-
-type ReloadReply = oneshot::Sender<Result<(), String>>;
-
-/// Asks the daemon to reload its configuration file (SIGHUP, the HTTP endpoint, tests).
-#[derive(Clone)]
-pub struct ReloadTrigger(mpsc::Sender<ReloadReply>);
-
-impl ReloadTrigger {
-    /// Reloads and waits for the result: `Err` carries the reason (file, line, field).
-    pub async fn reload(&self) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.0
-            .send(reply)
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?
-    }
-}
-
-/// The receiving end of [`ReloadTrigger`]s, handed to [`run`].
-pub struct ReloadInbox(mpsc::Receiver<ReloadReply>);
-
-pub fn reload_channel() -> (ReloadTrigger, ReloadInbox) {
-    let (tx, rx) = mpsc::channel(4);
-    (ReloadTrigger(tx), ReloadInbox(rx))
-}
 
 struct RunningTarget {
     config: Arc<TargetConfig>,
@@ -103,7 +76,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let board: StatusBoard = Default::default();
     let files: TargetFileBoard = Default::default();
-    let (trigger, ReloadInbox(mut inbox)) = reloads;
+    let (trigger, mut inbox) = reloads;
     let state = Arc::new(AppState {
         metrics: metrics.clone(),
         board: board.clone(),
@@ -196,17 +169,13 @@ impl Daemon {
 
     /// Answers reloads and refreshes the target files until `shutdown`; file work runs off
     /// this loop, and a signal during it ends the loop at once.
-    async fn serve(
-        &mut self,
-        inbox: &mut mpsc::Receiver<ReloadReply>,
-        shutdown: &CancellationToken,
-    ) {
+    async fn serve(&mut self, inbox: &mut ReloadInbox, shutdown: &CancellationToken) {
         let mut refresh = refresh_timer(self.target_files_config.refresh_interval);
         loop {
             let watching = !self.target_files_config.patterns.is_empty();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                request = inbox.recv() => {
+                request = inbox.next() => {
                     let Some(reply) = request else { break };
                     let result = tokio::select! {
                         result = self.reload() => result,
@@ -417,7 +386,7 @@ impl Daemon {
             .await
             .is_err()
         {
-            tracing::warn!(grace = %crate::logging::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
+            tracing::warn!(grace = %crate::format::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
         }
     }
 }
@@ -485,7 +454,7 @@ async fn run_after(
             _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
                 Ok(left) => left.ok(),
                 Err(_) => {
-                    tracing::warn!(target_name = %name, grace = %crate::logging::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
+                    tracing::warn!(target_name = %name, grace = %crate::format::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
                     task.abort();
                     let _ = task.await;
                     None

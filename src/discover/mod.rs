@@ -217,7 +217,7 @@ pub async fn measure(
     if outcome.is_some() {
         stop.cancel();
         if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
-            tracing::warn!(grace = %crate::logging::duration(CLOSE_GRACE), "probe sessions still closing after the grace period");
+            tracing::warn!(grace = %crate::format::duration(CLOSE_GRACE), "probe sessions still closing after the grace period");
             task.abort();
         }
     }

@@ -17,7 +17,7 @@ mod landing;
 pub mod server;
 pub mod web_config;
 
-pub use landing::{human, TargetFileBoard, TargetFileRow};
+pub use landing::{TargetFileBoard, TargetFileRow};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,9 +28,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::ReloadTrigger;
 use crate::metrics::Metrics;
 use crate::probe::status::StatusBoard;
+use crate::reload::ReloadTrigger;
 use server::{respond, text, METRICS_CONTENT_TYPE};
 
 /// What the handlers need.

@@ -18,7 +18,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{self, GracefulShutdown};
-use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -167,17 +166,4 @@ pub fn respond(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
-}
-
-/// The Prometheus text exposition of every family in `registry` (served as
-/// [`METRICS_CONTENT_TYPE`]).
-pub fn exposition(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buffer)
-        .expect("text encoding into a Vec cannot fail");
-    let text = String::from_utf8(buffer).expect("the text format is UTF-8");
-    // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
-    text.replace(" inf\n", " +Inf\n")
-        .replace(" -inf\n", " -Inf\n")
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::server::{self, respond, text, METRICS_CONTENT_TYPE};
 
-use super::flow::{Direction, Fate};
+use super::labels::{Direction, Fate};
 use super::Settings;
 
 /// The simulator's metric families.
@@ -131,7 +131,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every family.
     pub fn encode(&self) -> String {
-        server::exposition(&self.registry)
+        crate::metrics::exposition(&self.registry)
     }
 }
 

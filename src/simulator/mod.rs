@@ -11,9 +11,11 @@
 //! - this file: flags, [`Settings`], [`main`] (the binary) and [`run`] (the accept loop the
 //!   binary and the tests share);
 //! - [`flow`]: one flow: copying, idle tracking, the three fates;
+//! - [`labels`]: the words flows and metrics share (a flow's fate, a direction);
 //! - [`metrics`]: the simulator's own registry and its `/metrics` server.
 
 pub mod flow;
+pub mod labels;
 pub mod metrics;
 
 #[cfg(test)]
@@ -31,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{LogConfig, LogFormat};
 
-pub use flow::Fate;
+pub use labels::Fate;
 pub use metrics::Metrics;
 
 /// What the simulated middlebox does to a flow that stayed idle for the idle timeout.
@@ -92,9 +94,9 @@ pub struct Args {
     pub log_format: String,
 }
 
-/// Above zero and at most [`crate::config::MAX_DURATION`] (30 days), like every duration.
+/// Above zero and at most [`crate::format::MAX_DURATION`] (30 days), like every duration.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(text)
+    crate::format::parse_duration(text)
 }
 
 /// What [`run`] needs: the checked flags minus listening and logging.

@@ -48,7 +48,7 @@ impl Watcher {
                 self.failed(format!(
                     "{}: reading the web configuration took longer than {}",
                     self.path.display(),
-                    crate::logging::duration(DEADLINE)
+                    crate::format::duration(DEADLINE)
                 ));
                 self.last()
             }
