@@ -101,12 +101,21 @@ pub fn parse_telemetry_path(text: &str) -> Result<String, String> {
             "`{text}` must be a path like /metrics, not / or under /-/ (the status page and the health, ready and reload endpoints)"
         ));
     }
-    if text
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-    {
+    // What a client can put in a request's path (RFC 3986 `path-absolute`): hyper compares
+    // the path as sent, so anything else (non-ASCII, `<`, `"`, a space, `?`, `#`) would be a
+    // path nobody can request.
+    let bytes = text.as_bytes();
+    let requestable = bytes.iter().enumerate().all(|(i, b)| match b {
+        b'%' => bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+        b if b.is_ascii_alphanumeric() => true,
+        _ => b"-._~!$&'()*+,;=:@/".contains(b),
+    });
+    if !requestable {
         return Err(format!(
-            "`{text}` must be a plain path, without spaces, ? or #"
+            "`{}` is not a path a client can request: use ASCII letters, digits, - . _ ~ ! $ & ' ( ) * + , ; = : @ / and %XX escapes",
+            text.escape_debug()
         ));
     }
     Ok(text.to_string())

@@ -1101,3 +1101,41 @@ fn a_file_swapped_for_a_fifo_never_blocks_the_read() {
     let (read, refused) = outcome.expect("a read blocked in open()");
     assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
 }
+
+/// `--web.telemetry-path` takes only what a client can send as a request path: `/métriques`,
+/// `/a<b`, `/a"b` were accepted, and nothing could ever scrape them.
+#[test]
+fn telemetry_paths_are_ones_a_client_can_request() {
+    for good in [
+        "/metrics",
+        "/probe/metrics",
+        "/a-b_c.d~e",
+        "/x%2Fy",
+        "/v1;x=1",
+        "/@:!$&'()*+,=",
+    ] {
+        assert_eq!(parse_telemetry_path(good).as_deref(), Ok(good), "{good}");
+    }
+    for bad in [
+        "/métriques",
+        "/a<b",
+        "/a\"b",
+        "/a b",
+        "/a%zz",
+        "/a%2",
+        "/a\\b",
+        "/a`b",
+        "/a{b}",
+        "/a|b",
+        "/a^b",
+        "/m?x",
+        "/m#x",
+        "/m\u{7f}",
+    ] {
+        let e = parse_telemetry_path(bad).unwrap_err();
+        assert!(
+            e.contains("is not a path a client can request"),
+            "{bad}: {e}"
+        );
+    }
+}
