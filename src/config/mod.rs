@@ -167,6 +167,9 @@ pub struct TargetConfig {
     pub recommended_socket_timeout: Duration,
     pub keepalive_probe: Option<KeepaliveProbe>,
     pub reap_ghosts: bool,
+    /// Send the password when the server asks for it in clear text on a connection without
+    /// TLS (libpq's `require_auth=password`); off: such a connection is refused, nothing sent.
+    pub allow_cleartext_password: bool,
     /// How discovery picks idle times. `Adaptive` in production; the baselines exist so
     /// `docs/benchmarks.md` can compare policies in the real engine.
     pub discovery_policy: PolicyKind,

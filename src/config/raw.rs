@@ -49,6 +49,7 @@ pub struct RawTarget {
     pub keepalive_probe: Option<RawKeepaliveProbe>,
     pub reap_ghosts: Option<bool>,
     pub discovery_policy: Option<String>,
+    pub allow_cleartext_password: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

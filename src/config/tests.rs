@@ -948,6 +948,10 @@ fn a_reload_restarts_the_measurement_only_for_path_settings() {
         ("    idle_range: {min: 2s, max: 30m}\n", TargetChange::Live),
         ("    discovery_policy: bisection\n", TargetChange::Live),
         ("    reap_ghosts: false\n", TargetChange::Reconnect),
+        (
+            "    allow_cleartext_password: true\n",
+            TargetChange::Reconnect,
+        ),
         ("    max_connections: 5\n", TargetChange::NewPath),
         ("    probe_query: SELECT 2\n", TargetChange::NewPath),
         ("    query_timeout: 4s\n", TargetChange::NewPath),

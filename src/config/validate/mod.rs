@@ -410,6 +410,7 @@ impl Validator<'_> {
             recommended_socket_timeout,
             keepalive_probe,
             reap_ghosts: raw.reap_ghosts.unwrap_or(true),
+            allow_cleartext_password: raw.allow_cleartext_password.unwrap_or(false),
             discovery_policy,
         })
     }
