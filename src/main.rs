@@ -117,12 +117,9 @@ fn main() -> ExitCode {
         return check_config(&flags, &config);
     }
     // Held until the process ends: a second exporter on the same directory refuses to start.
-    let _storage_lock = match config.storage_path.as_deref().map(storage::lock) {
-        Some(Err(e)) => {
-            eprintln!("invalid configuration: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
-        locked => locked,
+    let _storage_lock = match lock_storage(&config) {
+        Ok(lock) => lock,
+        Err(code) => return code,
     };
     if let Some(address) = flags.listen_address {
         config.listen_address = address;
@@ -177,6 +174,20 @@ fn main() -> ExitCode {
         logging::flush(std::time::Duration::from_secs(2));
         ExitCode::SUCCESS
     })
+}
+
+/// Locks `--storage.path` (if given) for this process; a directory another exporter holds is
+/// refused with one line and exit status 78.
+fn lock_storage(config: &config::Config) -> Result<Option<storage::DirLock>, ExitCode> {
+    config
+        .storage_path
+        .as_deref()
+        .map(storage::lock)
+        .transpose()
+        .map_err(|e| {
+            eprintln!("invalid configuration: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        })
 }
 
 /// Reads and checks a file (`load`) on a thread of its own: refused if that takes longer than

@@ -138,75 +138,73 @@ impl<'a> Scanner<'a> {
                     self.indents.pop();
                 }
             }
-            let c = self.at(0).unwrap_or(0);
             let document_marker = col == 0
                 && (self.s[self.i..].starts_with(b"---") || self.s[self.i..].starts_with(b"..."))
                 && self.blankz(3);
             if document_marker {
                 self.indents.truncate(1);
                 (0..3).for_each(|_| self.advance());
-                continue;
-            }
-            if col == 0 && c == b'%' {
+            } else if col == 0 && self.at(0) == Some(b'%') {
                 self.skip_line();
-                continue;
-            }
-            let flow = self.depth > 0;
-            // A simple key's column is its first token's (an anchor or tag before a key).
-            let starts_key = !flow && self.key_col.is_none();
-            match c {
-                b'[' | b'{' => {
-                    if starts_key {
-                        self.key_col = Some(col);
-                    }
-                    self.depth += 1;
-                    self.max_depth = self.max_depth.max(self.depth);
-                    if limit.is_some_and(|limit| self.depth > limit) {
-                        self.too_deep = Some(self.line);
-                        return;
-                    }
-                    self.advance();
-                }
-                b']' | b'}' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    self.advance();
-                }
-                b',' => self.advance(),
-                b'-' if self.blankz(1) => {
-                    self.roll(col);
-                    self.advance();
-                }
-                b'?' if flow || self.blankz(1) => {
-                    self.roll(col);
-                    self.advance();
-                }
-                b':' if flow || self.blankz(1) => {
-                    let key = self.key_col.take().unwrap_or(col);
-                    self.roll(key);
-                    self.advance();
-                }
-                b'|' | b'>' if !flow => {
-                    if !self.block_scalar() {
-                        return;
-                    }
-                }
-                _ => {
-                    if starts_key {
-                        self.key_col = Some(col);
-                    }
-                    let done = match c {
-                        b'*' | b'&' => self.anchor(),
-                        b'!' => self.tag(),
-                        b'\'' => self.single_quoted(),
-                        b'"' => self.double_quoted(),
-                        _ => self.plain(),
-                    };
-                    if !done {
-                        return;
-                    }
-                }
+            } else if !self.token(col, limit) {
+                return;
             }
         }
+    }
+
+    /// The token starting here, at column `col`; false where scanning stops (too deep, or
+    /// where libyaml stops with an error).
+    fn token(&mut self, col: usize, limit: Option<usize>) -> bool {
+        let c = self.at(0).unwrap_or(0);
+        let flow = self.depth > 0;
+        // A simple key's column is its first token's (an anchor or tag before a key).
+        let starts_key = !flow && self.key_col.is_none();
+        match c {
+            b'[' | b'{' => {
+                if starts_key {
+                    self.key_col = Some(col);
+                }
+                self.depth += 1;
+                self.max_depth = self.max_depth.max(self.depth);
+                if limit.is_some_and(|limit| self.depth > limit) {
+                    self.too_deep = Some(self.line);
+                    return false;
+                }
+                self.advance();
+            }
+            b']' | b'}' => {
+                self.depth = self.depth.saturating_sub(1);
+                self.advance();
+            }
+            b',' => self.advance(),
+            b'-' if self.blankz(1) => {
+                self.roll(col);
+                self.advance();
+            }
+            b'?' if flow || self.blankz(1) => {
+                self.roll(col);
+                self.advance();
+            }
+            b':' if flow || self.blankz(1) => {
+                let key = self.key_col.take().unwrap_or(col);
+                self.roll(key);
+                self.advance();
+            }
+            b'|' | b'>' if !flow => return self.block_scalar(),
+            _ => {
+                if starts_key {
+                    self.key_col = Some(col);
+                }
+                return match c {
+                    b'*' | b'&' => self.anchor(),
+                    b'!' => self.tag(),
+                    b'\'' => self.single_quoted(),
+                    b'"' => self.double_quoted(),
+                    _ => self.plain(),
+                };
+            }
+        }
+        true
     }
 
     /// libyaml's scan_to_next_token: blanks, breaks and comments; false at the end.

@@ -92,15 +92,7 @@ pub async fn run(
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
 
-    let store = match &config.storage_path {
-        Some(dir) => Store::open(dir).unwrap_or_else(|e| {
-            // `main` refuses a bad directory at start, so it changed since (or a test skipped
-            // that check); measuring works without the file.
-            tracing::error!(error = %e, "cannot open the state file; measurements are kept in memory only");
-            Store::memory()
-        }),
-        None => Store::memory(),
-    };
+    let store = open_store(config.storage_path.as_deref());
     let shard = config.shard;
     if let Some(shard) = shard {
         metrics.shards.set(i64::from(shard.count));
@@ -226,6 +218,19 @@ struct Daemon {
     target_files: TargetFiles,
     /// File work in flight off the loop (see `files.rs`).
     work: files::FileWork,
+}
+
+/// The state file in `dir` (`--storage.path`), else memory only.
+fn open_store(dir: Option<&std::path::Path>) -> Store {
+    match dir {
+        Some(dir) => Store::open(dir).unwrap_or_else(|e| {
+            // `main` refuses a bad directory at start, so it changed since (or a test skipped
+            // that check); measuring works without the file.
+            tracing::error!(error = %e, "cannot open the state file; measurements are kept in memory only");
+            Store::memory()
+        }),
+        None => Store::memory(),
+    }
 }
 
 /// The first tick one period from now: the files were just read.
