@@ -5,7 +5,7 @@
 //! [`TargetFiles`] remembers, per file, what its content last gave and which of its targets are
 //! in force. A refresh [`scan`]s the globs and the files (the daemon does it on a worker thread,
 //! under a deadline, periodically and on every reload; `--config.check` once, through
-//! [`TargetFiles::refresh`]) and [`TargetFiles::apply`] decides what is in force ([`merge`]).
+//! [`TargetFiles::refresh`]) and [`TargetFiles::apply`] decides what is in force (`merge.rs`).
 //! The rules:
 //! - A file whose bytes did not change is not checked again (unless the refresh is forced, as on
 //!   a reload, which re-reads the passwords and CA files a target names, like the main file).
