@@ -7,8 +7,8 @@
 //! offers no hook to refuse one; its `channel_binding=require` would refuse MD5 and plain
 //! SCRAM as well, so no server without TLS could be reached. What it does offer is
 //! [`Config::connect_raw`] over any stream. So the socket is opened here, as the driver's own
-//! `connect` opens it (every host and address in turn, the connect timeout, TCP_NODELAY,
-//! TCP_USER_TIMEOUT, keepalives, `target_session_attrs`), and handed over inside a [`Watched`]
+//! `connect` opens it (every host and address in turn, shuffled with `load_balance_hosts=random`,
+//! the connect timeout, TCP_NODELAY, TCP_USER_TIMEOUT, keepalives, `target_session_attrs`), and handed over inside a [`Watched`]
 //! stream that reads the server's messages until authentication is over. The read that
 //! carries a cleartext-password request on a connection that did not turn to TLS fails before
 //! the driver sees it: the driver never answers it, so the password never leaves.
@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Connection, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -69,17 +69,29 @@ pub async fn connect(
 ) -> Result<(Client, WatchedConnection), StartupError> {
     let hosts = config.get_hosts();
     let ports = config.get_ports();
+    let random = config.get_load_balance_hosts() == LoadBalanceHosts::Random;
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
+    if random {
+        shuffle(&mut order);
+    }
     let mut last = StartupError::Connect(io::Error::new(
         io::ErrorKind::InvalidInput,
         "the DSN names no host",
     ));
-    for (i, host) in hosts.iter().enumerate() {
+    for i in order {
+        let host = &hosts[i];
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         let hostaddr = config.get_hostaddrs().get(i).copied();
         let targets = match (host, hostaddr) {
             (_, Some(ip)) => vec![Target::Tcp(std::net::SocketAddr::new(ip, port))],
             (Host::Tcp(name), None) => match tokio::net::lookup_host((name.as_str(), port)).await {
-                Ok(addrs) => addrs.map(Target::Tcp).collect(),
+                Ok(addrs) => {
+                    let mut addrs: Vec<Target> = addrs.map(Target::Tcp).collect();
+                    if random {
+                        shuffle(&mut addrs);
+                    }
+                    addrs
+                }
                 Err(error) => {
                     last = StartupError::Lookup {
                         host: name.clone(),
@@ -102,6 +114,14 @@ pub async fn connect(
         }
     }
     Err(last)
+}
+
+/// `load_balance_hosts=random`, as the driver does it (Fisher-Yates).
+fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = (rand::random::<u64>() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
 }
 
 enum Target {
