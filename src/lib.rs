@@ -32,13 +32,18 @@
 //!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
 //! - [`offload`]: file work (configuration, target files, web configuration) on threads of its
 //!   own under a deadline, off the daemon's loop.
+//! - [`build_info`]: what the binary was built from (`build.rs` fills it in), for
+//!   `--version`, `idle_drop_build_info` and the start log line.
+//! - [`listener`]: the listen address forms (`:PORT`, `HOST:PORT`, `[IPv6]:PORT`) and the
+//!   accept step; [`logging`]: the non-blocking log writer and the text, logfmt and JSON formats.
 //! - [`backoff`], [`secret`], [`shutdown`] (signals), [`reload`] (asking the daemon to
-//!   reload), [`listener`], [`logging`], [`format`] (durations): small helpers.
+//!   reload), [`format`] (durations): small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
 
 pub mod backoff;
+pub mod build_info;
 pub mod config;
 pub mod daemon;
 pub mod discover;

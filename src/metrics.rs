@@ -142,14 +142,29 @@ impl Metrics {
         let build = register!(
             metrics.registry,
             IntGaugeVec::new(
-                Opts::new("idle_drop_build_info", "Build information."),
-                &["version", "rustc_version"]
+                Opts::new(
+                    "idle_drop_build_info",
+                    "1, with what this binary was built from as labels (as --version prints it)."
+                ),
+                &[
+                    "version",
+                    "revision",
+                    "branch",
+                    "build_date",
+                    "rustc_version",
+                    "platform"
+                ]
             )
         );
+        let info = crate::build_info::get();
         build
             .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("IDLE_DROP_RUSTC_VERSION").unwrap_or("unknown"),
+                info.version,
+                info.revision,
+                info.branch,
+                &info.build_date,
+                info.rustc_version,
+                info.platform,
             ])
             .set(1);
         #[cfg(target_os = "linux")]

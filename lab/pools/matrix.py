@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import pathlib
+import random
 import socket
 import subprocess
 import sys
@@ -62,6 +63,8 @@ SECOND_BOXES = ["silent", "proxy"]
 WARM = {"min": 4, "max": 4}
 QUERIES = 8
 HANG_SECONDS = 15
+# Each harness run starts after a random pause of up to this (see run_job).
+START_SPREAD_SECONDS = 5.0
 # Bounded everything: a lab holds the ghosts of every silently dropped connection of the run.
 LAB_MAX_CONNECTIONS = 1000
 
@@ -196,6 +199,9 @@ def run_job(family_dir, job, run_dir, name):
     job_file.write_text(json.dumps(job))
     rounds = job["rounds"]
     limit = sum(r["idle_seconds"] for r in rounds) + len(rounds) * (job["hang_seconds"] + 5) + 60
+    # Jobs with the same rounds would otherwise all reconnect at one instant: a herd on two
+    # cores that shows up as latency no library is to blame for.
+    time.sleep(random.uniform(0, START_SPREAD_SECONDS))
     started = time.time()
     try:
         out = subprocess.run([str(family_dir / "run"), str(job_file)], capture_output=True,
@@ -226,6 +232,42 @@ def install(families, run_dir):
         if out.returncode != 0:
             errors[family] = out.stderr[-500:]
     return errors
+
+
+def only_slow(result, recipe):
+    """A cell that failed on its latency bound alone: every request answered, none failed or
+    hung, but one took longer than the bound. Forty harnesses waking at once on two cores can do
+    that to a reconnect; a dead connection cannot be hidden by it (it fails or hangs)."""
+    if "error" in result or recipe is None:
+        return False
+    t = totals(result)
+    return t["failed"] == 0 and t["hung"] == 0 and t["ok"] > 0 \
+        and (t["max_latency"] or 0.0) > recipe["first_request_bound"]
+
+
+def rerun_stalls(pool, jobs, results, libraries, run_dir):
+    """Runs each cell that failed on latency alone once more, with the machine quieter, and keeps
+    that result; the first is kept beside it (`first_run`) for the docs. Failed or hung requests
+    are never re-run."""
+    again = [(lib, box, kind, recipe, job) for lib, box, kind, recipe, job in jobs
+             if kind in ("recipe", "seed") and only_slow(results[(lib, box, kind, recipe["variant"])][0], recipe)]
+    if not again:
+        return
+    log(f"{len(again)} cells over their latency bound with every request answered: running each once more")
+    futures = {pool.submit(run_job, libraries[lib], job, run_dir, f"{lib}-{box}-{kind}-{recipe['variant']}-again"):
+               (lib, box, kind, recipe) for lib, box, kind, recipe, job in again}
+    for future in concurrent.futures.as_completed(futures):
+        lib, box, kind, recipe = futures[future]
+        key = (lib, box, kind, recipe["variant"])
+        first = results[key][0]
+        result = future.result()
+        result["first_run"] = describe(first)
+        results[key] = (result, recipe)
+        log(f"{lib:14} {box:9} {kind:8} {recipe['variant']:10} again: {describe(result)} (first: {describe(first)})")
+
+
+def rerun_note(result):
+    return f" (run again: the first run was {result['first_run']})" if "first_run" in result else ""
 
 
 def totals(result):
@@ -376,6 +418,7 @@ def main():
                 results[(lib, box, kind, variant)] = (result, recipe)
                 seen_line = " [seed's log line]" if SEED_LINE in result.get("logs", []) else ""
                 log(f"{lib:14} {box:9} {kind:8} {variant or '':10} {describe(result)}{seen_line}")
+            rerun_stalls(pool, jobs, results, libraries, run_dir)
     finally:
         boxes.down()
 
@@ -563,7 +606,10 @@ def render_doc(threshold, instances, reports, results, passed, versions, librari
         defaults (no minimum), idle 1.5 T. **recipe**: the warm pool with the printed recipe, idle
         1.5 T, then between the recipe's lifetime and T, then 1.5 T again (24 requests); it must
         end with 0 failed, 0 hung and every request within the recipe's stated bound. A query not
-        answered within {HANG_SECONDS} s counts as hung.
+        answered within {HANG_SECONDS} s counts as hung. Each run starts after a random pause of up
+        to {START_SPREAD_SECONDS:.0f} s, so runs with the same rounds do not reconnect at one instant
+        (40 run at once on 2 cores); a recipe cell that failed on its latency bound alone (every
+        request answered, none failed or hung) is run once more, and says so.
 
         """))
     for lib in libraries:
@@ -579,7 +625,7 @@ def render_doc(threshold, instances, reports, results, passed, versions, librari
                 lines.append(f"| {box} | {describe(d)} | {describe(b)} | not run | | |\n")
             for variant, (res, recipe) in sorted(recipe_cells):
                 mark = "ok" if cell_passes(res, recipe) else "**FAILED**"
-                lines.append(f"| {box} | {describe(d)} | {describe(b)} | {mark}: {describe(res)} | {variant} | "
+                lines.append(f"| {box} | {describe(d)} | {describe(b)} | {mark}: {describe(res)}{rerun_note(res)} | {variant} | "
                              f"{recipe['first_request_bound']:.1f} s |\n")
                 shown.setdefault(variant, recipe)
         if lib in QUAINT:

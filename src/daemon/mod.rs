@@ -29,7 +29,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -65,11 +64,12 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs the exporter until `shutdown` is cancelled. `config` was loaded from `config_path`
-/// (which reloads read again); `listener` is already bound (tests bind port 0).
+/// (which reloads read again); `listeners` are already bound (tests bind port 0), one per
+/// `--web.listen-address`.
 pub async fn run(
     config_path: PathBuf,
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<crate::listener::Listeners>,
     reloads: (ReloadTrigger, ReloadInbox),
     shutdown: CancellationToken,
 ) {
@@ -90,7 +90,11 @@ pub async fn run(
             .map(|path| Arc::new(http::web_config::Watcher::new(path))),
     });
     let http_shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        listeners.into(),
+        state.clone(),
+        http_shutdown.clone(),
+    ));
 
     let store = open_store(config.storage_path.as_deref());
     let shard = config.shard;
@@ -111,7 +115,7 @@ pub async fn run(
         metrics,
         board,
         files,
-        listen_address: config.listen_address,
+        listen_address: config.listen_address.clone(),
         log: config.log.clone(),
         store,
         handover: Default::default(),
@@ -202,7 +206,7 @@ struct Daemon {
     board: StatusBoard,
     /// The target files as the status page shows them.
     files: TargetFileBoard,
-    listen_address: std::net::SocketAddr,
+    listen_address: crate::listener::ListenAddress,
     log: config::LogConfig,
     /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
     store: Store,

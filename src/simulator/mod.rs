@@ -86,12 +86,8 @@ pub struct Args {
     /// Address to serve the simulator's /metrics on (off unless given).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub web_listen_address: Option<SocketAddr>,
-    /// Log level or tracing filter (error, warn, info, debug, trace).
-    #[arg(long = "log.level", default_value = "info")]
-    pub log_level: String,
-    /// Log format.
-    #[arg(long = "log.format", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    #[command(flatten)]
+    pub logging: crate::logging::LogFlags,
 }
 
 /// Above zero and at most [`crate::format::MAX_DURATION`] (30 days), like every duration.
@@ -124,14 +120,10 @@ impl Args {
 
     /// The log settings these flags describe.
     pub fn log(&self) -> LogConfig {
-        LogConfig {
-            format: if self.log_format == "json" {
-                LogFormat::Json
-            } else {
-                LogFormat::Text
-            },
-            level: self.log_level.clone(),
-        }
+        self.logging.over(LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        })
     }
 }
 

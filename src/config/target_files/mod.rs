@@ -67,6 +67,8 @@ pub struct TargetFilesConfig {
     /// folders besides its own whose files (`password_file`, `dsn_file`, `ca_file`, a DSN's
     /// `sslrootcert`) a target file may name.
     pub allowed_dirs: Vec<PathBuf>,
+    /// What the files' unset environment variables do: as for the configuration file.
+    pub missing_env: super::MissingEnv,
 }
 
 impl Default for TargetFilesConfig {
@@ -75,6 +77,7 @@ impl Default for TargetFilesConfig {
             patterns: Vec::new(),
             refresh_interval: Duration::from_secs(30),
             allowed_dirs: Vec::new(),
+            missing_env: super::MissingEnv::Refuse,
         }
     }
 }

@@ -214,7 +214,8 @@ pub(super) fn parse(
             raw.len()
         )));
     }
-    let (targets, warnings) = validate::target_list(path, text, raw, &config.allowed_dirs)?;
+    let (targets, warnings) =
+        validate::target_list(path, text, raw, &config.allowed_dirs, config.missing_env)?;
     let lines = locate::item_key_lines(text, "name", targets.len());
     let targets = targets
         .into_iter()

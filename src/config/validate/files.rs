@@ -17,7 +17,7 @@ use super::super::{
     raw, read_file_at, relative_to, CaBundle, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
     MAX_PASSWORD_FILE_BYTES,
 };
-use super::{Checked, Validator};
+use super::{Checked, Validator, UNSET_ENV_DSN};
 use crate::postgres::dsn;
 use crate::secret::Secret;
 
@@ -28,6 +28,7 @@ impl Validator<'_> {
         &self,
         i: usize,
         raw: &raw::RawTarget,
+        warnings: &mut Vec<String>,
     ) -> Checked<(&'static str, dsn::ParsedDsn)> {
         let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
         let given: Vec<&'static str> = [
@@ -61,10 +62,8 @@ impl Validator<'_> {
                         (v.trim().to_string(), format!("the URL in {var}: "))
                     }
                     _ => {
-                        return Err(self.error(
-                            &at(field),
-                            format!("environment variable {var} is not set or empty"),
-                        ))
+                        self.unset_env(&at(field), var, warnings)?;
+                        (UNSET_ENV_DSN.to_string(), String::new())
                     }
                 }
             }
@@ -90,6 +89,7 @@ impl Validator<'_> {
         i: usize,
         raw: &raw::RawTarget,
         dsn_has_password: bool,
+        warnings: &mut Vec<String>,
     ) -> Checked<Option<Secret>> {
         let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
         let sources = [
@@ -116,10 +116,9 @@ impl Validator<'_> {
         if let Some(var) = &raw.password_env {
             return match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
-                _ => Err(self.error(
-                    &at("password_env"),
-                    format!("environment variable {var} is not set or empty"),
-                )),
+                _ => self
+                    .unset_env(&at("password_env"), var, warnings)
+                    .map(|()| None),
             };
         }
         Ok(None)

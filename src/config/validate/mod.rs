@@ -15,20 +15,26 @@ use super::raw;
 use super::target_files::{self, TargetFilesConfig};
 use super::{
     parse_duration, relative_to, Config, ConfigError, KeepaliveProbe, LifetimeSource, LogConfig,
-    LogFormat, TargetConfig, DEFAULT_LISTEN_ADDRESS, MAX_CONNECTIONS_HARD_CAP, MAX_DURATION,
-    MAX_LADDER_RUNGS,
+    LogFormat, MissingEnv, TargetConfig, DEFAULT_LISTEN_ADDRESS, MAX_CONNECTIONS_HARD_CAP,
+    MAX_DURATION, MAX_LADDER_RUNGS,
 };
 use crate::discovery::PolicyKind;
 use crate::postgres::dsn::{self, AppParams, SslMode};
 use crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME;
 
 /// Checks a parsed configuration file; `text` is the file's text (for line numbers).
-pub(super) fn config(path: &Path, text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+pub(super) fn config(
+    path: &Path,
+    text: &str,
+    raw: raw::RawConfig,
+    missing_env: MissingEnv,
+) -> Result<Config, ConfigError> {
     Validator {
         path,
         text,
         list_file: false,
         allowed: None,
+        missing_env,
     }
     .config(raw)
 }
@@ -42,6 +48,7 @@ pub(super) fn target_list(
     text: &str,
     raw: Vec<raw::RawTarget>,
     allowed: &[PathBuf],
+    missing_env: MissingEnv,
 ) -> Result<(Vec<TargetConfig>, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
     let targets = Validator {
@@ -49,6 +56,7 @@ pub(super) fn target_list(
         text,
         list_file: true,
         allowed: Some(allowed),
+        missing_env,
     }
     .targets(raw, &mut warnings)?;
     Ok((targets, warnings))
@@ -67,6 +75,7 @@ pub(crate) fn target(
         text: "",
         list_file: false,
         allowed: None,
+        missing_env: MissingEnv::Refuse,
     }
     .target(0, raw, &mut warnings)?;
     Ok((target, warnings))
@@ -80,11 +89,35 @@ struct Validator<'a> {
     /// In a target file, the folders besides its own whose files its targets may name; `None`
     /// for the main configuration, which may name any.
     allowed: Option<&'a [PathBuf]>,
+    /// What an unset `dsn_env` or `password_env` variable does.
+    missing_env: MissingEnv,
 }
+
+/// The DSN a target whose `dsn_env` is unset gets when that is only warned about
+/// ([`MissingEnv::Warn`]: `--config.check`, which never connects).
+const UNSET_ENV_DSN: &str = "postgres://unset.invalid/postgres";
 
 type Checked<T> = Result<T, ConfigError>;
 
 impl Validator<'_> {
+    /// An environment variable a target names is unset: refused, or (`--config.check
+    /// .allow-missing-env`) a warning naming it, and the check goes on.
+    fn unset_env(&self, at: &[Step], var: &str, warnings: &mut Vec<String>) -> Checked<()> {
+        let error = self.error(
+            at,
+            format!("environment variable {var} is not set or empty"),
+        );
+        match self.missing_env {
+            MissingEnv::Refuse => Err(error),
+            MissingEnv::Warn => {
+                warnings.push(format!(
+                    "{error} (allowed by --config.check.allow-missing-env)"
+                ));
+                Ok(())
+            }
+        }
+    }
+
     fn error(&self, at: &[Step], reason: impl Into<String>) -> ConfigError {
         // Every target check names its field from `targets`; in a target file the list is the
         // whole file.
@@ -100,12 +133,8 @@ impl Validator<'_> {
             .listen_address
             .as_deref()
             .unwrap_or(DEFAULT_LISTEN_ADDRESS);
-        let listen_address = listen.parse().map_err(|_| {
-            self.error(
-                &[Key("listen_address")],
-                format!("`{listen}` is not an address like 0.0.0.0:10187"),
-            )
-        })?;
+        let listen_address = crate::listener::ListenAddress::parse(listen)
+            .map_err(|reason| self.error(&[Key("listen_address")], reason))?;
         let log = self.log(raw.log)?;
         let mut target_files =
             self.target_files(raw.target_files, raw.target_files_refresh_interval)?;
@@ -213,6 +242,7 @@ impl Validator<'_> {
             patterns: resolved,
             refresh_interval,
             allowed_dirs: Vec::new(),
+            missing_env: self.missing_env,
         })
     }
 
@@ -222,14 +252,9 @@ impl Validator<'_> {
             level: None,
         });
         let format = match raw.format.as_deref() {
-            None | Some("text") | Some("logfmt") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(self.error(
-                    &[Key("log"), Key("format")],
-                    format!("`{other}` is not a log format (text or json)"),
-                ))
-            }
+            None => LogFormat::Text,
+            Some(format) => LogFormat::parse(format)
+                .map_err(|reason| self.error(&[Key("log"), Key("format")], reason))?,
         };
         let level = super::parse_log_level(raw.level.as_deref().unwrap_or("info"))
             .map_err(|reason| self.error(&[Key("log"), Key("level")], reason))?;
@@ -258,11 +283,11 @@ impl Validator<'_> {
                 format!("`{name}`: use 1-64 characters from A-Z a-z 0-9 - _ ."),
             ));
         }
-        let (dsn_field, parsed) = self.dsn(i, &raw)?;
+        let (dsn_field, parsed) = self.dsn(i, &raw, warnings)?;
         let mut driver = parsed.config.clone();
         let display_dsn = dsn::redacted(&driver);
 
-        let password = self.password(i, &raw, driver.get_password().is_some())?;
+        let password = self.password(i, &raw, driver.get_password().is_some(), warnings)?;
         // The application's own URL holds the application's secret by design; a `dsn` written
         // into this file is better off without it.
         if driver.get_password().is_some() && dsn_field == "dsn" {

@@ -1,4 +1,5 @@
-//! Log setup: text or JSON lines on stderr, filtered by level. Nothing logged anywhere in the
+//! Log setup: text, logfmt ([`logfmt`]) or JSON lines on stderr, filtered by level; the
+//! `--log.level`/`--log.format` flags the daemon and every command share ([`LogFlags`]). Nothing logged anywhere in the
 //! crate carries a password: DSNs are logged redacted and driver errors never include one.
 //!
 //! Logging never stops the work it describes. Lines go through a bounded queue to a thread of
@@ -17,8 +18,33 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+pub mod logfmt;
+
 /// Lines waiting for a slow stderr before new ones are dropped.
 const QUEUE_LINES: usize = 4096;
+
+/// `--log.level` and `--log.format`, the same on the daemon and on `discover` and `simulate`.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFlags {
+    /// Log level or filter: error, warn, info, debug, trace, or a filter like
+    /// idle_drop_exporter=debug [default: the configuration file's, else info; discover: warn]
+    #[arg(long = "log.level", value_name = "LEVEL", value_parser = crate::config::parse_log_level)]
+    pub level: Option<String>,
+    /// Log format: text (for a person), logfmt (key=value, as Prometheus logs) or json
+    /// [default: the configuration file's, else text]
+    #[arg(long = "log.format", value_name = "FORMAT", value_parser = LogFormat::parse)]
+    pub format: Option<LogFormat>,
+}
+
+impl LogFlags {
+    /// `base` with what the flags say instead.
+    pub fn over(&self, base: LogConfig) -> LogConfig {
+        LogConfig {
+            format: self.format.unwrap_or(base.format),
+            level: self.level.clone().unwrap_or(base.level),
+        }
+    }
+}
 
 /// Installs the global subscriber (call once, from `main`).
 pub fn init(log: &LogConfig) {
@@ -32,6 +58,10 @@ pub fn init(log: &LogConfig) {
         .with_ansi(std::io::stderr().is_terminal());
     match log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Logfmt => builder
+            .event_format(logfmt::Logfmt)
+            .fmt_fields(logfmt::Logfmt)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
