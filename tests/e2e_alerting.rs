@@ -151,7 +151,7 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
     assert!(page.contains("\"role\":\"guard\""), "{page}");
     assert!(page.contains("\"severity\":\"critical\""), "{page}");
     assert!(
-        page.contains("docs/runbook.md#idledropclosedconnectionsspike"),
+        page.contains("runbook.md#idledropclosedconnectionsspike"),
         "{page}"
     );
     assert!(page.contains("max idle lifetime to at most"), "{page}");
