@@ -287,6 +287,28 @@ impl ProbeConnection {
         }
     }
 
+    /// A round trip (`SELECT 1`) on the control connection; on failure, why the connection
+    /// died, told as [`ProbeConnection::probe`] tells it: a FATAL that answers the query names
+    /// the cause (the connection task then only sees the EOF that follows); otherwise the
+    /// task's result, waited for briefly; [`DeathCause::Error`] when it does not say in time
+    /// (never a guessed timeout: only a query that got no answer is one).
+    pub async fn ping(&self, query_timeout: Duration) -> Result<(), DeathCause> {
+        if let Some(end) = self.ended() {
+            return Err(end.cause.unwrap_or(DeathCause::Error));
+        }
+        match tokio::time::timeout(query_timeout, self.client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.as_db_error().is_some() => Err(classify::death_cause(&e)),
+            Ok(Err(_)) => {
+                let mut ended = self.ended.clone();
+                let _ = tokio::time::timeout(CAUSE_WAIT, ended.wait_for(|e| e.is_some())).await;
+                let cause = ended.borrow().as_ref().and_then(|end| end.cause.clone());
+                Err(cause.unwrap_or(DeathCause::Error))
+            }
+            Err(_) => Err(DeathCause::Timeout),
+        }
+    }
+
     /// The driver client, for the control connection's parameterised queries.
     pub fn client(&self) -> &Client {
         &self.client

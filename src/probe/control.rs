@@ -7,6 +7,11 @@
 //!   sessions matching pid + backend_start + our application_name, so never anyone else's.
 //! - *What does the server say about keepalives and idle timeouts?* (an info metric).
 //!
+//! It is the exporter's connection, not the application's: its deaths never page. One the path
+//! dropped (the server answers again at once) counts in
+//! `idle_drop_control_connection_drops_total`; an administrator's termination (57P01) or a
+//! restart is a termination, not a drop; an unreachable server is an outage.
+//!
 //! It counts against the target's connection budget like any probe, and so do its earlier
 //! sessions that died silently (the server may still list them) until the server lets go of
 //! them: they are checked at every reconnect and again regularly, terminated under the same
@@ -22,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
+use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{BackendIdentity, Connector, ProbeConnection};
 use crate::postgres::{sql_literal, APPLICATION_NAME};
 use crate::probe::status::{self, StatusBoard};
@@ -159,6 +165,7 @@ pub fn spawn(
         leftovers: Vec::new(),
         sessions: sessions_tx,
         lost: None,
+        failure: None,
     };
     (handle, tokio::spawn(control.run()))
 }
@@ -179,9 +186,18 @@ struct Control {
     /// when we last sent it anything; dropped once the server no longer lists them.
     leftovers: Vec<(BackendIdentity, Instant)>,
     sessions: watch::Sender<usize>,
-    /// How the last control connection died, until a reconnect tells whether that was an
-    /// idle death (the server answered again at once: it pages) or an outage (it did not).
-    lost: Option<crate::postgres::classify::DeathCause>,
+    /// How the last control connection died, until a reconnect tells whether that was a drop
+    /// (the server answered again at once) or an outage (it did not).
+    lost: Option<DeathCause>,
+    /// Why the last failed ping failed (what [`Control::lost`] reports).
+    failure: Option<DeathCause>,
+}
+
+/// Whether a control connection's death, with the server answering again at once, was the
+/// path dropping it: a cause idling can have, known for sure. An administrator's termination
+/// (57P01), a restart or a cause the driver did not tell (`error`) is not a drop.
+fn is_drop(cause: &DeathCause) -> bool {
+    cause.can_be_idle_expiry() && *cause != DeathCause::Error
 }
 
 const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
@@ -203,8 +219,8 @@ impl Control {
             match self.connector.open(None, |_| {}).await {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
-                        if cause.can_be_idle_expiry() {
-                            self.metrics.unexpected("control", cause.kind());
+                        if is_drop(&cause) {
+                            self.metrics.control_drop(cause.kind());
                         }
                     }
                     backoff.reset();
@@ -254,6 +270,7 @@ impl Control {
     }
 
     async fn on_connected(&mut self, conn: &ProbeConnection) {
+        self.failure = None;
         self.current = Some((conn.backend.clone(), Instant::now()));
         self.publish_sessions();
         // Earlier sessions first: while one is still listed we hold a session too many.
@@ -431,13 +448,17 @@ impl Control {
         }
     }
 
-    /// The control connection died although it was never idle long: count it; it pages unless
-    /// the reconnect finds the server unreachable (an outage).
+    /// The control connection died although it was never idle long: count it as closed; the
+    /// reconnect tells whether it was a drop (the server answers at once) or an outage. The
+    /// cause is what the failed ping found, else what the connection task reported, else
+    /// `error`: never a guessed timeout (an administrator's termination that raced a ping
+    /// once counted as one).
     async fn lost(&mut self, conn: ProbeConnection) {
-        let cause = conn
-            .ended()
-            .and_then(|end| end.cause)
-            .unwrap_or(crate::postgres::classify::DeathCause::Timeout);
+        let cause = self
+            .failure
+            .take()
+            .or_else(|| conn.ended().and_then(|end| end.cause))
+            .unwrap_or(DeathCause::Error);
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
         self.metrics
             .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
@@ -468,14 +489,18 @@ impl Control {
             .send_if_modified(|n| std::mem::replace(n, sessions) != sessions);
     }
 
+    /// A round trip; false (with why, for [`Control::lost`]) when the connection is dead.
     async fn ping(&mut self, conn: &ProbeConnection) -> bool {
-        if conn.ended().is_some() {
-            return false;
+        if conn.ended().is_none() {
+            self.sending();
         }
-        self.sending();
-        conn.simple_query("SELECT 1", self.query_timeout())
-            .await
-            .is_ok()
+        match conn.ping(self.query_timeout()).await {
+            Ok(()) => true,
+            Err(cause) => {
+                self.failure = Some(cause);
+                false
+            }
+        }
     }
 
     /// Whether the server still lists a dead session of ours, and if so (and reaping is on)

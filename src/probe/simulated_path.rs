@@ -45,6 +45,8 @@ struct State {
     /// Whether a ghost check may terminate a session (`reap_ghosts`).
     reaping: bool,
     next_pid: i32,
+    /// The lower bound the engine last gave the control connection to pace its pings by.
+    control_lower_bound: Option<Duration>,
 }
 
 /// The path and its server; clones share them.
@@ -66,6 +68,7 @@ impl SimulatedPath {
                 peak_sessions: 0,
                 reaping: true,
                 next_pid: 1000,
+                control_lower_bound: None,
             })),
             up: Arc::new(watch::channel(true).0),
             control_sessions: Arc::new(watch::channel(1).0),
@@ -97,6 +100,11 @@ impl SimulatedPath {
 
     fn server_up(&self) -> bool {
         *self.up.borrow()
+    }
+
+    /// The lower bound the control connection paces its pings by (`None`: the range minimum).
+    pub fn control_lower_bound(&self) -> Option<Duration> {
+        self.state().control_lower_bound
     }
 
     /// `reap_ghosts: false`: ghost checks only look.
@@ -394,5 +402,7 @@ impl Control for SimulatedControl {
     fn subscribe_sessions(&self) -> watch::Receiver<usize> {
         self.path.control_sessions.subscribe()
     }
-    fn set_lower_bound(&self, _lower: Option<Duration>) {}
+    fn set_lower_bound(&self, lower: Option<Duration>) {
+        self.path.state().control_lower_bound = lower;
+    }
 }

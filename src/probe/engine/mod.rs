@@ -134,6 +134,9 @@ pub struct Engine<N: Connect, K: Control> {
     memory: Option<(Store, String)>,
     /// Since when a resumed bracket is being confirmed.
     confirming: Option<Instant>,
+    /// The bracket is a stored one the sentinels have not confirmed yet: the control
+    /// connection does not trust its lower bound, and nothing is recommended from it.
+    unconfirmed: bool,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
@@ -176,6 +179,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             updates: None,
             memory: None,
             confirming: None,
+            unconfirmed: false,
             phase: Phase::Draining {
                 next: Next::Discover(Bracket::default()),
             },
@@ -257,6 +261,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
             "resuming from the stored measurement; the sentinels confirm it"
         );
+        self.unconfirmed = true;
         self.set_bracket(bracket);
         // Published with the bracket: until the control connection is up and the sentinels
         // start, the series would otherwise still say `discovering` (what a fresh target
@@ -419,17 +424,22 @@ impl<N: Connect, K: Control> Engine<N, K> {
     // ---- publishing ------------------------------------------------------------------------
 
     /// The bracket, to the metrics, the page and the control connection (which pings less
-    /// often once the lower bound is known), with the pool settings recommended from it.
+    /// often once the lower bound is known), with the pool settings recommended from it. A
+    /// stored bracket not yet confirmed is neither: the control connection paces its pings
+    /// from the range minimum (a stale [20 s, 21 s] with the box at 8 s had it ping every
+    /// 10 s and die), and its recommendation is shown as stored, never published as advice.
     fn set_bracket(&mut self, bracket: Bracket) {
         self.bracket = bracket;
-        self.control.set_lower_bound(bracket.lower);
+        self.control
+            .set_lower_bound(bracket.lower.filter(|_| !self.unconfirmed));
         let t = &self.target;
         let recommendation = recommend::recommend(
             &bracket,
             t.recommendation_margin,
             t.recommended_socket_timeout,
         );
-        self.publish.set_bracket(bracket, recommendation);
+        self.publish
+            .set_bracket(bracket, recommendation, !self.unconfirmed);
     }
 
     fn publish_sessions(&self) {

@@ -69,6 +69,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 };
                 if let Some(change) = watch.take_change() {
                     self.confirming = None;
+                    // The seed holds only what this run observed.
+                    self.unconfirmed = false;
                     self.publish.threshold_changed(change.direction.label());
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
@@ -85,6 +87,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         target_name = %self.target.name, took = %logging::duration(took),
                         "the stored measurement still holds"
                     );
+                    self.unconfirmed = false;
+                    self.set_bracket(bracket);
                     self.publish.log_recommendation();
                     self.publish.set_state(settled_state(bracket));
                     self.publish.confirmed(took);

@@ -410,6 +410,12 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
         status.bracket, bracket,
         "the stored bracket is published at once"
     );
+    // Not trusted before the sentinels confirm it: the control connection pings from the
+    // range minimum, and no lifetime is recommended from it (only shown as stored).
+    let lifetime = "idle_drop_recommended_max_idle_lifetime_seconds{target=\"db\"}";
+    assert_eq!(path.control_lower_bound(), None);
+    assert!(!run.metrics.encode().contains(lifetime));
+    assert!(status.recommendation_unconfirmed && status.recommendation.is_some());
     let took = run
         .until("watching", secs(3600.0), |s| {
             s.state == TargetState::Watching
@@ -421,6 +427,12 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
         "watching after {took:?}, upper bound {upper:?}"
     );
     assert_eq!(run.status().bracket, bracket);
+    assert_eq!(
+        path.control_lower_bound(),
+        bracket.lower,
+        "confirmed: trusted"
+    );
+    assert!(run.metric(lifetime) > 0.0 && !run.status().recommendation_unconfirmed);
     assert_eq!(
         run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
         0.0,
