@@ -4,6 +4,11 @@
 //! The query error on a dead connection only says `kind: Closed`; the connection task's result
 //! says whether it was a timeout, a reset, an EOF or a FATAL from the server. A probe therefore
 //! waits briefly for the task's result after a failed query and keeps both.
+//!
+//! Each attempt carries its own `application_name` ([`Attempt`]): an attempt we gave up on may
+//! still become a session on the server (a stalled server finishes the startup after our
+//! timeout, and a box that forgot the flow drops our FIN), and the nonce is how that session is
+//! found and terminated although we never learnt its pid.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,14 +53,17 @@ impl Connector {
         })
     }
 
-    /// Opens a connection. `keepalive`: TCP keepalive idle/interval for the keepalive probe.
-    /// `on_end` runs once when the connection task finishes, however it finishes.
+    /// Opens a connection as `attempt`. `keepalive`: TCP keepalive idle/interval for the
+    /// keepalive probe. `on_end` runs once when the connection task finishes, however it
+    /// finishes.
     pub async fn open(
         &self,
+        attempt: &Attempt,
         keepalive: Option<Duration>,
         on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
     ) -> Result<ProbeConnection, ConnectError> {
         let mut driver = self.driver.clone();
+        driver.application_name(&attempt.application_name);
         if let Some(interval) = keepalive {
             driver
                 .keepalives(true)
@@ -65,6 +73,9 @@ impl Connector {
         }
         let started = Instant::now();
         // The driver's connect_timeout covers only the TCP connect; bound TLS and startup too.
+        // When this fires, the TCP connection was made (the driver's own timeout fires first
+        // otherwise) and the startup may reach a stalled server that finishes it later: the
+        // attempt may linger.
         let connected = tokio::time::timeout(
             self.connect_timeout + Duration::from_millis(500),
             driver.connect(self.tls.clone()),
@@ -75,12 +86,16 @@ impl Connector {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::Timeout,
                     detail: "timed out during connect, TLS or startup".into(),
+                    lingers: true,
                 })
             }
+            // The driver saw the attempt fail (no TCP connection within connect_timeout, a
+            // reset, a refusal by the server): nothing of it is left to finish.
             Ok(Err(e)) => {
                 return Err(ConnectError {
                     kind: classify::connect_error(&e),
                     detail: classify::chain_text(&e),
+                    lingers: false,
                 })
             }
             Ok(Ok(pair)) => pair,
@@ -98,6 +113,7 @@ impl Connector {
         });
         let mut conn = ProbeConnection {
             client,
+            tag: query_tag(&attempt.application_name),
             ended: ended_rx,
             task,
             backend: BackendIdentity::default(),
@@ -108,11 +124,8 @@ impl Connector {
         conn.last_sent = Instant::now();
         let identity = tokio::time::timeout(
             self.connect_timeout,
-            conn.client.simple_query(
-                "SELECT pg_backend_pid()::text, backend_start::text, \
-                 extract(epoch FROM now() - backend_start)::text \
-                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-            ),
+            conn.client
+                .simple_query(&format!("{}{IDENTITY_QUERY}", conn.tag)),
         )
         .await;
         match identity {
@@ -126,19 +139,24 @@ impl Connector {
                         pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
                         backend_start: row.get(1).unwrap_or_default().to_string(),
                         exclusive: age <= own_window.as_secs_f64(),
+                        application_name: attempt.application_name.clone(),
                     };
                 }
             }
+            // The session exists; dropping the connection says goodbye, but a box that forgot
+            // the flow drops that: the attempt may linger.
             Ok(Err(e)) => {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::ServerError,
                     detail: format!("reading the session identity: {}", classify::chain_text(&e)),
+                    lingers: true,
                 })
             }
             Err(_) => {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::Timeout,
                     detail: "timed out reading the session identity".into(),
+                    lingers: true,
                 })
             }
         }
@@ -147,19 +165,79 @@ impl Connector {
     }
 }
 
+/// The comment every query on a connection starts with: its `application_name`, nonce
+/// included. `pg_stat_activity.query` shows the last query a session ran, so a session whose
+/// last query starts with it was used by nobody after us, however late the server ran that
+/// query (a stalled server runs our last ping when it resumes; by the clock, that looked like
+/// someone else's use, and the session was left behind). At the start, so that the server's
+/// truncation of long queries never cuts it.
+pub fn query_tag(application_name: &str) -> String {
+    format!("/* {application_name} */ ")
+}
+
+/// The first query of every connection: its pid, start and age (see [`BackendIdentity`]).
+pub const IDENTITY_QUERY: &str = "SELECT pg_backend_pid()::text, backend_start::text, \
+     extract(epoch FROM now() - backend_start)::text \
+     FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+
 /// How much older than our connection attempt a backend may look and still have been started
 /// for it (clock granularity between the server's `backend_start` and `now()`).
-const BACKEND_AGE_SLACK: Duration = Duration::from_secs(1);
+pub const BACKEND_AGE_SLACK: Duration = Duration::from_secs(1);
+
+/// One connection attempt: the `application_name` it connects with (ours, `/`, a random
+/// nonce) and when it started. Its session, if the attempt is given up but the server still
+/// finishes it, is found by that name alone (see [`Attempt::identity`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub application_name: String,
+    pub started: Instant,
+}
+
+impl Attempt {
+    pub fn new() -> Attempt {
+        Attempt {
+            application_name: format!("{}/{:016x}", super::APPLICATION_NAME, rand::random::<u64>()),
+            started: Instant::now(),
+        }
+    }
+
+    /// The session this attempt may have left, as the ghost check takes it: no pid (never
+    /// learnt), only the name; checked against sessions started since the attempt began.
+    pub fn identity(&self) -> BackendIdentity {
+        BackendIdentity {
+            pid: 0,
+            backend_start: String::new(),
+            exclusive: true,
+            application_name: self.application_name.clone(),
+        }
+    }
+}
+
+impl Default for Attempt {
+    fn default() -> Self {
+        Attempt::new()
+    }
+}
 
 /// The server's name for a session: pid alone is reused, pid + start time is not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendIdentity {
+    /// 0: an [`Attempt`]'s session, whose pid we never learnt.
     pub pid: i32,
     pub backend_start: String,
     /// The server started this backend for our connection, so it is ours alone. False behind a
     /// pooler that handed us an older server connection: that session is the pooler's, and
     /// the exporter never terminates it.
     pub exclusive: bool,
+    /// The attempt's `application_name` (with its nonce).
+    pub application_name: String,
+}
+
+impl BackendIdentity {
+    /// An [`Attempt`]'s session: known by its name only.
+    pub fn is_attempt(&self) -> bool {
+        self.pid == 0 && !self.application_name.is_empty()
+    }
 }
 
 /// How the connection task ended.
@@ -178,11 +256,16 @@ pub struct ConnectionEnd {
 pub struct ConnectError {
     pub kind: ConnectErrorKind,
     pub detail: String,
+    /// The attempt may have left a session the server lists (see [`Attempt`]): it counts
+    /// against the budget until the server is seen without it.
+    pub lingers: bool,
 }
 
 /// An open probe connection.
 pub struct ProbeConnection {
     client: Client,
+    /// What every query on it starts with (see [`query_tag`]).
+    tag: String,
     ended: watch::Receiver<Option<ConnectionEnd>>,
     task: JoinHandle<()>,
     pub backend: BackendIdentity,
@@ -251,7 +334,8 @@ impl ProbeConnection {
         }
         let sent = Instant::now();
         self.last_sent = sent;
-        match tokio::time::timeout(query_timeout, self.client.simple_query(query)).await {
+        let query = format!("{}{query}", self.tag);
+        match tokio::time::timeout(query_timeout, self.client.simple_query(&query)).await {
             Ok(Ok(_)) => {
                 self.last_active = Instant::now();
                 ProbeOutcome::Alive
@@ -296,7 +380,8 @@ impl ProbeConnection {
         if let Some(end) = self.ended() {
             return Err(end.cause.unwrap_or(DeathCause::Error));
         }
-        match tokio::time::timeout(query_timeout, self.client.simple_query("SELECT 1")).await {
+        let ping = format!("{}SELECT 1", self.tag);
+        match tokio::time::timeout(query_timeout, self.client.simple_query(&ping)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.as_db_error().is_some() => Err(classify::death_cause(&e)),
             Ok(Err(_)) => {
@@ -320,7 +405,8 @@ impl ProbeConnection {
         sql: &str,
         timeout: Duration,
     ) -> Result<Vec<Vec<Option<String>>>, String> {
-        match tokio::time::timeout(timeout, self.client.simple_query(sql)).await {
+        let sql = format!("{}{sql}", self.tag);
+        match tokio::time::timeout(timeout, self.client.simple_query(&sql)).await {
             Ok(Ok(messages)) => Ok(messages
                 .iter()
                 .filter_map(|m| match m {

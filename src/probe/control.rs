@@ -28,8 +28,9 @@ use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
-use crate::postgres::connection::{BackendIdentity, Connector, ProbeConnection};
-use crate::postgres::{sql_literal, APPLICATION_NAME};
+use crate::postgres::connection::{query_tag, BACKEND_AGE_SLACK};
+use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
+use crate::postgres::sql_literal;
 use crate::probe::status::{self, StatusBoard};
 
 /// What the server says about a dead probe's session.
@@ -201,13 +202,13 @@ fn is_drop(cause: &DeathCause) -> bool {
 }
 
 const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
-/// How much shorter than our own idle time the server's may be and still be "unused since us":
-/// the server marks a session idle when it has sent its answer, a little after our last send.
-const GHOST_IDLE_SLACK: Duration = Duration::from_secs(2);
 /// How often earlier control sessions the server still lists are checked again.
 const LEFTOVER_RECHECK: Duration = Duration::from_secs(10);
 /// How long shutdown may spend terminating earlier control sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(6);
+/// How long shutdown waits for a connection to sweep with: a server that does not answer by
+/// then will not be swept, and the exit must not wait for it.
+const SWEEP_CONNECT_LIMIT: Duration = Duration::from_secs(3);
 
 impl Control {
     async fn run(mut self) {
@@ -216,7 +217,17 @@ impl Control {
         // A health question asked while the connection was failing: answered by the reconnect.
         let mut pending_ping: Option<oneshot::Sender<bool>> = None;
         while !self.shutdown.is_cancelled() {
-            match self.connector.open(None, |_| {}).await {
+            let attempt = Attempt::new();
+            let opened = tokio::select! {
+                // Not even a long connect_timeout holds up shutdown (`discover --time-limit 20s
+                // --connect-timeout 1h` ended at 35 s): the attempt is abandoned, and swept.
+                _ = self.shutdown.cancelled() => {
+                    self.leftovers.push((attempt.identity(), attempt.started));
+                    break;
+                }
+                opened = self.connector.open(&attempt, None, |_| {}) => opened,
+            };
+            match opened {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
                         if is_drop(&cause) {
@@ -235,6 +246,11 @@ impl Control {
                     pending_ping = self.serve(conn).await;
                 }
                 Err(e) => {
+                    if e.lingers {
+                        // The server may still finish it: counted, checked at the reconnect.
+                        self.leftovers.push((attempt.identity(), attempt.started));
+                        self.publish_sessions();
+                    }
                     // The control connection died with the server out of reach: an outage.
                     self.lost = None;
                     if let Some(reply) = pending_ping.take() {
@@ -363,12 +379,18 @@ impl Control {
                         if self.leftovers.is_empty() {
                             break;
                         }
-                        match self.connector.open(None, |_| {}).await {
-                            Ok(c) => {
+                        let attempt = Attempt::new();
+                        let opened = tokio::time::timeout(
+                            SWEEP_CONNECT_LIMIT,
+                            self.connector.open(&attempt, None, |_| {}),
+                        )
+                        .await;
+                        match opened {
+                            Ok(Ok(c)) => {
                                 self.current = Some((c.backend.clone(), Instant::now()));
                                 c
                             }
-                            Err(_) => break,
+                            _ => break,
                         }
                     }
                 };
@@ -520,23 +542,9 @@ impl Control {
         backend: &BackendIdentity,
         idle_since: Instant,
     ) -> GhostVerdict {
-        if backend.pid == 0 || !backend.exclusive {
+        let Some((filter, unused_since_us)) = ghost_filter(backend, idle_since) else {
             return GhostVerdict::Gone;
-        }
-        let unused_for = idle_since
-            .elapsed()
-            .saturating_sub(GHOST_IDLE_SLACK)
-            .as_secs_f64();
-        let filter = format!(
-            "FROM pg_stat_activity WHERE pid = {} AND backend_start::text = {} \
-             AND application_name = {}",
-            backend.pid,
-            sql_literal(&backend.backend_start),
-            sql_literal(APPLICATION_NAME),
-        );
-        let unused_since_us = format!(
-            "state = 'idle' AND state_change <= now() - make_interval(secs => {unused_for:.3})"
-        );
+        };
         let listed = conn
             .simple_query(
                 &format!("SELECT ({unused_since_us})::text {filter}"),
@@ -609,4 +617,43 @@ impl Control {
             }
         });
     }
+}
+
+/// Which rows of `pg_stat_activity` are `backend`'s session, and which of those nobody used
+/// after us; `None` for a session never ours to judge (a pooler's backend, or no name at all).
+///
+/// A session we learnt the identity of is matched by pid + backend_start + its name. An
+/// abandoned [`Attempt`](crate::postgres::connection::Attempt)'s is matched by its name (the
+/// nonce is ours alone) and only if the server started it after the attempt began
+/// (`idle_since`; never a pooler's older server connection). Unused: idle, and the last query it
+/// ran is one of ours (each starts with the connection's [`query_tag`]), or it ran none.
+fn ghost_filter(backend: &BackendIdentity, idle_since: Instant) -> Option<(String, String)> {
+    let name = backend.application_name.as_str();
+    if name.is_empty() || !backend.exclusive {
+        return None;
+    }
+    let tag = query_tag(name);
+    let unused = format!(
+        "state = 'idle' AND (query_start IS NULL OR left(query, {}) = {})",
+        tag.chars().count(),
+        sql_literal(&tag)
+    );
+    let filter = if backend.is_attempt() {
+        let started_before = idle_since.elapsed() + BACKEND_AGE_SLACK;
+        format!(
+            "FROM pg_stat_activity WHERE application_name = {} \
+             AND backend_start >= now() - make_interval(secs => {:.3})",
+            sql_literal(name),
+            started_before.as_secs_f64(),
+        )
+    } else {
+        format!(
+            "FROM pg_stat_activity WHERE pid = {} AND backend_start::text = {} \
+             AND application_name = {}",
+            backend.pid,
+            sql_literal(&backend.backend_start),
+            sql_literal(name),
+        )
+    };
+    Some((filter, unused))
 }

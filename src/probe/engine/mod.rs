@@ -16,6 +16,7 @@
 //! spawned network work; `results.rs` applies what the tasks report (to the schedulers, the
 //! guard, and through the [`Publisher`] to the metrics and the page).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -34,7 +35,7 @@ use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, Scheduler};
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
-use crate::postgres::connection::BackendIdentity;
+use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::recommend;
 use crate::storage::{self, Store};
 use tasks::Event;
@@ -95,8 +96,15 @@ struct Slot<C> {
     state: SlotState<C>,
     role: Option<Role>,
     /// The session this slot holds on the server, and when we last used it (what the
-    /// shutdown sweep needs for slots whose connection is in flight).
+    /// shutdown sweep needs for slots whose connection is in flight). For an attempt given up
+    /// on that may linger, the attempt's identity (its name) and when it started.
     backend: Option<(BackendIdentity, Instant)>,
+    /// The attempt being opened, and whether it got past the queue (only then can it reach
+    /// the server, and the shutdown sweep looks for it).
+    attempt: Option<(Attempt, Arc<AtomicBool>)>,
+    /// Releasing, and we closed it ourselves (the server was told it goes): no session any
+    /// more, though the slot stays taken until the ghost check frees it.
+    closed: bool,
     /// Holds a session the previous run left (releasing until the server lets go of it):
     /// counted in the budget, but no phase waits for it to start.
     inherited: bool,
@@ -109,6 +117,8 @@ impl<C> Default for Slot<C> {
             state: SlotState::Empty,
             role: None,
             backend: None,
+            attempt: None,
+            closed: false,
             inherited: false,
         }
     }
@@ -146,6 +156,11 @@ pub struct Engine<N: Connect, K: Control> {
     in_outage: bool,
     open_gate: Arc<Mutex<(Backoff, Instant)>>,
     open_permits: Arc<Semaphore>,
+    /// Cancels the schedulers' opens still queued when their phase ends (a queued open that
+    /// connected after discovery ended was opened only to be closed), and the guard's when it
+    /// stops; renewed for the next phase.
+    phase_stop: CancellationToken,
+    guard_stop: CancellationToken,
     tasks: JoinSet<()>,
     rungs: Vec<(Duration, String)>,
     mode: RunMode,
@@ -192,6 +207,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 Instant::now(),
             ))),
             open_permits: Arc::new(Semaphore::new(2)),
+            phase_stop: CancellationToken::new(),
+            guard_stop: CancellationToken::new(),
             tasks: JoinSet::new(),
             rungs,
             mode,
@@ -465,15 +482,17 @@ fn plan_guard(target: &TargetConfig, probe_slots: usize) -> Option<Guard> {
 }
 
 /// Probe sessions that exist on the server (or may, until it stops listing them): a
-/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42).
+/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42),
+/// and one we closed ourselves is gone (`discover` once reported 10 "at most" while the
+/// server listed 3: closed connections waiting for their check). An attempt given up on that
+/// may linger is counted until the server is seen without it.
 fn probe_sessions<C>(slots: &[Slot<C>]) -> usize {
     slots
         .iter()
-        .filter(|s| {
-            matches!(
-                s.state,
-                SlotState::Idle(_) | SlotState::InUse | SlotState::Releasing
-            )
+        .filter(|s| match s.state {
+            SlotState::Idle(_) | SlotState::InUse => true,
+            SlotState::Releasing => !s.closed,
+            SlotState::Empty | SlotState::Opening => false,
         })
         .count()
 }

@@ -6,6 +6,7 @@ use crate::logging;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{plan_guard, rungs, Engine, Next, Phase, RunMode, SlotState};
 use crate::config::TargetConfig;
@@ -125,6 +126,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// run stops or the server is unreachable.
     pub(super) fn drain(&mut self, next: Next) {
         self.phase = Phase::Draining { next };
+        // Opens still queued are not wanted any more.
+        std::mem::replace(&mut self.phase_stop, CancellationToken::new()).cancel();
+        if !self.guard_runs() {
+            std::mem::replace(&mut self.guard_stop, CancellationToken::new()).cancel();
+        }
         for slot in 0..self.slots.len() {
             if !self.is_guard(slot) || !self.guard_runs() {
                 self.discard(slot);

@@ -23,6 +23,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 if self.slots[slot].generation != generation {
                     return;
                 }
+                let attempt = self.slots[slot].attempt.take().map(|(attempt, _)| attempt);
                 match result {
                     Ok(conn) => {
                         self.publish.connected(conn.connect_duration());
@@ -36,27 +37,57 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(target_name = %self.target.name, error = %e, "probe connection failed");
+                        tracing::debug!(target_name = %self.target.name, error = %e, lingers = e.lingers, "probe connection failed");
                         self.publish.connect_failed(e.kind.label(), e.to_string());
-                        self.slots[slot].state = SlotState::Empty;
-                        self.scheduler_opened(slot, now, false);
+                        match attempt.filter(|_| e.lingers) {
+                            // Given up on, but the server may still finish it: the slot stays
+                            // taken until the server is seen without the attempt's session
+                            // (then the scheduler or the guard gets it back, as after any
+                            // release).
+                            Some(attempt) => self.watch_attempt(slot, generation, attempt),
+                            None => {
+                                self.slots[slot].state = SlotState::Empty;
+                                self.scheduler_opened(slot, now, false);
+                            }
+                        }
                     }
                 }
             }
-            Event::Ended { slot, generation } => {
+            Event::OpenDropped { slot, generation } => {
                 let s = &mut self.slots[slot];
                 if s.generation != generation {
                     return;
                 }
-                let SlotState::Idle(conn) = std::mem::replace(&mut s.state, SlotState::InUse)
-                else {
+                s.state = SlotState::Empty;
+                s.attempt = None;
+                self.scheduler_opened(slot, now, false);
+            }
+            Event::Ended {
+                slot,
+                generation,
+                clean,
+            } => {
+                let s = &mut self.slots[slot];
+                if s.generation != generation {
                     return;
-                };
-                let Some(end) = conn.ended() else {
-                    s.state = SlotState::Idle(conn);
-                    return;
-                };
-                self.report_idle_death(slot, generation, conn, end);
+                }
+                match std::mem::take(&mut s.state) {
+                    SlotState::Idle(conn) => match conn.ended() {
+                        Some(end) => {
+                            s.state = SlotState::InUse;
+                            self.report_idle_death(slot, generation, conn, end);
+                        }
+                        None => s.state = SlotState::Idle(conn),
+                    },
+                    // We closed it: the server was told it goes.
+                    SlotState::Releasing => {
+                        s.closed |= clean;
+                        s.state = SlotState::Releasing;
+                    }
+                    // In use (the probe's task sees the end), or opening (the attempt failed
+                    // after its connection began: its `Opened` says so).
+                    other => s.state = other,
+                }
             }
             Event::Used {
                 slot,
@@ -102,6 +133,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let s = &mut self.slots[slot];
                 s.state = SlotState::Empty;
                 s.backend = None;
+                s.closed = false;
                 s.inherited = false;
                 if self.is_guard(slot) {
                     if let Some(guard) = &mut self.guard {

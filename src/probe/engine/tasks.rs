@@ -4,14 +4,17 @@
 //! check), and the shutdown sweep. The engine loop itself never waits on the network; only
 //! [`Engine::close_all`], once the loop is over, does.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{Engine, LeftoverSessions, Phase, SlotState};
-use crate::postgres::connection::{BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome};
+use crate::postgres::connection::{
+    Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
+};
 use crate::probe::control::GhostVerdict;
 use crate::probe::network::{Conn, Connect, Control};
 use crate::probe::watch::{self, Role};
@@ -37,6 +40,13 @@ pub(super) enum Event<C> {
         used: Use<C>,
     },
     Ended {
+        slot: usize,
+        generation: u64,
+        /// It ended because we closed it (the server was told).
+        clean: bool,
+    },
+    /// An open still queued when its phase ended: it never reached the server.
+    OpenDropped {
         slot: usize,
         generation: u64,
     },
@@ -91,14 +101,22 @@ impl<N: Connect, K: Control> Engine<N, K> {
         s.state = SlotState::Opening;
         s.role = Some(role);
         let generation = s.generation;
+        let attempt = Attempt::new();
+        let connecting = Arc::new(AtomicBool::new(false));
+        s.attempt = Some((attempt.clone(), connecting.clone()));
         let events = self.events.clone();
         let connector = self.connector.clone();
         let gate = self.open_gate.clone();
         let permits = self.open_permits.clone();
         let shutdown = self.shutdown.clone();
+        let unwanted = if self.is_guard(slot) {
+            self.guard_stop.clone()
+        } else {
+            self.phase_stop.clone()
+        };
         self.tasks.spawn(async move {
-            let opening = async {
-                let _permit = permits.acquire().await;
+            let queued = async {
+                let permit = permits.acquire_owned().await;
                 // One gate for all slots: after a failure every slot waits, so a down server
                 // sees one attempt per backoff step, not a storm.
                 loop {
@@ -108,10 +126,27 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     }
                     tokio::time::sleep_until(not_before).await;
                 }
+                permit
+            };
+            let _permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = unwanted.cancelled() => {
+                    let _ = events.send(Event::OpenDropped { slot, generation });
+                    return;
+                }
+                permit = queued => permit,
+            };
+            connecting.store(true, Ordering::Relaxed);
+            let opening = async {
                 let ended_events = events.clone();
                 let result = connector
-                    .open(keepalive, move |_| {
-                        let _ = ended_events.send(Event::Ended { slot, generation });
+                    .open(attempt, keepalive, move |end| {
+                        let clean = end.cause.is_none();
+                        let _ = ended_events.send(Event::Ended {
+                            slot,
+                            generation,
+                            clean,
+                        });
                     })
                     .await;
                 let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,6 +156,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 }
                 result
             };
+            // Shutdown abandons an attempt under way: the sweep looks for its session.
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 result = opening => {
@@ -182,6 +218,16 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let last_used = s.backend.as_ref().map_or(conn.last_active(), |(_, at)| *at);
         self.tasks.spawn(conn.close());
         self.watch_until_gone(slot, generation, backend, last_used, died);
+    }
+
+    /// An attempt given up on that the server may still finish: `slot` stays taken (counted as
+    /// a session) until the server is seen without it, reaping it if allowed.
+    pub(super) fn watch_attempt(&mut self, slot: usize, generation: u64, attempt: Attempt) {
+        let s = &mut self.slots[slot];
+        s.state = SlotState::Releasing;
+        let identity = attempt.identity();
+        s.backend = Some((identity.clone(), attempt.started));
+        self.watch_until_gone(slot, generation, identity, attempt.started, false);
     }
 
     /// Frees `slot` (a `Released` event) once the server no longer lists `backend`, reaping it
@@ -267,6 +313,14 @@ impl<N: Connect, K: Control> Engine<N, K> {
         for slot in &mut self.slots {
             if let Some(backend) = slot.backend.take() {
                 leftovers.push(backend);
+            }
+            // An attempt under way is abandoned: the server may still finish it.
+            if let (SlotState::Opening, Some((attempt, connecting))) =
+                (&slot.state, slot.attempt.take())
+            {
+                if connecting.load(Ordering::Relaxed) {
+                    leftovers.push((attempt.identity(), attempt.started));
+                }
             }
             if let SlotState::Idle(conn) = std::mem::take(&mut slot.state) {
                 closing.spawn(conn.close());
