@@ -121,30 +121,26 @@ impl Connector {
             last_sent: Instant::now(),
             connect_duration: started.elapsed(),
         };
-        conn.last_sent = Instant::now();
-        let identity = tokio::time::timeout(
-            self.connect_timeout,
-            conn.client
-                .simple_query(&format!("{}{IDENTITY_QUERY}", conn.tag)),
-        )
-        .await;
-        match identity {
-            Ok(Ok(rows)) => {
-                if let Some(row) = first_row(&rows) {
-                    // A backend older than our connection was not started for us: a pooler
-                    // (PgBouncer, RDS Proxy) handed us one of its server connections.
-                    let age: f64 = row.get(2).and_then(|a| a.parse().ok()).unwrap_or(f64::MAX);
-                    let own_window = started.elapsed() + BACKEND_AGE_SLACK;
-                    conn.backend = BackendIdentity {
-                        pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
-                        backend_start: row.get(1).unwrap_or_default().to_string(),
-                        exclusive: age <= own_window.as_secs_f64(),
-                        application_name: attempt.application_name.clone(),
-                    };
-                }
-            }
-            // The session exists; dropping the connection says goodbye, but a box that forgot
-            // the flow drops that: the attempt may linger.
+        conn.read_identity(self.connect_timeout, started, attempt)
+            .await?;
+        Ok(conn)
+    }
+}
+
+impl ProbeConnection {
+    /// The first query: who the server says this session is ([`BackendIdentity`]). An error
+    /// leaves a session behind that exists (dropping the connection says goodbye, but a box
+    /// that forgot the flow drops that): the attempt may linger.
+    async fn read_identity(
+        &mut self,
+        timeout: Duration,
+        started: Instant,
+        attempt: &Attempt,
+    ) -> Result<(), ConnectError> {
+        self.last_sent = Instant::now();
+        let query = format!("{}{IDENTITY_QUERY}", self.tag);
+        let rows = match tokio::time::timeout(timeout, self.client.simple_query(&query)).await {
+            Ok(Ok(rows)) => rows,
             Ok(Err(e)) => {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::ServerError,
@@ -159,9 +155,21 @@ impl Connector {
                     lingers: true,
                 })
             }
+        };
+        if let Some(row) = first_row(&rows) {
+            // A backend older than our connection was not started for us: a pooler
+            // (PgBouncer, RDS Proxy) handed us one of its server connections.
+            let age: f64 = row.get(2).and_then(|a| a.parse().ok()).unwrap_or(f64::MAX);
+            let own_window = started.elapsed() + BACKEND_AGE_SLACK;
+            self.backend = BackendIdentity {
+                pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
+                backend_start: row.get(1).unwrap_or_default().to_string(),
+                exclusive: age <= own_window.as_secs_f64(),
+                application_name: attempt.application_name.clone(),
+            };
         }
-        conn.last_active = Instant::now();
-        Ok(conn)
+        self.last_active = Instant::now();
+        Ok(())
     }
 }
 

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{Engine, LeftoverSessions, Phase, SlotState};
+use crate::backoff::Backoff;
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
 };
@@ -65,6 +68,29 @@ pub(super) enum Event<C> {
     },
 }
 
+impl<C> Event<C> {
+    /// The slot it is about, and the slot's generation when the task started.
+    pub(super) fn slot(&self) -> (usize, u64) {
+        match self {
+            Event::Opened {
+                slot, generation, ..
+            }
+            | Event::Used {
+                slot, generation, ..
+            }
+            | Event::Ended {
+                slot, generation, ..
+            }
+            | Event::Released {
+                slot, generation, ..
+            } => (*slot, *generation),
+            Event::OpenDropped { slot, generation } | Event::GhostAlive { slot, generation } => {
+                (*slot, *generation)
+            }
+        }
+    }
+}
+
 /// What one use of a connection found: a probe's answer, or a death noticed while idle.
 pub(super) struct Use<C> {
     pub conn: Box<C>,
@@ -104,66 +130,23 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let attempt = Attempt::new();
         let connecting = Arc::new(AtomicBool::new(false));
         s.attempt = Some((attempt.clone(), connecting.clone()));
-        let events = self.events.clone();
-        let connector = self.connector.clone();
-        let gate = self.open_gate.clone();
-        let permits = self.open_permits.clone();
-        let shutdown = self.shutdown.clone();
-        let unwanted = if self.is_guard(slot) {
-            self.guard_stop.clone()
-        } else {
-            self.phase_stop.clone()
+        let job = OpenJob {
+            slot,
+            generation,
+            attempt,
+            connecting,
+            keepalive,
+            events: self.events.clone(),
+            gate: self.open_gate.clone(),
+            permits: self.open_permits.clone(),
+            shutdown: self.shutdown.clone(),
+            unwanted: if self.is_guard(slot) {
+                self.guard_stop.clone()
+            } else {
+                self.phase_stop.clone()
+            },
         };
-        self.tasks.spawn(async move {
-            let queued = async {
-                let permit = permits.acquire_owned().await;
-                // One gate for all slots: after a failure every slot waits, so a down server
-                // sees one attempt per backoff step, not a storm.
-                loop {
-                    let not_before = gate.lock().unwrap_or_else(|e| e.into_inner()).1;
-                    if Instant::now() >= not_before {
-                        break;
-                    }
-                    tokio::time::sleep_until(not_before).await;
-                }
-                permit
-            };
-            let _permit = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = unwanted.cancelled() => {
-                    let _ = events.send(Event::OpenDropped { slot, generation });
-                    return;
-                }
-                permit = queued => permit,
-            };
-            connecting.store(true, Ordering::Relaxed);
-            let opening = async {
-                let ended_events = events.clone();
-                let result = connector
-                    .open(attempt, keepalive, move |end| {
-                        let clean = end.cause.is_none();
-                        let _ = ended_events.send(Event::Ended {
-                            slot,
-                            generation,
-                            clean,
-                        });
-                    })
-                    .await;
-                let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
-                match &result {
-                    Ok(_) => gate.0.reset(),
-                    Err(_) => gate.1 = Instant::now() + gate.0.next_delay(),
-                }
-                result
-            };
-            // Shutdown abandons an attempt under way: the sweep looks for its session.
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = opening => {
-                    let _ = events.send(Event::Opened { slot, generation, result });
-                }
-            }
-        });
+        self.tasks.spawn(job.run(self.connector.clone()));
     }
 
     /// Sends the probe query on `slot`'s idle connection.
@@ -369,5 +352,79 @@ impl<N: Connect, K: Control> Engine<N, K> {
             tracing::info!(target_name = %self.target.name, sessions = left.len(), "the server still lists sessions of this target; the next run counts them");
         }
         left
+    }
+}
+
+/// One open, spawned: waits its turn (the permits and the backoff gate shared by all slots),
+/// then connects and reports [`Event::Opened`].
+struct OpenJob<C> {
+    slot: usize,
+    generation: u64,
+    attempt: Attempt,
+    /// Set once the turn came: from then on the attempt may reach the server.
+    connecting: Arc<AtomicBool>,
+    keepalive: Option<Duration>,
+    events: mpsc::UnboundedSender<Event<C>>,
+    gate: Arc<Mutex<(Backoff, Instant)>>,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    /// The phase (or the guard) no longer wants it: dropped if still waiting its turn.
+    unwanted: CancellationToken,
+}
+
+impl<C: Conn> OpenJob<C> {
+    async fn run<N: Connect<Conn = C>>(self, connector: Arc<N>) {
+        let OpenJob {
+            slot, generation, ..
+        } = self;
+        let queued = async {
+            let permit = self.permits.clone().acquire_owned().await;
+            // One gate for all slots: after a failure every slot waits, so a down server sees
+            // one attempt per backoff step, not a storm.
+            loop {
+                let not_before = self.gate.lock().unwrap_or_else(|e| e.into_inner()).1;
+                if Instant::now() >= not_before {
+                    break;
+                }
+                tokio::time::sleep_until(not_before).await;
+            }
+            permit
+        };
+        let _permit = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = self.unwanted.cancelled() => {
+                let _ = self.events.send(Event::OpenDropped { slot, generation });
+                return;
+            }
+            permit = queued => permit,
+        };
+        self.connecting.store(true, Ordering::Relaxed);
+        let ended_events = self.events.clone();
+        let on_end = move |end: ConnectionEnd| {
+            let clean = end.cause.is_none();
+            let _ = ended_events.send(Event::Ended {
+                slot,
+                generation,
+                clean,
+            });
+        };
+        let opening = async {
+            let result = connector
+                .open(self.attempt.clone(), self.keepalive, on_end)
+                .await;
+            let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            match &result {
+                Ok(_) => gate.0.reset(),
+                Err(_) => gate.1 = Instant::now() + gate.0.next_delay(),
+            }
+            result
+        };
+        // Shutdown abandons an attempt under way: the sweep looks for its session.
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            result = opening => {
+                let _ = self.events.send(Event::Opened { slot, generation, result });
+            }
+        }
     }
 }
