@@ -42,17 +42,30 @@ async fn terminating_the_exporters_sessions_never_pages_nor_counts_as_a_control_
     if skip_without_lab(&[]) {
         return;
     }
-    // A long T: nothing here is an idle drop.
+    // A long T: nothing here is an idle drop. Four targets on the one server: four control
+    // connections for each termination to race with (the race is a few percent per death).
     let lab = Lab::up("rbct", "silent", 60);
-    let config = lab_config("c", &lab, "    max_connections: 4\n");
+    const TARGETS: [&str; 4] = ["c", "c2", "c3", "c4"];
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n{}",
+        TARGETS
+            .iter()
+            .map(|name| lab_target(name, &lab, "    max_connections: 3\n"))
+            .collect::<String>()
+    ));
     let exporter = Exporter::start(&config).await;
-    let target = [("target", "c")];
-    let up = |m: &Metrics| m.get("idle_drop_target_up", &target) == Some(1.0);
+    let up = |m: &Metrics| {
+        TARGETS
+            .iter()
+            .all(|t| m.get("idle_drop_target_up", &[("target", t)]) == Some(1.0))
+    };
     exporter
         .wait_for(Duration::from_secs(30), "the control connection", up)
         .await;
     const ROUNDS: usize = 40;
     let started = Instant::now();
+    // The rounds in which a paging series moved.
+    let (mut moved_in, mut last_paging) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // Let the probes open again, so some pings are in flight when the FATAL lands.
         tokio::time::sleep(Duration::from_millis(300 + 37 * (round as u64 % 7))).await;
@@ -65,27 +78,24 @@ async fn terminating_the_exporters_sessions_never_pages_nor_counts_as_a_control_
             .wait_for(Duration::from_secs(30), "the control connection back", up)
             .await;
         let paging = paging_series(&m);
-        assert!(
-            paging.is_empty(),
-            "round {round}: terminations counted as drops: {paging:?}\n{}",
-            m.text
-        );
+        if paging != last_paging {
+            moved_in.push(round);
+            last_paging = paging;
+        }
     }
     // Counters settle after the last reconnect.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m = exporter.metrics().await;
-    let control_deaths = m.sum(
-        "idle_drop_closed_connections_total",
-        &[("target", "c"), ("role", "control")],
-    );
+    let control_deaths = m.sum("idle_drop_closed_connections_total", &[("role", "control")]);
     eprintln!(
-        "{ROUNDS} termination rounds in {:.1} s: {control_deaths} control deaths, paging series {:?}",
+        "{ROUNDS} termination rounds in {:.1} s: {control_deaths} control deaths, paging series \
+         {:?} (moved in rounds {moved_in:?})",
         started.elapsed().as_secs_f64(),
         paging_series(&m)
     );
     assert!(
-        control_deaths >= ROUNDS as f64 / 2.0,
-        "the terminations reached the control connection ({control_deaths} deaths)"
+        control_deaths >= ROUNDS as f64,
+        "the terminations reached the control connections ({control_deaths} deaths)"
     );
     assert!(paging_series(&m).is_empty(), "{}", m.text);
     assert!(

@@ -114,6 +114,7 @@ impl Connector {
         let mut conn = ProbeConnection {
             client,
             tag: query_tag(&attempt.application_name),
+            fatal: std::sync::Mutex::new(None),
             ended: ended_rx,
             task,
             backend: BackendIdentity::default(),
@@ -274,6 +275,8 @@ pub struct ProbeConnection {
     client: Client,
     /// What every query on it starts with (see [`query_tag`]).
     tag: String,
+    /// A FATAL one of our queries received (see [`ProbeConnection::death_cause`]).
+    fatal: std::sync::Mutex<Option<DeathCause>>,
     ended: watch::Receiver<Option<ConnectionEnd>>,
     task: JoinHandle<()>,
     pub backend: BackendIdentity,
@@ -380,25 +383,50 @@ impl ProbeConnection {
     }
 
     /// A round trip (`SELECT 1`) on the control connection; on failure, why the connection
-    /// died, told as [`ProbeConnection::probe`] tells it: a FATAL that answers the query names
-    /// the cause (the connection task then only sees the EOF that follows); otherwise the
-    /// task's result, waited for briefly; [`DeathCause::Error`] when it does not say in time
-    /// (never a guessed timeout: only a query that got no answer is one).
+    /// died ([`ProbeConnection::death_cause`], the task's result waited for briefly): a FATAL
+    /// that answered this or an earlier query of ours (an administrator's termination that
+    /// lands on a query in flight reaches the task only as EOF), else the task's result, else
+    /// [`DeathCause::Error`]. Never a guessed timeout: only a query that got no answer is one.
     pub async fn ping(&self, query_timeout: Duration) -> Result<(), DeathCause> {
-        if let Some(end) = self.ended() {
-            return Err(end.cause.unwrap_or(DeathCause::Error));
+        if self.ended().is_some() {
+            return Err(self.death_cause());
         }
         let ping = format!("{}SELECT 1", self.tag);
         match tokio::time::timeout(query_timeout, self.client.simple_query(&ping)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.as_db_error().is_some() => Err(classify::death_cause(&e)),
-            Ok(Err(_)) => {
+            Ok(Err(e)) => {
+                self.note_fatal(&e);
                 let mut ended = self.ended.clone();
                 let _ = tokio::time::timeout(CAUSE_WAIT, ended.wait_for(|e| e.is_some())).await;
-                let cause = ended.borrow().as_ref().and_then(|end| end.cause.clone());
-                Err(cause.unwrap_or(DeathCause::Error))
+                Err(self.death_cause())
             }
             Err(_) => Err(DeathCause::Timeout),
+        }
+    }
+
+    /// Why the connection died: the FATAL a query of ours received, if one did (the
+    /// connection task then only sees the EOF that follows), else the task's own result;
+    /// `error` while neither says.
+    pub fn death_cause(&self) -> DeathCause {
+        let fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        fatal
+            .or_else(|| self.ended().and_then(|end| end.cause))
+            .unwrap_or(DeathCause::Error)
+    }
+
+    /// Keeps a FATAL (the server ends the session) that answered one of our queries.
+    fn note_fatal(&self, error: &tokio_postgres::Error) {
+        let fatal = error.as_db_error().is_some_and(|db| {
+            matches!(
+                db.parsed_severity(),
+                Some(
+                    tokio_postgres::error::Severity::Fatal | tokio_postgres::error::Severity::Panic
+                )
+            )
+        });
+        if fatal {
+            *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(classify::death_cause(error));
         }
     }
 
@@ -426,7 +454,10 @@ impl ProbeConnection {
                     _ => None,
                 })
                 .collect()),
-            Ok(Err(e)) => Err(classify::chain_text(&e)),
+            Ok(Err(e)) => {
+                self.note_fatal(&e);
+                Err(classify::chain_text(&e))
+            }
             Err(_) => Err(format!("no answer within {timeout:?}")),
         }
     }

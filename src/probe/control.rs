@@ -448,11 +448,7 @@ impl Control {
     /// `error`: never a guessed timeout (an administrator's termination that raced a ping
     /// once counted as one).
     async fn lost(&mut self, conn: ProbeConnection) {
-        let cause = self
-            .failure
-            .take()
-            .or_else(|| conn.ended().and_then(|end| end.cause))
-            .unwrap_or(DeathCause::Error);
+        let cause = self.failure.take().unwrap_or_else(|| conn.death_cause());
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
         self.metrics
             .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
