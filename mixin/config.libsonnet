@@ -18,8 +18,39 @@
     // 'job="pg-idle"' or 'job="idle_drop_exporter",cluster="eu-1"'.
     idleDropMetricsSelector: '',
 
+    // The `severity` label of each alert, for Alertmanager's routes. Defaults follow the
+    // monitoring-mixin convention: critical pages someone now, warning needs a look within
+    // working hours, info is context for the other two. Override one with
+    //   _config+:: { alertSeverities+: { IdleDropTargetDown: 'critical' } }
+    // A name here that is no alert of the mixin fails the render (a typo would go unnoticed).
+    alertSeverities: {
+      IdleDropClosedConnectionsSpike: 'critical',
+      IdleDropAppPoolLifetimeUnsafe: 'warning',
+      IdleDropThresholdChanged: 'info',
+      IdleDropGhostBackendsAccumulating: 'warning',
+      IdleDropTargetDown: 'warning',
+      IdleDropTargetOutage: 'warning',
+      IdleDropExporterAbsent: 'warning',
+      IdleDropConfigReloadFailed: 'warning',
+      IdleDropTargetFileInvalid: 'warning',
+      IdleDropShardMissing: 'warning',
+    },
+
+    // Every alert's runbook_url is this URL + '#' + the alert's name in lower case: a section of
+    // docs/runbook.md. The project has no public home to link to, so the default is a
+    // placeholder (example.com, RFC 2606): set it to where your on-call reads docs/runbook.md
+    // (your Git host's view of it, a wiki page with the same section anchors).
+    runbookURLBase: 'https://runbooks.example.com/idle_drop_exporter/runbook.md',
+
+    // Several clusters' exporters in one Prometheus (Thanos, Mimir, a federating Prometheus):
+    // true adds a `cluster` variable to the dashboard and clusterLabel=~"$cluster" to every
+    // dashboard query and variable. Off, the dashboard has neither (the label need not exist).
+    showMultiCluster: false,
+    clusterLabel: 'cluster',
+
     // Grafana dashboard. The uid stays the same so an import updates the existing dashboard;
-    // the data source is always the dashboard's ${datasource} variable.
+    // the data source is always the dashboard's ${datasource} variable, and the job, instance
+    // and target variables (cluster too, with showMultiCluster) filter every query.
     dashboardUid: 'idle-drop-exporter',
     dashboardTitle: 'idle_drop_exporter',
     dashboardTags: ['postgresql', 'idle_drop_exporter'],

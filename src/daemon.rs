@@ -21,8 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::target_files::Refresh;
@@ -30,38 +29,11 @@ use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, Targe
 use crate::http::{self, AppState, TargetFileBoard, TargetFileRow};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
+use crate::reload::{ReloadError, ReloadInbox, ReloadTrigger};
 use crate::storage::Store;
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
-
-type ReloadReply = oneshot::Sender<Result<(), String>>;
-
-/// Asks the daemon to reload its configuration file (SIGHUP, the HTTP endpoint, tests).
-#[derive(Clone)]
-pub struct ReloadTrigger(mpsc::Sender<ReloadReply>);
-
-impl ReloadTrigger {
-    /// Reloads and waits for the result: `Err` carries the reason (file, line, field).
-    pub async fn reload(&self) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.0
-            .send(reply)
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the daemon is shutting down".to_string())?
-    }
-}
-
-/// The receiving end of [`ReloadTrigger`]s, handed to [`run`].
-pub struct ReloadInbox(mpsc::Receiver<ReloadReply>);
-
-pub fn reload_channel() -> (ReloadTrigger, ReloadInbox) {
-    let (tx, rx) = mpsc::channel(4);
-    (ReloadTrigger(tx), ReloadInbox(rx))
-}
 
 struct RunningTarget {
     config: Arc<TargetConfig>,
@@ -85,18 +57,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs the exporter until `shutdown` is cancelled. `config` was loaded from `config_path`
-/// (which reloads read again); `listener` is already bound (tests bind port 0).
+/// (which reloads read again); `listeners` are already bound (tests bind port 0), one per
+/// `--web.listen-address`.
 pub async fn run(
     config_path: PathBuf,
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<crate::listener::Listeners>,
     reloads: (ReloadTrigger, ReloadInbox),
     shutdown: CancellationToken,
 ) {
     let metrics = Arc::new(Metrics::new());
     let board: StatusBoard = Default::default();
     let files: TargetFileBoard = Default::default();
-    let (trigger, ReloadInbox(mut inbox)) = reloads;
+    let (trigger, mut inbox) = reloads;
     let state = Arc::new(AppState {
         metrics: metrics.clone(),
         board: board.clone(),
@@ -110,7 +83,11 @@ pub async fn run(
             .map(|path| Arc::new(http::web_config::Watcher::new(path))),
     });
     let http_shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, state.clone(), http_shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        listeners.into(),
+        state.clone(),
+        http_shutdown.clone(),
+    ));
 
     let store = match &config.storage_path {
         Some(dir) => Store::open(dir).unwrap_or_else(|e| {
@@ -139,7 +116,7 @@ pub async fn run(
         metrics,
         board,
         files,
-        listen_address: config.listen_address,
+        listen_address: config.listen_address.clone(),
         log: config.log.clone(),
         store,
         handover: Default::default(),
@@ -171,7 +148,7 @@ pub async fn run(
         let watching = !daemon.target_files_config.patterns.is_empty();
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            request = inbox.recv() => {
+            request = inbox.next() => {
                 let Some(reply) = request else { break };
                 let _ = reply.send(daemon.reload());
                 // A reload read the files just now, and may have changed the interval.
@@ -204,7 +181,7 @@ struct Daemon {
     board: StatusBoard,
     /// The target files as the status page shows them.
     files: TargetFileBoard,
-    listen_address: std::net::SocketAddr,
+    listen_address: crate::listener::ListenAddress,
     log: config::LogConfig,
     /// Each target's last measurement, across reloads and (with `--storage.path`) restarts.
     store: Store,
@@ -228,13 +205,13 @@ fn refresh_timer(period: Duration) -> tokio::time::Interval {
 }
 
 impl Daemon {
-    fn reload(&mut self) -> Result<(), String> {
+    fn reload(&mut self) -> Result<(), ReloadError> {
         match config::load(&self.config_path) {
             Err(e) => {
                 self.metrics.reload_successful.set(0);
                 self.metrics.reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(error = %e, "invalid configuration; keeping the running one");
-                Err(e.to_string())
+                Err(ReloadError::Refused(e.to_string()))
             }
             Ok(config) => {
                 if config.listen_address != self.listen_address {
@@ -479,7 +456,7 @@ impl Daemon {
             .await
             .is_err()
         {
-            tracing::warn!(grace = %crate::logging::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
+            tracing::warn!(grace = %crate::format::duration(SHUTDOWN_GRACE), "some targets did not close their sessions within the grace period");
         }
     }
 }
@@ -547,7 +524,7 @@ async fn run_after(
             _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
                 Ok(left) => left.ok(),
                 Err(_) => {
-                    tracing::warn!(target_name = %name, grace = %crate::logging::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
+                    tracing::warn!(target_name = %name, grace = %crate::format::duration(SHUTDOWN_GRACE), "target did not close its sessions within the grace period; abandoned");
                     task.abort();
                     let _ = task.await;
                     None

@@ -25,18 +25,26 @@
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT (its
 //!   `/metrics` on [`http::server`]).
 //! - [`recommend`]: the safe lifetime from a bracket; [`recipes`]: it as each library's settings,
-//!   derived from a model of each pool (`pools.rs`), spelt as each library takes them
-//!   (`spelling.rs`) and labelled with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
-//! - [`backoff`], [`secret`], [`shutdown`], [`listener`], [`logging`]: small helpers.
+//!   derived from a model of each pool and spelt as that library takes them (one file per
+//!   library in `libraries/`, sharing `spelling.rs`), labelled with the versions the model holds
+//!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
+//! - [`build_info`]: what the binary was built from (`build.rs` fills it in), for
+//!   `--version`, `idle_drop_build_info` and the start log line.
+//! - [`listener`]: the listen address forms (`:PORT`, `HOST:PORT`, `[IPv6]:PORT`) and the
+//!   accept step; [`logging`]: the non-blocking log writer and the text, logfmt and JSON formats.
+//! - [`backoff`], [`secret`], [`shutdown`] (signals), [`reload`] (asking the daemon to
+//!   reload), [`format`] (durations): small helpers.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
 
 pub mod backoff;
+pub mod build_info;
 pub mod config;
 pub mod daemon;
 pub mod discover;
 pub mod discovery;
+pub mod format;
 pub mod http;
 pub mod listener;
 pub mod logging;
@@ -45,6 +53,7 @@ pub mod postgres;
 pub mod probe;
 pub mod recipes;
 pub mod recommend;
+pub mod reload;
 pub mod secret;
 pub mod shutdown;
 pub mod simulator;

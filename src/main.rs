@@ -1,26 +1,57 @@
 //! The `idle_drop_exporter` binary: flags, configuration, logging, then the daemon; or one of
-//! the tools for the person in trouble (`discover`, `simulate`).
+//! the tools for the person in trouble (`discover`, `simulate`, `recipes`), or the shell
+//! completions and man page (`completions`, `man`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use idle_drop_exporter::listener::ListenAddress;
 use idle_drop_exporter::{
-    config, daemon, discover, http, logging, recipes, shutdown, simulator, storage,
+    build_info, config, daemon, discover, http, logging, recipes, shutdown, simulator, storage,
 };
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
 const EXIT_BAD_CONFIG: u8 = 78;
 
+/// The end of `--help` (and the man page's extra section): what is not a flag.
+const AFTER_HELP: &str = "\
+Listens on 0.0.0.0:10187 (default port 10187) unless --web.listen-address or the file's
+listen_address says otherwise. Serves /metrics, / (status page), /-/healthy, /-/ready and
+/-/reload.
+
+Exit status:
+  0   stopped by SIGTERM or SIGINT; --config.check found the configuration valid
+  1   cannot listen on an address, or cannot install the signal handlers
+  2   wrong flags or command line
+  78  invalid configuration (file, target file, web config or --storage.path), named with
+      FILE:LINE: FIELD (sysexits' EX_CONFIG)
+  (discover: 0 measured, 1 probe failure, 2 usage, 130 interrupted; see discover --help)
+
+Signals:
+  SIGHUP           reload the configuration file (as POST /-/reload); a bad file keeps the
+                   running configuration
+  SIGTERM, SIGINT  stop: every probe connection is closed (up to 15 s), then open HTTP
+                   requests get 5 s to finish";
+
 /// Measures after how long the network path silently drops idle PostgreSQL connections and
 /// exports it to Prometheus.
 #[derive(Parser, Debug)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "idle_drop_exporter",
+    about,
+    after_help = AFTER_HELP,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
 struct Flags {
     #[command(subcommand)]
     tool: Option<Tool>,
+    /// Print the version, git revision, build date and rustc version, and exit.
+    #[arg(long)]
+    version: bool,
     /// Configuration file.
     #[arg(
         long = "config.file",
@@ -28,9 +59,16 @@ struct Flags {
         default_value = "config.yaml"
     )]
     config: PathBuf,
-    /// Address to serve /metrics on; overrides `listen_address` in the file.
-    #[arg(long = "web.listen-address")]
-    listen_address: Option<std::net::SocketAddr>,
+    /// Address to serve /metrics on: :PORT (every interface, IPv4 and IPv6), HOST:PORT,
+    /// IP:PORT or [IPv6]:PORT. Repeat it to listen on several. Overrides `listen_address` in
+    /// the file [default: the file's, else 0.0.0.0:10187]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "[HOST]:PORT",
+        value_parser = ListenAddress::parse,
+        action = clap::ArgAction::Append
+    )]
+    listen_addresses: Vec<ListenAddress>,
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",
@@ -50,15 +88,16 @@ struct Flags {
     /// instead of measuring from zero (off by default).
     #[arg(long = "storage.path")]
     storage_path: Option<PathBuf>,
-    /// Log level or filter (error, warn, info, debug, trace); overrides the file.
-    #[arg(long = "log.level", value_parser = config::parse_log_level)]
-    log_level: Option<String>,
-    /// Log format (text or json); overrides the file.
-    #[arg(long = "log.format", value_parser = ["text", "json"])]
-    log_format: Option<String>,
+    #[command(flatten)]
+    log: logging::LogFlags,
     /// Check the configuration file and exit (0 if valid, 78 if not).
     #[arg(long = "config.check", visible_alias = "check-config")]
     check_config: bool,
+    /// With --config.check: an environment variable a target names (dsn_env, password_env)
+    /// that is unset is a warning, not an error, so CI can lint a configuration without its
+    /// secrets.
+    #[arg(long = "config.check.allow-missing-env", requires = "check_config")]
+    allow_missing_env: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,25 +108,30 @@ enum Tool {
     Simulate(simulator::Args),
     /// Print pool settings for a threshold you already know, without measuring.
     Recipes(recipes::command::Args),
+    /// Print a shell completion script (bash: `source <(idle_drop_exporter completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `idle_drop_exporter man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    if let Some(tool) = flags.tool {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let status = match tool {
-            Tool::Discover(args) => runtime.block_on(discover::main(*args)),
-            Tool::Simulate(args) => runtime.block_on(simulator::main(args)),
-            Tool::Recipes(args) => recipes::command::main(args),
-        };
-        // Log lines go through a queue; the last ones (the signal, the shutdown) must not be lost.
-        logging::flush(std::time::Duration::from_secs(2));
-        return status;
+    if flags.version {
+        print!("{}", build_info::get().version_text());
+        return ExitCode::SUCCESS;
     }
-    let mut config = match config::load(&flags.config) {
+    if let Some(tool) = flags.tool {
+        return run_tool(tool);
+    }
+    let missing_env = if flags.allow_missing_env {
+        config::MissingEnv::Warn
+    } else {
+        config::MissingEnv::Refuse
+    };
+    let mut config = match config::load_checking(&flags.config, missing_env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("invalid configuration: {e}");
@@ -114,59 +158,124 @@ fn main() -> ExitCode {
     if flags.check_config {
         return check_config(&flags, &config);
     }
-    if let Some(address) = flags.listen_address {
-        config.listen_address = address;
-    }
-    if let Some(level) = flags.log_level {
-        config.log.level = level;
-    }
-    if let Some(format) = flags.log_format.as_deref() {
-        config.log.format = if format == "json" {
-            config::LogFormat::Json
-        } else {
-            config::LogFormat::Text
-        };
-    }
+    // The file's listen_address stays in the config (a reload compares against it).
+    let addresses = if flags.listen_addresses.is_empty() {
+        vec![config.listen_address.clone()]
+    } else {
+        flags.listen_addresses.clone()
+    };
+    config.log = flags.log.over(config.log);
     logging::init(&config.log);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(async move {
-        // Listening from before anything starts until the end: see `shutdown`.
-        let signals = match shutdown::Signals::new() {
-            Ok(signals) => signals,
+    runtime.block_on(serve(flags.config, config, addresses))
+}
+
+/// `discover`, `simulate`, `recipes`, `completions`, `man`.
+fn run_tool(tool: Tool) -> ExitCode {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
+    let status = match tool {
+        Tool::Discover(args) => runtime().block_on(discover::main(*args)),
+        Tool::Simulate(args) => runtime().block_on(simulator::main(args)),
+        Tool::Recipes(args) => recipes::command::main(args),
+        Tool::Completions { shell } => {
+            let mut command = Flags::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "idle_drop_exporter",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Tool::Man => man(),
+    };
+    // Log lines go through a queue; the last ones (the signal, the shutdown) must not be lost.
+    logging::flush(std::time::Duration::from_secs(2));
+    status
+}
+
+/// The man page: the daemon's flags, the commands, exit status and signals, and the version.
+fn man() -> ExitCode {
+    let command = Flags::command().version(build_info::get().version);
+    let page = clap_mangen::Man::new(command);
+    let mut out = Vec::new();
+    let rendered = page.render(&mut out);
+    use std::io::Write;
+    match rendered.and_then(|()| std::io::stdout().write_all(&out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idle_drop_exporter man: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds every address, then runs the daemon until SIGTERM or SIGINT.
+async fn serve(
+    config_path: PathBuf,
+    config: config::Config,
+    addresses: Vec<ListenAddress>,
+) -> ExitCode {
+    // Listening from before anything starts until the end: see `shutdown`.
+    let signals = match shutdown::Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for signals");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut listeners = Vec::new();
+    for address in &addresses {
+        match address.bind().await {
+            Ok(listener) => listeners.push(listener),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for signals");
+                tracing::error!(address = %address, error = %e, "cannot listen");
                 return ExitCode::FAILURE;
             }
-        };
-        let listener = match tokio::net::TcpListener::bind(config.listen_address).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(address = %config.listen_address, error = %e, "cannot listen");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(address = %config.listen_address, inline_targets = config.targets.len(), target_files = config.target_files.patterns.len(), "idle_drop_exporter started");
-        let stop = CancellationToken::new();
-        let (trigger, inbox) = daemon::reload_channel();
-        let signals = {
-            let stop = stop.clone();
+        }
+    }
+    let bound: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let build = build_info::get();
+    tracing::info!(
+        version = build.version,
+        revision = build.revision,
+        branch = build.branch,
+        build_date = %build.build_date,
+        rustc_version = build.rustc_version,
+        address = %bound.join(","),
+        inline_targets = config.targets.len(),
+        target_files = config.target_files.patterns.len(),
+        "idle_drop_exporter started"
+    );
+    let stop = CancellationToken::new();
+    let (trigger, inbox) = idle_drop_exporter::reload::channel();
+    let signals = {
+        let stop = stop.clone();
+        let trigger = trigger.clone();
+        tokio::spawn(signals.relay(stop, move || {
             let trigger = trigger.clone();
-            tokio::spawn(signals.relay(stop, move || {
-                let trigger = trigger.clone();
-                async move {
-                    let _ = trigger.reload().await;
-                }
-            }))
-        };
-        daemon::run(flags.config, config, listener, (trigger, inbox), stop).await;
-        signals.abort();
-        logging::flush(std::time::Duration::from_secs(2));
-        ExitCode::SUCCESS
-    })
+            async move {
+                let _ = trigger.reload().await;
+            }
+        }))
+    };
+    daemon::run(config_path, config, listeners, (trigger, inbox), stop).await;
+    signals.abort();
+    logging::flush(std::time::Duration::from_secs(2));
+    ExitCode::SUCCESS
 }
 
 /// `--config.check`: the configuration file was loaded; reads its target files as the daemon
@@ -237,7 +346,14 @@ mod fuzz {
                 ("--config", vec!["config.yaml", "/nonexistent/c.yaml"]),
                 (
                     "--web.listen-address",
-                    vec!["127.0.0.1:0", "[::1]:10187", "nowhere"],
+                    vec![
+                        "127.0.0.1:0",
+                        "[::1]:10187",
+                        ":10187",
+                        "localhost:10187",
+                        "nowhere",
+                        "::1:80",
+                    ],
                 ),
                 ("--web.config.file", vec!["web.yml"]),
                 (
@@ -245,8 +361,9 @@ mod fuzz {
                     vec!["/var/lib/idle_drop_exporter", "/nonexistent"],
                 ),
                 ("--log.level", vec!["info", "debug"]),
-                ("--log.format", vec!["text", "json", "xml"]),
+                ("--log.format", vec!["text", "logfmt", "json", "xml"]),
                 ("--check-config", vec![]),
+                ("--config.check.allow-missing-env", vec![]),
             ],
             Some("discover") => vec![
                 (
@@ -269,6 +386,7 @@ mod fuzz {
                 ("--keepalive-check", vec!["true", "false", "maybe"]),
                 ("--json", vec![]),
                 ("--log.level", vec!["warn", "nope[["]),
+                ("--log.format", vec!["logfmt", "json", "xml"]),
             ],
             Some("simulate") => vec![
                 ("--listen", vec!["127.0.0.1:6543", "localhost:1"]),
@@ -279,7 +397,7 @@ mod fuzz {
                 ("--upstream-connect-timeout", DURATIONS.to_vec()),
                 ("--web.listen-address", vec!["127.0.0.1:0"]),
                 ("--log.level", vec!["info"]),
-                ("--log.format", vec!["text", "json"]),
+                ("--log.format", vec!["text", "logfmt", "json"]),
             ],
             Some(_) => vec![
                 ("--lower", DURATIONS.to_vec()),
@@ -319,7 +437,7 @@ mod fuzz {
             text(),
             any::<bool>(),
         );
-        (tool, prop::collection::vec(pick, 17), text()).prop_map(|(tool, picks, pw)| {
+        (tool, prop::collection::vec(pick, 18), text()).prop_map(|(tool, picks, pw)| {
             let password = format!("{PW_OPEN}{pw}{PW_CLOSE}");
             let mut argv = vec!["idle_drop_exporter".to_string()];
             argv.extend(tool.map(str::to_string));
@@ -416,7 +534,7 @@ mod fuzz {
                     Some(Tool::Recipes(args)) => {
                         let _ = recipes::command::main(args);
                     }
-                    None => {}
+                    Some(Tool::Completions { .. } | Tool::Man) | None => {}
                 },
             }
         }

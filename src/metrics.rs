@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::config::LifetimeSource;
@@ -146,14 +146,29 @@ impl Metrics {
         let build = register!(
             metrics.registry,
             IntGaugeVec::new(
-                Opts::new("idle_drop_build_info", "Build information."),
-                &["version", "rustc_version"]
+                Opts::new(
+                    "idle_drop_build_info",
+                    "1, with what this binary was built from as labels (as --version prints it)."
+                ),
+                &[
+                    "version",
+                    "revision",
+                    "branch",
+                    "build_date",
+                    "rustc_version",
+                    "platform"
+                ]
             )
         );
+        let info = crate::build_info::get();
         build
             .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("IDLE_DROP_RUSTC_VERSION").unwrap_or("unknown"),
+                info.version,
+                info.revision,
+                info.branch,
+                &info.build_date,
+                info.rustc_version,
+                info.platform,
             ])
             .set(1);
         #[cfg(target_os = "linux")]
@@ -169,7 +184,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        crate::http::server::exposition(&self.registry)
+        exposition(&self.registry)
     }
 
     /// A handle that records for one target, its series set up as for a target just started.
@@ -297,12 +312,19 @@ impl TargetMetrics {
             .set(socket_timeout.as_secs_f64());
     }
 
+    /// The guarded application lifetime and where it came from; a lifetime that went away (a
+    /// reload dropped it) takes its series along, or the unsafe-lifetime alert would keep
+    /// firing on a value nobody configures any more.
     pub fn set_app_lifetime(&self, lifetime: Option<Duration>, source: Option<LifetimeSource>) {
-        if let Some(d) = lifetime {
-            self.metrics
+        match lifetime {
+            Some(d) => self
+                .metrics
                 .app_lifetime
                 .with_label_values(&[&self.name])
-                .set(d.as_secs_f64());
+                .set(d.as_secs_f64()),
+            None => {
+                let _ = self.metrics.app_lifetime.remove_label_values(&[&self.name]);
+            }
         }
         remove_where_target(&self.metrics.app_lifetime_source, &self.name);
         if let Some(source) = source {
@@ -456,6 +478,19 @@ impl TargetMetrics {
     }
 }
 
+/// The Prometheus text exposition of every family in `registry` (served as
+/// [`crate::http::server::METRICS_CONTENT_TYPE`]).
+pub fn exposition(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .expect("text encoding into a Vec cannot fail");
+    let text = String::from_utf8(buffer).expect("the text format is UTF-8");
+    // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
+    text.replace(" inf\n", " +Inf\n")
+        .replace(" -inf\n", " -Inf\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,6 +526,18 @@ mod tests {
         );
         assert!(!text.contains("source=\"library_default\""), "{text}");
         assert!(text.contains("idle_drop_app_max_idle_lifetime_seconds{target=\"x\"} 60"));
+        // A reload that drops the lifetime drops both series; one that brings it back, both back.
+        t.set_app_lifetime(None, None);
+        let text = metrics.encode();
+        assert!(
+            !text.contains("idle_drop_app_max_idle_lifetime_seconds{"),
+            "{text}"
+        );
+        assert!(!text.contains("idle_drop_app_lifetime_source{"), "{text}");
+        t.set_app_lifetime(Some(Duration::from_secs(45)), Some(LifetimeSource::Config));
+        let text = metrics.encode();
+        assert!(text.contains("idle_drop_app_max_idle_lifetime_seconds{target=\"x\"} 45"));
+        assert!(text.contains("idle_drop_app_lifetime_source{source=\"config\",target=\"x\"} 1"));
         metrics.remove_target("x");
         assert!(!metrics.encode().contains("target=\"x\""));
     }

@@ -36,16 +36,6 @@ fn check_config_accepts_the_shipped_example() {
     }
 }
 
-#[test]
-fn version_names_the_program_and_its_version() {
-    let out = exporter().arg("--version").output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("idle_drop_exporter {}", env!("CARGO_PKG_VERSION"))
-    );
-}
-
 /// Starts the exporter on a configuration `text` it must refuse with status 78; returns the
 /// file and what it printed on stderr.
 fn refused(text: &str) -> (common::TempConfig, String) {

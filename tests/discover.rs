@@ -67,8 +67,8 @@ fn measured(lab: &Lab, t: f64) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["library"] == "quaint")
-        .expect("quaint settings");
+        .find(|a| a["library"] == "quaint_prisma")
+        .expect("quaint (Prisma engine) settings");
     assert!(quaint["text"].as_str().unwrap().contains(&format!(
         "max_idle_connection_lifetime={}",
         recommended as u64

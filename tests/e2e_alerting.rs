@@ -149,10 +149,15 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
     let page = page_for(&received, "firing", guard).unwrap();
     assert!(page.contains("\"kind\":\"timeout\""), "{page}");
     assert!(page.contains("\"role\":\"guard\""), "{page}");
-    assert!(page.contains("\"severity\":\"page\""), "{page}");
+    assert!(page.contains("\"severity\":\"critical\""), "{page}");
+    assert!(
+        page.contains("docs/runbook.md#idledropclosedconnectionsspike"),
+        "{page}"
+    );
     assert!(page.contains("max idle lifetime to at most"), "{page}");
 
-    // Every dashboard query returns data while connections are dying.
+    // Every dashboard query returns data while connections are dying, with the dashboard's
+    // variables (job, instance, target) resolved by their own queries against this Prometheus.
     exporter
         .wait_for(
             Duration::from_secs(90),
@@ -163,8 +168,25 @@ async fn a_guard_failure_pages_through_prometheus_and_alertmanager_and_resolves(
     let output = Command::new("python3")
         .arg(repo().join("scripts/dashboard-queries.py"))
         .arg(repo().join("dashboards/idle_drop_exporter.json"))
+        .arg("--prometheus")
+        .arg(prometheus.to_string())
         .output()
         .unwrap();
+    let variables = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{variables}");
+    for (name, value) in [
+        ("job", "idle_drop_exporter"),
+        ("instance", &exporter.address.to_string()),
+        ("target", "down"),
+        ("target", "lab"),
+    ] {
+        assert!(
+            variables
+                .lines()
+                .any(|l| l.starts_with(&format!("variable {name} = ")) && l.contains(value)),
+            "variable {name} does not offer {value}: {variables}"
+        );
+    }
     let expressions: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_string)

@@ -1,5 +1,5 @@
 //! No password anywhere a person or a scraper can see it. The real binary runs against the lab
-//! at debug level, in text and then JSON log format, with the password in every supported place
+//! at debug level, in text, JSON and logfmt log formats, with the password in every supported place
 //! (URL DSN, key=value DSN, `password_file`, `password_env`), a target with a wrong password
 //! (authentication failures get logged), a target whose host does not resolve, and reloads of
 //! broken configurations that carry the password (over HTTP and by SIGHUP). Then `/metrics`,
@@ -333,6 +333,11 @@ async fn run_once(lab: &Lab, format: &str, seen: &mut Seen) {
             assert!(line.starts_with('{'), "not a JSON line: {line}");
         }
     }
+    if format == "logfmt" {
+        for line in stderr.lines() {
+            assert!(line.starts_with("time="), "not a logfmt line: {line}");
+        }
+    }
     // Logs a person can read: durations like `2s 950ms`, never Rust's debug text.
     for line in stderr.lines() {
         for debug in ["Some(", "None,", "[(\"", "\")]", "ns,", "µs"] {
@@ -362,6 +367,7 @@ async fn no_password_is_ever_shown() {
     let mut seen = Seen(Vec::new());
     run_once(&lab, "text", &mut seen).await;
     run_once(&lab, "json", &mut seen).await;
+    run_once(&lab, "logfmt", &mut seen).await;
     seen.assert_clean();
 }
 
@@ -373,19 +379,22 @@ fn the_userinfo_detector_works() {
 }
 
 /// Whether some `key` in the log is followed by a humantime duration (`2s 950ms`, `1m 3s`),
-/// quoted in JSON or bare in text.
+/// quoted in JSON and in logfmt (it has a space) or bare in text.
 fn regex_like_duration(log: &str, key: &str) -> bool {
     let json_key = format!("\"{}\":\"", key.trim_end_matches('='));
+    let logfmt_key = format!("{key}\"");
     log.lines().any(|line| {
-        [key, json_key.as_str()].iter().any(|k| {
-            line.split(k).nth(1).is_some_and(|rest| {
-                let first: String = rest
-                    .chars()
-                    .take_while(char::is_ascii_alphanumeric)
-                    .collect();
-                first.chars().next().is_some_and(|c| c.is_ascii_digit())
-                    && humantime::parse_duration(&first).is_ok()
+        [logfmt_key.as_str(), key, json_key.as_str()]
+            .iter()
+            .any(|k| {
+                line.split(k).nth(1).is_some_and(|rest| {
+                    let first: String = rest
+                        .chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .collect();
+                    first.chars().next().is_some_and(|c| c.is_ascii_digit())
+                        && humantime::parse_duration(&first).is_ok()
+                })
             })
-        })
     })
 }

@@ -118,7 +118,7 @@ async fn start(web_config: &Path) -> Running {
         config.path.clone(),
         loaded,
         listener,
-        idle_drop_exporter::daemon::reload_channel(),
+        idle_drop_exporter::reload::channel(),
         stop.clone(),
     ));
     Running {
@@ -213,8 +213,9 @@ async fn tls_and_basic_auth_guard_every_path() {
         );
         assert!(!body.contains("idle_drop_"), "no metrics without auth");
     }
-    let (status, _) = curl(https(&dir, a, "/-/healthy", &[])).await;
-    assert_eq!(status, 401, "every path is guarded, as in exporter-toolkit");
+    // Every path but the health and readiness probes' (tests below).
+    let (status, _) = curl(https(&dir, a, "/", &[])).await;
+    assert_eq!(status, 401);
 
     // Plain HTTP to the TLS port gets no HTTP answer.
     let (status, body) = curl(vec![
@@ -281,6 +282,137 @@ async fn client_certificates_are_required_and_verified() {
     ))
     .await;
     assert_eq!(status, 0);
+    exporter.stop().await;
+}
+
+/// The probes of a shipped manifest: (path, container port, scheme) of each httpGet probe.
+fn manifest_probes(file: &str) -> Vec<(String, u16, String)> {
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut probes = Vec::new();
+    for container in doc["spec"]["template"]["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+    {
+        let port_of = |port: &serde_yaml::Value| match port.as_str() {
+            Some(name) => container["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"].as_str() == Some(name))
+                .and_then(|p| p["containerPort"].as_u64())
+                .unwrap_or_else(|| panic!("{file}: no port named {name}")),
+            None => port.as_u64().unwrap(),
+        };
+        for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            let get = &container[kind]["httpGet"];
+            if get.is_mapping() {
+                probes.push((
+                    get["path"].as_str().unwrap().to_string(),
+                    u16::try_from(port_of(&get["port"])).unwrap(),
+                    get["scheme"].as_str().unwrap_or("HTTP").to_string(),
+                ));
+            }
+        }
+    }
+    probes
+}
+
+/// The port the shipped ConfigMap's configuration listens on (the Deployment passes no flag).
+fn configmap_port() -> u16 {
+    let text = std::fs::read_to_string(repo().join("deploy/kubernetes/configmap.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(doc["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    let address = config["listen_address"].as_str().unwrap_or("0.0.0.0:10187");
+    address.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+/// Polls `path` without credentials until it answers 200 (readiness comes once the targets
+/// are started); returns curl's (status, headers + body).
+async fn probe_until_ok(args: impl Fn() -> Vec<String>) -> (u16, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = curl(args()).await;
+        if answer.0 == 200 || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Kubernetes probes carry no credentials: with basic auth on, `/-/healthy` and `/-/ready`
+/// answer anyway (GET and HEAD, over TLS when it is on), and nothing else does. The shipped
+/// Deployment's and StatefulSet's probes use those paths on the port the shipped configuration
+/// listens on; with TLS on, the same paths with scheme HTTPS (the kubelet does not verify the
+/// certificate, as `curl -k` here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_need_no_credentials_under_auth_and_tls() {
+    let mut probes = manifest_probes("deploy/kubernetes/deployment.yaml");
+    probes.extend(manifest_probes(
+        "deploy/kubernetes/sharded/statefulset.yaml",
+    ));
+    assert_eq!(probes.len(), 4, "{probes:?}");
+    let port = configmap_port();
+    for (path, probe_port, scheme) in &probes {
+        assert_eq!(*probe_port, port, "{path} probes another port");
+        assert_eq!(
+            scheme, "HTTP",
+            "the shipped configuration serves plain HTTP"
+        );
+        assert!(
+            ["/-/healthy", "/-/ready"].contains(&path.as_str()),
+            "{path}"
+        );
+    }
+
+    let dir = temp_dir("probes");
+    certificates(&dir);
+    let hash = bcrypt::hash("scrape-pw", 4).unwrap();
+    let users = format!("basic_auth_users:\n  prometheus: '{hash}'\n");
+    let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+
+    // Basic auth alone: the manifests' probes as the kubelet sends them (plain HTTP, no
+    // credentials), and HEAD answered without a body.
+    let web = dir.join("auth.yml");
+    std::fs::write(&web, &users).unwrap();
+    let exporter = start(&web).await;
+    let a = exporter.address;
+    for (path, _, _) in &probes {
+        let (status, body) = probe_until_ok(|| vec![format!("http://{a}{path}")]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let (status, body) = http_request(a, "HEAD", path).await;
+        assert_eq!((status, body.as_str()), (200, ""), "HEAD {path}");
+    }
+    assert_eq!(http_request(a, "HEAD", "/metrics").await.0, 401);
+    assert_eq!(http_get(a, "/metrics").await.0, 401);
+    assert_eq!(http_request(a, "POST", "/-/reload").await.0, 401);
+    exporter.stop().await;
+
+    // TLS and basic auth.
+    let web = dir.join("tls.yml");
+    std::fs::write(&web, format!("{tls}{users}")).unwrap();
+    let exporter = start(&web).await;
+    let a = exporter.address;
+    for (path, answer) in [("/-/healthy", "Healthy."), ("/-/ready", "Ready.")] {
+        let (status, body) =
+            probe_until_ok(|| vec!["-k".into(), format!("https://{a}{path}")]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.trim_end().ends_with(answer), "{body}");
+        let (status, head) = curl(https(&dir, a, path, &["--head"])).await;
+        assert_eq!(status, 200, "HEAD {path}: {head}");
+        assert!(!head.contains(answer), "HEAD has no body: {head}");
+    }
+    for (path, extra) in [
+        ("/metrics", vec![]),
+        ("/", vec![]),
+        ("/-/reload", vec!["-X", "POST"]),
+    ] {
+        let (status, _) = curl(https(&dir, a, path, &extra)).await;
+        assert_eq!(status, 401, "{path} stays guarded");
+    }
+    let (status, _) = curl(https(&dir, a, "/metrics", &["-u", "prometheus:scrape-pw"])).await;
+    assert_eq!(status, 200);
     exporter.stop().await;
 }
 

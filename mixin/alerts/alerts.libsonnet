@@ -4,28 +4,41 @@ local u = import '../lib/utils.libsonnet';
   local cfg = $._config,
   local sel(matchers=[]) = u.selector([cfg.idleDropMetricsSelector] + matchers),
 
-  // A Go-template query in an annotation: the value of `metric` for the alert's target, as a
+  // A Go-template query in an annotation: the value of `metric` for the alert's target on the
+  // alert's exporter (job and instance: the same target name can be probed by several), as a
   // duration, or `fallback` when Prometheus has none. The selector goes inside a double-quoted
   // template string, hence the escaped quotes.
   local recommended(metric, fallback) =
     local prefix = if cfg.idleDropMetricsSelector == '' then ''
     else std.strReplace(cfg.idleDropMetricsSelector, '"', '\\"') + ',';
-    '{{ with printf "%s{%starget=\'%%s\'}" $labels.target | query }}{{ . | first | value | humanizeDuration }}{{ else }}%s{{ end }}'
+    '{{ with printf "%s{%sjob=\'%%s\',instance=\'%%s\',target=\'%%s\'}" $labels.job $labels.instance $labels.target | query }}{{ . | first | value | humanizeDuration }}{{ else }}%s{{ end }}'
     % [metric, prefix, fallback],
+
+  // What every alert gets from _config: its severity and the runbook section about it.
+  local withDefaults(rule) =
+    assert std.objectHas(cfg.alertSeverities, rule.alert) :
+           '_config.alertSeverities has no severity for %s' % rule.alert;
+    rule {
+      labels+: { severity: cfg.alertSeverities[rule.alert] },
+      annotations+: { runbook_url: '%s#%s' % [cfg.runbookURLBase, std.asciiLower(rule.alert)] },
+    },
+  local withConfig(rules) =
+    local unknown = std.setDiff(std.set(std.objectFields(cfg.alertSeverities)), std.set([r.alert for r in rules]));
+    assert unknown == [] : '_config.alertSeverities names no alert of the mixin: %s' % std.join(', ', unknown);
+    std.map(withDefaults, rules),
 
   prometheusAlerts+:: {
     groups+: [
       {
         name: 'idle_drop_exporter.alerts',
-        rules: [
+        rules: withConfig([
           {
             alert: 'IdleDropClosedConnectionsSpike',
             // Any unexpected death is a real connection the application would also have lost:
             // no `for`, the 5m window keeps the alert up between guard cycles.
             expr: 'sum by (job, instance, target, role, kind) (increase(idle_drop_unexpected_closed_connections_total%s[5m])) > 0' % sel(),
-            labels: { severity: 'page' },
             annotations: {
-              summary: 'Idle PostgreSQL connections to {{ $labels.target }} are being dropped ({{ $labels.kind }})',
+              summary: 'Idle PostgreSQL connections that should have survived are being dropped.',
               description: u.fold(|||
                 {{ $value | humanize }} connection(s) of role {{ $labels.role }} to {{ $labels.target }} died
                 ({{ $labels.kind }}) although they were idle for less than the measured threshold.
@@ -59,9 +72,8 @@ local u = import '../lib/utils.libsonnet';
               )
             ||| % { guard: sel(['role="guard"']), all: sel(), watching: sel(['state="watching"']) },
             'for': '5m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: "The application's pool idle lifetime for {{ $labels.target }} is not below the idle-drop threshold",
+              summary: "The application's pool idle lifetime is not below the idle-drop threshold.",
               description: u.fold(|||
                 The configured app_max_idle_lifetime for {{ $labels.target }} is at or above the longest
                 idle a probe survived, or the guard probe idling exactly that long has died. Lower the pool's
@@ -74,11 +86,11 @@ local u = import '../lib/utils.libsonnet';
           {
             alert: 'IdleDropThresholdChanged',
             expr: 'sum by (job, instance, target, direction) (increase(idle_drop_threshold_changes_total%s[30m])) > 0' % sel(),
-            labels: { severity: 'info' },
             annotations: {
-              summary: 'The idle-drop threshold of {{ $labels.target }} moved {{ $labels.direction }}',
+              summary: 'The idle-drop threshold of a target moved.',
               description: u.fold(|||
-                A watch sentinel contradicted the measured bracket for {{ $labels.target }}: the network path
+                The idle-drop threshold of {{ $labels.target }} moved {{ $labels.direction }}: a watch
+                sentinel contradicted the measured bracket, so the network path
                 now drops idle connections {{ if eq $labels.direction "down" }}sooner{{ else }}later{{ end }}.
                 The exporter is rediscovering; check that the pool's idle lifetime is still below
                 %(lifetime)s
@@ -90,11 +102,10 @@ local u = import '../lib/utils.libsonnet';
             alert: 'IdleDropGhostBackendsAccumulating',
             expr: 'idle_drop_ghost_backends%s > 3' % sel(),
             'for': '15m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: '{{ $value }} dead probe sessions linger on {{ $labels.target }}',
+              summary: 'Dead probe sessions linger on a PostgreSQL server.',
               description: u.fold(|||
-                The server still lists {{ $value }} sessions whose client side is gone (silent drops), and
+                {{ $labels.target }} still lists {{ $value }} probe sessions whose client side is gone (silent drops), and
                 the exporter could not terminate them (reap_ghosts off, or pg_terminate_backend refused).
                 Your applications leave the same ghosts, which count against max_connections: set the
                 server's tcp_keepalives_idle below the idle-drop threshold (e.g. 60s with interval 10s and
@@ -106,9 +117,8 @@ local u = import '../lib/utils.libsonnet';
             alert: 'IdleDropTargetDown',
             expr: 'idle_drop_target_up%s == 0' % sel(),
             'for': '5m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: 'idle_drop_exporter cannot reach {{ $labels.target }}',
+              summary: 'The idle-drop exporter cannot reach a target.',
               description: u.fold(|||
                 The control connection to {{ $labels.target }} has failed for 5 minutes; probing is paused.
                 See idle_drop_connect_errors_total{target="{{ $labels.target }}"} for the kind
@@ -121,9 +131,8 @@ local u = import '../lib/utils.libsonnet';
             // Outages are not idle drops: they never count as unexpected deaths, so they get
             // their own alert, with advice that does not blame the pool's lifetime.
             expr: 'sum by (job, instance, target) (increase(idle_drop_outages_total%s[15m])) > 0' % sel(),
-            labels: { severity: 'warning' },
             annotations: {
-              summary: '{{ $labels.target }} was unreachable in the last 15 minutes',
+              summary: 'A target was unreachable in the last 15 minutes.',
               description: u.fold(|||
                 The exporter lost {{ $labels.target }}: the control connection failed and the server did not
                 answer again at once (link down, a server restart or failover, connections terminated by
@@ -137,9 +146,8 @@ local u = import '../lib/utils.libsonnet';
             alert: 'IdleDropExporterAbsent',
             expr: 'up{%(s)s} == 0 or absent(up{%(s)s})' % { s: cfg.idleDropSelector },
             'for': '5m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: 'idle_drop_exporter is not being scraped',
+              summary: 'The idle-drop exporter is not being scraped.',
               description: u.fold(|||
                 Prometheus has no successful scrape of job %(job)s for 5 minutes
                 ({{ if $labels.instance }}instance {{ $labels.instance }}{{ else }}no target at all{{ end }}):
@@ -151,9 +159,8 @@ local u = import '../lib/utils.libsonnet';
             alert: 'IdleDropConfigReloadFailed',
             expr: 'idle_drop_config_last_reload_successful%s == 0' % sel(),
             'for': '5m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: 'idle_drop_exporter is running an old configuration',
+              summary: 'The idle-drop exporter is running an old configuration.',
               description: u.fold(|||
                 The last reload of the configuration file failed on {{ $labels.instance }}; the previous
                 configuration is still running. The exporter's log names the file, line and field.
@@ -166,9 +173,8 @@ local u = import '../lib/utils.libsonnet';
             // its changes (new databases, moved ones) are not applied until it is fixed.
             expr: 'idle_drop_target_file_last_load_successful%s == 0' % sel(),
             'for': '10m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: 'Target file {{ $labels.file }} is refused',
+              summary: 'A target file of the idle-drop exporter is refused.',
               description: u.fold(|||
                 idle_drop_exporter on {{ $labels.instance }} refuses the target file {{ $labels.file }}:
                 it is unreadable, not valid YAML or JSON, has an invalid field, or names a target that
@@ -186,9 +192,8 @@ local u = import '../lib/utils.libsonnet';
             // means a replica is down or misconfigured and its targets are not watched.
             expr: 'count by (job) (count by (job, shard) (idle_drop_shard_info%(s)s)) < max by (job) (idle_drop_shards%(s)s)' % { s: sel() },
             'for': '10m',
-            labels: { severity: 'warning' },
             annotations: {
-              summary: 'A shard of the idle-drop exporters is not reporting',
+              summary: 'A shard of the idle-drop exporters is not reporting.',
               description: u.fold(|||
                 Only {{ $value }} distinct shards of job {{ $labels.job }} report, fewer than the N in
                 their --shard=I/N: the targets of the missing shard are not watched and cannot page.
@@ -196,7 +201,7 @@ local u = import '../lib/utils.libsonnet';
               |||),
             },
           },
-        ],
+        ]),
       },
     ],
   },

@@ -36,11 +36,39 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
 
 {
   local cfg = $._config,
-  // idle_drop series of the selected targets (the `target` variable) and of the configured
-  // selector.
-  local t(matchers=['target=~"$target"']) = u.selector([cfg.idleDropMetricsSelector] + matchers),
-  // The exporter's scrape targets in Prometheus' own series.
-  local job = '{%s}' % cfg.idleDropSelector,
+  // Matchers of the dashboard's variables, outermost first: cluster (with showMultiCluster),
+  // job, instance. Variables come before the configured selectors in every selector, so each
+  // query reads `{job=~"$job",instance=~"$instance",...}` as dashboard linters expect.
+  local clusterMatchers = if cfg.showMultiCluster then ['%s=~"$cluster"' % cfg.clusterLabel] else [],
+  local exporterMatchers = clusterMatchers + ['job=~"$job"', 'instance=~"$instance"'],
+  // idle_drop series of the selected exporters and targets, and of the configured selector;
+  // t([]) for the exporter's own series, which have no target label.
+  local t(matchers=['target=~"$target"']) = u.selector(exporterMatchers + matchers + [cfg.idleDropMetricsSelector]),
+  // The exporter's scrape targets in Prometheus' own series (up, scrape_duration_seconds).
+  local job = u.selector(exporterMatchers + [cfg.idleDropSelector]),
+  // Series grouped per exporter and target: the same target name can be probed by several
+  // exporters (shards, clusters), and a sum over both would mix two network paths.
+  local by(labels) = 'by (%s)' % std.join(', ', (if cfg.showMultiCluster then [cfg.clusterLabel] else []) + ['instance'] + labels),
+
+  // A query variable, as dashboard linters want it: through ${datasource}, multi-select with
+  // All as `.+`, refreshed when the time range changes (a target that appeared since shows up).
+  // `all`: All is selected when the dashboard opens (every exporter); else Grafana's default,
+  // the first value (one target, not a thousand).
+  local variable(name, label, query, all=true) = {
+    name: name,
+    label: label,
+    type: 'query',
+    datasource: datasource,
+    query: { query: query, refId: name },
+    definition: query,
+    multi: true,
+    includeAll: true,
+    allValue: '.+',
+    current: if all then { selected: true, text: ['All'], value: ['$__all'] } else {},
+    refresh: 2,
+    sort: 1,
+    hide: 0,
+  },
 
   grafanaDashboards+:: {
     'idle_drop_exporter.json': {
@@ -55,32 +83,30 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
       time: { from: cfg.dashboardTimeFrom, to: 'now' },
       annotations: { list: [] },
       templating: {
+        // Each variable offers the values left by the ones before it: cluster, then the
+        // exporters' jobs and instances (idle_drop_build_info: every exporter has it, whatever
+        // its targets), then their targets.
         list: [
           {
             name: 'datasource',
-            label: 'Prometheus',
+            label: 'Data source',
             type: 'datasource',
             query: 'prometheus',
             current: {},
             hide: 0,
             refresh: 1,
           },
-          {
-            local query = 'label_values(idle_drop_target_up%s, target)' % t([]),
-            name: 'target',
-            label: 'target',
-            type: 'query',
-            datasource: datasource,
-            query: { query: query, refId: 'targets' },
-            definition: query,
-            multi: true,
-            includeAll: true,
-            allValue: '.*',
-            current: {},
-            refresh: 2,
-            sort: 1,
-            hide: 0,
-          },
+        ] + (
+          if cfg.showMultiCluster then [
+            variable('cluster', 'Cluster', 'label_values(idle_drop_build_info%s, %s)'
+                                           % [u.selector([cfg.idleDropMetricsSelector]), cfg.clusterLabel]),
+          ] else []
+        ) + [
+          variable('job', 'Job', 'label_values(idle_drop_build_info%s, job)'
+                                 % u.selector(clusterMatchers + [cfg.idleDropMetricsSelector])),
+          variable('instance', 'Instance', 'label_values(idle_drop_build_info%s, instance)'
+                                           % u.selector(clusterMatchers + ['job=~"$job"', cfg.idleDropMetricsSelector])),
+          variable('target', 'Target', 'label_values(idle_drop_target_up%s, target)' % t([]), all=false),
         ],
       },
       panels: [
@@ -147,20 +173,20 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
                    'Every probe connection death, by how it died (expected ones included: high sentinel, discovery above the threshold).',
                    [0, 18, 12, 8],
                    { unit: 'ops' },
-                   [['sum by (target, kind) (rate(idle_drop_closed_connections_total%s[$__rate_interval]))' % t(), '{{target}} {{kind}}']]),
+                   [['sum %s (rate(idle_drop_closed_connections_total%s[$__rate_interval]))' % [by(['target', 'kind']), t()], '{{target}} {{kind}}']]),
         timeseries(9,
                    'Unexpected closed connections (pages)',
                    'Deaths of connections that should have survived: what IdleDropClosedConnectionsSpike pages on.',
                    [12, 18, 12, 8],
                    { thresholds: { mode: 'absolute', steps: [{ color: 'green', value: null }, { color: 'red', value: 1 }] }, unit: 'short' },
-                   [['sum by (target, role, kind) (increase(idle_drop_unexpected_closed_connections_total%s[5m]))' % t(), '{{target}} {{role}} {{kind}}']]),
+                   [['sum %s (increase(idle_drop_unexpected_closed_connections_total%s[5m]))' % [by(['target', 'role', 'kind']), t()], '{{target}} {{role}} {{kind}}']]),
         timeseries(10,
                    'Time to failure',
                    'How long a query on a dead connection takes to fail: your application waits this long without a socket timeout.',
                    [0, 26, 12, 8],
                    { unit: 's' },
                    [
-                     ['histogram_quantile(%s, sum by (le, target, kind) (rate(idle_drop_time_to_failure_seconds_bucket%s[$__rate_interval])))' % [q[0], t()], '%s {{target}} {{kind}}' % q[1]]
+                     ['histogram_quantile(%s, sum %s (rate(idle_drop_time_to_failure_seconds_bucket%s[$__rate_interval])))' % [q[0], by(['le', 'target', 'kind']), t()], '%s {{target}} {{kind}}' % q[1]]
                      for q in [['0.5', 'p50'], ['0.9', 'p90']]
                    ]),
         timeseries(11,
@@ -177,12 +203,12 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
              'Discovery state',
              'discovering, confirming (a stored measurement is being confirmed), watching, no_drop, below_range or unreachable.',
              [0, 34, 8, 6],
-             {},
-             [['max by (target, state) (idle_drop_discovery_state%s) == 1' % t(), '{{target}}: {{state}}']],
+             { unit: 'none' },
+             [['max %s (idle_drop_discovery_state%s) == 1' % [by(['target', 'state']), t()], '{{target}}: {{state}}']],
              textMode='name'),
         timeseries(13,
                    'Threshold changes and discovery time',
-                   '',
+                   'Times a watch sentinel moved the threshold (per hour), and how long the last discovery took.',
                    [8, 34, 8, 6],
                    { unit: 'short' },
                    [
@@ -194,7 +220,7 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
                    'refused, timeout, dns, tls, auth, too_many_connections...',
                    [16, 34, 8, 6],
                    { unit: 'ops' },
-                   [['sum by (target, kind) (rate(idle_drop_connect_errors_total%s[$__rate_interval]))' % t(), '{{target}} {{kind}}']]),
+                   [['sum %s (rate(idle_drop_connect_errors_total%s[$__rate_interval]))' % [by(['target', 'kind']), t()], '{{target}} {{kind}}']]),
         timeseries(15,
                    'Exporter health',
                    'Target reachability, sessions the exporter holds (never above max_connections), scrape and reload health.',
@@ -208,7 +234,7 @@ local timeseries(id, title, description, gridPos, defaults, queries) =
                    ]),
         timeseries(16,
                    'Scrape duration',
-                   '',
+                   "How long Prometheus takes to scrape each exporter; near the scrape timeout, scrapes start failing (up = 0).",
                    [12, 40, 12, 7],
                    { unit: 's' },
                    [['scrape_duration_seconds%s' % job, '{{instance}}']]),

@@ -29,7 +29,6 @@ pub use shard::Shard;
 pub use target_files::{TargetFiles, TargetFilesConfig};
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,33 +43,13 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:10187";
 pub const MAX_CONNECTIONS_HARD_CAP: usize = 64;
 /// A ladder rung becomes a label value; this bounds the label's cardinality.
 pub const MAX_LADDER_RUNGS: usize = 16;
-/// The longest duration accepted anywhere (config, `discover` and `simulate` flags): 30 days.
-/// Longer than any idle timeout a box keeps (Linux conntrack's default for an established flow
-/// is 5 days), and short enough that adding it, or a few multiples of it, to any clock reading
-/// and converting it to milliseconds or seconds can never overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// Parses a humantime duration (`500ms`, `90s`, `1h30m`) above zero and at most
-/// [`MAX_DURATION`]. The message says what was wrong, not where (callers add that).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration like 90s, 5m or 1h30m ({e})"))?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".to_string());
-    }
-    if duration > MAX_DURATION {
-        return Err(format!(
-            "`{text}` is longer than {}, the longest duration accepted",
-            humantime::format_duration(MAX_DURATION)
-        ));
-    }
-    Ok(duration)
-}
+pub use crate::format::{parse_duration, MAX_DURATION};
 
 /// A fully checked configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub listen_address: SocketAddr,
+    /// `listen_address`, in any form `--web.listen-address` takes (`:PORT`, `HOST:PORT`...).
+    pub listen_address: crate::listener::ListenAddress,
     pub log: LogConfig,
     /// The targets written in this file (`targets`); more may come from `target_files`.
     pub targets: Vec<TargetConfig>,
@@ -131,11 +110,31 @@ pub fn parse_telemetry_path(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// How log lines are written (`log.format`, `--log.format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogFormat {
+    /// For a person at a terminal: time, level, message, then `key=value` fields (tracing's
+    /// own layout; values are not quoted for a parser).
     #[default]
     Text,
+    /// `time=... level=INFO msg="..." key=value`, quoted where needed, as Prometheus logs.
+    Logfmt,
+    /// One JSON object per line.
     Json,
+}
+
+impl LogFormat {
+    /// `text`, `logfmt` or `json`.
+    pub fn parse(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "logfmt" => Ok(LogFormat::Logfmt),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "`{other}` is not a log format (text, logfmt or json)"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -281,8 +280,27 @@ fn too_large(limit: u64) -> std::io::Error {
     )
 }
 
+/// What a load does with an environment variable a target names (`dsn_env`, `password_env`)
+/// that is not set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MissingEnv {
+    /// Refuse the configuration: the daemon cannot connect without it.
+    #[default]
+    Refuse,
+    /// Warn and check everything else (`--config.check.allow-missing-env`: CI lints a
+    /// configuration without its secrets). Such a configuration must never run: the target's
+    /// DSN is a placeholder, its password missing.
+    Warn,
+}
+
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_checking(path, MissingEnv::Refuse)
+}
+
+/// [`load`], with what to do about unset environment variables (here and in the target files
+/// the configuration names).
+pub fn load_checking(path: &Path, missing_env: MissingEnv) -> Result<Config, ConfigError> {
     let bytes = read_file(path, MAX_FILE_BYTES).map_err(|e| ConfigError::unreadable(path, e))?;
     let text = String::from_utf8(bytes).map_err(|_| ConfigError {
         file: path.to_path_buf(),
@@ -290,14 +308,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         field: String::new(),
         reason: "the file is not UTF-8 text".to_string(),
     })?;
-    parse(path, &text)
+    parse_checking(path, &text, missing_env)
 }
 
 /// Checks configuration text; `path` is only used in messages and to resolve relative files.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_checking(path, text, MissingEnv::Refuse)
+}
+
+/// [`parse`], with what to do about unset environment variables.
+pub fn parse_checking(
+    path: &Path,
+    text: &str,
+    missing_env: MissingEnv,
+) -> Result<Config, ConfigError> {
     check_nesting(path, text)?;
     let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
-    validate::config(path, text, raw)
+    validate::config(path, text, raw, missing_env)
 }
 
 /// Refuses YAML nested deeper than [`MAX_YAML_NESTING`] flow collections, before the parser

@@ -44,6 +44,8 @@ pub struct TargetFilesConfig {
     /// Glob patterns, relative ones already joined to the configuration file's folder.
     pub patterns: Vec<String>,
     pub refresh_interval: Duration,
+    /// What the files' unset environment variables do: as for the configuration file.
+    pub missing_env: super::MissingEnv,
 }
 
 impl Default for TargetFilesConfig {
@@ -51,6 +53,7 @@ impl Default for TargetFilesConfig {
         TargetFilesConfig {
             patterns: Vec::new(),
             refresh_interval: Duration::from_secs(30),
+            missing_env: super::MissingEnv::Refuse,
         }
     }
 }
@@ -145,7 +148,11 @@ struct FileTarget {
 }
 
 /// Parses and checks one target file's text: a YAML or JSON list of targets.
-fn parse(path: &Path, text: &str) -> Result<(Vec<FileTarget>, Vec<String>), ConfigError> {
+fn parse(
+    path: &Path,
+    text: &str,
+    missing_env: super::MissingEnv,
+) -> Result<(Vec<FileTarget>, Vec<String>), ConfigError> {
     if text.trim().is_empty() {
         return Err(ConfigError {
             file: path.to_path_buf(),
@@ -164,7 +171,7 @@ fn parse(path: &Path, text: &str) -> Result<(Vec<FileTarget>, Vec<String>), Conf
         }
         e
     })?;
-    let (targets, warnings) = validate::target_list(path, text, raw)?;
+    let (targets, warnings) = validate::target_list(path, text, raw, missing_env)?;
     let targets = targets
         .into_iter()
         .enumerate()
@@ -348,7 +355,7 @@ impl TargetFiles {
                 continue;
             }
             let content = match String::from_utf8(bytes) {
-                Ok(text) => parse(path, &text).map(|(targets, warnings)| {
+                Ok(text) => parse(path, &text, config.missing_env).map(|(targets, warnings)| {
                     outcome.warnings.extend(warnings);
                     targets
                 }),

@@ -11,7 +11,7 @@ use super::raw;
 use super::target_files::{self, TargetFilesConfig};
 use super::{
     parse_duration, read_file, relative_to, CaBundle, Config, ConfigError, KeepaliveProbe,
-    LifetimeSource, LogConfig, LogFormat, TargetConfig, DEFAULT_LISTEN_ADDRESS,
+    LifetimeSource, LogConfig, LogFormat, MissingEnv, TargetConfig, DEFAULT_LISTEN_ADDRESS,
     MAX_CONNECTIONS_HARD_CAP, MAX_DSN_FILE_BYTES, MAX_DURATION, MAX_FILE_BYTES, MAX_LADDER_RUNGS,
     MAX_PASSWORD_FILE_BYTES,
 };
@@ -21,11 +21,17 @@ use crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME;
 use crate::secret::Secret;
 
 /// Checks a parsed configuration file; `text` is the file's text (for line numbers).
-pub(super) fn config(path: &Path, text: &str, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+pub(super) fn config(
+    path: &Path,
+    text: &str,
+    raw: raw::RawConfig,
+    missing_env: MissingEnv,
+) -> Result<Config, ConfigError> {
     Validator {
         path,
         text,
         list_file: false,
+        missing_env,
     }
     .config(raw)
 }
@@ -37,12 +43,14 @@ pub(super) fn target_list(
     path: &Path,
     text: &str,
     raw: Vec<raw::RawTarget>,
+    missing_env: MissingEnv,
 ) -> Result<(Vec<TargetConfig>, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
     let targets = Validator {
         path,
         text,
         list_file: true,
+        missing_env,
     }
     .targets(raw, &mut warnings)?;
     Ok((targets, warnings))
@@ -60,6 +68,7 @@ pub(crate) fn target(
         path: source,
         text: "",
         list_file: false,
+        missing_env: MissingEnv::Refuse,
     }
     .target(0, raw, &mut warnings)?;
     Ok((target, warnings))
@@ -70,11 +79,35 @@ struct Validator<'a> {
     text: &'a str,
     /// A target file: the targets are the file's top-level list, not `targets:` in it.
     list_file: bool,
+    /// What an unset `dsn_env` or `password_env` variable does.
+    missing_env: MissingEnv,
 }
+
+/// The DSN a target whose `dsn_env` is unset gets when that is only warned about
+/// ([`MissingEnv::Warn`]: `--config.check`, which never connects).
+const UNSET_ENV_DSN: &str = "postgres://unset.invalid/postgres";
 
 type Checked<T> = Result<T, ConfigError>;
 
 impl Validator<'_> {
+    /// An environment variable a target names is unset: refused, or (`--config.check
+    /// .allow-missing-env`) a warning naming it, and the check goes on.
+    fn unset_env(&self, at: &[Step], var: &str, warnings: &mut Vec<String>) -> Checked<()> {
+        let error = self.error(
+            at,
+            format!("environment variable {var} is not set or empty"),
+        );
+        match self.missing_env {
+            MissingEnv::Refuse => Err(error),
+            MissingEnv::Warn => {
+                warnings.push(format!(
+                    "{error} (allowed by --config.check.allow-missing-env)"
+                ));
+                Ok(())
+            }
+        }
+    }
+
     fn error(&self, at: &[Step], reason: impl Into<String>) -> ConfigError {
         // Every target check names its field from `targets`; in a target file the list is the
         // whole file.
@@ -90,12 +123,8 @@ impl Validator<'_> {
             .listen_address
             .as_deref()
             .unwrap_or(DEFAULT_LISTEN_ADDRESS);
-        let listen_address = listen.parse().map_err(|_| {
-            self.error(
-                &[Key("listen_address")],
-                format!("`{listen}` is not an address like 0.0.0.0:10187"),
-            )
-        })?;
+        let listen_address = crate::listener::ListenAddress::parse(listen)
+            .map_err(|reason| self.error(&[Key("listen_address")], reason))?;
         let log = self.log(raw.log)?;
         let target_files =
             self.target_files(raw.target_files, raw.target_files_refresh_interval)?;
@@ -176,6 +205,7 @@ impl Validator<'_> {
         Ok(TargetFilesConfig {
             patterns: resolved,
             refresh_interval,
+            missing_env: self.missing_env,
         })
     }
 
@@ -185,14 +215,9 @@ impl Validator<'_> {
             level: None,
         });
         let format = match raw.format.as_deref() {
-            None | Some("text") | Some("logfmt") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(self.error(
-                    &[Key("log"), Key("format")],
-                    format!("`{other}` is not a log format (text or json)"),
-                ))
-            }
+            None => LogFormat::Text,
+            Some(format) => LogFormat::parse(format)
+                .map_err(|reason| self.error(&[Key("log"), Key("format")], reason))?,
         };
         let level = super::parse_log_level(raw.level.as_deref().unwrap_or("info"))
             .map_err(|reason| self.error(&[Key("log"), Key("level")], reason))?;
@@ -221,11 +246,11 @@ impl Validator<'_> {
                 format!("`{name}`: use 1-64 characters from A-Z a-z 0-9 - _ ."),
             ));
         }
-        let (dsn_field, parsed) = self.dsn(i, &raw)?;
+        let (dsn_field, parsed) = self.dsn(i, &raw, warnings)?;
         let mut driver = parsed.config.clone();
         let display_dsn = dsn::redacted(&driver);
 
-        let password = self.password(i, &raw, driver.get_password().is_some())?;
+        let password = self.password(i, &raw, driver.get_password().is_some(), warnings)?;
         // The application's own URL holds the application's secret by design; a `dsn` written
         // into this file is better off without it.
         if driver.get_password().is_some() && dsn_field == "dsn" {
@@ -379,7 +404,12 @@ impl Validator<'_> {
 
     /// The target's DSN from `dsn`, `dsn_env` or `dsn_file` (exactly one), parsed; with the
     /// field it came from. Errors name that field, and the variable or file, never the value.
-    fn dsn(&self, i: usize, raw: &raw::RawTarget) -> Checked<(&'static str, dsn::ParsedDsn)> {
+    fn dsn(
+        &self,
+        i: usize,
+        raw: &raw::RawTarget,
+        warnings: &mut Vec<String>,
+    ) -> Checked<(&'static str, dsn::ParsedDsn)> {
         let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
         let given: Vec<&'static str> = [
             ("dsn", raw.dsn.is_some()),
@@ -412,10 +442,8 @@ impl Validator<'_> {
                         (v.trim().to_string(), format!("the URL in {var}: "))
                     }
                     _ => {
-                        return Err(self.error(
-                            &at(field),
-                            format!("environment variable {var} is not set or empty"),
-                        ))
+                        self.unset_env(&at(field), var, warnings)?;
+                        (UNSET_ENV_DSN.to_string(), String::new())
                     }
                 }
             }
@@ -498,6 +526,7 @@ impl Validator<'_> {
         i: usize,
         raw: &raw::RawTarget,
         dsn_has_password: bool,
+        warnings: &mut Vec<String>,
     ) -> Checked<Option<Secret>> {
         let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
         let sources = [
@@ -542,10 +571,9 @@ impl Validator<'_> {
         if let Some(var) = &raw.password_env {
             return match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
-                _ => Err(self.error(
-                    &at("password_env"),
-                    format!("environment variable {var} is not set or empty"),
-                )),
+                _ => self
+                    .unset_env(&at("password_env"), var, warnings)
+                    .map(|()| None),
             };
         }
         Ok(None)

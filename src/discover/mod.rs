@@ -113,17 +113,17 @@ pub struct Args {
     /// Print the report as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Log level for diagnostics on stderr.
-    #[arg(long = "log.level", default_value = "warn")]
-    pub log_level: String,
+    /// Diagnostics on stderr (the report and progress are not log lines).
+    #[command(flatten)]
+    pub logging: crate::logging::LogFlags,
 }
 
 /// Runs the command: checks the flags, measures, prints the report; returns the exit status.
 pub async fn main(args: Args) -> ExitCode {
-    crate::logging::init(&LogConfig {
+    crate::logging::init(&args.logging.over(LogConfig {
         format: LogFormat::Text,
-        level: args.log_level.clone(),
-    });
+        level: "warn".to_string(),
+    }));
     let target = match target_config(&args) {
         Ok(target) => target,
         Err(message) => {
@@ -227,7 +227,7 @@ pub async fn measure(
             _ => CLOSE_GRACE,
         };
         if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(grace = %crate::logging::duration(grace), "probe sessions still closing after the grace period");
+            tracing::warn!(grace = %crate::format::duration(grace), "probe sessions still closing after the grace period");
             task.abort();
         }
     }

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use crate::http::human;
+use crate::format::human;
 use crate::probe::status::TargetStatus;
 
 /// How often an unchanged line is repeated when stderr is not a terminal.

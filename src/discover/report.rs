@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::TargetConfig;
-use crate::http::human;
+use crate::format::human;
 use crate::postgres::classify::DeathCause;
 use crate::probe::status::{dominant_death, TargetStatus};
 use crate::recipes::{self, BoxCounts, DropKind, Recipe};

@@ -11,6 +11,7 @@ use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::format::human;
 use crate::postgres::classify::DeathCause;
 use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::recipes::{self, Recipe};
@@ -449,15 +450,6 @@ fn nice_ceiling(d: Duration) -> Duration {
     Duration::from_secs_f64(step)
 }
 
-/// Durations as people read them: `5m 42s`, `10.7s`, `4.8s`.
-pub fn human(d: Duration) -> String {
-    if d < Duration::from_secs(100) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-    }
-}
-
 /// `YYYY-MM-DD HH:MM:SS` in UTC; `-` for a clock before 1970 or past 9999.
 fn utc(at: SystemTime) -> String {
     let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799); // 9999-12-31 23:59:59
@@ -579,7 +571,7 @@ mod tests {
     fn the_page_renders_with_the_longest_durations_accepted() {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let mut status = sample();
-        let max = crate::config::MAX_DURATION;
+        let max = crate::format::MAX_DURATION;
         status.app_max_idle_lifetime = Some(max);
         status.bracket = Bracket {
             lower: Some(max),

@@ -2,22 +2,24 @@
 //!
 //! | path | method | what |
 //! |---|---|---|
-//! | `/metrics` | GET | Prometheus text exposition |
-//! | `/` | GET | landing page: targets, brackets, recommendations (no secrets) |
-//! | `/-/healthy` | GET | 200 while the process serves |
-//! | `/-/ready` | GET | 200 once the configuration is loaded and targets are started |
+//! | `/metrics` | GET, HEAD | Prometheus text exposition (gzip when the scraper accepts it) |
+//! | `/` | GET, HEAD | landing page: targets, brackets, recommendations (no secrets) |
+//! | `/-/healthy` | GET, HEAD | 200 while the process serves |
+//! | `/-/ready` | GET, HEAD | 200 once the configuration is loaded and targets are started |
 //! | `/-/reload` | POST, PUT | reload the configuration file; 200, or 500 with the reason |
 //!
 //! Served by [`server`] (hyper 1.x, HTTP/1.1; each connection shuts down gracefully with the
 //! process), which the simulator's `/metrics` shares. With `--web.config.file` ([`web_config`]),
-//! connections are TLS and every path needs basic auth, as in Prometheus' exporter-toolkit.
+//! connections are TLS and every path but `/-/healthy` and `/-/ready` needs basic auth (those
+//! two answer probes that carry no credentials, and say nothing else). HEAD answers as GET
+//! without the body (hyper leaves it out).
 //! This file holds the routes; `landing.rs` renders `/`.
 
 mod landing;
 pub mod server;
 pub mod web_config;
 
-pub use landing::{human, TargetFileBoard, TargetFileRow};
+pub use landing::{TargetFileBoard, TargetFileRow};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,13 +27,13 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::ReloadTrigger;
+use crate::listener::Listeners;
 use crate::metrics::Metrics;
 use crate::probe::status::StatusBoard;
-use server::{respond, text, METRICS_CONTENT_TYPE};
+use crate::reload::ReloadTrigger;
+use server::{respond, text};
 
 /// What the handlers need.
 pub struct AppState {
@@ -47,14 +49,19 @@ pub struct AppState {
     pub web: Option<Arc<web_config::Watcher>>,
 }
 
-/// Serves until `shutdown`, then lets open requests finish (up to 5 s).
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+/// Serves on every listener until `shutdown`, then lets open requests finish (up to 5 s).
+pub async fn serve(listeners: Listeners, state: Arc<AppState>, shutdown: CancellationToken) {
     let web = state.web.clone();
     let handler = move |request| {
         let state = state.clone();
         async move { route(&state, request).await }
     };
-    server::serve(listener, web, handler, shutdown).await;
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners.0 {
+        let server = server::serve(listener, web.clone(), handler.clone(), shutdown.clone());
+        servers.spawn(server);
+    }
+    while servers.join_next().await.is_some() {}
 }
 
 async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -62,18 +69,20 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Response<Full<By
     let path = request.uri().path();
     if path == state.telemetry_path {
         return match method {
-            Method::GET => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
+            Method::GET | Method::HEAD => {
+                server::metrics_response(request.headers(), state.metrics.encode())
+            }
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
         };
     }
     match (path, method) {
-        ("/", Method::GET) => respond(
+        ("/", Method::GET | Method::HEAD) => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
             landing::render(&state.board, &state.files, &state.telemetry_path),
         ),
-        ("/-/healthy", Method::GET) => text(StatusCode::OK, "Healthy.\n"),
-        ("/-/ready", Method::GET) => {
+        ("/-/healthy", Method::GET | Method::HEAD) => text(StatusCode::OK, "Healthy.\n"),
+        ("/-/ready", Method::GET | Method::HEAD) => {
             if state.ready.load(Ordering::Relaxed) {
                 text(StatusCode::OK, "Ready.\n")
             } else {

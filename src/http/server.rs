@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
+    RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{self, GracefulShutdown};
-use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,11 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests may take to finish once the server stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Paths answered without basic auth: the orchestrator's liveness and readiness probes, which
+/// carry no credentials (a Kubernetes httpGet probe cannot), and whose answers say nothing but
+/// "Healthy." or "(Not) ready.". TLS still applies: they are served on the same connections.
+pub const OPEN_PATHS: [&str; 2] = ["/-/healthy", "/-/ready"];
+
 /// The content type of the Prometheus text exposition.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -39,7 +46,8 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 /// requests finish (up to 5 s).
 ///
 /// With `web` (`--web.config.file`), each connection is served with the web configuration in
-/// force when it opened: TLS if it says so, basic auth in front of every request, and its extra
+/// force when it opened: TLS if it says so, basic auth in front of every request but the
+/// [`OPEN_PATHS`], and its extra
 /// headers on every response, as exporter-toolkit does. While no valid one can be read,
 /// connections are closed unanswered rather than served open.
 pub async fn serve<H, F>(
@@ -131,10 +139,14 @@ where
     let Some(web) = web else {
         return handler(request).await;
     };
-    let mut response = match web
-        .authorize(request.headers().get(AUTHORIZATION), peer.ip())
-        .await
-    {
+    let open = OPEN_PATHS.contains(&request.uri().path());
+    let access = if open {
+        Access::Allowed
+    } else {
+        web.authorize(request.headers().get(AUTHORIZATION), peer.ip())
+            .await
+    };
+    let mut response = match access {
         Access::Allowed => handler(request).await,
         Access::Denied => {
             let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
@@ -160,6 +172,66 @@ where
     response
 }
 
+/// The text exposition as the scraper asked for it: gzip-compressed when its `Accept-Encoding`
+/// allows gzip (Prometheus asks on every scrape; at 1,000 targets the text is ~6.5 MB), as is
+/// otherwise; `Vary: Accept-Encoding` either way, for caches in between.
+pub fn metrics_response(request: &HeaderMap, body: String) -> Response<Full<Bytes>> {
+    let mut response = if accepts_gzip(request) {
+        let mut response = Response::new(Full::new(Bytes::from(gzip(body.as_bytes()))));
+        response
+            .headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        Response::new(Full::new(Bytes::from(body)))
+    };
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// The compression level: flate2's fast level, 1 (docs/benchmarks.md, "Compressed scrapes":
+/// the 6.5 MB exposition of 1,000 targets became 0.37 MB in 4.4 ms; the default level 6 made
+/// 0.29 MB in 41 ms).
+const GZIP_LEVEL: u32 = 1;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .expect("compressing into a Vec cannot fail")
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 12.5.3): `gzip` or `x-gzip`, or `*` when
+/// gzip is not named, with a weight above 0.
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    let mut star = false;
+    for value in request.get_all(ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let weight = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+                .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+                .next()
+                .unwrap_or(1.0);
+            match coding.as_str() {
+                "gzip" | "x-gzip" => return weight > 0.0,
+                "*" => star = weight > 0.0,
+                _ => {}
+            }
+        }
+    }
+    star
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     respond(status, "text/plain; charset=utf-8", body.to_string())
@@ -179,15 +251,85 @@ pub fn respond(
     response
 }
 
-/// The Prometheus text exposition of every family in `registry` (served as
-/// [`METRICS_CONTENT_TYPE`]).
-pub fn exposition(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buffer)
-        .expect("text encoding into a Vec cannot fail");
-    let text = String::from_utf8(buffer).expect("the text format is UTF-8");
-    // The encoder prints Rust's `inf`; the exposition format spells it `+Inf`.
-    text.replace(" inf\n", " +Inf\n")
-        .replace(" -inf\n", " -Inf\n")
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn gzip_is_chosen_only_when_the_client_accepts_it() {
+        for accepted in [
+            "gzip",
+            "GZIP",
+            "x-gzip",
+            "deflate, gzip;q=0.5",
+            "identity;q=0.5, *",
+            // Prometheus 2.x and 3.x
+            "gzip",
+            "br, gzip ;q=1.0",
+        ] {
+            assert!(accepts_gzip(&headers(&[accepted])), "{accepted}");
+        }
+        assert!(accepts_gzip(&headers(&["identity", "gzip"])), "two headers");
+        for refused in [
+            "",
+            "identity",
+            "deflate, br",
+            "gzip;q=0",
+            "gzip; q=0.0, *",
+            "*;q=0",
+            "gzip;q=nonsense",
+        ] {
+            assert!(!accepts_gzip(&headers(&[refused])), "{refused}");
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()), "no header");
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> Vec<u8> {
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn the_exposition_is_compressed_when_asked_and_decodes_to_the_same_text() {
+        let text: String = (0..5000)
+            .map(|i| {
+                format!("idle_drop_probe_deaths_total{{target=\"db-{i}\",kind=\"timeout\"}} {i}\n")
+            })
+            .collect();
+        let plain = metrics_response(&HeaderMap::new(), text.clone());
+        assert_eq!(plain.headers().get(CONTENT_ENCODING), None);
+        assert_eq!(plain.headers()[VARY], "Accept-Encoding");
+        assert_eq!(plain.headers()[CONTENT_TYPE], METRICS_CONTENT_TYPE);
+        assert_eq!(body(plain).await, text.as_bytes());
+
+        let compressed = metrics_response(&headers(&["gzip"]), text.clone());
+        assert_eq!(compressed.headers()[CONTENT_ENCODING], "gzip");
+        assert_eq!(compressed.headers()[VARY], "Accept-Encoding");
+        assert_eq!(compressed.headers()[CONTENT_TYPE], METRICS_CONTENT_TYPE);
+        let bytes = body(compressed).await;
+        assert!(
+            bytes.len() * 5 < text.len(),
+            "{} of {}",
+            bytes.len(),
+            text.len()
+        );
+        let mut decoded = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut decoded)
+            .unwrap();
+        assert_eq!(decoded, text);
+    }
 }

@@ -56,8 +56,8 @@ impl Publisher {
             if let Some(lifetime) = recommendation.max_idle_lifetime {
                 tracing::info!(
                     target_name = %self.name,
-                    max_idle_lifetime = %crate::logging::duration(lifetime),
-                    socket_timeout = %crate::logging::duration(recommendation.socket_timeout),
+                    max_idle_lifetime = %crate::format::duration(lifetime),
+                    socket_timeout = %crate::format::duration(recommendation.socket_timeout),
                     "recommended pool settings"
                 );
             }

@@ -13,10 +13,10 @@ use super::{for_path, BoxCounts, DropKind, Knobs, Measurement, Recipe, Timings};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// The longest idle known to survive on the path (the threshold's lower bound).
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::format::parse_duration)]
     pub lower: Duration,
     /// The shortest idle known to kill a connection, if known.
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::format::parse_duration)]
     pub upper: Option<Duration>,
     /// How a dropped connection looks.
     #[arg(long, value_enum, default_value = "silent")]
@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "20%", value_parser = parse_percent)]
     pub margin: f64,
     /// The longest a request may wait on a connection that died anyway.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::format::parse_duration)]
     pub socket_timeout: Duration,
     /// Print JSON.
     #[arg(long)]
@@ -85,7 +85,7 @@ pub fn main(args: Args) -> ExitCode {
     } else {
         println!(
             "Recipes for a path that drops idle connections after {} ({}; {}):\n",
-            crate::http::human(m.lower),
+            crate::format::human(m.lower),
             m.drop.map_or("?", DropKind::as_str),
             m.box_counts.describe()
         );

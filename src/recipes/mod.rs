@@ -12,6 +12,7 @@
 //! why, and is never shown as a fix.
 
 pub mod command;
+mod libraries;
 pub mod pools;
 pub mod proof;
 mod spelling;
@@ -263,6 +264,8 @@ pub struct Recipe {
     pub first_request_bound: Duration,
     /// Whether the pool matrix proved this recipe, and where.
     pub proof: Proof,
+    /// The library releases the model, and so this recipe, holds for.
+    pub versions: &'static str,
     /// Where the setting names and semantics come from.
     pub source: &'static str,
 }
@@ -292,7 +295,7 @@ pub fn for_path(m: &Measurement, knobs: &Knobs) -> Vec<Recipe> {
         .iter()
         .map(|&library| {
             let variant = variant_for(library);
-            spelling::recipe(library, variant, m, &t)
+            libraries::recipe(library, variant, m, &t)
         })
         .collect()
 }
@@ -315,6 +318,7 @@ pub(crate) fn millis(d: Duration) -> u64 {
 impl fmt::Display for Recipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.title)?;
+        writeln!(f, "    for {}", self.versions)?;
         for line in self.text.lines() {
             writeln!(f, "    {line}")?;
         }

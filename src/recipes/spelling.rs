@@ -1,44 +1,21 @@
-//! Each library's recipe for a measured path, in the library's own spelling: connection-string
-//! keys, keyword arguments, config-file lines, Go or Java code. What each setting does, and so
-//! which ones a recipe needs, comes from the pool's model (`pools.rs`).
+//! Builds a library's recipe for a measured path, and the spelling its files share: connection-
+//! string keys, keyword arguments, config-file lines. Each library's own spelling, and the model
+//! of its pool it rests on, is its file in `libraries/`.
 
 use serde_json::json;
 
-use super::pools::Library;
-use super::proof;
-use super::{millis, secs_down, secs_up, Measurement, Recipe, Setting, Timings, Variant};
-use crate::http::human;
+use super::{millis, secs_down, secs_up, Setting, Timings};
 
-/// Builds one library's recipe.
-pub fn recipe(library: Library, variant: Variant, m: &Measurement, t: &Timings) -> Recipe {
-    let Shape {
-        settings,
-        text,
-        why,
-        first_request_bound,
-    } = shape(library, variant, t);
-    Recipe {
-        library,
-        title: library.title(),
-        variant,
-        settings,
-        text,
-        why,
-        first_request_bound,
-        proof: proof::proof_of(library, variant, m, library.unprovable()),
-        source: library.model().source,
-    }
-}
-
-struct Shape {
-    settings: Vec<Setting>,
-    text: String,
-    why: String,
-    first_request_bound: std::time::Duration,
+/// What a library file builds: the settings, the text to paste, and why it works.
+pub(crate) struct Shape {
+    pub settings: Vec<Setting>,
+    pub text: String,
+    pub why: String,
+    pub first_request_bound: std::time::Duration,
 }
 
 /// Seconds as a number a Python library takes: whole when whole, else to the millisecond.
-fn seconds_value(d: std::time::Duration) -> serde_json::Value {
+pub(crate) fn seconds_value(d: std::time::Duration) -> serde_json::Value {
     if d.subsec_millis() == 0 {
         json!(d.as_secs())
     } else {
@@ -46,26 +23,26 @@ fn seconds_value(d: std::time::Duration) -> serde_json::Value {
     }
 }
 
-fn set(key: &'static str, value: serde_json::Value) -> Setting {
+pub(crate) fn set(key: &'static str, value: serde_json::Value) -> Setting {
     Setting { key, value }
 }
 
 /// PostgreSQL's own keepalive settings (`postgresql.conf`, or per session through a driver).
-fn server_keepalives(t: &Timings) -> Vec<Setting> {
+/// No probe count: with `tcp_user_timeout` set, Linux ignores it ([`keepalive_keys`]).
+pub(crate) fn server_keepalives(t: &Timings) -> Vec<Setting> {
     vec![
         set("tcp_keepalives_idle", json!(secs_down(t.keepalive_idle))),
         set(
             "tcp_keepalives_interval",
             json!(secs_down(t.keepalive_interval)),
         ),
-        set("tcp_keepalives_count", json!(t.keepalive_count)),
         set("tcp_user_timeout", json!(millis(t.dead_bound))),
     ]
 }
 
 /// Which connection-string dialect keepalive keys are written in.
 #[derive(Clone, Copy)]
-enum ConnString {
+pub(crate) enum ConnString {
     /// libpq (and psycopg): `keepalives_count`, `tcp_user_timeout` in milliseconds.
     Libpq,
     /// tokio-postgres: `keepalives_retries`, `tcp_user_timeout` in whole seconds.
@@ -73,10 +50,15 @@ enum ConnString {
 }
 
 /// TCP keepalives scaled to the threshold, and TCP_USER_TIMEOUT, as a connection string takes them.
-fn keepalive_keys(t: &Timings, dialect: ConnString) -> Vec<Setting> {
-    let (count_key, user_timeout) = match dialect {
-        ConnString::Libpq => ("keepalives_count", millis(t.dead_bound)),
-        ConnString::TokioPostgres => ("keepalives_retries", secs_up(t.dead_bound)),
+///
+/// No probe count (`keepalives_count`, `keepalives_retries`): once TCP_USER_TIMEOUT is set, Linux
+/// gives up on an unanswered keepalive by that timeout alone and never reads the count
+/// (net/ipv4/tcp_timer.c, tcp_keepalive_timer), so a count beside it would be a setting that
+/// cannot matter.
+pub(crate) fn keepalive_keys(t: &Timings, dialect: ConnString) -> Vec<Setting> {
+    let user_timeout = match dialect {
+        ConnString::Libpq => millis(t.dead_bound),
+        ConnString::TokioPostgres => secs_up(t.dead_bound),
     };
     vec![
         set("keepalives", json!(1)),
@@ -85,12 +67,21 @@ fn keepalive_keys(t: &Timings, dialect: ConnString) -> Vec<Setting> {
             "keepalives_interval",
             json!(secs_down(t.keepalive_interval)),
         ),
-        set(count_key, json!(t.keepalive_count)),
         set("tcp_user_timeout", json!(user_timeout)),
     ]
 }
 
-fn conninfo(settings: &[Setting]) -> String {
+/// The keys that set a keepalive probe count, in every spelling we print; none may stand beside
+/// `tcp_user_timeout` ([`keepalive_keys`]).
+#[cfg(test)]
+pub(crate) const PROBE_COUNT_KEYS: [&str; 4] = [
+    "keepalives_count",
+    "keepalives_retries",
+    "tcp_keepalives_count",
+    "tcp_keepcnt",
+];
+
+pub(crate) fn conninfo(settings: &[Setting]) -> String {
     settings
         .iter()
         .map(|s| format!("{}={}", s.key, plain(&s.value)))
@@ -99,7 +90,7 @@ fn conninfo(settings: &[Setting]) -> String {
 }
 
 /// `key = value` lines, as postgresql.conf and pgbouncer.ini take them.
-fn config_file_lines(settings: &[Setting]) -> String {
+pub(crate) fn config_file_lines(settings: &[Setting]) -> String {
     settings
         .iter()
         .map(|s| format!("{} = {}", s.key, plain(&s.value)))
@@ -114,426 +105,20 @@ fn plain(v: &serde_json::Value) -> String {
     }
 }
 
-fn shape(library: Library, variant: Variant, t: &Timings) -> Shape {
-    let lifetime_s = secs_down(t.lifetime);
-    let dead_s = secs_up(t.dead_bound);
-    let check_s = secs_up(t.check_timeout);
-    let one_second = std::time::Duration::from_secs(1);
-    match (library, variant) {
-        (Library::Quaint, _) => {
-            let read_s = secs_up(t.read_timeout);
-            let settings = vec![
-                set("max_idle_connection_lifetime", json!(lifetime_s)),
-                set("socket_timeout", json!(read_s)),
-            ];
-            Shape {
-                text: format!("?max_idle_connection_lifetime={lifetime_s}&socket_timeout={read_s}"),
-                settings,
-                why: format!(
-                    "quaint's pool retires connections {lifetime_s} s after they were opened, before the path \
-                     forgets them, and socket_timeout turns a query on a connection that died anyway into an \
-                     error after {read_s} s instead of a hang"
-                ),
-                first_request_bound: t.read_timeout + one_second,
-            }
-        }
-        (Library::Libpq, _) => {
-            let settings = keepalive_keys(t, ConnString::Libpq);
-            Shape {
-                text: conninfo(&settings),
-                settings,
-                why: format!(
-                    "a keepalive every {} s resets the box's idle timer, so the flow never looks idle; \
-                     tcp_user_timeout ends a connection the box forgot anyway within {dead_s} s",
-                    secs_down(t.keepalive_idle)
-                ),
-                first_request_bound: t.dead_bound + one_second,
-            }
-        }
-        (Library::PostgresServer, _) => {
-            let settings = server_keepalives(t);
-            Shape {
-                text: config_file_lines(&settings),
-                settings,
-                why: "the server probes idle clients before the box forgets them, and ends the sessions of clients that are gone (ghosts) instead of keeping them for hours".to_string(),
-                first_request_bound: t.dead_bound + one_second,
-            }
-        }
-        (Library::Deadpool, Variant::Eviction) => {
-            let half = seconds_value(t.lifetime / 2);
-            let settings = vec![
-                set("recycling_method", json!("Verified")),
-                set("recycle_timeout", seconds_value(t.check_timeout)),
-                set("pre_recycle_max_idle", seconds_value(t.lifetime)),
-                set("retain_interval", half.clone()),
-                set("retain_max_idle", half.clone()),
-                set("tcp_user_timeout", json!(dead_s)),
-            ];
-            Shape {
-                text: format!(
-                    "connection string: tcp_user_timeout={dead_s}\n\
-                     ManagerConfig {{ recycling_method: RecyclingMethod::Verified }}, .recycle_timeout(Some({} s))\n\
-                     .pre_recycle(Hook::sync_fn(|_, m| if m.last_used() >= {} s {{ Err(..) }} else {{ Ok(()) }}))\n\
-                     every {half} s (retain_interval): pool.retain(|_, m| m.last_used() < {half} s)",
-                    seconds_value(t.check_timeout),
-                    seconds_value(t.lifetime)
-                ),
-                settings,
-                why: format!(
-                    "deadpool has no lifetime of its own: retain closes connections idle {} in the background, \
-                     before the path forgets them (else they linger as ghost sessions), the pre_recycle hook \
-                     refuses any older one at checkout, and a Verified check bounded to {check_s} s replaces a \
-                     dead one without the caller seeing it",
-                    human(t.lifetime / 2)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Deadpool, Variant::Keepalive) | (Library::Bb8, Variant::Keepalive) => {
-            let settings = keepalive_keys(t, ConnString::TokioPostgres);
-            Shape {
-                text: format!("connection string: {}", conninfo(&settings)),
-                settings,
-                why: keepalive_why(t),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Sqlx, _) => {
-            let read_s = secs_up(t.read_timeout);
-            let half = seconds_value(t.lifetime / 2);
-            let settings = vec![
-                set("idle_timeout", half.clone()),
-                set("test_before_acquire", json!(true)),
-                set("acquire_timeout", json!(read_s)),
-            ];
-            Shape {
-                text: format!(
-                    "PgPoolOptions::new()\n    .idle_timeout(Duration::from_secs_f64({half}))\n    .test_before_acquire(true)\n    .acquire_timeout(Duration::from_secs({read_s}))"
-                ),
-                settings,
-                why: format!(
-                    "sqlx retires idle connections only in its maintenance task, which runs every idle_timeout, \
-                     so idle_timeout at half the safe lifetime ({}) closes each one before the path forgets it; \
-                     acquire_timeout bounds a check that gets no answer",
-                    human(t.lifetime / 2)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Bb8, Variant::Eviction) => {
-            let read_s = secs_up(t.read_timeout);
-            let half = seconds_value(t.lifetime / 2);
-            let settings = vec![
-                set("idle_timeout", half.clone()),
-                set("reaper_rate", half.clone()),
-                set("test_on_check_out", json!(true)),
-                set("connection_timeout", json!(read_s)),
-                set("tcp_user_timeout", json!(dead_s)),
-            ];
-            Shape {
-                text: format!(
-                    "connection string: tcp_user_timeout={dead_s}\n\
-                     Pool::builder()\n    .idle_timeout(Some(Duration::from_secs_f64({half})))\n    .reaper_rate(Duration::from_secs_f64({half}))\n    .test_on_check_out(true)\n    .connection_timeout(Duration::from_secs({read_s}))"
-                ),
-                settings,
-                why: format!(
-                    "bb8 applies idle_timeout only when its reaper runs (every 30 s unless reaper_rate says \
-                     otherwise), so both at half the safe lifetime ({}) close every idle connection, min_idle \
-                     included, before the path forgets it",
-                    human(t.lifetime / 2)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Hikaricp, _) => hikaricp(t),
-        (Library::Pgx, _) => {
-            let idle = go_duration(t.lifetime / 2);
-            let settings = vec![
-                set("pool_max_conn_idle_time", json!(idle)),
-                set("pool_health_check_period", json!(idle)),
-                set("query_timeout", json!(go_duration(t.read_timeout))),
-            ];
-            Shape {
-                text: format!(
-                    "?pool_max_conn_idle_time={idle}&pool_health_check_period={idle}\n\
-                     and in code, each query under context.WithTimeout (query_timeout={})",
-                    go_duration(t.read_timeout)
-                ),
-                settings,
-                why: format!(
-                    "pgxpool v4 never checks a connection before handing it out and closes idle ones only \
-                     on its health-check tick, so closing them after {idle} and checking every {idle} keeps \
-                     every connection's idle under {}; the context deadline turns anything else into an error",
-                    human(t.lifetime)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Sqlalchemy, Variant::Eviction) => {
-            let connect = vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))];
-            let settings = vec![
-                set("pool_recycle", json!(lifetime_s)),
-                set("pool_pre_ping", json!(true)),
-                set("connect_args", kwargs_object(&connect)),
-            ];
-            Shape {
-                text: format!(
-                    "create_engine(url, pool_recycle={lifetime_s}, pool_pre_ping=True,\n    connect_args={})",
-                    python_dict(&connect)
-                ),
-                settings,
-                why: format!(
-                    "pool_recycle counts age since connect and is checked at checkout, so SQLAlchemy never \
-                     hands out a connection older than {lifetime_s} s, one the path could have forgotten"
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Sqlalchemy, Variant::Keepalive) => {
-            let connect = keepalive_keys(t, ConnString::Libpq);
-            let settings = vec![
-                set("pool_pre_ping", json!(true)),
-                set("connect_args", kwargs_object(&connect)),
-            ];
-            Shape {
-                text: format!(
-                    "create_engine(url, pool_pre_ping=True,\n    connect_args={})",
-                    python_dict(&connect)
-                ),
-                settings,
-                why: keepalive_why(t),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::PsycopgPool, Variant::Eviction) => {
-            let interval = t.lifetime / 2;
-            let kwargs = vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))];
-            let settings = vec![
-                set("kwargs", kwargs_object(&kwargs)),
-                set("check_interval", seconds_value(interval)),
-            ];
-            Shape {
-                text: format!(
-                    "pool = ConnectionPool(conninfo, kwargs={})\n\
-                     # and in your code: pool.check() every {} s (check_interval), e.g.\n\
-                     threading.Thread(target=lambda: [time.sleep({}) or pool.check() for _ in itertools.count()], daemon=True).start()",
-                    python_dict(&kwargs),
-                    seconds_value(interval),
-                    seconds_value(interval)
-                ),
-                settings,
-                why: format!(
-                    "psycopg_pool never looks at idle time before lending a connection (max_idle spares \
-                     min_size, max_lifetime is checked only on return), so the application pings the idle \
-                     ones itself every {}, which also keeps the path from ever seeing them idle",
-                    human(interval)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::PsycopgPool, Variant::Keepalive) => {
-            let kwargs = keepalive_keys(t, ConnString::Libpq);
-            let settings = vec![
-                set("check", json!("check_connection")),
-                set("kwargs", kwargs_object(&kwargs)),
-            ];
-            Shape {
-                text: format!(
-                    "ConnectionPool(conninfo, check=ConnectionPool.check_connection,\n    kwargs={})",
-                    python_dict(&kwargs)
-                ),
-                settings,
-                why: keepalive_why(t),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Asyncpg, Variant::Eviction) => {
-            let read_s = secs_up(t.read_timeout);
-            let settings = vec![
-                set("min_size", json!(0)),
-                set(
-                    "max_inactive_connection_lifetime",
-                    seconds_value(t.lifetime),
-                ),
-                set("command_timeout", json!(read_s)),
-            ];
-            Shape {
-                text: format!(
-                    "asyncpg.create_pool(dsn, min_size=0, max_inactive_connection_lifetime={}, command_timeout={read_s})",
-                    seconds_value(t.lifetime)
-                ),
-                settings,
-                why: format!(
-                    "asyncpg closes inactive connections only above min_size, so with a floor of 0 every \
-                     connection idle {} is closed before the path forgets it; command_timeout ends any \
-                     other dead read after {read_s} s",
-                    human(t.lifetime)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Asyncpg, Variant::Keepalive) => {
-            let server = server_keepalives(t);
-            let settings = vec![set("server_settings", kwargs_object(&server))];
-            Shape {
-                text: format!(
-                    "asyncpg.create_pool(dsn, server_settings={})",
-                    python_dict_of_strings(&server)
-                ),
-                settings,
-                why: format!(
-                    "asyncpg cannot set client keepalives, so the server sends them on each session: a \
-                     keepalive every {} s resets the box's idle timer, and the connections stay warm",
-                    secs_down(t.keepalive_idle)
-                ),
-                first_request_bound: one_second,
-            }
-        }
-        (Library::NodePostgres, variant) => {
-            let read_ms = millis(t.read_timeout);
-            let (settings, text, why) = match variant {
-                Variant::Eviction => (
-                    vec![
-                        set("maxLifetimeSeconds", seconds_value(t.lifetime)),
-                        set("query_timeout", json!(read_ms)),
-                    ],
-                    format!(
-                        "new Pool({{ maxLifetimeSeconds: {}, query_timeout: {read_ms} }})",
-                        seconds_value(t.lifetime)
-                    ),
-                    format!(
-                        "pg.Pool never closes idle clients at or below min, but maxLifetimeSeconds retires \
-                         every client by age ({}) before the path forgets it; query_timeout turns anything \
-                         left into an error",
-                        human(t.lifetime)
-                    ),
-                ),
-                Variant::Keepalive => {
-                    let delay_ms = secs_down(t.keepalive_idle) * 1000;
-                    (
-                        vec![
-                            set("keepAlive", json!(true)),
-                            set("keepAliveInitialDelayMillis", json!(delay_ms)),
-                            set("query_timeout", json!(read_ms)),
-                        ],
-                        format!(
-                            "new Pool({{ keepAlive: true, keepAliveInitialDelayMillis: {delay_ms}, query_timeout: {read_ms} }})"
-                        ),
-                        keepalive_why(t),
-                    )
-                }
-            };
-            Shape {
-                settings,
-                text,
-                why,
-                first_request_bound: one_second,
-            }
-        }
-        (Library::Pgbouncer, variant) => {
-            let read_s = secs_up(t.read_timeout);
-            let settings = match variant {
-                Variant::Eviction => vec![
-                    set("server_lifetime", seconds_value(t.lifetime / 2)),
-                    set("query_timeout", json!(read_s)),
-                ],
-                Variant::Keepalive => vec![
-                    set("tcp_keepalive", json!(1)),
-                    set("tcp_keepidle", json!(secs_down(t.keepalive_idle))),
-                    set("tcp_keepintvl", json!(secs_down(t.keepalive_interval))),
-                    set("tcp_keepcnt", json!(t.keepalive_count)),
-                    set("tcp_user_timeout", json!(millis(t.dead_bound))),
-                    set("query_timeout", json!(read_s)),
-                ],
-            };
-            let why = match variant {
-                Variant::Eviction => format!(
-                    "server_idle_timeout spares min_pool_size; server_lifetime does not, but closes at most \
-                     one server connection per server_lifetime / pool_size, so half the safe lifetime ({}) \
-                     retires the whole pool before the path forgets it; query_timeout bounds anything left",
-                    human(t.lifetime / 2)
-                ),
-                Variant::Keepalive => keepalive_why(t),
-            };
-            Shape {
-                text: config_file_lines(&settings),
-                settings,
-                why,
-                first_request_bound: one_second,
-            }
-        }
-    }
-}
-
-/// HikariCP 2.7.9 validates on borrow (after 0.5 s idle) with `validationTimeout`, and cannot
-/// retire connections younger than 30 s (`maxLifetime` below that is reset to 30 min).
-fn hikaricp(t: &Timings) -> Shape {
-    const HIKARI_MIN_LIFETIME_MS: u64 = 30_000;
-    /// HikariCP's default maximumPoolSize: what the validation timeout is sized for.
-    const POOL: u64 = 10;
-    let lifetime_ms = millis(t.lifetime);
-    let read_s = secs_up(t.read_timeout);
-    let one_second = std::time::Duration::from_secs(1);
-    if lifetime_ms >= HIKARI_MIN_LIFETIME_MS {
-        let settings = vec![
-            set("maxLifetime", json!(lifetime_ms)),
-            set("validationTimeout", json!(1000)),
-            set("dataSource.socketTimeout", json!(read_s)),
-        ];
-        return Shape {
-            text: format!(
-                "maxLifetime={lifetime_ms}\nvalidationTimeout=1000\ndataSource.socketTimeout={read_s}"
-            ),
-            settings,
-            why: format!(
-                "maxLifetime retires every connection by age before the path forgets it ({}), the \
-                 check on borrow catches anything else within 1 s, and socketTimeout ends any other dead read",
-                human(t.lifetime)
-            ),
-            first_request_bound: one_second,
-        };
-    }
-    let validation_ms = (lifetime_ms / POOL).clamp(250, 1000);
-    let settings = vec![
-        set("validationTimeout", json!(validation_ms)),
-        set("dataSource.socketTimeout", json!(read_s)),
-    ];
-    Shape {
-        text: format!(
-            "validationTimeout={validation_ms}\ndataSource.socketTimeout={read_s}\n\
-             # sized for maximumPoolSize <= {POOL}: a larger pool needs validationTimeout <= {lifetime_ms} / maximumPoolSize (250 at least)"
-        ),
-        settings,
-        why: format!(
-            "HikariCP 2.7.9 cannot retire connections younger than 30 s, but it checks every connection \
-             idle over 0.5 s before lending it: a check that gets no answer in {validation_ms} ms replaces the \
-             connection, so a whole pool of dead ones is got through within {}; the first request after a long \
-             idle may wait that long",
-            human(t.lifetime)
-        ),
-        first_request_bound: t.lifetime + one_second,
-    }
-}
-
-/// A Go duration string as pgx parses it: whole seconds from 10 s up, else milliseconds.
-fn go_duration(d: std::time::Duration) -> String {
-    if d >= std::time::Duration::from_secs(10) {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
-fn keepalive_why(t: &Timings) -> String {
+/// Why keepalive keys ([`keepalive_keys`]) work. Says what gives up on a forgotten flow: on
+/// Linux tcp_user_timeout, not a probe count (the kernel reads none once it is set).
+pub(crate) fn keepalive_why(t: &Timings) -> String {
     format!(
         "a keepalive every {} s resets the box's idle timer, so the flow never looks idle and the \
-         connections stay warm; the pool's check and tcp_user_timeout catch one the box forgot anyway",
-        secs_down(t.keepalive_idle)
+         connections stay warm; on Linux tcp_user_timeout, not a probe count, ends a connection the \
+         box forgot anyway about {} s after its last answer",
+        secs_down(t.keepalive_idle),
+        secs_up(t.dead_bound)
     )
 }
 
 /// PostgreSQL settings as asyncpg's `server_settings` takes them: strings.
-fn python_dict_of_strings(settings: &[Setting]) -> String {
+pub(crate) fn python_dict_of_strings(settings: &[Setting]) -> String {
     let items: Vec<String> = settings
         .iter()
         .map(|s| format!("\"{}\": \"{}\"", s.key, plain(&s.value)))
@@ -541,7 +126,7 @@ fn python_dict_of_strings(settings: &[Setting]) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
-fn kwargs_object(settings: &[Setting]) -> serde_json::Value {
+pub(crate) fn kwargs_object(settings: &[Setting]) -> serde_json::Value {
     serde_json::Value::Object(
         settings
             .iter()
@@ -550,7 +135,7 @@ fn kwargs_object(settings: &[Setting]) -> serde_json::Value {
     )
 }
 
-fn python_dict(settings: &[Setting]) -> String {
+pub(crate) fn python_dict(settings: &[Setting]) -> String {
     let items: Vec<String> = settings
         .iter()
         .map(|s| format!("\"{}\": {}", s.key, s.value))

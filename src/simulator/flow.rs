@@ -20,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::labels::{Direction, Fate};
 use super::metrics::Metrics;
 use super::{Mode, Settings};
 
@@ -29,72 +30,6 @@ const BUFFER: usize = 16 * 1024;
 /// After a FIN (mode `fin`), how long the simulator waits for both peers to close their side
 /// before dropping the sockets anyway.
 const FIN_LINGER: Duration = Duration::from_secs(5);
-
-/// How a flow ended: the `fate` label and the log field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fate {
-    /// Idle too long in mode `silent`; ends when the client finally closes.
-    ExpiredSilent,
-    /// Idle too long in mode `reset`; the client got an RST at its next packet.
-    ExpiredReset,
-    /// Idle too long in mode `fin`; both sides were sent a FIN.
-    ExpiredFin,
-    /// The client closed (or reset) the connection before the timeout.
-    ClosedByClient,
-    /// The upstream closed (or reset) the connection before the timeout.
-    ClosedByUpstream,
-    /// The upstream refused, timed out (`--upstream-connect-timeout`) or failed to resolve.
-    UpstreamConnectFailed,
-    /// `--max-flows` flows were open already; the connection was closed at once.
-    RefusedMaxFlows,
-    /// The simulator was stopped (SIGINT/SIGTERM) and closed the flow.
-    Shutdown,
-}
-
-impl Fate {
-    /// Every fate, in label order.
-    pub const ALL: [Fate; 8] = [
-        Fate::ExpiredSilent,
-        Fate::ExpiredReset,
-        Fate::ExpiredFin,
-        Fate::ClosedByClient,
-        Fate::ClosedByUpstream,
-        Fate::UpstreamConnectFailed,
-        Fate::RefusedMaxFlows,
-        Fate::Shutdown,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fate::ExpiredSilent => "expired_silent",
-            Fate::ExpiredReset => "expired_reset",
-            Fate::ExpiredFin => "expired_fin",
-            Fate::ClosedByClient => "closed_by_client",
-            Fate::ClosedByUpstream => "closed_by_upstream",
-            Fate::UpstreamConnectFailed => "upstream_connect_failed",
-            Fate::RefusedMaxFlows => "refused_max_flows",
-            Fate::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Which way bytes travel: the `direction` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    ClientToUpstream,
-    UpstreamToClient,
-}
-
-impl Direction {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::ClientToUpstream => "client_to_upstream",
-            Direction::UpstreamToClient => "upstream_to_client",
-        }
-    }
-}
 
 /// One end of the flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

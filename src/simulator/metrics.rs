@@ -14,9 +14,9 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::server::{self, respond, text, METRICS_CONTENT_TYPE};
+use crate::http::server::{self, text};
 
-use super::flow::{Direction, Fate};
+use super::labels::{Direction, Fate};
 use super::Settings;
 
 /// The simulator's metric families.
@@ -131,7 +131,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every family.
     pub fn encode(&self) -> String {
-        server::exposition(&self.registry)
+        crate::metrics::exposition(&self.registry)
     }
 }
 
@@ -146,9 +146,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
 
 fn route<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
     match (request.uri().path(), request.method()) {
-        ("/metrics", &Method::GET) => {
-            respond(StatusCode::OK, METRICS_CONTENT_TYPE, metrics.encode())
-        }
+        ("/metrics", &Method::GET) => server::metrics_response(request.headers(), metrics.encode()),
         ("/", &Method::GET) => text(
             StatusCode::OK,
             "idle_drop_exporter simulate: metrics at /metrics\n",

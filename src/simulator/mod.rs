@@ -11,9 +11,11 @@
 //! - this file: flags, [`Settings`], [`main`] (the binary) and [`run`] (the accept loop the
 //!   binary and the tests share);
 //! - [`flow`]: one flow: copying, idle tracking, the three fates;
+//! - [`labels`]: the words flows and metrics share (a flow's fate, a direction);
 //! - [`metrics`]: the simulator's own registry and its `/metrics` server.
 
 pub mod flow;
+pub mod labels;
 pub mod metrics;
 
 #[cfg(test)]
@@ -31,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{LogConfig, LogFormat};
 
-pub use flow::Fate;
+pub use labels::Fate;
 pub use metrics::Metrics;
 
 /// What the simulated middlebox does to a flow that stayed idle for the idle timeout.
@@ -84,17 +86,13 @@ pub struct Args {
     /// Address to serve the simulator's /metrics on (off unless given).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub web_listen_address: Option<SocketAddr>,
-    /// Log level or tracing filter (error, warn, info, debug, trace).
-    #[arg(long = "log.level", default_value = "info")]
-    pub log_level: String,
-    /// Log format.
-    #[arg(long = "log.format", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    #[command(flatten)]
+    pub logging: crate::logging::LogFlags,
 }
 
-/// Above zero and at most [`crate::config::MAX_DURATION`] (30 days), like every duration.
+/// Above zero and at most [`crate::format::MAX_DURATION`] (30 days), like every duration.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(text)
+    crate::format::parse_duration(text)
 }
 
 /// What [`run`] needs: the checked flags minus listening and logging.
@@ -122,14 +120,10 @@ impl Args {
 
     /// The log settings these flags describe.
     pub fn log(&self) -> LogConfig {
-        LogConfig {
-            format: if self.log_format == "json" {
-                LogFormat::Json
-            } else {
-                LogFormat::Text
-            },
-            level: self.log_level.clone(),
-        }
+        self.logging.over(LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        })
     }
 }
 

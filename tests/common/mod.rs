@@ -309,7 +309,7 @@ pub async fn prometheus_query(prometheus: SocketAddr, expr: &str) -> usize {
 pub struct Exporter {
     pub address: SocketAddr,
     pub stop: CancellationToken,
-    pub reload: idle_drop_exporter::daemon::ReloadTrigger,
+    pub reload: idle_drop_exporter::reload::ReloadTrigger,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -325,7 +325,7 @@ impl Exporter {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let (trigger, inbox) = idle_drop_exporter::daemon::reload_channel();
+        let (trigger, inbox) = idle_drop_exporter::reload::channel();
         let task = tokio::spawn(idle_drop_exporter::daemon::run(
             config.path.clone(),
             loaded,

@@ -37,6 +37,7 @@ type job struct {
 		Max int `json:"max"`
 	} `json:"pool"`
 	Recipe      map[string]interface{} `json:"recipe"`
+	RecipeText  string                 `json:"recipe_text"`
 	Rounds      []round                `json:"rounds"`
 	HangSeconds float64                `json:"hang_seconds"`
 }
@@ -125,6 +126,22 @@ func connString(j *job) (string, error) {
 	if j.Pool != nil {
 		q.Set("pool_min_conns", strconv.Itoa(j.Pool.Min))
 		q.Set("pool_max_conns", strconv.Itoa(j.Pool.Max))
+	}
+	if j.RecipeText != "" {
+		// The printed DATABASE_URL parameters, as they stand: the first line, "?k=v&k=v".
+		line := strings.SplitN(j.RecipeText, "\n", 2)[0]
+		if !strings.HasPrefix(line, "?") {
+			return "", fmt.Errorf("recipe_text does not start with URL parameters: %q", line)
+		}
+		printed, err := url.ParseQuery(line[1:])
+		if err != nil {
+			return "", fmt.Errorf("recipe_text: %v", err)
+		}
+		for k, v := range printed {
+			q.Set(k, v[0])
+		}
+		u.RawQuery = q.Encode()
+		return u.String(), nil
 	}
 	for k, v := range j.Recipe {
 		if k == keyQueryTimeout || k == keyDialKeepAlive {

@@ -41,13 +41,20 @@ public final class Harness {
         JsonObject dsn = job.getAsJsonObject("dsn");
         password = dsn.get("password").getAsString();
         Map<String, Object> result = new java.util.LinkedHashMap<>();
-        result.put("library", "hikaricp");
-        result.put("version", System.getProperty("harness.version", "unknown"));
+        String library = job.get("library").getAsString();
+        result.put("library", library);
+        String version = System.getProperty("harness.version", "unknown");
+        // Without a pool, only the driver's version is the library's.
+        result.put("version", library.equals("pgjdbc") ? version.replaceFirst("^HikariCP [^,]*, ", "") : version);
         List<Object> rounds = new ArrayList<>();
         result.put("rounds", rounds);
         int code = 0;
         try {
-            run(job, dsn, rounds);
+            if (library.equals("pgjdbc")) {
+                Plain.run(job, dsn, password, rounds);
+            } else {
+                run(job, dsn, rounds);
+            }
         } catch (Exception e) {
             result.put("error", describe(e));
             code = 1;
@@ -77,7 +84,18 @@ public final class Harness {
         // Recipe keys are HikariConfig property names (idleTimeout, maxLifetime, ...), pgJDBC
         // properties as dataSource.NAME (socketTimeout, ...), or HikariCP system properties.
         JsonElement recipe = job.get("recipe");
-        if (recipe != null && !recipe.isJsonNull()) {
+        JsonElement text = job.get("recipe_text");
+        if (text != null && !text.isJsonNull()) {
+            // The printed properties text, loaded as it stands.
+            Properties printed = new Properties();
+            printed.load(new java.io.StringReader(text.getAsString()));
+            boolean spring = job.get("library").getAsString().equals("hikaricp_spring");
+            for (String key : printed.stringPropertyNames()) {
+                String name = spring ? Spring.hikariProperty(key) : key;
+                System.err.printf("hikaricp: printed %s -> %s=%s%n", key, name, printed.getProperty(key));
+                props.setProperty(name, printed.getProperty(key));
+            }
+        } else if (recipe != null && !recipe.isJsonNull()) {
             for (Map.Entry<String, JsonElement> e : recipe.getAsJsonObject().entrySet()) {
                 String value = e.getValue().getAsString();
                 if (e.getKey().startsWith(SYSTEM_PREFIX)) {
@@ -132,7 +150,7 @@ public final class Harness {
         }
     }
 
-    private static void selectOne(Connection c) throws Exception {
+    static void selectOne(Connection c) throws Exception {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT 1")) {
             rs.next();
         }
@@ -179,7 +197,7 @@ public final class Harness {
     }
 
     /** Class and message (and the first cause's), password removed, cut to 200 characters. */
-    private static String describe(Throwable e) {
+    static String describe(Throwable e) {
         String s = e.getClass().getSimpleName() + ": " + e.getMessage();
         if (e.getCause() != null && e.getCause() != e) {
             s += " (" + e.getCause().getClass().getSimpleName() + ": " + e.getCause().getMessage() + ")";

@@ -24,5 +24,5 @@ mkdir -p "$here/build"
 version="HikariCP $(dpkg-query -W -f='${Version}' libhikaricp-java), pgJDBC $(dpkg-query -W -f='${Version}' libpostgresql-jdbc-java), Java $(javac -version 2>&1 | cut -d" " -f2)"
 printf '%s\n' "$version" > "$here/build/version"
 start=$(date +%s)
-javac -d "$here/build" -cp "$(cat "$here/classpath")" "$here/Harness.java"
+javac -d "$here/build" -cp "$(cat "$here/classpath")" "$here"/*.java
 echo "hikaricp harness built in $(( $(date +%s) - start )) s: $version" >&2

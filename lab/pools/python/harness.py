@@ -1,6 +1,10 @@
 """The Python pool harness: runs one job of the pool matrix (lab/pools/README.md) against a real
-Python library (SQLAlchemy 2 + psycopg 3, psycopg_pool, asyncpg, or libpq through psycopg) and
-prints one result JSON. Usage: harness.py JOB_FILE. Diagnostics go to stderr.
+Python library (SQLAlchemy 2 over psycopg 3 or asyncpg, psycopg_pool, asyncpg, Django, or libpq
+through psycopg) and prints one result JSON. Usage: harness.py JOB_FILE. Diagnostics go to stderr.
+
+Where a job carries `recipe_text` (the line idle_drop_exporter printed), the adapter runs that
+text as it stands (`eval` of the call, `exec` of settings lines), with the names the line uses in
+scope, so a line that does not run as printed fails its cell.
 
 Each library is an adapter with `warm(k)` (hold k connections at once, return their backend
 pids) and `query()` (acquire, SELECT 1, release: the pool's normal path). Sync libraries run each
@@ -92,6 +96,26 @@ def check_every(pool, seconds: float):
     threading.Thread(target=loop, daemon=True).start()
 
 
+# --- the printed text, run as it stands ----------------------------------------------------
+def run_printed(names: dict):
+    """Runs the job's recipe_text with `names` in scope: a single expression is evaluated and its
+    value returned; statements (settings lines) are executed and the namespace returned."""
+    text = JOB["recipe_text"]
+    scope = dict(names)
+    try:
+        code = compile(text, "<recipe_text>", "eval")
+    except SyntaxError:
+        exec(compile(text, "<recipe_text>", "exec"), scope)
+        return scope
+    return eval(code, scope)
+
+
+def dsn_url(scheme: str, dsn: dict) -> str:
+    from urllib.parse import quote
+    return (f"{scheme}://{quote(dsn['user'], safe='')}:{quote(dsn['password'], safe='')}"
+            f"@{dsn['host']}:{dsn['port']}/{dsn['dbname']}")
+
+
 # --- adapters ------------------------------------------------------------------------------
 class SqlAlchemy:
     KEYS = {"pool_recycle", "pool_pre_ping", "pool_timeout", "pool_use_lifo", "pool_size",
@@ -109,7 +133,13 @@ class SqlAlchemy:
             kwargs["connect_args"] = libpq_params(recipe["connect_args"])
         url = sa.URL.create("postgresql+psycopg", username=dsn["user"], password=dsn["password"],
                             host=dsn["host"], port=dsn["port"], database=dsn["dbname"])
-        self.engine = sa.create_engine(url, **kwargs)
+        if JOB.get("recipe_text"):
+            sizing = {k: v for k, v in kwargs.items() if k in ("pool_size", "max_overflow")}
+            create = lambda u, **kw: sa.create_engine(u, **{**sizing, **kw})  # noqa: E731
+            self.engine = run_printed({"create_engine": create, "url": url})
+            kwargs = {**sizing, "recipe_text": JOB["recipe_text"]}
+        else:
+            self.engine = sa.create_engine(url, **kwargs)
         self.version = f"SQLAlchemy {sa.__version__} + {psycopg_versions()}"
         log(f"sqlalchemy: create_engine(..., {kwargs})")
 
@@ -150,6 +180,10 @@ class PsycopgPool:
             shown["idle_check_seconds"] = idle.limit
         conn_kwargs = dict(user=dsn["user"], password=dsn["password"], host=dsn["host"],
                            port=dsn["port"], dbname=dsn["dbname"])
+        self.version = f"psycopg_pool {pkg_version('psycopg-pool')} + {psycopg_versions()}"
+        if JOB.get("recipe_text"):
+            self.pool = self.printed(psycopg_pool, dsn, pool)
+            return
         conn_kwargs.update(libpq_params(recipe.get("kwargs", {})))
         shown["kwargs"] = recipe.get("kwargs", {})
         self.pool = psycopg_pool.ConnectionPool(kwargs=conn_kwargs, open=False, **kwargs)
@@ -157,8 +191,26 @@ class PsycopgPool:
         if "check_interval" in recipe:
             check_every(self.pool, recipe["check_interval"])
             shown["check_interval"] = recipe["check_interval"]
-        self.version = f"psycopg_pool {pkg_version('psycopg-pool')} + {psycopg_versions()}"
         log(f"psycopg_pool: ConnectionPool({shown})")
+
+    @staticmethod
+    def printed(psycopg_pool, dsn, pool):
+        """Runs the printed lines with `ConnectionPool` (sized as the job's pool) and `conninfo`
+        in scope; the pool is the `pool` the lines make, or the value of a lone expression."""
+        sizing = {"min_size": pool["min"], "max_size": pool["max"]} if pool else {}
+
+        class ConnectionPool(psycopg_pool.ConnectionPool):
+            def __init__(self, conninfo, **kw):
+                super().__init__(conninfo, **{**sizing, **kw})
+
+        from psycopg.conninfo import make_conninfo
+        conninfo = make_conninfo(user=dsn["user"], password=dsn["password"], host=dsn["host"],
+                                 port=dsn["port"], dbname=dsn["dbname"])
+        made = run_printed({"ConnectionPool": ConnectionPool, "conninfo": conninfo})
+        made = made["pool"] if isinstance(made, dict) else made
+        made.wait(timeout=30)
+        log("psycopg_pool: as printed:", JOB["recipe_text"])
+        return made
 
     def warm(self, k):
         conns = [self.pool.getconn() for _ in range(k)]
@@ -182,7 +234,13 @@ class Libpq:
         self.psycopg = psycopg
         self.params = dict(user=dsn["user"], password=dsn["password"], host=dsn["host"],
                            port=dsn["port"], dbname=dsn["dbname"], autocommit=True)
-        self.params.update(libpq_params(recipe))
+        if JOB.get("recipe_text"):
+            # The printed conninfo, parsed by libpq's own rules (psycopg.conninfo): a line that
+            # libpq would refuse fails here.
+            from psycopg.conninfo import conninfo_to_dict
+            self.params.update(conninfo_to_dict(JOB["recipe_text"]))
+        else:
+            self.params.update(libpq_params(recipe))
         self.size = pool["min"] if pool else 1
         self.conns = []
         self.next = 0
@@ -202,6 +260,7 @@ class Libpq:
 
 
 class Asyncpg:
+    is_async = True
     KEYS = {"min_size", "max_size", "init_size", "max_inactive_connection_lifetime",
             "max_queries", "command_timeout", "server_settings"}
 
@@ -218,10 +277,22 @@ class Asyncpg:
                                               recipe["server_settings"].items()}
         self.dsn = dsn
         self.version = f"asyncpg {asyncpg.__version__}"
-        log(f"asyncpg: create_pool({self.kwargs})")
+        log(f"asyncpg: create_pool({self.kwargs})", JOB.get("recipe_text", ""))
 
     async def open(self):
         d = self.dsn
+        if JOB.get("recipe_text"):
+            # asyncpg.create_pool(dsn, ...) as printed; the pool's own sizing goes under it.
+            sizing = {k: v for k, v in self.kwargs.items() if k in ("min_size", "max_size")}
+            real = self.asyncpg
+
+            class Shim:
+                @staticmethod
+                def create_pool(dsn, **kw):
+                    return real.create_pool(dsn, **{**sizing, **kw})
+
+            self.pool = await run_printed({"asyncpg": Shim, "dsn": dsn_url("postgresql", d)})
+            return
         self.pool = await self.asyncpg.create_pool(
             user=d["user"], password=d["password"], host=d["host"], port=d["port"],
             database=d["dbname"], **self.kwargs)
@@ -238,8 +309,121 @@ class Asyncpg:
             await c.fetchval("SELECT 1")
 
 
+class SqlAlchemyAsyncpg:
+    """create_async_engine("postgresql+asyncpg://…"): AsyncAdaptedQueuePool over asyncpg."""
+    is_async = True
+    KEYS = {"pool_recycle", "pool_pre_ping", "pool_timeout", "pool_use_lifo", "pool_size",
+            "max_overflow", "connect_args"}
+
+    def __init__(self, dsn, pool, recipe):
+        import asyncpg
+        import sqlalchemy as sa
+        from sqlalchemy.ext.asyncio import create_async_engine
+        check_keys(recipe, self.KEYS, "sqlalchemy_asyncpg")
+        self.sa = sa
+        self.sizing = {"pool_size": pool["min"], "max_overflow": pool["max"] - pool["min"]} \
+            if pool else {}
+        self.kwargs = {**self.sizing, **recipe}
+        self.create = create_async_engine
+        self.url = sa.URL.create("postgresql+asyncpg", username=dsn["user"],
+                                 password=dsn["password"], host=dsn["host"], port=dsn["port"],
+                                 database=dsn["dbname"])
+        self.version = f"SQLAlchemy {sa.__version__} + asyncpg {asyncpg.__version__}"
+        log("sqlalchemy_asyncpg:", JOB.get("recipe_text") or f"create_async_engine(url, {self.kwargs})")
+
+    async def open(self):
+        if JOB.get("recipe_text"):
+            create = lambda u, **kw: self.create(u, **{**self.sizing, **kw})  # noqa: E731
+            self.engine = run_printed({"create_async_engine": create, "url": self.url})
+        else:
+            self.engine = self.create(self.url, **self.kwargs)
+
+    async def warm(self, k):
+        conns = [await self.engine.connect() for _ in range(k)]
+        pids = {(await c.execute(self.sa.text("SELECT pg_backend_pid()"))).scalar() for c in conns}
+        for c in conns:
+            await c.close()
+        return pids
+
+    async def query(self):
+        async with self.engine.connect() as c:
+            (await c.execute(self.sa.text("SELECT 1"))).scalar()
+
+
+class Django:
+    """Django as a threaded server uses it: `pool.min` (or 1) worker threads; a request is
+    request_started, a `SELECT 1` through django.db.connection, request_finished, as Django's
+    handler sends them (close_old_connections runs on both signals).
+
+    `django`: persistent connections, one per worker thread. "A pool that keeps 4 warm" is 4
+    workers with CONN_MAX_AGE = None (never closed for age); bare defaults are Django's own:
+    CONN_MAX_AGE = 0, a new connection per request.
+    `django_pool`: the psycopg pool option (Django 5.1+), shared by the workers; a request takes
+    a pooled connection at its first query and gives it back when it ends. "Keeps 4 warm" is
+    OPTIONS["pool"] = {"min_size": 4, "max_size": 4}; bare is `"pool": True` (psycopg_pool's
+    defaults)."""
+    KEYS = {"CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS", "check_interval"}
+
+    def __init__(self, dsn, pool, recipe):
+        import concurrent.futures
+        import django
+        from django.conf import settings
+        check_keys(recipe, self.KEYS, "django")
+        pooled = JOB["library"] == "django_pool"
+        DATABASES = {"default": {
+            "ENGINE": "django.db.backends.postgresql", "NAME": dsn["dbname"],
+            "USER": dsn["user"], "PASSWORD": dsn["password"], "HOST": dsn["host"],
+            "PORT": str(dsn["port"]), "CONN_MAX_AGE": None if pool and not pooled else 0}}
+        if pooled:
+            sizing = {"min_size": pool["min"], "max_size": pool["max"]} if pool else True
+            DATABASES["default"]["OPTIONS"] = {"pool": sizing}
+        text = JOB.get("recipe_text")
+        if recipe and not text:
+            raise SystemExit("django: this harness runs only the printed recipe_text")
+        if text and not pooled:
+            run_printed({"DATABASES": DATABASES})
+        settings.configure(DATABASES=DATABASES, USE_TZ=True, INSTALLED_APPS=[])
+        django.setup()
+        if text and pooled:
+            # Settings lines and startup code as printed, after setup (the startup code imports
+            # django.db) and before the first connection reads DATABASES.
+            run_printed({"DATABASES": DATABASES})
+        shown = {k: v for k, v in DATABASES["default"].items() if k != "PASSWORD"}
+        self.workers = pool["min"] if pool else 1
+        self.executor = concurrent.futures.ThreadPoolExecutor(self.workers)
+        self.version = f"Django {django.__version__} + {psycopg_versions()}" + \
+            (f", psycopg_pool {pkg_version('psycopg-pool')}" if pooled else "")
+        log(f"django: {self.workers} worker thread(s), DATABASES['default'] = {shown}")
+
+    def request(self, sql="SELECT 1", hold=None):
+        from django.core import signals
+        from django.db import connection
+        signals.request_started.send(sender=Django, environ={})
+        try:
+            with connection.cursor() as c:
+                c.execute(sql)
+                value = c.fetchone()[0]
+            if hold:
+                hold()
+            return value
+        finally:
+            signals.request_finished.send(sender=Django)
+
+    def warm(self, k):
+        # Every worker serves one request at once, holding its connection until all hold one.
+        barrier = threading.Barrier(self.workers)
+        futures = [self.executor.submit(self.request, "SELECT pg_backend_pid()",
+                                        lambda: barrier.wait(timeout=30))
+                   for _ in range(self.workers)]
+        return {f.result() for f in futures}
+
+    def query(self):
+        self.executor.submit(self.request).result()
+
+
 ADAPTERS = {"sqlalchemy": SqlAlchemy, "psycopg_pool": PsycopgPool, "libpq": Libpq,
-            "asyncpg": Asyncpg}
+            "asyncpg": Asyncpg, "asyncpg_031": Asyncpg, "sqlalchemy_asyncpg": SqlAlchemyAsyncpg,
+            "django": Django, "django_pool": Django}
 
 
 # --- rounds --------------------------------------------------------------------------------
@@ -325,7 +509,8 @@ def main():
     k = pool["min"] if pool else 1
     try:
         adapter = ADAPTERS[library](job["dsn"], pool, recipe)
-        if library == "asyncpg":
+        is_async = getattr(adapter, "is_async", False)
+        if is_async:
             on_loop = lambda coro: asyncio.run_coroutine_threadsafe(coro, LOOP).result()
             on_loop(adapter.open())
             pids = on_loop(adapter.warm(k))
@@ -334,7 +519,7 @@ def main():
         if len(pids) < k:
             raise RuntimeError(f"warm-up opened {len(pids)} connections, wanted {k}")
         log(f"warm: {len(pids)} connection(s) open")
-        if library == "asyncpg":
+        if is_async:
             rounds = on_loop(run_async(adapter, job))
         else:
             rounds = run_sync(adapter, job)

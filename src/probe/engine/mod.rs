@@ -274,7 +274,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             .unwrap_or_default();
         tracing::info!(
             target_name = %self.target.name,
-            lower = %crate::logging::bound(bracket.lower), upper = %crate::logging::bound(bracket.upper),
+            lower = %crate::format::bound(bracket.lower), upper = %crate::format::bound(bracket.upper),
             measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
             "resuming from the stored measurement; the sentinels confirm it"
         );

@@ -2,7 +2,7 @@
 //! with draining in between; what ends a phase (a verdict, a detected change, an outage, a
 //! reload that moves the guard) and what starts the next one.
 
-use crate::logging;
+use crate::format;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -36,8 +36,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     };
                     tracing::info!(
                         target_name = %self.target.name,
-                        lower = %logging::bound(bracket.lower), upper = %logging::bound(bracket.upper),
-                        took = %logging::duration(took), state = state.as_str(),
+                        lower = %format::bound(bracket.lower), upper = %format::bound(bracket.upper),
+                        took = %format::duration(took), state = state.as_str(),
                         "discovery finished"
                     );
                     self.publish.log_recommendation();
@@ -75,7 +75,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     self.publish.threshold_changed(change.direction.label());
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
-                        old_lower = %logging::bound(bracket.lower), old_upper = %logging::bound(bracket.upper),
+                        old_lower = %format::bound(bracket.lower), old_upper = %format::bound(bracket.upper),
                         "the idle-drop threshold moved; rediscovering"
                     );
                     self.set_bracket(change.seed);
@@ -85,7 +85,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     self.confirming = None;
                     let took = since.elapsed();
                     tracing::info!(
-                        target_name = %self.target.name, took = %logging::duration(took),
+                        target_name = %self.target.name, took = %format::duration(took),
                         "the stored measurement still holds"
                     );
                     self.unconfirmed = false;

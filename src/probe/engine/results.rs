@@ -275,9 +275,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
             };
         if unexpected {
-            tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = %crate::logging::duration(idle), detail, "connection closed although it should have survived");
+            tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = %crate::format::duration(idle), detail, "connection closed although it should have survived");
         } else {
-            tracing::debug!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = %crate::logging::duration(idle), detail, "probe connection closed");
+            tracing::debug!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = %crate::format::duration(idle), detail, "probe connection closed");
         }
         self.publish
             .record_death(role, cause, idle, detected, unexpected);

@@ -11,6 +11,10 @@ pub struct Job {
     pub pool: Option<Sizing>,
     /// Settings in the library's own names (see README.md); `None` = defaults.
     pub recipe: Option<Map<String, Value>>,
+    /// The text idle_drop_exporter printed for the recipe: where a library's module can run it
+    /// (src/printed.rs), it runs that instead of `recipe`.
+    #[serde(default)]
+    pub recipe_text: Option<String>,
     pub rounds: Vec<Round>,
     pub hang_seconds: f64,
 }

@@ -1,5 +1,5 @@
 //! pool-harness: the Rust side of the pool matrix (../README.md). Reads one job (JSON) naming a
-//! library (`deadpool`, `sqlx` or `bb8`), builds that library's real pool against the job's
+//! library (`deadpool`, `sqlx`, `bb8` or `diesel`), builds that library's real pool against the job's
 //! PostgreSQL, warms it, lets it idle, queries it, and prints one result object on stdout.
 //! Diagnostics go to stderr. The process exits as soon as the result is printed, even if some
 //! queries are still stuck inside the library (they are abandoned, not awaited).
@@ -7,9 +7,12 @@
 mod job;
 mod pool_bb8;
 mod pool_deadpool;
+mod pool_diesel;
 mod pool_sqlx;
+mod printed;
 mod recipe;
 mod rounds;
+mod tokens;
 
 use std::io::Write;
 
@@ -39,8 +42,9 @@ async fn main() {
         "deadpool" => (pool_deadpool::version(), pool_deadpool::run(&job).await),
         "sqlx" => (pool_sqlx::version(), pool_sqlx::run(&job).await),
         "bb8" => (pool_bb8::version(), pool_bb8::run(&job).await),
+        "diesel" => (pool_diesel::version(), pool_diesel::run(&job).await),
         other => {
-            eprintln!("pool-harness: unknown library {other:?} (deadpool, sqlx, bb8)");
+            eprintln!("pool-harness: unknown library {other:?} (deadpool, sqlx, bb8, diesel)");
             std::process::exit(2);
         }
     };

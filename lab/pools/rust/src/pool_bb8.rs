@@ -14,6 +14,7 @@ use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
 
 use crate::job::{Job, RoundResult};
+use crate::printed;
 use crate::recipe::Recipe;
 use crate::rounds::{self, bounded, error_text};
 
@@ -51,6 +52,16 @@ pub async fn run(job: &Job) -> Result<Vec<RoundResult>, String> {
 }
 
 fn builder(job: &Job) -> Result<(bb8::Builder<Manager>, Manager), String> {
+    if let (Some(_), Some(text)) = (&job.recipe, &job.recipe_text) {
+        // The printed code, as printed: it sets what it sets on the config and leaves a builder.
+        let variant = printed::load("bb8", text)?;
+        let mut config = Recipe::none().tokio_postgres_config(job)?;
+        let mut b = printed::bb8(variant, &mut config)?;
+        if let Some(p) = job.pool {
+            b = b.max_size(p.max).min_idle(p.min);
+        }
+        return Ok((b, PostgresConnectionManager::new(config, NoTls)));
+    }
     let mut recipe = Recipe::of(job);
     let manager = PostgresConnectionManager::new(recipe.tokio_postgres_config(job)?, NoTls);
     let mut b = Pool::builder();

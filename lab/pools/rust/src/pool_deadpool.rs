@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 
 use crate::job::{Job, RoundResult};
+use crate::printed;
 use crate::recipe::Recipe;
 use crate::rounds::{self, bounded, error_text};
 
@@ -48,6 +49,15 @@ pub async fn run(job: &Job) -> Result<Vec<RoundResult>, String> {
 
 /// The pool, and the `retain_interval` / `retain_max_idle` pair if the recipe asks for it.
 fn build(job: &Job) -> Result<(Pool, Option<(Duration, Duration)>), String> {
+    if let (Some(_), Some(text)) = (&job.recipe, &job.recipe_text) {
+        // The printed code, as printed: it builds the pool and spawns its own retain task.
+        let variant = printed::load("deadpool", text)?;
+        let pool = printed::deadpool(variant, Recipe::none().tokio_postgres_config(job)?)?;
+        if let Some(p) = job.pool {
+            pool.resize(p.max as usize);
+        }
+        return Ok((pool, None));
+    }
     let mut recipe = Recipe::of(job);
     let pg = recipe.tokio_postgres_config(job)?;
     let recycling_method = match recipe.string("recycling_method")?.as_deref() {

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
 use crate::job::{Job, RoundResult};
+use crate::printed;
 use crate::recipe::{application_name, Recipe};
 use crate::rounds::{self, bounded, error_text};
 
@@ -60,6 +61,14 @@ fn options(job: &Job) -> Result<(PgPoolOptions, PgConnectOptions), String> {
         .password(&d.password)
         .database(&d.dbname)
         .application_name(&application_name(job));
+    if let (Some(_), Some(text)) = (&job.recipe, &job.recipe_text) {
+        // The printed code, as printed: it leaves the options; the job's sizing goes on top.
+        let mut o = printed::sqlx(printed::load("sqlx", text)?)?;
+        if let Some(p) = job.pool {
+            o = o.max_connections(p.max).min_connections(p.min);
+        }
+        return Ok((o, connect));
+    }
     let mut recipe = Recipe::of(job);
     let mut o = PgPoolOptions::new();
     if let Some(p) = job.pool {

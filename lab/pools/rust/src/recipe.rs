@@ -27,6 +27,11 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// No settings: the DSN alone (the printed code sets the rest).
+    pub fn none() -> Self {
+        Recipe { rest: Map::new() }
+    }
+
     pub fn of(job: &Job) -> Self {
         Recipe {
             rest: job.recipe.clone().unwrap_or_default(),

@@ -1,4 +1,5 @@
-//! Log setup: text or JSON lines on stderr, filtered by level. Nothing logged anywhere in the
+//! Log setup: text, logfmt ([`logfmt`]) or JSON lines on stderr, filtered by level; the
+//! `--log.level`/`--log.format` flags the daemon and every command share ([`LogFlags`]). Nothing logged anywhere in the
 //! crate carries a password: DSNs are logged redacted and driver errors never include one.
 //!
 //! Logging never stops the work it describes. Lines go through a bounded queue to a thread of
@@ -17,8 +18,33 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+pub mod logfmt;
+
 /// Lines waiting for a slow stderr before new ones are dropped.
 const QUEUE_LINES: usize = 4096;
+
+/// `--log.level` and `--log.format`, the same on the daemon and on `discover` and `simulate`.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFlags {
+    /// Log level or filter: error, warn, info, debug, trace, or a filter like
+    /// idle_drop_exporter=debug [default: the configuration file's, else info; discover: warn]
+    #[arg(long = "log.level", value_name = "LEVEL", value_parser = crate::config::parse_log_level)]
+    pub level: Option<String>,
+    /// Log format: text (for a person), logfmt (key=value, as Prometheus logs) or json
+    /// [default: the configuration file's, else text]
+    #[arg(long = "log.format", value_name = "FORMAT", value_parser = LogFormat::parse)]
+    pub format: Option<LogFormat>,
+}
+
+impl LogFlags {
+    /// `base` with what the flags say instead.
+    pub fn over(&self, base: LogConfig) -> LogConfig {
+        LogConfig {
+            format: self.format.unwrap_or(base.format),
+            level: self.level.clone().unwrap_or(base.level),
+        }
+    }
+}
 
 /// Installs the global subscriber (call once, from `main`).
 pub fn init(log: &LogConfig) {
@@ -32,15 +58,18 @@ pub fn init(log: &LogConfig) {
         .with_ansi(std::io::stderr().is_terminal());
     match log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Logfmt => builder
+            .event_format(logfmt::Logfmt)
+            .fmt_fields(logfmt::Logfmt)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-/// Waits up to `limit` for queued lines to reach stderr (before the process exits).
-pub fn flush(limit: Duration) {
-    if let Some(writer) = STDERR.get() {
-        writer.flush(limit);
-    }
+/// Waits up to `limit` for queued lines to reach stderr (before the process exits); whether
+/// they did (true also when logging was never set up: nothing is waiting).
+pub fn flush(limit: Duration) -> bool {
+    STDERR.get().is_none_or(|writer| writer.flush(limit))
 }
 
 static STDERR: OnceLock<NonBlocking> = OnceLock::new();
@@ -75,25 +104,30 @@ impl NonBlocking {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Waits up to `limit` for the lines queued so far to be written (or to fail).
-    pub fn flush(&self, limit: Duration) {
+    /// Waits up to `limit` for the lines queued so far to be written (or to fail). False when
+    /// the limit ran out first, or the writer thread is gone (it panicked): nothing then reaches
+    /// the sink any more.
+    #[must_use = "false means lines may not have reached the sink"]
+    pub fn flush(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let (done, finished) = mpsc::channel();
         let mut message = Message::Flushed(done);
         loop {
             match self.queue.try_send(message) {
                 Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(back)) => {
                     if Instant::now() >= deadline {
-                        return;
+                        return false;
                     }
                     message = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
-        let _ = finished.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        finished
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -195,7 +229,40 @@ mod tests {
                 tracing::info!(i, "a line nobody reads");
             }
         });
-        writer.flush(Duration::from_secs(5));
+        // The writer thread is alive and got through every line: none of its errors escaped.
+        assert!(writer.flush(Duration::from_secs(5)));
+    }
+
+    /// A sink whose every write panics: the writer thread dies at the first line.
+    struct Panics;
+
+    impl Write for Panics {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            panic!("a sink that panics")
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flush_says_when_the_lines_did_not_get_through() {
+        // A dead writer thread is reported, not waited on.
+        let dead = NonBlocking::new(Panics, 16);
+        let mut line = dead.clone();
+        let _ = line.write(b"the line that kills the writer\n");
+        let started = Instant::now();
+        assert!(!dead.flush(Duration::from_secs(5)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A sink that does not read within the limit is reported too.
+        let stuck = Stuck::default();
+        let writer = NonBlocking::new(stuck.clone(), 8);
+        let mut line = writer.clone();
+        let _ = line.write(b"waiting\n");
+        assert!(!writer.flush(Duration::from_millis(200)));
+        *stuck.0 .0.lock().unwrap() = true;
+        stuck.0 .1.notify_all();
+        assert!(writer.flush(Duration::from_secs(5)));
     }
 
     #[test]
@@ -216,34 +283,9 @@ mod tests {
         // Once the reader reads again, the queued lines and the count of dropped ones arrive.
         *sink.0 .0.lock().unwrap() = true;
         sink.0 .1.notify_all();
-        writer.flush(Duration::from_secs(5));
+        assert!(writer.flush(Duration::from_secs(5)));
         let text = String::from_utf8(sink.1.lock().unwrap().clone()).unwrap();
         assert!(text.contains("waiting line"), "{text}");
         assert!(text.contains("log lines dropped"), "{text}");
-    }
-}
-
-/// A duration as log lines show it: humantime, rounded to the millisecond (`19s 490ms`, not
-/// `19.489809812s`).
-pub fn duration(d: Duration) -> String {
-    let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    humantime::format_duration(Duration::from_millis(millis)).to_string()
-}
-
-/// A bracket bound as log lines show it: a duration, or `none` while unknown.
-pub fn bound(bound: Option<Duration>) -> String {
-    bound.map_or_else(|| "none".to_string(), duration)
-}
-
-#[cfg(test)]
-mod readable {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_a_person_writes_them() {
-        assert_eq!(duration(Duration::from_nanos(19_489_809_812)), "19s 489ms");
-        assert_eq!(duration(Duration::from_secs(350)), "5m 50s");
-        assert_eq!(bound(None), "none");
-        assert_eq!(bound(Some(Duration::from_millis(2500))), "2s 500ms");
     }
 }
