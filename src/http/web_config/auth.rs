@@ -22,7 +22,7 @@ pub enum Access {
     Busy,
 }
 
-/// bcrypt checks that may wait per core for one to run; beyond, a check is refused at once
+/// bcrypt checks that may wait per running one; beyond, a check is refused at once
 /// ([`Access::Busy`]) instead of queueing behind a flood.
 const WAITING_PER_CORE: usize = 4;
 /// Verified credentials remembered at most (one per user in practice; bcrypt ignores a
@@ -38,7 +38,7 @@ pub(super) struct BasicAuth {
     /// hash leaves the old credentials unknown.
     pub(super) cache: Mutex<HashSet<Vec<u8>>>,
     cache_key: hmac::Key,
-    /// One permit per core: bcrypt checks running at once.
+    /// One permit per core but one (at least one): bcrypt checks running at once.
     running: Semaphore,
     /// bcrypt checks running or waiting, in total, whatever their source addresses.
     admitted: Semaphore,
@@ -52,13 +52,16 @@ impl BasicAuth {
     pub(super) fn new(users: BTreeMap<String, String>) -> Option<BasicAuth> {
         let rng = ring::rand::SystemRandom::new();
         let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).ok()?;
+        // One core stays with the probes and the scrapes: on 2 cores, a flood running bcrypt
+        // on both delayed a known scraper past 100 ms.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slots = cores.saturating_sub(1).max(1);
         Some(BasicAuth {
             users,
             cache: Mutex::new(HashSet::new()),
             cache_key,
-            running: Semaphore::new(cores),
-            admitted: Semaphore::new(cores * (1 + WAITING_PER_CORE)),
+            running: Semaphore::new(slots),
+            admitted: Semaphore::new(slots * (1 + WAITING_PER_CORE)),
             checking: Mutex::new(HashSet::new()),
         })
     }

@@ -34,9 +34,10 @@
 //! are cached (an HMAC of user, password and hash under a per-process random key: the cache
 //! holds no secret) and let in at once, ahead of any queue, so a scrape every second costs
 //! microseconds and no flood delays a scraper that proved its password. bcrypt runs on blocking
-//! threads, bounded in total: one check per core at once and a few more waiting, any more
-//! refused at once with 503 (`Access::Busy`), so a flood from any number of addresses neither
-//! queues without end nor takes more than the cores. An unknown user is refused at once
+//! threads, bounded in total: as many checks at once as there are cores but one (at least one),
+//! a few more waiting, any more refused at once with 503 (`Access::Busy`), so a flood from any
+//! number of addresses neither queues without end nor takes every core. An unknown user is
+//! refused at once
 //! (unlike exporter-toolkit, response times tell which user names exist: the names are not the
 //! secret) and each source address has at most one check waiting or running, any more refused.
 //!
