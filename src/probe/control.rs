@@ -48,6 +48,7 @@ enum Request {
 pub struct ControlHandle {
     requests: mpsc::Sender<Request>,
     up: watch::Receiver<bool>,
+    connected_since: watch::Receiver<Option<Instant>>,
     lower_bound: Arc<watch::Sender<Option<Duration>>>,
     sessions: watch::Receiver<usize>,
 }
@@ -101,6 +102,11 @@ impl ControlHandle {
         self.sessions.clone()
     }
 
+    /// When the attempt behind the live control connection started; `None` while down.
+    pub fn connected_since(&self) -> Option<Instant> {
+        *self.connected_since.borrow()
+    }
+
     /// Lets the control connection ping less often once we know how long idle flows survive.
     pub fn set_lower_bound(&self, lower: Option<Duration>) {
         self.lower_bound.send_replace(lower);
@@ -119,9 +125,11 @@ pub fn spawn(
     let (up_tx, up) = watch::channel(false);
     let (lower_tx, lower_rx) = watch::channel(None);
     let (sessions_tx, sessions) = watch::channel(0);
+    let (connected_tx, connected_since) = watch::channel(None);
     let handle = ControlHandle {
         requests,
         up,
+        connected_since,
         lower_bound: Arc::new(lower_tx),
         sessions,
     };
@@ -137,6 +145,7 @@ pub fn spawn(
         current: None,
         leftovers: Vec::new(),
         sessions: sessions_tx,
+        connected_since: connected_tx,
         lost: None,
         failure: None,
     };
@@ -159,6 +168,7 @@ struct Control {
     /// when we last sent it anything; dropped once the server no longer lists them.
     leftovers: Vec<(BackendIdentity, Instant)>,
     sessions: watch::Sender<usize>,
+    connected_since: watch::Sender<Option<Instant>>,
     /// How the last control connection died, until a reconnect tells whether that was a drop
     /// (the server answered again at once) or an outage (it did not).
     lost: Option<DeathCause>,
@@ -209,6 +219,7 @@ impl Control {
                     backoff.reset();
                     last_error_kind = None;
                     self.metrics.connected(conn.connect_duration);
+                    self.connected_since.send_replace(Some(attempt.started));
                     self.on_connected(&conn).await;
                     if let Some(reply) = pending_ping.take() {
                         let _ = reply.send(true);
@@ -459,6 +470,7 @@ impl Control {
 
     /// The live control connection is gone, but the server may still list its session.
     fn retire_current(&mut self) {
+        self.connected_since.send_replace(None);
         if let Some(current) = self.current.take() {
             self.leftovers.push(current);
         }

@@ -74,6 +74,9 @@ pub trait Control: Clone + Send + Sync + 'static {
     fn subscribe_sessions(&self) -> watch::Receiver<usize>;
     /// What is known of the lower bound (the control connection pings less often).
     fn set_lower_bound(&self, lower: Option<Duration>);
+    /// When the attempt behind the live control connection started (`None` while down): an
+    /// attempt that started later and connected shows the server takes connections again.
+    fn connected_since(&self) -> Option<Instant>;
 }
 
 impl Conn for ProbeConnection {
@@ -144,5 +147,8 @@ impl Control for ControlHandle {
     }
     fn set_lower_bound(&self, lower: Option<Duration>) {
         ControlHandle::set_lower_bound(self, lower)
+    }
+    fn connected_since(&self) -> Option<Instant> {
+        ControlHandle::connected_since(self)
     }
 }

@@ -456,4 +456,8 @@ impl Control for SimulatedControl {
     fn set_lower_bound(&self, lower: Option<Duration>) {
         self.path.state().control_lower_bound = lower;
     }
+    /// The simulated control connection is new at every question while the server is up.
+    fn connected_since(&self) -> Option<Instant> {
+        self.path.server_up().then(Instant::now)
+    }
 }

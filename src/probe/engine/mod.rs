@@ -161,6 +161,9 @@ pub struct Engine<N: Connect, K: Control> {
     /// stops; renewed for the next phase.
     phase_stop: CancellationToken,
     guard_stop: CancellationToken,
+    /// When the newest probe attempt that connected started: with the control connection's,
+    /// what shows the server takes new connections again (see `tasks::watch_until_gone`).
+    newest_connected: Arc<Mutex<Option<Instant>>>,
     tasks: JoinSet<()>,
     rungs: Vec<(Duration, String)>,
     mode: RunMode,
@@ -209,6 +212,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             open_permits: Arc::new(Semaphore::new(2)),
             phase_stop: CancellationToken::new(),
             guard_stop: CancellationToken::new(),
+            newest_connected: Arc::new(Mutex::new(None)),
             tasks: JoinSet::new(),
             rungs,
             mode,

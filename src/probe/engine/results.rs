@@ -70,6 +70,13 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let attempt = self.slots[slot].attempt.take().map(|(attempt, _)| attempt);
         match result {
             Ok(conn) => {
+                if let Some(attempt) = &attempt {
+                    let mut newest = self
+                        .newest_connected
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    *newest = (*newest).max(Some(attempt.started));
+                }
                 self.publish.connected(conn.connect_duration());
                 self.slots[slot].backend = Some((conn.backend().clone(), conn.last_active()));
                 if self.keeps(slot) {

@@ -26,6 +26,9 @@ use crate::probe::watch::{self, Role};
 const GHOST_GRACE: Duration = Duration::from_secs(1);
 /// How often an unreaped ghost is checked again.
 const GHOST_RECHECK: Duration = Duration::from_secs(30);
+/// How long an attempt given up on that the server does not list keeps its slot while the
+/// server takes no newer connection (see [`Engine::watch_until_gone`]).
+const ATTEMPT_PROOF_LIMIT: Duration = Duration::from_secs(60);
 /// How long shutdown may spend terminating sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(8);
 
@@ -215,6 +218,12 @@ impl<N: Connect, K: Control> Engine<N, K> {
 
     /// Frees `slot` (a `Released` event) once the server no longer lists `backend`, reaping it
     /// if allowed; a session still listed is checked again every `GHOST_RECHECK`.
+    ///
+    /// An attempt given up on is only gone once the server is seen without it *after* it took
+    /// a newer connection (one whose attempt started after this one: the probes' or the
+    /// control connection's): a server that was not listing it may just not have got to it yet
+    /// (a stalled postmaster finishes the startups in its queue, in order, when it resumes).
+    /// Without such a connection within `ATTEMPT_PROOF_LIMIT`, not being listed is enough.
     pub(super) fn watch_until_gone(
         &mut self,
         slot: usize,
@@ -226,6 +235,16 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let events = self.events.clone();
         let control = self.control.clone();
         let shutdown = self.shutdown.clone();
+        let newest_connected = self.newest_connected.clone();
+        let since = Instant::now();
+        // For an attempt, `last_used` is when it started: a connection that started later
+        // reached the server after it, and a server takes them in order.
+        let taking_connections = move || {
+            let newest = *newest_connected.lock().unwrap_or_else(|e| e.into_inner());
+            newest.max(control.connected_since()) > Some(last_used)
+                || since.elapsed() >= ATTEMPT_PROOF_LIMIT
+        };
+        let control = self.control.clone();
         self.tasks.spawn(async move {
             let work = async {
                 tokio::time::sleep(GHOST_GRACE).await;
@@ -233,6 +252,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let mut counted_alive = false;
                 loop {
                     match control.ghost(backend.clone(), last_used).await {
+                        GhostVerdict::Gone if backend.is_attempt() && !taking_connections() => {
+                            tokio::time::sleep(Duration::from_secs(2)).await
+                        }
                         // A pooler's server connection serving someone else is not ours.
                         GhostVerdict::Gone | GhostVerdict::Reused => {
                             break (seen, false, counted_alive)
