@@ -12,6 +12,7 @@ if ! command -v npm >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
+# shellcheck disable=SC1091 # node.sh, beside this file, is checked on its own
 . "$here/node.sh"
 if ! node_ok "$NODE"; then
   npm install --prefix "$here/.node" --no-save --no-audit --no-fund --loglevel=error "$NODE_PINNED"

@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034,SC2154
+# (sourced: `here` comes from the script that sources this, and NODE, NODE_PINNED are for it)
 # Sourced by install.sh and run: sets NODE to a Node.js of at least 20.19 (TypeORM 1.1 and
 # Prisma 7 need it), the machine's own if it is new enough, else the one install.sh put in .node/
 # from the npm registry (Debian 12's nodejs is 18).
