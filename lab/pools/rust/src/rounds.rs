@@ -66,7 +66,8 @@ where
             *m = (*m * 1000.0).round() / 1000.0;
         }
         eprintln!(
-            "pool-harness: {}: idle {}s: ok {} failed {} hung {} max {:?}",
+            "{}: {}: idle {}s: ok {} failed {} hung {} max {:?}",
+            env!("CARGO_PKG_NAME"),
             job.library,
             round.idle_seconds,
             result.ok,
