@@ -15,7 +15,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::{self, ConnectErrorKind, DeathCause};
-use super::{startup, tls};
+use super::tls;
 use crate::config::TargetConfig;
 
 /// How long a failed query waits for the connection task to report its cause.
@@ -27,8 +27,6 @@ pub struct Connector {
     driver: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     connect_timeout: Duration,
-    /// `allow_cleartext_password`: else a cleartext-password request without TLS is refused.
-    allow_cleartext: bool,
 }
 
 impl Connector {
@@ -47,7 +45,6 @@ impl Connector {
             driver,
             tls,
             connect_timeout: target.connect_timeout,
-            allow_cleartext: target.allow_cleartext_password,
         })
     }
 
@@ -70,7 +67,7 @@ impl Connector {
         // The driver's connect_timeout covers only the TCP connect; bound TLS and startup too.
         let connected = tokio::time::timeout(
             self.connect_timeout + Duration::from_millis(500),
-            startup::connect(&driver, self.tls.clone(), self.allow_cleartext),
+            driver.connect(self.tls.clone()),
         )
         .await;
         let (client, connection) = match connected {
@@ -82,7 +79,7 @@ impl Connector {
             }
             Ok(Err(e)) => {
                 return Err(ConnectError {
-                    kind: classify::startup_error(&e),
+                    kind: classify::connect_error(&e),
                     detail: classify::chain_text(&e),
                 })
             }
