@@ -97,6 +97,12 @@ async fn prometheus_scrapes_gzip_and_reads_every_sample() {
     let (relay, seen) = relay(exporter.address).await;
     let (_prometheus, prometheus) = start_prometheus(&config.dir, relay, None);
     wait_until_listening(prometheus).await;
+    // Prometheus listens before its storage is up, and answers queries 503 until then.
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while http_get(prometheus, "/-/ready").await.0 != 200 {
+        assert!(Instant::now() < ready_by, "Prometheus never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Prometheus stored what it scraped: the scrape succeeded, and it read as many samples as
     // the plain text has (counted again each time: a new series may appear meanwhile).
