@@ -6,7 +6,7 @@ use super::super::pools::{Clock, PoolModel};
 use super::super::spelling::{
     keepalive_keys, keepalive_why, kwargs_object, python_dict, set, ConnString, Shape,
 };
-use super::super::{millis, secs_down, Timings, Variant};
+use super::super::{millis, secs_down, Setting, Timings, Variant};
 
 pub(crate) const MODEL: PoolModel = PoolModel {
     versions: "SQLAlchemy 2.0 with psycopg 3",
@@ -26,16 +26,9 @@ pub(crate) fn shape(variant: Variant, t: &Timings) -> Shape {
         Variant::Eviction => {
             let lifetime_s = secs_down(t.lifetime);
             let connect = vec![set("tcp_user_timeout", json!(millis(t.dead_bound)))];
-            let settings = vec![
-                set("pool_recycle", json!(lifetime_s)),
-                set("pool_pre_ping", json!(true)),
-                set("connect_args", kwargs_object(&connect)),
-            ];
+            let (settings, text) = recycle_and_ping("create_engine", lifetime_s, &connect);
             Shape {
-                text: format!(
-                    "create_engine(url, pool_recycle={lifetime_s}, pool_pre_ping=True,\n    connect_args={})",
-                    python_dict(&connect)
-                ),
+                text,
                 settings,
                 why: format!(
                     "pool_recycle counts age since connect and is checked at checkout, so SQLAlchemy never \
@@ -61,4 +54,23 @@ pub(crate) fn shape(variant: Variant, t: &Timings) -> Shape {
             }
         }
     }
+}
+
+/// `pool_recycle` and `pool_pre_ping` with the driver's `connect_args`, as `constructor`
+/// (`create_engine` or `create_async_engine`) takes them: the settings and the line to paste.
+pub(super) fn recycle_and_ping(
+    constructor: &str,
+    lifetime_s: u64,
+    connect: &[Setting],
+) -> (Vec<Setting>, String) {
+    let settings = vec![
+        set("pool_recycle", json!(lifetime_s)),
+        set("pool_pre_ping", json!(true)),
+        set("connect_args", kwargs_object(connect)),
+    ];
+    let text = format!(
+        "{constructor}(url, pool_recycle={lifetime_s}, pool_pre_ping=True,\n    connect_args={})",
+        python_dict(connect)
+    );
+    (settings, text)
 }

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::super::pools::{Clock, PoolModel};
-use super::super::spelling::{kwargs_object, python_dict, set, Shape};
+use super::super::spelling::{set, Shape};
 use super::super::{secs_down, secs_up, Timings, Variant};
 
 pub(crate) const MODEL: PoolModel = PoolModel {
@@ -26,16 +26,10 @@ pub(crate) fn shape(_variant: Variant, t: &Timings) -> Shape {
     let lifetime_s = secs_down(t.lifetime);
     let read_s = secs_up(t.read_timeout);
     let connect = vec![set("command_timeout", json!(read_s))];
-    let settings = vec![
-        set("pool_recycle", json!(lifetime_s)),
-        set("pool_pre_ping", json!(true)),
-        set("connect_args", kwargs_object(&connect)),
-    ];
+    let (settings, text) =
+        super::sqlalchemy::recycle_and_ping("create_async_engine", lifetime_s, &connect);
     Shape {
-        text: format!(
-            "create_async_engine(url, pool_recycle={lifetime_s}, pool_pre_ping=True,\n    connect_args={})",
-            python_dict(&connect)
-        ),
+        text,
         settings,
         why: format!(
             "pool_recycle counts age since connect and is checked at checkout, so SQLAlchemy never \
