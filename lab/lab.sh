@@ -3,6 +3,7 @@
 # forgets idle TCP flows after T seconds, as RDS, NAT gateways and load balancers do.
 #
 #   lab.sh up NAME --mode silent|reset|server --timeout T [--max-connections N] [--tls]
+#                  [--auth scram-sha-256|md5|password]   (how the probe role authenticates)
 #   lab.sh set-timeout NAME T | env NAME | status NAME | psql NAME [psql args]
 #   lab.sh restart-postgres NAME | link-down NAME | link-up NAME | down NAME | down-all | deps
 #
@@ -149,17 +150,20 @@ make_certificates() {
 up() {
   local name=$1; shift
   check_name "$name"
-  local mode=silent timeout=30 max=50 tls=no
+  local mode=silent timeout=30 max=50 tls=no auth=scram-sha-256
   while [ $# -gt 0 ]; do
     case $1 in
       --mode) mode=$2; shift 2 ;;
       --timeout) timeout=$2; shift 2 ;;
       --max-connections) max=$2; shift 2 ;;
       --tls) tls=yes; shift ;;
+      --auth) auth=$2; shift 2 ;;
       *) die "unknown option $1" ;;
     esac
   done
   case $mode in silent|reset|server) ;; *) die "--mode must be silent, reset or server" ;; esac
+  # password: the server asks for the password in clear text (pg_hba's `password` method).
+  case $auth in scram-sha-256|md5|password) ;; *) die "--auth must be scram-sha-256, md5 or password" ;; esac
   if ! { [[ "$timeout" =~ ^[0-9]+$ ]] && [ "$timeout" -gt 0 ]; }; then
     die "--timeout must be whole seconds > 0"
   fi
@@ -213,7 +217,7 @@ up() {
     } >> "$d/data/postgresql.conf"
   fi
   {
-    echo "$client_rule all probe $host_ip/32 scram-sha-256"
+    echo "$client_rule all probe $host_ip/32 $auth"
     echo "host all postgres $host_ip/32 reject"
     echo "local all all trust"
   } > "$d/data/pg_hba.conf"

@@ -3,9 +3,12 @@
 //!
 //! Layout (one module per concept):
 //! - [`config`]: the YAML file, checked into typed settings (types in `mod.rs`, checks in
-//!   `validate.rs`; errors, built in `error.rs`, name file, line, field), and the target files
-//!   it names (`target_files.rs`: which of their targets are in force).
-//! - [`postgres`]: DSNs, TLS, probe connections that remember how they died, error classes.
+//!   `validate/`, what a target takes from files in `validate/files.rs`; errors, built in
+//!   `error.rs`, name file, line, field; the nesting pre-check in `nesting.rs`), and the target
+//!   files it names (`target_files/`: listing in `walk.rs`, reading in `scan.rs`, which targets
+//!   are in force in `merge.rs`).
+//! - [`postgres`]: DSNs, TLS, the watched startup that never sends a password in clear text
+//!   without TLS (`startup/`), probe connections that remember how they died, error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
 //!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
 //! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
@@ -16,10 +19,10 @@
 //!   [`DeathCause`](postgres::classify::DeathCause)).
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in
 //!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
-//! - [`daemon`]: runs targets and the HTTP server, applies reloads and target-file refreshes,
-//!   shuts down gracefully.
+//! - [`daemon`]: runs targets and the HTTP server, applies reloads and target-file refreshes
+//!   (read off its loop: `files.rs`), shuts down gracefully.
 //! - [`storage`]: each target's last measurement, kept in a file across restarts
-//!   (`--storage.path`).
+//!   (`--storage.path`, locked by one exporter).
 //! - [`discover`]: the `discover` command, one measurement with the same engine and a report.
 //! - [`simulator`]: the `simulate` command, a TCP proxy that forgets idle flows like a NAT (its
 //!   `/metrics` on [`http::server`]).
@@ -27,6 +30,8 @@
 //!   derived from a model of each pool and spelt as that library takes them (one file per
 //!   library in `libraries/`, sharing `spelling.rs`), labelled with the versions the model holds
 //!   for and with what the pool matrix (`lab/pools/`) proved (`proof.rs`).
+//! - [`offload`]: file work (configuration, target files, web configuration) on threads of its
+//!   own under a deadline, off the daemon's loop.
 //! - [`build_info`]: what the binary was built from (`build.rs` fills it in), for
 //!   `--version`, `idle_drop_build_info` and the start log line.
 //! - [`listener`]: the listen address forms (`:PORT`, `HOST:PORT`, `[IPv6]:PORT`) and the
@@ -48,6 +53,7 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod offload;
 pub mod postgres;
 pub mod probe;
 pub mod recipes;

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use idle_drop_exporter::listener::ListenAddress;
 use idle_drop_exporter::{
-    build_info, config, daemon, discover, http, logging, recipes, shutdown, simulator, storage,
+    build_info, config, daemon, discover, format, http, logging, offload, recipes, shutdown,
+    simulator, storage,
 };
 
 /// Exit status for an invalid configuration (sysexits' EX_CONFIG).
@@ -131,7 +132,11 @@ fn main() -> ExitCode {
     } else {
         config::MissingEnv::Refuse
     };
-    let mut config = match config::load_checking(&flags.config, missing_env) {
+    let path = flags.config.clone();
+    let loaded = within_deadline(&flags.config, move || {
+        config::load_checking(&path, missing_env)
+    });
+    let mut config = match loaded {
         Ok(config) => config,
         Err(e) => {
             eprintln!("invalid configuration: {e}");
@@ -139,7 +144,8 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &flags.web_config_file {
-        if let Err(e) = http::web_config::load(path) {
+        let web = path.clone();
+        if let Err(e) = within_deadline(path, move || http::web_config::load(&web).map(drop)) {
             eprintln!("invalid configuration: {e}");
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
@@ -158,6 +164,11 @@ fn main() -> ExitCode {
     if flags.check_config {
         return check_config(&flags, &config);
     }
+    // Held until the process ends: a second exporter on the same directory refuses to start.
+    let _storage_lock = match lock_storage(&config) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
     // The file's listen_address stays in the config (a reload compares against it).
     let addresses = if flags.listen_addresses.is_empty() {
         vec![config.listen_address.clone()]
@@ -276,6 +287,39 @@ async fn serve(
     signals.abort();
     logging::flush(std::time::Duration::from_secs(2));
     ExitCode::SUCCESS
+}
+
+/// Locks `--storage.path` (if given) for this process; a directory another exporter holds is
+/// refused with one line and exit status 78.
+fn lock_storage(config: &config::Config) -> Result<Option<storage::DirLock>, ExitCode> {
+    config
+        .storage_path
+        .as_deref()
+        .map(storage::lock)
+        .transpose()
+        .map_err(|e| {
+            eprintln!("invalid configuration: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        })
+}
+
+/// Reads and checks a file (`load`) on a thread of its own: refused if that takes longer than
+/// [`offload::FILE_WORK_DEADLINE`] (a hung mount), as the daemon refuses it on reload.
+fn within_deadline<T: Send + 'static>(
+    file: &std::path::Path,
+    load: impl FnOnce() -> Result<T, config::ConfigError> + Send + 'static,
+) -> Result<T, config::ConfigError> {
+    offload::blocking(offload::FILE_WORK_DEADLINE, load).unwrap_or_else(|| {
+        Err(config::ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            field: String::new(),
+            reason: format!(
+                "reading and checking the file took longer than {}",
+                format::duration(offload::FILE_WORK_DEADLINE)
+            ),
+        })
+    })
 }
 
 /// `--config.check`: the configuration file was loaded; reads its target files as the daemon

@@ -14,13 +14,20 @@
 //! [`fingerprint`](crate::config::TargetConfig::fingerprint) (a digest that leaves out the
 //! password): an entry whose path settings changed is not used. Nothing secret is written.
 //!
+//! A target removed from the configuration (or from a target file that vanished or was cut
+//! short) keeps its entry for [`RETENTION`], marked `removed_at`: if the target comes back
+//! within that day (a file re-created, a bad deploy rolled back) it resumes from it. Older
+//! removed entries are dropped at the next write.
+//!
 //! The file is a cache, never a reason not to run: a corrupt file, one from a newer exporter, or
 //! a nonsense entry is ignored with a log line and replaced on the next write; a failed write is
-//! logged and the measurement stays in memory. Writes are atomic (temp file in the same
+//! logged and the measurement stays in memory. Writes are atomic (a fresh temp file in the same
 //! directory, fsync, rename), so a crash leaves the old file or the new one, never half of one.
+//! The temp file gets a new random name for each write and is created exclusively (`tempfile`),
+//! so nothing planted in the directory (a symlink to another file) is ever opened for writing.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,15 +39,19 @@ use crate::config::MAX_DURATION;
 
 /// The file's name inside `--storage.path`.
 pub const FILE_NAME: &str = "idle_drop_exporter.state.json";
-/// Where a write goes before it is renamed over [`FILE_NAME`]; hidden, and overwritten by the
-/// next write if a crash left it behind.
-const TEMP_NAME: &str = ".idle_drop_exporter.state.json.tmp";
+/// The lock file inside `--storage.path` (see [`lock`]); hidden, empty.
+pub const LOCK_NAME: &str = ".idle_drop_exporter.lock";
+/// How the temp file a write goes through starts (a random suffix follows); hidden. One a crash
+/// left behind is never reused: each write creates a new one.
+const TEMP_PREFIX: &str = ".idle_drop_exporter.state.";
 /// The format this exporter writes and reads. A file with a higher version came from a newer
 /// exporter (a rollback): its fields may mean something else, so it is not read at all.
 const VERSION: u64 = 1;
 /// The largest state file read; a few hundred bytes per target, so anything near this is not
 /// ours.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// How long the entry of a removed target is kept, for the target to resume if it comes back.
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// The last second humantime can write (end of year 9999); later clock readings are clamped.
 const LAST_WRITABLE_SECOND: u64 = 253_402_300_800 - 1;
 
@@ -80,6 +91,17 @@ struct Inner {
 struct Entry {
     fingerprint: String,
     measurement: Measurement,
+    /// When its target was removed (to the second); `None` while it is configured.
+    removed_at: Option<SystemTime>,
+}
+
+impl Entry {
+    /// Still worth keeping at `now`: configured, or removed less than [`RETENTION`] ago.
+    fn kept(&self, now: SystemTime) -> bool {
+        self.removed_at.is_none_or(|removed| {
+            now.duration_since(removed).is_ok_and(|ago| ago < RETENTION) || now < removed
+        })
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -136,7 +158,7 @@ impl Store {
     /// fingerprint belongs to other path settings and is ignored (one info line, `None`).
     pub fn recall(&self, target: &str, fingerprint: &str) -> Option<Measurement> {
         let entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.get(target)?;
+        let entry = entries.get(target).filter(|e| e.kept(SystemTime::now()))?;
         if entry.fingerprint != fingerprint {
             tracing::info!(
                 target_name = %target,
@@ -152,7 +174,7 @@ impl Store {
         let entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(target)
-            .is_some_and(|entry| entry.fingerprint == fingerprint)
+            .is_some_and(|entry| entry.fingerprint == fingerprint && entry.kept(SystemTime::now()))
     }
 
     /// Stores `m` for `target` (in memory, and in the file if any). A failed write is logged
@@ -169,29 +191,64 @@ impl Store {
         let entry = Entry {
             fingerprint: fingerprint.to_string(),
             measurement: m,
+            removed_at: None,
         };
         self.change(|entries| entries.insert(target.to_string(), entry.clone()) != Some(entry));
     }
 
-    /// Drops a target (removed from the configuration) so the file does not grow forever.
+    /// Marks a target removed from the configuration: its entry is kept for [`RETENTION`] (for
+    /// the target to resume if it comes back), then dropped so the file does not grow forever.
     pub fn forget(&self, target: &str) {
-        self.change(|entries| entries.remove(target).is_some());
-    }
-
-    /// Drops every target for which `keep` is false: at start, the targets removed from the
-    /// configuration while the exporter was not running (a reload's removals use [`forget`]).
-    ///
-    /// [`forget`]: Store::forget
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.change(|entries| {
-            let before = entries.len();
-            entries.retain(|name, _| keep(name));
-            entries.len() != before
+        let now = whole_second(SystemTime::now());
+        self.change(|entries| match entries.get_mut(target) {
+            Some(entry) if entry.removed_at.is_none() => {
+                entry.removed_at = Some(now);
+                true
+            }
+            _ => false,
         });
     }
 
-    /// Applies `edit` (which says whether it changed anything) and writes the file if so.
+    /// [`forget`]s every target for which `keep` is false: at start, the targets removed from
+    /// the configuration while the exporter was not running (a reload's removals use `forget`).
+    ///
+    /// [`forget`]: Store::forget
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let now = whole_second(SystemTime::now());
+        self.change(|entries| {
+            let mut changed = false;
+            for (name, entry) in entries.iter_mut() {
+                if entry.removed_at.is_none() && !keep(name) {
+                    entry.removed_at = Some(now);
+                    changed = true;
+                }
+            }
+            changed
+        });
+    }
+
+    /// A target is configured (again): its entry, if any, is no longer marked removed, so it
+    /// is not dropped a day later while the target runs.
+    pub fn revive(&self, target: &str) {
+        self.change(|entries| match entries.get_mut(target) {
+            Some(entry) if entry.removed_at.is_some() => {
+                entry.removed_at = None;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Applies `edit` (which says whether it changed anything), drops the entries of targets
+    /// removed more than [`RETENTION`] ago, and writes the file if anything changed.
     fn change(&self, edit: impl FnOnce(&mut BTreeMap<String, Entry>) -> bool) {
+        let edit = |entries: &mut BTreeMap<String, Entry>| {
+            let changed = edit(entries);
+            let before = entries.len();
+            let now = SystemTime::now();
+            entries.retain(|_, entry| entry.kept(now));
+            changed || entries.len() != before
+        };
         let Some(dir) = &self.inner.dir else {
             edit(&mut self.inner.entries.lock().unwrap_or_else(|e| e.into_inner()));
             return;
@@ -227,16 +284,57 @@ fn check_dir(dir: &Path) -> Result<(), String> {
         // Every write's rename over it would fail (anything else there is replaced).
         return Err(format!("{}: is a directory", path.display()));
     }
-    let probe = dir.join(TEMP_NAME);
-    let tried = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&probe);
-    let _ = fs::remove_file(&probe);
-    tried
+    // A fresh temp file, removed when dropped, like every write's.
+    temp_file(dir)
         .map(drop)
         .map_err(|e| format!("storage path {shown}: not writable ({e})"))
+}
+
+/// The storage directory, held by one exporter: released when dropped (or when the process
+/// ends, however it ends: the kernel drops a flock with its last descriptor).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Locks `dir` for this exporter, so that a second one started on the same `--storage.path`
+/// refuses to start instead of silently overwriting the first one's entries (each writes its
+/// own targets' measurements and drops the others'). An exclusive `flock` on
+/// `DIR/.idle_drop_exporter.lock` (created if missing, never truncated or followed if it is a
+/// symlink; a lock file rather than the directory itself because NFS, where flock becomes a
+/// byte-range lock, only grants one on a file open for writing).
+pub fn lock(dir: &Path) -> Result<DirLock, String> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_NAME);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| {
+            format!(
+                "storage path {}: cannot open its lock file {}: {e}",
+                dir.display(),
+                path.display()
+            )
+        })?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
+            "storage path {}: in use by another idle_drop_exporter (it holds the lock on {}); give each exporter its own --storage.path",
+            dir.display(),
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "storage path {}: cannot lock {}: {e}",
+            dir.display(),
+            path.display()
+        )),
+    }
 }
 
 /// How opening a store went: what [`Store::open`] logs, returned so tests can check it.
@@ -264,6 +362,9 @@ struct FileEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     keepalive_rescue: Option<bool>,
     measured_at: String,
+    /// Set while its target is removed (see [`RETENTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -310,11 +411,14 @@ fn load(path: &Path) -> (Loaded, BTreeMap<String, Entry>) {
     };
     let mut entries = BTreeMap::new();
     let mut rejected = 0;
+    let now = SystemTime::now();
     for (name, value) in targets {
         let entry = serde_json::from_value::<FileEntry>(value.clone())
             .map_err(|e| e.to_string())
             .and_then(decode);
         match entry {
+            // Removed more than a day ago: dropped at the next write.
+            Ok(entry) if !entry.kept(now) => {}
             Ok(entry) => {
                 entries.insert(name.clone(), entry);
             }
@@ -345,6 +449,15 @@ fn decode(raw: FileEntry) -> Result<Entry, String> {
         .transpose()?;
     let measured_at = humantime::parse_rfc3339(&raw.measured_at)
         .map_err(|e| format!("measured_at `{}`: {e}", raw.measured_at))?;
+    let removed_at = raw
+        .removed_at
+        .as_deref()
+        .map(|text| {
+            humantime::parse_rfc3339(text)
+                .map(whole_second)
+                .map_err(|e| format!("removed_at `{text}`: {e}"))
+        })
+        .transpose()?;
     let measurement = Measurement {
         lower,
         upper,
@@ -356,6 +469,7 @@ fn decode(raw: FileEntry) -> Result<Entry, String> {
     Ok(Entry {
         fingerprint: raw.fingerprint,
         measurement,
+        removed_at,
     })
 }
 
@@ -423,6 +537,9 @@ fn encode(entries: &BTreeMap<String, Entry>) -> Vec<u8> {
                 keepalive_rescue: m.keepalive_rescue,
                 measured_at: humantime::format_rfc3339_seconds(whole_second(m.measured_at))
                     .to_string(),
+                removed_at: entry
+                    .removed_at
+                    .map(|t| humantime::format_rfc3339_seconds(whole_second(t)).to_string()),
             };
             (name.as_str(), raw)
         })
@@ -436,21 +553,24 @@ fn encode(entries: &BTreeMap<String, Entry>) -> Vec<u8> {
     bytes
 }
 
-/// Replaces `dir/FILE_NAME` with `bytes`: temp file in the same directory (a rename is atomic
-/// only within one file system), fsync, rename over the old file, then fsync the directory so
-/// the rename itself survives a power cut.
+/// A new temp file in `dir`: a random name, created exclusively (`O_EXCL`, so a symlink or
+/// anything else already at that name is never opened), readable by its owner only; removed
+/// when dropped unless persisted.
+fn temp_file(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+}
+
+/// Replaces `dir/FILE_NAME` with `bytes`: a fresh temp file in the same directory (a rename is
+/// atomic only within one file system), fsync, rename over the old file, then fsync the
+/// directory so the rename itself survives a power cut. A failed write removes its temp file.
 fn write_atomically(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temp = dir.join(TEMP_NAME);
-    let written = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, dir.join(FILE_NAME))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written?;
+    let mut temp = temp_file(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(dir.join(FILE_NAME)).map_err(|e| e.error)?;
     // Best effort: the new file is already in place; some file systems refuse to sync a
     // directory, which is no reason to report the write as failed.
     if let Ok(dir) = File::open(dir) {

@@ -110,6 +110,40 @@ fn check_config_reads_the_application_url_from_dsn_env() {
     assert!(!stderr.contains("app-url-secret"), "{stderr}");
 }
 
+/// `--storage.path DIR --config.check` checks that `DIR` is writable by writing a temp file in
+/// it: through a fresh, exclusively created name, so a symlink planted at the name earlier
+/// versions used (`.idle_drop_exporter.state.json.tmp`) is left alone, and so is its target.
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_in_the_storage_directory_is_not_written_through() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/db\n    sslmode: disable\n",
+    );
+    let storage = config.dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let victim = config.dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let planted = storage.join(".idle_drop_exporter.state.json.tmp");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let out = exporter()
+        .args(["--config.check", "--config.file"])
+        .arg(&config.path)
+        .arg("--storage.path")
+        .arg(&storage)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&planted)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
 #[test]
 fn missing_file_and_unknown_flags() {
     let out = exporter()
@@ -232,4 +266,68 @@ async fn shards_split_the_targets_and_every_target_has_exactly_one() {
         assert_eq!(out.status.code(), Some(2), "{bad}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("--shard"));
     }
+}
+
+/// Two exporters on one `--storage.path` would overwrite each other's entries (each writes its
+/// own targets and drops the other's): the second refuses to start, naming the directory; once
+/// the first is gone the directory is free again. `--config.check` takes no lock.
+#[tokio::test]
+async fn a_second_exporter_on_the_same_storage_directory_refuses_to_start() {
+    let config = common::TempConfig::new(
+        "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    connect_timeout: 200ms\n",
+    );
+    let storage = config.dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let flag = format!("--storage.path={}", storage.display());
+    let (first, _) = serving(&config, &flag).await;
+    let second = exited_within(
+        exporter()
+            .arg("--config.file")
+            .arg(&config.path)
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg(&flag),
+        std::time::Duration::from_secs(10),
+    );
+    let check = exporter()
+        .arg("--config.file")
+        .arg(&config.path)
+        .arg(&flag)
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    drop(first);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "storage path {}: in use by another idle_drop_exporter",
+            storage.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let (again, _) = serving(&config, &flag).await;
+    drop(again);
+}
+
+/// Runs `command` and returns its output once it exits; kills it (and returns what it printed)
+/// if it still runs after `limit`, so a test of a refusal cannot hang on an exporter that
+/// started instead.
+fn exited_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }

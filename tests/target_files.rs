@@ -295,6 +295,81 @@ async fn target_files_are_watched_and_a_bad_file_is_refused_alone() {
         .await;
 }
 
+/// A generator that deletes and re-creates its file does not stop its targets: a file no glob
+/// matches keeps them for two refresh intervals (refused meanwhile). Gone for good, its target
+/// is removed, but its stored measurement is kept for a day: back, it resumes from it instead
+/// of measuring from zero. Earlier versions removed the target at the first refresh that
+/// missed the file and threw the measurement away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_keeps_its_targets_for_a_grace_period_and_a_removed_target_resumes() {
+    let config =
+        TempConfig::new("target_files: [\"targets/*.yaml\"]\ntarget_files_refresh_interval: 1s\n");
+    std::fs::create_dir_all(config.dir.join("targets")).unwrap();
+    let a = config.dir.join("targets/a.yaml");
+    // A long connect timeout: a resumed target stays `confirming` while its first probe waits.
+    let text = target_timing_out_after("a", "30s", "");
+    put(&a, &text);
+    // The measurement a previous run stored for `a`.
+    let loaded = idle_drop_exporter::config::load(&config.path).unwrap();
+    let mut files = idle_drop_exporter::config::TargetFiles::default();
+    files.refresh(&loaded.target_files, &[], &config.path, true);
+    let fingerprint = files.targets().next().unwrap().fingerprint();
+    let storage = config.dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let state = storage.join("idle_drop_exporter.state.json");
+    std::fs::write(
+        &state,
+        format!(
+            r#"{{"version": 1, "targets": {{"a": {{"fingerprint": "{fingerprint}", "lower_seconds": 8.1, "upper_seconds": 8.4, "measured_at": "2026-11-25T16:00:00Z"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let resumed = |m: &Metrics| {
+        m.get(
+            "idle_drop_threshold_lower_bound_seconds",
+            &[("target", "a")],
+        ) == Some(8.1)
+    };
+    let flag = format!("--storage.path={}", storage.display());
+    let exporter = Running::start(&config, &[&flag]).await;
+    exporter.wait_for(WAIT, "a resumed", resumed).await;
+
+    // Deleted and re-created, three times, a refresh in between: a never stops.
+    for _ in 0..3 {
+        std::fs::remove_file(&a).unwrap();
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let m = exporter.metrics().await;
+        assert_eq!(running(&m), ["a"], "{}", m.text);
+        assert_eq!(file_ok(&m, &a), Some(0.0), "{}", m.text);
+        put(&a, &text);
+        exporter
+            .wait_for(WAIT, "a.yaml back", |m| file_ok(m, &a) == Some(1.0))
+            .await;
+    }
+    assert_eq!(
+        exporter.log_lines(&["target stopped"]).await,
+        Vec::<String>::new()
+    );
+
+    // Gone for good: removed after the grace period; its entry stays, marked removed.
+    std::fs::remove_file(&a).unwrap();
+    exporter
+        .wait_for(WAIT, "a removed", |m| running(m).is_empty())
+        .await;
+    let stored = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        stored.contains("\"a\"") && stored.contains("\"removed_at\""),
+        "{stored}"
+    );
+    // Back within the day: resumed, not measured from zero.
+    put(&a, &text);
+    exporter
+        .wait_for(WAIT, "a back and resumed", |m| {
+            running(m) == ["a"] && resumed(m)
+        })
+        .await;
+}
+
 /// A reload (SIGHUP, `POST /-/reload`) reads the target files at once, whatever the interval;
 /// `--shard` splits the files' targets as it splits inline ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,5 +452,169 @@ fn check_config_counts_each_files_targets_and_fails_on_a_bad_one() {
     assert!(
         !stdout.contains("hunter2-secret") && !stderr.contains("hunter2-secret"),
         "{stderr}"
+    );
+}
+
+/// `n` targets in flow style, one line each.
+fn flow_targets(n: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| format!("{{name: t{i}, dsn: 'postgres://probe@127.0.0.1:1/postgres'}}"))
+        .collect();
+    format!("[{}]\n", items.join(",\n "))
+}
+
+/// Reading the target files runs off the daemon's loop under a 10 s deadline. Here a refresh
+/// takes far longer (400 files at the per-file cap of 2,000 targets, about 60 ms each to check
+/// in a debug build): `/-/ready` answers throughout, SIGTERM ends the exporter at once, and a
+/// start waits for the files at most the deadline, refusing the file it was reading then.
+/// Earlier versions read them on the loop: not ready and deaf to SIGTERM until every file was
+/// read (hours here: each such file took 14 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_target_files_never_hold_up_signals_or_readiness() {
+    let config = TempConfig::new("target_files: [\"targets/*.yaml\"]\n");
+    std::fs::create_dir_all(config.dir.join("targets")).unwrap();
+    let text = flow_targets(2000);
+    for i in 0..400 {
+        std::fs::write(config.dir.join(format!("targets/t{i:03}.yaml")), &text).unwrap();
+    }
+
+    // SIGTERM while the first read runs: out within seconds.
+    let exporter = Running::start(&config, &[]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    let (status, _) = http_get(exporter.address, "/-/ready").await;
+    assert_eq!(status, 503, "not ready while the files are read");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let pid = exporter._process.0.id().to_string();
+    let sent = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut exporter = exporter;
+    let exited = loop {
+        if let Some(status) = exporter._process.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if sent.elapsed() > Duration::from_secs(8) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        exited.is_some(),
+        "still running 8 s after SIGTERM:\n{}",
+        exporter.log_text()
+    );
+    eprintln!("SIGTERM during the read: exited after {:?}", sent.elapsed());
+
+    // Left alone: ready once the deadline passed, the file it was reading then refused.
+    let started = Instant::now();
+    let exporter = Running::start(&config, &[]).await;
+    loop {
+        if http_get(exporter.address, "/-/ready").await.0 == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            exporter.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("ready after {:?}", started.elapsed());
+    let overdue = exporter.log_lines(&["took longer than 10s"]).await;
+    assert_eq!(overdue.len(), 1, "{}", exporter.log_text());
+    let m = exporter.metrics().await;
+    let files = m.label_values("idle_drop_target_file_last_load_successful", "file");
+    assert!(
+        !files.is_empty() && files.len() < 400,
+        "{} files known",
+        files.len()
+    );
+}
+
+/// A target file may name files only in its own folder (after every symlink) or in
+/// `target_files_allowed_dirs`: `password_file: ../../../../etc/shadow` passed `--config.check`,
+/// and a DSN pointed at one's own server received the file. A target file that is itself a
+/// symlink to a one-line secret is refused without quoting it (serde's `invalid type: string
+/// "..."` did, in the log, on the status page and here).
+#[test]
+fn check_config_refuses_files_outside_a_target_files_folder_and_never_quotes_them() {
+    let config = TempConfig::new("target_files: [\"targets/*.yaml\"]\n");
+    std::fs::create_dir_all(config.dir.join("targets")).unwrap();
+    std::fs::create_dir_all(config.dir.join("secrets")).unwrap();
+    let secret = config.dir.join("secrets/db.pw");
+    std::fs::write(&secret, "TOPSECRET-4711\nsecond-line\n").unwrap();
+    let check = || {
+        let out = exporter()
+            .args(["--config.check", "--config.file"])
+            .arg(&config.path)
+            .output()
+            .unwrap();
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+        (out.status.code(), shown)
+    };
+    let a = config.dir.join("targets/a.yaml");
+    for named in [
+        "password_file: ../../../../../../../../etc/passwd",
+        "password_file: ../secrets/db.pw",
+        "dsn_file: ../secrets/db.pw",
+        "ca_file: /etc/passwd",
+    ] {
+        let entry = if named.starts_with("dsn_file") {
+            format!("- name: a\n  {named}\n")
+        } else {
+            target("a", &format!("  {named}\n"))
+        };
+        put(&a, &entry);
+        let (code, shown) = check();
+        assert_eq!(code, Some(78), "{named}: {shown}");
+        assert!(
+            shown.contains("outside this target file's folder"),
+            "{named}: {shown}"
+        );
+    }
+    // A symlink in the folder to a file outside it is outside too.
+    std::os::unix::fs::symlink(&secret, config.dir.join("targets/db.pw")).unwrap();
+    put(&a, &target("a", "  password_file: db.pw\n"));
+    let (code, shown) = check();
+    assert_eq!(code, Some(78), "{shown}");
+    assert!(
+        shown.contains("outside this target file's folder"),
+        "{shown}"
+    );
+
+    // Allowed by the main configuration: read (and refused for its second line).
+    std::fs::write(
+        &config.path,
+        "target_files: [\"targets/*.yaml\"]\ntarget_files_allowed_dirs: [secrets]\n",
+    )
+    .unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(78), "{shown}");
+    assert!(shown.contains("holds more than one line"), "{shown}");
+    std::fs::write(&secret, "TOPSECRET-4711\n").unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(0), "{shown}");
+
+    // A target file that is a symlink to the secret itself.
+    std::fs::remove_file(&a).unwrap();
+    std::os::unix::fs::symlink(&secret, &a).unwrap();
+    let (code, shown) = check();
+    assert_eq!(code, Some(78), "{shown}");
+    assert!(
+        shown.contains("invalid type: a string, expected a sequence"),
+        "{shown}"
     );
 }

@@ -77,8 +77,37 @@ pub(crate) fn yaml_error(path: &Path, e: serde_yaml::Error) -> ConfigError {
         file: path.to_path_buf(),
         line,
         field,
-        reason,
+        reason: without_values(&reason),
     }
+}
+
+/// A serde message without the value it quotes: `invalid type: string "TOPSECRET", expected a
+/// sequence` becomes `invalid type: a string, expected a sequence`. The file may not be what it
+/// was meant to be (a target file that is a symlink to a one-line secret parses as a string),
+/// and the message goes to the log, the status page and `--config.check`. Field names
+/// (`unknown field `x``) are kept: they are the schema's, or a typo of it.
+fn without_values(reason: &str) -> String {
+    for kind in ["invalid type: ", "invalid value: "] {
+        let Some(start) = reason.find(kind).map(|at| at + kind.len()) else {
+            continue;
+        };
+        // The expected part is ours (a type's name): the last ", expected" ends the value.
+        let end = reason[start..]
+            .rfind(", expected")
+            .map_or(reason.len(), |at| start + at);
+        let unexpected = &reason[start..end];
+        let shown = match unexpected.split_once(' ') {
+            Some(("string", _)) => "a string",
+            Some(("integer", _)) => "an integer",
+            Some(("floating", _)) => "a number",
+            Some(("boolean", _)) => "a boolean",
+            Some(("character", _)) => "a character",
+            _ if unexpected.contains(['`', '"']) => "a value",
+            _ => unexpected,
+        };
+        return format!("{}{shown}{}", &reason[..start], &reason[end..]);
+    }
+    reason.to_string()
 }
 
 /// `targets[0].idle_range.min`: keys joined with dots, list indexes in brackets.
@@ -97,4 +126,41 @@ fn field_name(path: &[Step]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn serde_messages_lose_the_values_they_quote() {
+        for (message, expected) in [
+            (
+                "invalid type: string \"TOPSECRET-1\", expected a sequence",
+                "invalid type: a string, expected a sequence",
+            ),
+            (
+                "invalid type: string \"a, expected b\", expected struct RawLog",
+                "invalid type: a string, expected struct RawLog",
+            ),
+            (
+                "invalid value: integer `31337`, expected u16",
+                "invalid value: an integer, expected u16",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected a string",
+                "invalid type: a number, expected a string",
+            ),
+            (
+                "invalid type: map, expected a sequence",
+                "invalid type: map, expected a sequence",
+            ),
+            (
+                "unknown field `dns`, expected one of `name`, `dsn`",
+                "unknown field `dns`, expected one of `name`, `dsn`",
+            ),
+        ] {
+            assert_eq!(without_values(message), expected);
+        }
+    }
 }

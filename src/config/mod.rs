@@ -17,6 +17,7 @@
 mod change;
 mod error;
 pub(crate) mod locate;
+mod nesting;
 pub(crate) mod raw;
 mod shard;
 pub mod target_files;
@@ -25,6 +26,7 @@ pub(crate) mod validate;
 pub use change::TargetChange;
 pub(crate) use error::yaml_error;
 pub use error::ConfigError;
+pub(crate) use nesting::check_nesting;
 pub use shard::Shard;
 pub use target_files::{TargetFiles, TargetFilesConfig};
 
@@ -99,12 +101,21 @@ pub fn parse_telemetry_path(text: &str) -> Result<String, String> {
             "`{text}` must be a path like /metrics, not / or under /-/ (the status page and the health, ready and reload endpoints)"
         ));
     }
-    if text
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
-    {
+    // What a client can put in a request's path (RFC 3986 `path-absolute`): hyper compares
+    // the path as sent, so anything else (non-ASCII, `<`, `"`, a space, `?`, `#`) would be a
+    // path nobody can request.
+    let bytes = text.as_bytes();
+    let requestable = bytes.iter().enumerate().all(|(i, b)| match b {
+        b'%' => bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+        b if b.is_ascii_alphanumeric() => true,
+        _ => b"-._~!$&'()*+,;=:@/".contains(b),
+    });
+    if !requestable {
         return Err(format!(
-            "`{text}` must be a plain path, without spaces, ? or #"
+            "`{}` is not a path a client can request: use ASCII letters, digits, - . _ ~ ! $ & ' ( ) * + , ; = : @ / and %XX escapes",
+            text.escape_debug()
         ));
     }
     Ok(text.to_string())
@@ -176,6 +187,9 @@ pub struct TargetConfig {
     pub recommended_socket_timeout: Duration,
     pub keepalive_probe: Option<KeepaliveProbe>,
     pub reap_ghosts: bool,
+    /// Send the password when the server asks for it in clear text on a connection without
+    /// TLS (libpq's `require_auth=password`); off: such a connection is refused, nothing sent.
+    pub allow_cleartext_password: bool,
     /// How discovery picks idle times. `Adaptive` in production; the baselines exist so
     /// `docs/benchmarks.md` can compare policies in the real engine.
     pub discovery_policy: PolicyKind,
@@ -239,14 +253,28 @@ pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
 /// The largest `dsn_file` read (a URL with every parameter fits many times over).
 pub const MAX_DSN_FILE_BYTES: u64 = 16 * 1024;
 /// The deepest nesting of YAML flow collections (`[`, `{`) accepted. The YAML parser's time
-/// grows steeply with depth (100,000 `[` took 34 s to refuse); our files nest 4 levels.
+/// grows with depth × tokens (100,000 `[` took 34 s to refuse); our files nest 4 levels. See
+/// `nesting.rs`.
 pub const MAX_YAML_NESTING: usize = 64;
 
 /// Reads a file named by the operator: a regular file only (a FIFO would block, a device such as
-/// `/dev/zero` never ends), at most `limit` bytes. Checked before opening and again on the open
-/// file. Errors say what was wrong, never what the file holds.
+/// `/dev/zero` never ends), at most `limit` bytes. Errors say what was wrong, never what the file
+/// holds.
+///
+/// The type is checked on the open file (`fstat`), not only on the path before opening: a file
+/// swapped for a FIFO in between blocked the daemon in `open()`. The open is `O_NONBLOCK` (so
+/// opening a FIFO with no writer returns at once, to be refused) and `O_NOCTTY`; the check of
+/// the path before it only spares opening a device in the common case.
 pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_file_at(path, limit, false)
+}
+
+/// [`read_file`]; with `no_follow`, a symlink as the last component is refused (`O_NOFOLLOW`):
+/// for a path already resolved and checked, which must not be swapped for a link since.
+pub(crate) fn read_file_at(path: &Path, limit: u64, no_follow: bool) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::OFlags;
     use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
     let check = |meta: std::fs::Metadata| {
         if !meta.is_file() {
             return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
@@ -256,8 +284,19 @@ pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         }
         Ok(())
     };
-    check(std::fs::metadata(path)?)?;
-    let file = std::fs::File::open(path)?;
+    check(if no_follow {
+        std::fs::symlink_metadata(path)?
+    } else {
+        std::fs::metadata(path)?
+    })?;
+    let mut flags = OFlags::NONBLOCK | OFlags::NOCTTY;
+    if no_follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
     check(file.metadata()?)?;
     let mut bytes = Vec::new();
     // The file may grow between the check and the read.
@@ -325,33 +364,6 @@ pub fn parse_checking(
     check_nesting(path, text)?;
     let raw: raw::RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
     validate::config(path, text, raw, missing_env)
-}
-
-/// Refuses YAML nested deeper than [`MAX_YAML_NESTING`] flow collections, before the parser
-/// sees it. Counts every `[`/`{` against every `]`/`}`, even inside quotes or comments: an
-/// overestimate, which only matters for text with 64 unmatched brackets.
-pub(crate) fn check_nesting(path: &Path, text: &str) -> Result<(), ConfigError> {
-    let mut depth = 0usize;
-    for (number, line) in text.lines().enumerate() {
-        for c in line.chars() {
-            match c {
-                '[' | '{' => depth += 1,
-                ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if depth > MAX_YAML_NESTING {
-                return Err(ConfigError {
-                    file: path.to_path_buf(),
-                    line: Some(number + 1),
-                    field: String::new(),
-                    reason: format!(
-                        "nested more than {MAX_YAML_NESTING} levels deep (`[` and `{{`); refused before parsing"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A file named in a configuration file: relative paths are relative to that file's folder

@@ -13,6 +13,8 @@ pub struct RawConfig {
     /// Globs of files that each hold a list of targets (see `target_files.rs`).
     pub target_files: Option<Vec<String>>,
     pub target_files_refresh_interval: Option<String>,
+    /// Folders (besides its own) whose files a target file may name.
+    pub target_files_allowed_dirs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +49,7 @@ pub struct RawTarget {
     pub keepalive_probe: Option<RawKeepaliveProbe>,
     pub reap_ghosts: Option<bool>,
     pub discovery_policy: Option<String>,
+    pub allow_cleartext_password: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

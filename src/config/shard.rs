@@ -25,12 +25,17 @@ impl Shard {
             .trim()
             .split_once('/')
             .ok_or_else(|| refused("expected I/N"))?;
-        let index: u32 = index
-            .parse()
-            .map_err(|_| refused("I is not a whole number"))?;
-        let count: u32 = count
-            .parse()
-            .map_err(|_| refused("N is not a whole number"))?;
+        // A number too large for u32 is a number: say so, not "not a whole number".
+        let number = |text: &str, name: &str| {
+            text.parse::<u32>().map_err(|e| match e.kind() {
+                std::num::IntErrorKind::PosOverflow => {
+                    refused(&format!("{name} is too large (N is at most {MAX_SHARDS})"))
+                }
+                _ => refused(&format!("{name} is not a whole number")),
+            })
+        };
+        let index = number(index, "I")?;
+        let count = number(count, "N")?;
         if count == 0 || count > MAX_SHARDS {
             return Err(refused(&format!("N must be 1 to {MAX_SHARDS}")));
         }
@@ -62,6 +67,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_past_u32_is_too_large_not_not_a_number() {
+        for (text, why) in [
+            ("1/99999999999", "N is too large (N is at most 1024)"),
+            ("99999999999/3", "I is too large (N is at most 1024)"),
+            ("1/5000", "N must be 1 to 1024"),
+            ("1/x", "N is not a whole number"),
+        ] {
+            let e = Shard::parse(text).unwrap_err();
+            assert!(e.ends_with(why), "{text}: {e}");
+        }
+    }
 
     #[test]
     fn parses_i_of_n_and_refuses_the_rest() {

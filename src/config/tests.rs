@@ -313,6 +313,27 @@ fn the_application_url_comes_from_a_file_trimmed() {
     assert_eq!(e.field, "targets[0].dsn_file");
     assert!(e.reason.contains("socket_timeout"), "{e}");
     assert!(!e.to_string().contains("app-secret-pw"), "{e}");
+
+    // A second line was silently ignored (a DSN) or sent as part of the password: refused,
+    // naming the file and the field, never what it holds.
+    std::fs::write(
+        dir.join("two-lines"),
+        format!("{PRISMA_URL}\npostgresql://other:app-secret-pw@elsewhere/app\n"),
+    )
+    .unwrap();
+    let e = parse(&dir.join("c.yaml"), &app_target("dsn_file: two-lines", "")).unwrap_err();
+    assert_eq!(e.field, "targets[0].dsn_file");
+    assert!(e.reason.contains("holds more than one line"), "{e}");
+    assert!(!e.to_string().contains("app-secret-pw"), "{e}");
+    std::fs::write(dir.join("pw"), "app-secret-pw\nsecond line\n").unwrap();
+    let e = parse(
+        &dir.join("c.yaml"),
+        "targets:\n  - name: a\n    dsn: postgres://probe@db/app\n    password_file: pw\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "targets[0].password_file");
+    assert!(e.reason.contains("holds more than one line"), "{e}");
+    assert!(!e.to_string().contains("app-secret-pw"), "{e}");
 }
 
 #[test]
@@ -927,6 +948,10 @@ fn a_reload_restarts_the_measurement_only_for_path_settings() {
         ("    idle_range: {min: 2s, max: 30m}\n", TargetChange::Live),
         ("    discovery_policy: bisection\n", TargetChange::Live),
         ("    reap_ghosts: false\n", TargetChange::Reconnect),
+        (
+            "    allow_cleartext_password: true\n",
+            TargetChange::Reconnect,
+        ),
         ("    max_connections: 5\n", TargetChange::NewPath),
         ("    probe_query: SELECT 2\n", TargetChange::NewPath),
         ("    query_timeout: 4s\n", TargetChange::NewPath),
@@ -1023,4 +1048,98 @@ fn log_levels_that_would_panic_the_filter_parser_are_refused() {
         assert_eq!(check(&text).unwrap().log.level, level.trim());
     }
     assert!(parse_log_level(" À=").is_err());
+}
+
+/// A file swapped for a FIFO between the check of its path and its `open()` blocked the daemon
+/// in `open()` (no writer ever comes). The open is non-blocking and the type is checked on the
+/// open file: every read of a path flipping between a file and a FIFO returns at once.
+#[test]
+fn a_file_swapped_for_a_fifo_never_blocks_the_read() {
+    let dir = std::env::temp_dir().join(format!("idle-drop-fifo-swap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("regular"), "targets: []\n").unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let path = dir.join("config.yaml");
+    std::os::unix::fs::symlink("regular", &path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let next = dir.join("next");
+                let _ = std::fs::remove_file(&next);
+                let to = if i % 2 == 0 { "fifo" } else { "regular" };
+                std::os::unix::fs::symlink(to, &next).unwrap();
+                std::fs::rename(&next, dir.join("config.yaml")).unwrap();
+            }
+        })
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut outcomes = (0, 0);
+        for _ in 0..20_000 {
+            match read_file(&path, MAX_FILE_BYTES) {
+                Ok(_) => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+            }
+        }
+        let _ = tx.send(outcomes);
+    });
+    let outcome = rx.recv_timeout(std::time::Duration::from_secs(60));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    if outcome.is_err() {
+        // Let the blocked reader go before failing.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("fifo"));
+    }
+    let (read, refused) = outcome.expect("a read blocked in open()");
+    assert!(read > 0 && refused > 0, "{read} read, {refused} refused");
+}
+
+/// `--web.telemetry-path` takes only what a client can send as a request path: `/métriques`,
+/// `/a<b`, `/a"b` were accepted, and nothing could ever scrape them.
+#[test]
+fn telemetry_paths_are_ones_a_client_can_request() {
+    for good in [
+        "/metrics",
+        "/probe/metrics",
+        "/a-b_c.d~e",
+        "/x%2Fy",
+        "/v1;x=1",
+        "/@:!$&'()*+,=",
+    ] {
+        assert_eq!(parse_telemetry_path(good).as_deref(), Ok(good), "{good}");
+    }
+    for bad in [
+        "/métriques",
+        "/a<b",
+        "/a\"b",
+        "/a b",
+        "/a%zz",
+        "/a%2",
+        "/a\\b",
+        "/a`b",
+        "/a{b}",
+        "/a|b",
+        "/a^b",
+        "/m?x",
+        "/m#x",
+        "/m\u{7f}",
+    ] {
+        let e = parse_telemetry_path(bad).unwrap_err();
+        assert!(
+            e.contains("is not a path a client can request"),
+            "{bad}: {e}"
+        );
+    }
 }

@@ -65,6 +65,10 @@ pub struct Args {
     /// PEM CA bundle for verify-ca / verify-full.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Send the password if the server asks for it in clear text on a connection without TLS
+    /// (refused by default, nothing sent; libpq's require_auth=password).
+    #[arg(long)]
+    pub allow_cleartext_password: bool,
     /// Sessions the measurement may hold on the server at once (one control connection plus
     /// probes), 2-64. More connections finish sooner.
     #[arg(long, default_value_t = 8)]
@@ -292,6 +296,7 @@ pub fn target_config(args: &Args) -> Result<TargetConfig, String> {
         password_env: args.password_env.clone(),
         sslmode: args.sslmode.clone(),
         ca_file: args.ca_file.as_deref().map(path),
+        allow_cleartext_password: Some(args.allow_cleartext_password),
         connect_timeout: args.connect_timeout.clone(),
         probe_query: None,
         query_timeout: args.query_timeout.clone(),

@@ -71,7 +71,7 @@ pub async fn serve<H, F>(
             // The web config is read per connection (see web_config), off the accept loop.
             let web = match &web {
                 None => None,
-                Some(w) => match w.current() {
+                Some(w) => match w.clone().current().await {
                     Some(web) => Some(web),
                     None => return, // no valid web config yet: refuse rather than serve open
                 },

@@ -197,6 +197,23 @@ pub fn connect_error(error: &tokio_postgres::Error) -> ConnectErrorKind {
     }
 }
 
+/// Classifies a failed [`startup::connect`](super::startup::connect).
+pub fn startup_error(error: &super::startup::StartupError) -> ConnectErrorKind {
+    use super::startup::StartupError;
+    match error {
+        StartupError::Lookup { .. } => ConnectErrorKind::Dns,
+        StartupError::Connect(e) => match e.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectErrorKind::Refused,
+            io::ErrorKind::TimedOut => ConnectErrorKind::Timeout,
+            _ => ConnectErrorKind::Io,
+        },
+        StartupError::Tls(_) => ConnectErrorKind::Tls,
+        StartupError::Driver(e) => connect_error(e),
+        StartupError::Cleartext => ConnectErrorKind::Auth,
+        StartupError::SessionAttrs(_) => ConnectErrorKind::ServerError,
+    }
+}
+
 /// The error and its causes as one line (for logs; drivers never put passwords in these).
 pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

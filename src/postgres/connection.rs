@@ -15,7 +15,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::{self, ConnectErrorKind, DeathCause};
-use super::tls;
+use super::{startup, tls};
 use crate::config::TargetConfig;
 
 /// How long a failed query waits for the connection task to report its cause.
@@ -27,6 +27,8 @@ pub struct Connector {
     driver: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     connect_timeout: Duration,
+    /// `allow_cleartext_password`: else a cleartext-password request without TLS is refused.
+    allow_cleartext: bool,
 }
 
 impl Connector {
@@ -45,6 +47,7 @@ impl Connector {
             driver,
             tls,
             connect_timeout: target.connect_timeout,
+            allow_cleartext: target.allow_cleartext_password,
         })
     }
 
@@ -67,7 +70,7 @@ impl Connector {
         // The driver's connect_timeout covers only the TCP connect; bound TLS and startup too.
         let connected = tokio::time::timeout(
             self.connect_timeout + Duration::from_millis(500),
-            driver.connect(self.tls.clone()),
+            startup::connect(&driver, self.tls.clone(), self.allow_cleartext),
         )
         .await;
         let (client, connection) = match connected {
@@ -79,7 +82,7 @@ impl Connector {
             }
             Ok(Err(e)) => {
                 return Err(ConnectError {
-                    kind: classify::connect_error(&e),
+                    kind: classify::startup_error(&e),
                     detail: classify::chain_text(&e),
                 })
             }

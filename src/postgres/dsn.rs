@@ -211,6 +211,11 @@ pub fn parse(dsn: &str) -> Result<ParsedDsn, DsnError> {
                     .to_string(),
             ));
         }
+        if let Some(part) = bad_escape(dsn) {
+            return Err(DsnError::Invalid(format!(
+                "{part} holds a `%` not followed by two hex digits: write a `%` as %25"
+            )));
+        }
         strip_url_params(dsn)
     } else {
         strip_keyword_params(dsn)?
@@ -505,6 +510,54 @@ fn shown_key(key: &str) -> String {
     } else {
         "a key that is not a libpq keyword".to_string()
     }
+}
+
+/// Where a URL holds a `%` that does not start a `%XX` escape, if it does: the user name, the
+/// password, the host, the database name or a parameter (named when it is a libpq keyword).
+/// libpq refuses such a URL; the driver keeps the `%` as it is, so a password with `%ZZ` was
+/// sent with the three characters, not what its writer meant. Never the text itself.
+fn bad_escape(url: &str) -> Option<String> {
+    let bytes = url.as_bytes();
+    let at = (0..bytes.len()).find(|&i| {
+        bytes[i] == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })?;
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let host_start = url[start..].find('@').map_or(start, |i| start + i + 1);
+    if at < host_start {
+        let userinfo = &url[start..host_start - 1];
+        let password = userinfo.find(':').is_some_and(|colon| start + colon < at);
+        return Some(
+            if password {
+                "the password"
+            } else {
+                "the user name"
+            }
+            .to_string(),
+        );
+    }
+    let query = url[host_start..].find('?').map(|i| host_start + i);
+    if let Some(query) = query.filter(|q| at > *q) {
+        let pair_start = url[..at].rfind(['?', '&']).map_or(query, |i| i + 1);
+        let pair = &url[pair_start..];
+        let pair = pair.split('&').next().unwrap_or(pair);
+        return Some(match pair.split_once('=') {
+            Some((key, _)) if pair_start + key.len() > at => "a parameter name".to_string(),
+            Some(("password", _)) => "the password".to_string(),
+            Some((key, _)) => format!("the value of {}", shown_key(key)),
+            None => "a parameter".to_string(),
+        });
+    }
+    let path = url[host_start..].find('/').map(|i| host_start + i);
+    Some(
+        match path {
+            Some(path) if at > path => "the database name",
+            _ => "the host",
+        }
+        .to_string(),
+    )
 }
 
 /// `%XX` escapes of a URL query value. Invalid escapes stay as they are and invalid UTF-8 becomes

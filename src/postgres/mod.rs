@@ -1,9 +1,11 @@
-//! Everything that talks to PostgreSQL: DSN parsing, TLS, probe connections that remember how
-//! they died, and the classification of driver errors into metric label values.
+//! Everything that talks to PostgreSQL: DSN parsing, TLS, the watched startup that never sends
+//! a password in clear text without TLS (`startup`), probe connections that remember how they
+//! died, and the classification of driver errors into metric label values.
 
 pub mod classify;
 pub mod connection;
 pub mod dsn;
+pub mod startup;
 pub mod tls;
 
 /// Every session the exporter opens carries this `application_name`, so operators (and our own

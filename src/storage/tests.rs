@@ -312,13 +312,38 @@ fn a_write_leaves_no_temp_file_behind() {
     assert_eq!(dir.names(), [FILE_NAME]);
 }
 
+/// The name earlier versions wrote through, with create + truncate: a symlink planted there
+/// made the exporter empty the file it points to, then fill it with JSON.
+const OLD_TEMP_NAME: &str = ".idle_drop_exporter.state.json.tmp";
+
+#[cfg(unix)]
 #[test]
-fn a_leftover_temp_file_is_overwritten() {
-    let dir = TempDir::new("leftover");
-    fs::write(dir.0.join(TEMP_NAME), "half of a previous write").unwrap();
+fn a_symlink_at_the_old_temp_name_is_never_written_through() {
+    let dir = TempDir::new("planted");
+    let victims = TempDir::new("victim");
+    let victim = victims.0.join("victim");
+    fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.0.join(OLD_TEMP_NAME)).unwrap();
     let store = Store::open(&dir.0).unwrap();
     store.remember("orders-db", FP, measurement());
-    assert_eq!(dir.names(), [FILE_NAME]);
+    store.forget("orders-db");
+    store.remember("billing", FP, measurement());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(fs::symlink_metadata(dir.0.join(OLD_TEMP_NAME))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(dir.names(), [OLD_TEMP_NAME, FILE_NAME]);
+    dir.assert_read(2, 0);
+}
+
+#[test]
+fn a_leftover_temp_file_is_left_alone() {
+    let dir = TempDir::new("leftover");
+    fs::write(dir.0.join(OLD_TEMP_NAME), "half of a previous write").unwrap();
+    let store = Store::open(&dir.0).unwrap();
+    store.remember("orders-db", FP, measurement());
+    assert_eq!(dir.names(), [OLD_TEMP_NAME, FILE_NAME]);
     dir.assert_read(1, 0);
 }
 
@@ -369,8 +394,11 @@ fn a_state_file_that_is_not_a_regular_file_is_ignored_then_replaced() {
     dir.assert_read(1, 0);
 }
 
+/// A removed target's entry is kept for a day, marked `removed_at`, so the target resumes if
+/// it comes back (a target file deleted and re-created, a torn rewrite, a rollback); a day
+/// later it is dropped. Earlier versions dropped it at once.
 #[test]
-fn forget_and_retain_remove_entries_from_the_file() {
+fn forgotten_and_unretained_entries_are_kept_for_a_day_then_dropped() {
     let dir = TempDir::new("forget");
     let store = Store::open(&dir.0).unwrap();
     for name in ["orders-db", "billing", "gone-while-down"] {
@@ -378,14 +406,36 @@ fn forget_and_retain_remove_entries_from_the_file() {
     }
     store.forget("orders-db");
     store.forget("never-stored");
-    assert_eq!(store.recall("orders-db", FP), None);
+    assert_eq!(store.recall("orders-db", FP), Some(measurement()));
     let restarted = Store::open(&dir.0).unwrap();
-    assert_eq!(restarted.recall("orders-db", FP), None);
+    assert_eq!(restarted.recall("orders-db", FP), Some(measurement()));
     assert_eq!(restarted.recall("billing", FP), Some(measurement()));
-
     restarted.retain(|name| name == "billing");
+    let text = fs::read_to_string(dir.file()).unwrap();
+    assert_eq!(text.matches("\"removed_at\"").count(), 2, "{text}");
+    assert!(restarted.holds("gone-while-down", FP));
+
+    // Back: no longer marked, so it is not dropped while it runs.
+    restarted.revive("orders-db");
+    let text = fs::read_to_string(dir.file()).unwrap();
+    assert_eq!(text.matches("\"removed_at\"").count(), 1, "{text}");
+
+    // Removed more than a day ago: not recalled, and gone from the file at the next write.
+    let long_ago =
+        humantime::format_rfc3339_seconds(SystemTime::now() - RETENTION - Duration::from_secs(60));
+    let recent = humantime::format_rfc3339_seconds(SystemTime::now() - RETENTION / 2);
+    dir.write(format!(
+        r#"{{"version": 1, "targets": {{
+          "old": {{"fingerprint": "{FP}", "lower_seconds": 8.1, "measured_at": "2026-11-25T16:00:00Z", "removed_at": "{long_ago}"}},
+          "recent": {{"fingerprint": "{FP}", "lower_seconds": 8.1, "measured_at": "2026-11-25T16:00:00Z", "removed_at": "{recent}"}},
+          "live": {{"fingerprint": "{FP}", "lower_seconds": 8.1, "measured_at": "2026-11-25T16:00:00Z"}}}}}}"#
+    ));
+    let reopened = Store::open(&dir.0).unwrap();
+    assert_eq!(reopened.recall("old", FP), None);
+    assert!(reopened.recall("recent", FP).is_some());
+    reopened.remember("live", FP, measurement());
     let (_, entries) = load(&dir.file());
-    assert_eq!(entries.keys().collect::<Vec<_>>(), ["billing"]);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), ["live", "recent"]);
 }
 
 #[test]
@@ -396,7 +446,7 @@ fn the_memory_store_remembers_and_forgets_without_a_file() {
     assert_eq!(store.recall("orders-db", FP), Some(measurement()));
     assert_eq!(store.recall("orders-db", "changed"), None);
     store.forget("orders-db");
-    assert_eq!(shared.recall("orders-db", FP), None);
+    assert_eq!(shared.recall("orders-db", FP), Some(measurement()));
 }
 
 #[test]

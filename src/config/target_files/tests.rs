@@ -2,6 +2,7 @@
 //! the last good targets, name clashes, sizes, and files a target names.
 
 use super::*;
+use crate::config::locate::{self, Step};
 use crate::config::{parse, Config};
 
 /// A fresh folder for one test (`tag` keeps tests apart; the pid keeps runs apart).
@@ -50,6 +51,23 @@ impl Files {
             &self.config.targets,
             &self.main,
             force,
+        )
+    }
+
+    /// A periodic refresh at `now`.
+    fn refresh_at(&mut self, now: Instant) -> Refresh {
+        let mut found = Scan::default();
+        let known = self.files.known(false);
+        scan(&self.config.target_files, &self.main, &known, &mut |e| {
+            found.take(e);
+            true
+        });
+        self.files.apply(
+            &self.config.target_files,
+            &self.config.targets,
+            &self.main,
+            found,
+            now,
         )
     }
 
@@ -271,11 +289,75 @@ fn a_file_never_loaded_gives_nothing_while_refused_and_a_deleted_file_removes_it
         [("a.yaml".into(), true, 1), ("b.yaml".into(), false, 0)]
     );
 
+    // Deleted: kept (refused, "gone") for two refresh intervals, then removed; a file that
+    // never gave a target goes at once.
     std::fs::remove_file(dir.join("targets/a.yaml")).unwrap();
-    let read = files.refresh(false);
+    std::fs::remove_file(dir.join("targets/b.yaml")).unwrap();
+    let start = Instant::now();
+    let read = files.refresh_at(start);
+    assert!(!read.changed, "{read:?}");
+    assert_eq!(read.gone, [dir.join("targets/b.yaml")]);
+    assert!(
+        read.refused[0]
+            .reason
+            .contains("no glob matches it any more"),
+        "{read:?}"
+    );
+    assert_eq!(files.names(), ["a1"]);
+    assert_eq!(files.status(), [("a.yaml".into(), false, 1)]);
+    assert!(!files.files.all_known());
+    let interval = files.config.target_files.refresh_interval;
+    assert!(files.refresh_at(start + interval).gone.is_empty());
+    let read = files.refresh_at(start + interval * 2);
     assert!(read.changed && read.refused.is_empty(), "{read:?}");
     assert_eq!(read.gone, [dir.join("targets/a.yaml")]);
     assert!(files.names().is_empty());
+}
+
+/// A generator that deletes and re-creates its file (or is caught between the two) does not
+/// stop its targets: within the grace period the file comes back with its targets running.
+#[test]
+fn a_file_deleted_and_recreated_within_the_grace_period_keeps_its_targets() {
+    let dir = scratch("recreated");
+    write(
+        &dir,
+        "targets/a.yaml",
+        &format!("{}{}", target("a1"), target("a2")),
+    );
+    let mut files = Files::new(&dir, GLOBS);
+    let start = Instant::now();
+    files.refresh_at(start);
+    assert_eq!(files.names(), ["a1", "a2"]);
+    let running: Vec<TargetConfig> = files.files.targets().cloned().collect();
+    for round in 1..=10u32 {
+        std::fs::remove_file(dir.join("targets/a.yaml")).unwrap();
+        let read = files.refresh_at(start + Duration::from_secs(u64::from(round) * 3));
+        assert!(
+            !read.changed && read.gone.is_empty(),
+            "round {round}: {read:?}"
+        );
+        write(
+            &dir,
+            "targets/a.yaml",
+            &format!("{}{}", target("a1"), target("a2")),
+        );
+        let read = files.refresh_at(start + Duration::from_secs(u64::from(round) * 3 + 1));
+        assert!(!read.changed, "round {round}: {read:?}");
+        assert_eq!(read.recovered, [dir.join("targets/a.yaml")]);
+        assert_eq!(files.files.targets().cloned().collect::<Vec<_>>(), running);
+    }
+    // Torn in place (empty, or cut inside a quoted value): refused, the targets stay. (Cut where
+    // the rest still parses, it is a smaller file: the targets it lost are removed, and their
+    // stored measurements are kept for a day, see `storage`.)
+    for torn in ["", "- name: a1\n  dsn: 'postgres://pro"] {
+        write(&dir, "targets/a.yaml", torn);
+        let read = files.refresh_at(start + Duration::from_secs(60));
+        assert!(
+            !read.changed && read.refused.len() == 1,
+            "{torn:?}: {read:?}"
+        );
+        assert_eq!(files.names(), ["a1", "a2"]);
+    }
 }
 
 #[test]
@@ -495,7 +577,7 @@ mod fuzz {
             text in prop_oneof!["(?s).{0,200}", flowish()]
         ) {
             let path = Path::new("/nonexistent-fuzz-dir/targets/t.json");
-            if let Err(e) = parse(path, &text) {
+            if let Err(e) = scan::parse(&TargetFilesConfig::default(), path, &text) {
                 prop_assert!(e.to_string().starts_with("/nonexistent-fuzz-dir/targets/t.json"), "{e}");
             }
             for steps in [
@@ -506,4 +588,164 @@ mod fuzz {
             }
         }
     }
+}
+
+/// Runs `f` on a thread; panics if it takes longer than `limit` (a hang must fail the test, not
+/// stall it). Returns what `f` returned and how long it took.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let out = f();
+        let _ = tx.send((out, start.elapsed()));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(done) => done,
+        Err(_) => panic!("{what}: not done after {limit:?}"),
+    }
+}
+
+/// `s1 -> .` and `s2 -> .` under a `**` glob: the glob crate's walk entered every link at
+/// every level (exponential, never ready). Each folder is entered once per glob component.
+#[test]
+fn a_glob_over_directory_symlink_loops_lists_each_file_once_and_quickly() {
+    let dir = scratch("loops");
+    write(&dir, "targets/a.yaml", &target("a1"));
+    std::fs::create_dir_all(dir.join("targets/sub")).unwrap();
+    write(&dir, "targets/sub/b.yaml", &target("b1"));
+    for link in ["s1", "s2", "sub/up"] {
+        let to = if link == "sub/up" { ".." } else { "." };
+        std::os::unix::fs::symlink(to, dir.join("targets").join(link)).unwrap();
+    }
+    let config = config(&dir, "target_files: [\"targets/**/*.yaml\"]\n");
+    let main = dir.join("config.yaml");
+    let (listing, took) = within(Duration::from_secs(20), "listing", move || {
+        scan::list(&config.target_files.patterns, &main)
+    });
+    assert_eq!(
+        listing.files,
+        [dir.join("targets/a.yaml"), dir.join("targets/sub/b.yaml")]
+    );
+    assert!(
+        listing.complete && listing.problems.is_empty(),
+        "{listing:?}"
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Nothing to find: the glob crate never ended this one.
+    let json = self::config(&dir, "target_files: [\"targets/**/*.json\"]\n");
+    let main = dir.join("config.yaml");
+    let (listing, took) = within(Duration::from_secs(20), "listing", move || {
+        scan::list(&json.target_files.patterns, &main)
+    });
+    assert!(listing.files.is_empty() && listing.complete, "{listing:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+/// A `**` stops [`MAX_WALK_DEPTH`] folders down and says so; what it listed so far is kept,
+/// and a listing cut short removes no file.
+#[test]
+fn a_deep_tree_is_walked_to_a_bound_and_says_so() {
+    let dir = scratch("deep");
+    let mut deep = dir.join("targets");
+    for _ in 0..MAX_WALK_DEPTH + 2 {
+        deep = deep.join("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    write(&dir, "targets/a.yaml", &target("a1"));
+    let config = config(&dir, "target_files: [\"targets/**/*.yaml\"]\n");
+    let listing = scan::list(&config.target_files.patterns, &dir.join("config.yaml"));
+    assert_eq!(listing.files, [dir.join("targets/a.yaml")]);
+    assert!(!listing.complete);
+    assert!(
+        listing.problems[0].contains("deeper than 32 folders"),
+        "{listing:?}"
+    );
+}
+
+/// `n` targets in flow style (JSON-like), one line each, named `{prefix}{i}`.
+fn flow_targets(prefix: &str, n: usize) -> String {
+    let items: Vec<String> = (0..n)
+        .map(|i| format!("{{name: {prefix}{i}, dsn: 'postgres://probe@127.0.0.1:1/postgres'}}"))
+        .collect();
+    format!("[{}]\n", items.join(",\n "))
+}
+
+/// 16,000 flow-style targets in one file took 87 s to check (each target's name line was
+/// found by reading the whole file again): past the per-file cap it is refused at once.
+#[test]
+fn a_file_past_the_per_file_cap_is_refused_quickly() {
+    let dir = scratch("per-file-cap");
+    write(&dir, "targets/many.yaml", &flow_targets("t", 16_000));
+    let mut files = Files::new(&dir, GLOBS);
+    let (read, took) = within(
+        Duration::from_secs(60),
+        "refusing 16,000 targets",
+        move || {
+            let read = files.refresh(false);
+            (read, files.names().len())
+        },
+    );
+    let (read, running) = read;
+    assert_eq!(running, 0);
+    assert!(
+        read.refused[0]
+            .reason
+            .contains("16000 targets, more than 2000 in one file"),
+        "{read:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// Checking N targets costs O(N log N): files at the per-file cap, up to the total cap, each
+/// name clashing with the next file's, are checked and merged in seconds; the file that would
+/// pass the total is refused, keeping its last good targets.
+#[test]
+fn checking_many_targets_is_fast_and_the_total_is_capped() {
+    let dir = scratch("total-cap");
+    for f in 0..5 {
+        write(
+            &dir,
+            &format!("targets/f{f}.yaml"),
+            &flow_targets(&format!("f{f}-"), MAX_TARGETS_PER_FILE),
+        );
+    }
+    let mut files = Files::new(&dir, GLOBS);
+    let ((read, names), took) = within(Duration::from_secs(120), "10,000 targets", move || {
+        let read = files.refresh(false);
+        let names = files.names().len();
+        // One more file: past the total cap, refused.
+        write(&dir, "targets/f5.yaml", &flow_targets("f5-", 10));
+        let more = files.refresh(false);
+        assert_eq!(files.names().len(), MAX_TARGETS);
+        assert_eq!(more.refused.len(), 1, "{more:?}");
+        assert!(
+            more.refused[0]
+                .reason
+                .contains("more than 10000 targets in all"),
+            "{more:?}"
+        );
+        // Every name of f0 also in f1: f1 is refused, naming the first clash's line.
+        write(
+            &dir,
+            "targets/f1.yaml",
+            &flow_targets("f0-", MAX_TARGETS_PER_FILE),
+        );
+        let clash = files.refresh(false);
+        assert!(
+            clash
+                .refused
+                .iter()
+                .any(|e| e.field == "[0].name" && e.line == Some(1)),
+            "{clash:?}"
+        );
+        (read, names)
+    });
+    assert!(read.refused.is_empty(), "{read:?}");
+    assert_eq!(names, MAX_TARGETS);
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    eprintln!("10,000 targets in 5 files checked, capped and clashed in {took:?}");
 }

@@ -194,16 +194,48 @@ fn a_bad_application_value_names_the_key_never_the_password() {
 
 #[test]
 fn percent_escapes_next_to_multibyte_characters_never_panic() {
-    // `%a` followed by `é`: the old decoder sliced bytes inside the `é` and panicked.
-    let err = parse("postgres://h/db?sslrootcert=%a\u{e9}&sslmode=require");
-    assert_eq!(
-        err.unwrap().sslrootcert.as_deref(),
-        Some("%a\u{e9}"),
-        "an invalid escape stays as written"
-    );
-    let err = parse("postgres://h/db?sslmode=%4\u{e9}").unwrap_err();
-    assert!(matches!(err, DsnError::SslMode(_)), "{err}");
+    // `%a` followed by `é`: the old decoder sliced bytes inside the `é` and panicked. Now an
+    // invalid escape is refused (see below), next to a multi-byte character too.
+    for dsn in [
+        "postgres://h/db?sslrootcert=%a\u{e9}&sslmode=require",
+        "postgres://h/db?sslmode=%4\u{e9}",
+        "postgres://\u{e9}%\u{e9}:%\u{e9}@h\u{e9}%/d%\u{e9}?%\u{e9}=%",
+    ] {
+        let err = parse(dsn).unwrap_err();
+        assert!(err.to_string().contains("holds a `%`"), "{dsn}: {err}");
+    }
     // A valid escape at the very end is decoded too.
     let parsed = parse("postgres://h/db?sslmode=requir%65").unwrap();
     assert_eq!(parsed.sslmode, Some(SslMode::Require));
+}
+
+/// A `%` that starts no `%XX` escape was kept as it is by the driver: `%ZZ` in a password was
+/// sent as those three characters. Refused like libpq does, naming the part, never the text.
+#[test]
+fn a_bad_percent_escape_is_refused_naming_its_part_not_its_text() {
+    for (url, part) in [
+        ("postgres://probe:hunter%ZZ2@db/app", "the password"),
+        ("postgres://probe:hunter2%@db/app", "the password"),
+        ("postgres://pro%gbe:hunter2@db/app", "the user name"),
+        ("postgres://probe@d%b/app", "the host"),
+        ("postgres://probe@db/ap%p", "the database name"),
+        (
+            "postgres://probe@db/app?application_name=x%zz",
+            "the value of `application_name`",
+        ),
+        ("postgres://probe@db/app?password=hunter%2", "the password"),
+        (
+            "postgres://probe@db/app?appl%ication_name=x",
+            "a parameter name",
+        ),
+    ] {
+        let e = parse(url).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{part} holds a `%`")), "{url}: {e}");
+        assert!(
+            !e.contains("hunter") && !e.contains("zz") && !e.contains("ZZ"),
+            "{url}: {e}"
+        );
+    }
+    let fine = parse("postgres://probe:hun%25ter%2F2@db/app%2Dx?application_name=a%20b").unwrap();
+    assert_eq!(fine.config.get_password(), Some(&b"hun%ter/2"[..]));
 }

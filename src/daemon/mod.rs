@@ -6,7 +6,8 @@
 //! to 0. If it is valid, each target's change is classified (`config/change.rs`): settings the
 //! engine applies in place reach the running target and keep its measurement; a target whose
 //! connections must change is restarted; removed targets are stopped (their sessions closed),
-//! their series deleted and their stored measurement forgotten.
+//! their series deleted and their stored measurement marked removed (kept a day, for the target
+//! to resume if it comes back: see [`crate::storage`]).
 //! Runs of one target name never overlap: a
 //! restarted target's new run waits for the old one (see [`Chain`]).
 //!
@@ -14,22 +15,28 @@
 //! reload and every `target_files_refresh_interval`; what they give joins the inline targets
 //! through the same [`Daemon::apply`], so the same rules hold for their targets. A refused file
 //! keeps its last good targets and exports `idle_drop_target_file_last_load_successful` 0.
+//!
+//! Reading files never happens on the loop: a reload's configuration file and every refresh of
+//! the target files are read on threads of their own under a deadline (`files.rs`), and the
+//! loop waits for them while still watching for the shutdown signal; `/-/ready` is served by
+//! the HTTP server's own tasks throughout.
+
+mod files;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::target_files::Refresh;
 use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, TargetFilesConfig};
-use crate::http::{self, AppState, TargetFileBoard, TargetFileRow};
+use crate::http::{self, AppState, TargetFileBoard};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::probe::{self, status::StatusBoard, status::TargetStatus};
-use crate::reload::{ReloadError, ReloadInbox, ReloadTrigger};
+use crate::reload::{ReloadInbox, ReloadTrigger};
 use crate::storage::Store;
 
 /// How long targets get to close their sessions at shutdown.
@@ -89,15 +96,7 @@ pub async fn run(
         http_shutdown.clone(),
     ));
 
-    let store = match &config.storage_path {
-        Some(dir) => Store::open(dir).unwrap_or_else(|e| {
-            // `main` refuses a bad directory at start, so it changed since (or a test skipped
-            // that check); measuring works without the file.
-            tracing::error!(error = %e, "cannot open the state file; measurements are kept in memory only");
-            Store::memory()
-        }),
-        None => Store::memory(),
-    };
+    let store = open_store(config.storage_path.as_deref());
     let shard = config.shard;
     if let Some(shard) = shard {
         metrics.shards.set(i64::from(shard.count));
@@ -124,42 +123,17 @@ pub async fn run(
         inline: Vec::new(),
         target_files_config: Default::default(),
         target_files: TargetFiles::default(),
+        work: Default::default(),
     };
-    daemon.take(config);
-    // Targets removed from the configuration while the exporter was down (a reload's removals
-    // are forgotten in `remove_after_stop`). A refused target file's names are unknown: its
-    // stored measurements stay, for when it is fixed.
-    let ours = |name: &str| shard.is_none_or(|shard| shard.owns(name));
-    let names_unknown = !daemon.target_files.all_known();
-    let known: HashSet<&str> = daemon
-        .inline
-        .iter()
-        .chain(daemon.target_files.targets())
-        .map(|t| t.name.as_str())
-        .collect();
-    daemon
-        .store
-        .retain(|name| ours(name) && (names_unknown || known.contains(name)));
-    daemon.apply_all();
-    state.ready.store(true, Ordering::Relaxed);
-
-    let mut refresh = refresh_timer(daemon.target_files_config.refresh_interval);
-    loop {
-        let watching = !daemon.target_files_config.patterns.is_empty();
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            request = inbox.next() => {
-                let Some(reply) = request else { break };
-                let _ = reply.send(daemon.reload());
-                // A reload read the files just now, and may have changed the interval.
-                refresh = refresh_timer(daemon.target_files_config.refresh_interval);
-            }
-            _ = refresh.tick(), if watching => {
-                if daemon.refresh_target_files(false) {
-                    daemon.apply_all();
-                }
-            }
-        }
+    // The target files are read off this loop, under a deadline; a signal meanwhile stops it.
+    let started = tokio::select! {
+        _ = daemon.take(config) => true,
+        _ = shutdown.cancelled() => false,
+    };
+    if started {
+        daemon.start(shard);
+        state.ready.store(true, Ordering::Relaxed);
+        daemon.serve(&mut inbox, &shutdown).await;
     }
 
     tracing::info!("shutting down: closing probe connections");
@@ -168,6 +142,57 @@ pub async fn run(
     http_shutdown.cancel();
     let _ = server.await;
     tracing::info!("stopped");
+}
+
+impl Daemon {
+    /// Starts the targets of the first configuration, once its target files are read.
+    fn start(&mut self, shard: Option<crate::config::Shard>) {
+        // Targets removed from the configuration while the exporter was down (a reload's removals
+        // are forgotten in `remove_after_stop`). A refused target file's names are unknown: its
+        // stored measurements stay, for when it is fixed.
+        let ours = |name: &str| shard.is_none_or(|shard| shard.owns(name));
+        let names_unknown = !self.target_files.all_known();
+        let known: HashSet<&str> = self
+            .inline
+            .iter()
+            .chain(self.target_files.targets())
+            .map(|t| t.name.as_str())
+            .collect();
+        self.store
+            .retain(|name| ours(name) && (names_unknown || known.contains(name)));
+        self.apply_all();
+    }
+
+    /// Answers reloads and refreshes the target files until `shutdown`; file work runs off
+    /// this loop, and a signal during it ends the loop at once.
+    async fn serve(&mut self, inbox: &mut ReloadInbox, shutdown: &CancellationToken) {
+        let mut refresh = refresh_timer(self.target_files_config.refresh_interval);
+        loop {
+            let watching = !self.target_files_config.patterns.is_empty();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                request = inbox.next() => {
+                    let Some(reply) = request else { break };
+                    let result = tokio::select! {
+                        result = self.reload() => result,
+                        _ = shutdown.cancelled() => break,
+                    };
+                    let _ = reply.send(result);
+                    // A reload read the files just now, and may have changed the interval.
+                    refresh = refresh_timer(self.target_files_config.refresh_interval);
+                }
+                _ = refresh.tick(), if watching => {
+                    let changed = tokio::select! {
+                        changed = self.refresh_target_files(false) => changed,
+                        _ = shutdown.cancelled() => break,
+                    };
+                    if changed {
+                        self.apply_all();
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct Daemon {
@@ -195,6 +220,21 @@ struct Daemon {
     /// `target_files` of that load, and what the files give.
     target_files_config: TargetFilesConfig,
     target_files: TargetFiles,
+    /// File work in flight off the loop (see `files.rs`).
+    work: files::FileWork,
+}
+
+/// The state file in `dir` (`--storage.path`), else memory only.
+fn open_store(dir: Option<&std::path::Path>) -> Store {
+    match dir {
+        Some(dir) => Store::open(dir).unwrap_or_else(|e| {
+            // `main` refuses a bad directory at start, so it changed since (or a test skipped
+            // that check); measuring works without the file.
+            tracing::error!(error = %e, "cannot open the state file; measurements are kept in memory only");
+            Store::memory()
+        }),
+        None => Store::memory(),
+    }
 }
 
 /// The first tick one period from now: the files were just read.
@@ -205,109 +245,6 @@ fn refresh_timer(period: Duration) -> tokio::time::Interval {
 }
 
 impl Daemon {
-    fn reload(&mut self) -> Result<(), ReloadError> {
-        match config::load(&self.config_path) {
-            Err(e) => {
-                self.metrics.reload_successful.set(0);
-                self.metrics.reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(error = %e, "invalid configuration; keeping the running one");
-                Err(ReloadError::Refused(e.to_string()))
-            }
-            Ok(config) => {
-                if config.listen_address != self.listen_address {
-                    tracing::warn!(new = %config.listen_address, "listen_address changes take effect after a restart");
-                }
-                if config.log != self.log {
-                    tracing::warn!("log settings change take effect after a restart");
-                }
-                self.take(config);
-                self.apply_all();
-                tracing::info!("configuration reloaded");
-                Ok(())
-            }
-        }
-    }
-
-    /// Takes a configuration just loaded: its inline targets, and its target files read again
-    /// (every one, as the files their targets name may have changed), are what `apply_all`
-    /// applies next.
-    fn take(&mut self, config: Config) {
-        self.loaded(&config);
-        self.inline = config.targets;
-        self.target_files_config = config.target_files;
-        self.refresh_target_files(true);
-    }
-
-    fn loaded(&self, config: &Config) {
-        for warning in &config.warnings {
-            tracing::warn!("{warning}");
-        }
-        self.metrics.reload_successful.set(1);
-        self.metrics.reloads.with_label_values(&["success"]).inc();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        self.metrics.reload_timestamp.set(now);
-    }
-
-    /// Reads the target files again (every one when `force`, else those whose bytes changed),
-    /// logs and exports what happened; returns whether the targets they give changed.
-    fn refresh_target_files(&mut self, force: bool) -> bool {
-        let refresh = self.target_files.refresh(
-            &self.target_files_config,
-            &self.inline,
-            &self.config_path,
-            force,
-        );
-        let changed = refresh.changed;
-        self.report(refresh);
-        changed
-    }
-
-    /// Logs a refresh of the target files and sets their series.
-    fn report(&self, refresh: Refresh) {
-        for warning in &refresh.warnings {
-            tracing::warn!("{warning}");
-        }
-        for refusal in &refresh.refused {
-            tracing::error!(file = %refusal.file.display(), error = %refusal, "target file refused; the targets it gave before, if any, keep running");
-        }
-        for path in &refresh.recovered {
-            tracing::info!(file = %path.display(), "target file accepted again");
-        }
-        for path in &refresh.gone {
-            let file = path.display().to_string();
-            let _ = self.metrics.target_file_ok.remove_label_values(&[&file]);
-            let _ = self
-                .metrics
-                .target_file_targets
-                .remove_label_values(&[&file]);
-            tracing::info!(
-                file,
-                "target file no longer matched; its targets are removed"
-            );
-        }
-        let mut rows = Vec::new();
-        for file in self.target_files.files() {
-            let label = file.path.display().to_string();
-            rows.push(TargetFileRow {
-                file: label.clone(),
-                targets: file.targets,
-                refusal: file.refusal.map(ToString::to_string),
-            });
-            self.metrics
-                .target_file_ok
-                .with_label_values(&[&label])
-                .set(i64::from(file.ok));
-            self.metrics
-                .target_file_targets
-                .with_label_values(&[&label])
-                .set(file.targets as i64);
-        }
-        *self.files.write().unwrap_or_else(|e| e.into_inner()) = rows;
-    }
-
     /// Applies the inline targets and those the target files give.
     fn apply_all(&mut self) {
         let targets = self
@@ -368,6 +305,8 @@ impl Daemon {
             if let Some(keep) = self.removals.remove(&name) {
                 keep.cancel();
             }
+            // Back within a day of its removal: its stored measurement is its own again.
+            self.store.revive(&name);
             let target = Arc::new(target);
             let (updates, updates_rx) = watch::channel(target.clone());
             let stop = CancellationToken::new();
@@ -413,9 +352,9 @@ impl Daemon {
         self.chain.retain(|_, done| !done.is_cancelled());
     }
 
-    /// Deletes a removed target's series, status entry and stored measurement once its run has
-    /// ended (so a last `remember` cannot bring the measurement back), unless the name is
-    /// configured again by then.
+    /// Deletes a removed target's series and status entry, and marks its stored measurement
+    /// removed (kept a day), once its run has ended (so a last `remember` cannot undo the
+    /// mark), unless the name is configured again by then.
     fn remove_after_stop(&mut self, name: String) {
         let keep = CancellationToken::new();
         let done = CancellationToken::new();

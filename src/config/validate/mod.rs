@@ -1,6 +1,10 @@
 //! The second step of loading: raw values as written ([`super::raw`]) become checked settings
 //! ([`Config`], [`TargetConfig`]), resolving durations, percentages, passwords and CA files.
-//! Every refusal names the field (and its line, through [`ConfigError::at`]).
+//! Every refusal names the field (and its line, through [`ConfigError::at`]). What a target
+//! takes from files and the environment (its DSN, password, CA bundle), and where a target file
+//! may take files from, is in `files.rs`.
+
+mod files;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,15 +14,13 @@ use super::locate::Step::{self, Index, Key};
 use super::raw;
 use super::target_files::{self, TargetFilesConfig};
 use super::{
-    parse_duration, read_file, relative_to, CaBundle, Config, ConfigError, KeepaliveProbe,
-    LifetimeSource, LogConfig, LogFormat, MissingEnv, TargetConfig, DEFAULT_LISTEN_ADDRESS,
-    MAX_CONNECTIONS_HARD_CAP, MAX_DSN_FILE_BYTES, MAX_DURATION, MAX_FILE_BYTES, MAX_LADDER_RUNGS,
-    MAX_PASSWORD_FILE_BYTES,
+    parse_duration, relative_to, Config, ConfigError, KeepaliveProbe, LifetimeSource, LogConfig,
+    LogFormat, MissingEnv, TargetConfig, DEFAULT_LISTEN_ADDRESS, MAX_CONNECTIONS_HARD_CAP,
+    MAX_DURATION, MAX_LADDER_RUNGS,
 };
 use crate::discovery::PolicyKind;
 use crate::postgres::dsn::{self, AppParams, SslMode};
 use crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME;
-use crate::secret::Secret;
 
 /// Checks a parsed configuration file; `text` is the file's text (for line numbers).
 pub(super) fn config(
@@ -31,18 +33,21 @@ pub(super) fn config(
         path,
         text,
         list_file: false,
+        allowed: None,
         missing_env,
     }
     .config(raw)
 }
 
 /// Checks a target file (a list of targets, see `target_files.rs`); `text` is its text. Fields
-/// are named from the list (`[2].precision`), and files a target names are relative to `path`.
-/// Returns the targets and the warnings they give.
+/// are named from the list (`[2].precision`), and files a target names are relative to `path`
+/// and must resolve inside its folder or one of `allowed` (see `files.rs`). Returns the targets
+/// and the warnings they give.
 pub(super) fn target_list(
     path: &Path,
     text: &str,
     raw: Vec<raw::RawTarget>,
+    allowed: &[PathBuf],
     missing_env: MissingEnv,
 ) -> Result<(Vec<TargetConfig>, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
@@ -50,6 +55,7 @@ pub(super) fn target_list(
         path,
         text,
         list_file: true,
+        allowed: Some(allowed),
         missing_env,
     }
     .targets(raw, &mut warnings)?;
@@ -68,6 +74,7 @@ pub(crate) fn target(
         path: source,
         text: "",
         list_file: false,
+        allowed: None,
         missing_env: MissingEnv::Refuse,
     }
     .target(0, raw, &mut warnings)?;
@@ -79,6 +86,9 @@ struct Validator<'a> {
     text: &'a str,
     /// A target file: the targets are the file's top-level list, not `targets:` in it.
     list_file: bool,
+    /// In a target file, the folders besides its own whose files its targets may name; `None`
+    /// for the main configuration, which may name any.
+    allowed: Option<&'a [PathBuf]>,
     /// What an unset `dsn_env` or `password_env` variable does.
     missing_env: MissingEnv,
 }
@@ -126,8 +136,9 @@ impl Validator<'_> {
         let listen_address = crate::listener::ListenAddress::parse(listen)
             .map_err(|reason| self.error(&[Key("listen_address")], reason))?;
         let log = self.log(raw.log)?;
-        let target_files =
+        let mut target_files =
             self.target_files(raw.target_files, raw.target_files_refresh_interval)?;
+        target_files.allowed_dirs = self.allowed_dirs(raw.target_files_allowed_dirs)?;
         if raw.targets.is_empty() && target_files.patterns.is_empty() {
             return Err(self.error(
                 &[Key("targets")],
@@ -149,12 +160,37 @@ impl Validator<'_> {
         })
     }
 
+    /// `target_files_allowed_dirs`: folders, relative to this file's folder.
+    fn allowed_dirs(&self, dirs: Option<Vec<String>>) -> Checked<Vec<PathBuf>> {
+        let mut resolved = Vec::new();
+        for (i, dir) in dirs.unwrap_or_default().into_iter().enumerate() {
+            if dir.trim().is_empty() {
+                return Err(self.error(
+                    &[Key("target_files_allowed_dirs"), Index(i)],
+                    "a folder must not be empty",
+                ));
+            }
+            resolved.push(relative_to(self.path, &dir));
+        }
+        Ok(resolved)
+    }
+
     /// Checks each target and that no two share a name.
     fn targets(
         &self,
         raw: Vec<raw::RawTarget>,
         warnings: &mut Vec<String>,
     ) -> Checked<Vec<TargetConfig>> {
+        if raw.len() > target_files::MAX_TARGETS {
+            return Err(self.error(
+                &[Key("targets")],
+                format!(
+                    "{} targets, more than {} (the most in all, with every target file's)",
+                    raw.len(),
+                    target_files::MAX_TARGETS
+                ),
+            ));
+        }
         let mut names = HashSet::new();
         let mut targets = Vec::new();
         for (i, target) in raw.into_iter().enumerate() {
@@ -205,6 +241,7 @@ impl Validator<'_> {
         Ok(TargetFilesConfig {
             patterns: resolved,
             refresh_interval,
+            allowed_dirs: Vec::new(),
             missing_env: self.missing_env,
         })
     }
@@ -398,77 +435,9 @@ impl Validator<'_> {
             recommended_socket_timeout,
             keepalive_probe,
             reap_ghosts: raw.reap_ghosts.unwrap_or(true),
+            allow_cleartext_password: raw.allow_cleartext_password.unwrap_or(false),
             discovery_policy,
         })
-    }
-
-    /// The target's DSN from `dsn`, `dsn_env` or `dsn_file` (exactly one), parsed; with the
-    /// field it came from. Errors name that field, and the variable or file, never the value.
-    fn dsn(
-        &self,
-        i: usize,
-        raw: &raw::RawTarget,
-        warnings: &mut Vec<String>,
-    ) -> Checked<(&'static str, dsn::ParsedDsn)> {
-        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
-        let given: Vec<&'static str> = [
-            ("dsn", raw.dsn.is_some()),
-            ("dsn_env", raw.dsn_env.is_some()),
-            ("dsn_file", raw.dsn_file.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(field, set)| set.then_some(field))
-        .collect();
-        let field = match given[..] {
-            [field] => field,
-            [] => {
-                return Err(self.error(
-                    &[Key("targets"), Index(i)],
-                    "`dsn` is required (or `dsn_env` or `dsn_file` with the application's URL)",
-                ))
-            }
-            [_, second, ..] => {
-                return Err(self.error(
-                    &at(second),
-                    "give the DSN in one place only: dsn, dsn_env or dsn_file",
-                ))
-            }
-        };
-        let (text, origin) = match field {
-            "dsn_env" => {
-                let var = raw.dsn_env.as_deref().unwrap_or_default();
-                match std::env::var(var) {
-                    Ok(v) if !v.trim().is_empty() => {
-                        (v.trim().to_string(), format!("the URL in {var}: "))
-                    }
-                    _ => {
-                        self.unset_env(&at(field), var, warnings)?;
-                        (UNSET_ENV_DSN.to_string(), String::new())
-                    }
-                }
-            }
-            "dsn_file" => {
-                let path = self.relative(raw.dsn_file.as_deref().unwrap_or_default());
-                let bytes = read_file(&path, MAX_DSN_FILE_BYTES).map_err(|e| {
-                    self.error(&at(field), format!("cannot read {}: {e}", path.display()))
-                })?;
-                // Never quote the bytes: they hold the password.
-                let text = String::from_utf8(bytes).map_err(|_| {
-                    self.error(&at(field), format!("{} is not UTF-8 text", path.display()))
-                })?;
-                if text.trim().is_empty() {
-                    return Err(self.error(&at(field), format!("{} is empty", path.display())));
-                }
-                (
-                    text.trim().to_string(),
-                    format!("the DSN in {}: ", path.display()),
-                )
-            }
-            _ => (raw.dsn.clone().unwrap_or_default(), String::new()),
-        };
-        let parsed =
-            dsn::parse(&text).map_err(|e| self.error(&at(field), format!("{origin}{e}")))?;
-        Ok((field, parsed))
     }
 
     /// The lifetime the guard idles and where it came from: `app_max_idle_lifetime` wins;
@@ -521,92 +490,6 @@ impl Validator<'_> {
         Ok(from_url.map_or((None, None), |(d, source)| (Some(d), Some(source))))
     }
 
-    fn password(
-        &self,
-        i: usize,
-        raw: &raw::RawTarget,
-        dsn_has_password: bool,
-        warnings: &mut Vec<String>,
-    ) -> Checked<Option<Secret>> {
-        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
-        let sources = [
-            raw.password_file.is_some(),
-            raw.password_env.is_some(),
-            dsn_has_password,
-        ];
-        if sources.iter().filter(|s| **s).count() > 1 {
-            let field = if raw.password_file.is_some() {
-                "password_file"
-            } else {
-                "password_env"
-            };
-            return Err(self.error(
-                &at(field),
-                "give the password in one place only: password_file, password_env or the DSN",
-            ));
-        }
-        if let Some(file) = &raw.password_file {
-            let path = self.relative(file);
-            let bytes = read_file(&path, MAX_PASSWORD_FILE_BYTES).map_err(|e| {
-                self.error(
-                    &at("password_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            // Never quote the bytes: they are (or contain) the password.
-            let text = String::from_utf8(bytes).map_err(|_| {
-                self.error(
-                    &at("password_file"),
-                    format!("{} is not UTF-8 text", path.display()),
-                )
-            })?;
-            let password = text.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                return Err(
-                    self.error(&at("password_file"), format!("{} is empty", path.display()))
-                );
-            }
-            return Ok(Some(Secret::new(password)));
-        }
-        if let Some(var) = &raw.password_env {
-            return match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
-                _ => self
-                    .unset_env(&at("password_env"), var, warnings)
-                    .map(|()| None),
-            };
-        }
-        Ok(None)
-    }
-
-    fn ca_bundle(&self, at: &[Step], file: &str) -> Checked<CaBundle> {
-        let path = self.relative(file);
-        let pem = read_file(&path, MAX_FILE_BYTES)
-            .map_err(|e| self.error(at, format!("cannot read {}: {e}", path.display())))?;
-        let certs = rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.error(at, format!("{}: not PEM: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(self.error(at, format!("{} holds no certificate", path.display())));
-        }
-        // Parse each as the TLS setup will (a CERTIFICATE block holding something else failed
-        // only at the first connection, so the target was never probed).
-        let mut roots = rustls::RootCertStore::empty();
-        for (n, cert) in certs.into_iter().enumerate() {
-            roots.add(cert).map_err(|e| {
-                self.error(
-                    at,
-                    format!(
-                        "{}: certificate {} of the file is not a valid certificate: {e}",
-                        path.display(),
-                        n + 1
-                    ),
-                )
-            })?;
-        }
-        Ok(CaBundle { path, pem })
-    }
-
     fn duration(&self, at: &[Step], value: &Option<String>, default: &str) -> Checked<Duration> {
         let text = value.as_deref().unwrap_or(default);
         parse_duration(text).map_err(|reason| self.error(at, reason))
@@ -650,9 +533,5 @@ impl Validator<'_> {
             ladder.push(d);
         }
         Ok(ladder)
-    }
-
-    fn relative(&self, file: &str) -> PathBuf {
-        relative_to(self.path, file)
     }
 }

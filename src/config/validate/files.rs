@@ -1,0 +1,222 @@
+//! What a target takes from elsewhere: its DSN (`dsn`, `dsn_env`, `dsn_file`), its password
+//! (`password_file`, `password_env`) and its CA bundle (`ca_file`, or the DSN's `sslrootcert`).
+//!
+//! Files are relative to the file that names them. A target file (written by whoever may write
+//! a ConfigMap or run a generator, not necessarily the exporter's operator) may only name files
+//! that resolve, after every symlink, inside its own folder or a folder of the main
+//! configuration's `target_files_allowed_dirs`: `password_file: ../../../../etc/shadow` with a
+//! DSN pointed at a server of one's own would otherwise read any file the exporter can and send
+//! it there. The resolved path is opened without following a symlink a second time.
+//!
+//! Nothing read is ever quoted in an error: a refusal names the field and the file.
+
+use std::path::{Path, PathBuf};
+
+use super::super::locate::Step::{self, Index, Key};
+use super::super::{
+    raw, read_file_at, relative_to, CaBundle, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
+    MAX_PASSWORD_FILE_BYTES,
+};
+use super::{Checked, Validator, UNSET_ENV_DSN};
+use crate::postgres::dsn;
+use crate::secret::Secret;
+
+impl Validator<'_> {
+    /// The target's DSN from `dsn`, `dsn_env` or `dsn_file` (exactly one), parsed; with the
+    /// field it came from. Errors name that field, and the variable or file, never the value.
+    pub(super) fn dsn(
+        &self,
+        i: usize,
+        raw: &raw::RawTarget,
+        warnings: &mut Vec<String>,
+    ) -> Checked<(&'static str, dsn::ParsedDsn)> {
+        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
+        let given: Vec<&'static str> = [
+            ("dsn", raw.dsn.is_some()),
+            ("dsn_env", raw.dsn_env.is_some()),
+            ("dsn_file", raw.dsn_file.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, set)| set.then_some(field))
+        .collect();
+        let field = match given[..] {
+            [field] => field,
+            [] => {
+                return Err(self.error(
+                    &[Key("targets"), Index(i)],
+                    "`dsn` is required (or `dsn_env` or `dsn_file` with the application's URL)",
+                ))
+            }
+            [_, second, ..] => {
+                return Err(self.error(
+                    &at(second),
+                    "give the DSN in one place only: dsn, dsn_env or dsn_file",
+                ))
+            }
+        };
+        let (text, origin) = match field {
+            "dsn_env" => {
+                let var = raw.dsn_env.as_deref().unwrap_or_default();
+                match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => {
+                        (v.trim().to_string(), format!("the URL in {var}: "))
+                    }
+                    _ => {
+                        self.unset_env(&at(field), var, warnings)?;
+                        (UNSET_ENV_DSN.to_string(), String::new())
+                    }
+                }
+            }
+            "dsn_file" => {
+                let file = raw.dsn_file.as_deref().unwrap_or_default();
+                let (path, text) = self.one_line(&at(field), file, MAX_DSN_FILE_BYTES, "a DSN")?;
+                (
+                    text.trim().to_string(),
+                    format!("the DSN in {}: ", path.display()),
+                )
+            }
+            _ => (raw.dsn.clone().unwrap_or_default(), String::new()),
+        };
+        let parsed =
+            dsn::parse(&text).map_err(|e| self.error(&at(field), format!("{origin}{e}")))?;
+        Ok((field, parsed))
+    }
+
+    /// The password from `password_file` or `password_env` (at most one, and not beside a
+    /// password in the DSN); `None` when neither is given.
+    pub(super) fn password(
+        &self,
+        i: usize,
+        raw: &raw::RawTarget,
+        dsn_has_password: bool,
+        warnings: &mut Vec<String>,
+    ) -> Checked<Option<Secret>> {
+        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
+        let sources = [
+            raw.password_file.is_some(),
+            raw.password_env.is_some(),
+            dsn_has_password,
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            let field = if raw.password_file.is_some() {
+                "password_file"
+            } else {
+                "password_env"
+            };
+            return Err(self.error(
+                &at(field),
+                "give the password in one place only: password_file, password_env or the DSN",
+            ));
+        }
+        if let Some(file) = &raw.password_file {
+            let at = at("password_file");
+            let (_, text) = self.one_line(&at, file, MAX_PASSWORD_FILE_BYTES, "a password")?;
+            return Ok(Some(Secret::new(text)));
+        }
+        if let Some(var) = &raw.password_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
+                _ => self
+                    .unset_env(&at("password_env"), var, warnings)
+                    .map(|()| None),
+            };
+        }
+        Ok(None)
+    }
+
+    /// A file holding one line (`what`: a DSN, a password): UTF-8, not empty, nothing but line
+    /// breaks around that line (they are dropped). A second line was ignored (a DSN) or sent as
+    /// part of the password: either way not what was meant, so it is refused.
+    fn one_line(
+        &self,
+        at: &[Step],
+        file: &str,
+        limit: u64,
+        what: &str,
+    ) -> Checked<(PathBuf, String)> {
+        let (path, bytes) = self.read_named(at, file, limit)?;
+        let shown = path.display();
+        // Never quote the bytes: they hold the password.
+        let text = String::from_utf8(bytes)
+            .map_err(|_| self.error(at, format!("{shown} is not UTF-8 text")))?;
+        let body = text.trim_matches(['\r', '\n']);
+        if body.trim().is_empty() {
+            return Err(self.error(at, format!("{shown} is empty")));
+        }
+        if body.contains(['\r', '\n']) {
+            return Err(self.error(
+                at,
+                format!("{shown} holds more than one line; it must hold {what} alone, on one line"),
+            ));
+        }
+        Ok((path, body.to_string()))
+    }
+
+    /// A PEM bundle of CA certificates, each parsed as the TLS setup will.
+    pub(super) fn ca_bundle(&self, at: &[Step], file: &str) -> Checked<CaBundle> {
+        let (path, pem) = self.read_named(at, file, MAX_FILE_BYTES)?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(at, format!("{}: not PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(self.error(at, format!("{} holds no certificate", path.display())));
+        }
+        // Parse each as the TLS setup will (a CERTIFICATE block holding something else failed
+        // only at the first connection, so the target was never probed).
+        let mut roots = rustls::RootCertStore::empty();
+        for (n, cert) in certs.into_iter().enumerate() {
+            roots.add(cert).map_err(|e| {
+                self.error(
+                    at,
+                    format!(
+                        "{}: certificate {} of the file is not a valid certificate: {e}",
+                        path.display(),
+                        n + 1
+                    ),
+                )
+            })?;
+        }
+        Ok(CaBundle { path, pem })
+    }
+
+    /// Reads a file this file names (relative to its folder), at most `limit` bytes; in a
+    /// target file, only where it may (see the module doc). Returns the path as written
+    /// (joined to the folder) and the bytes.
+    fn read_named(&self, at: &[Step], file: &str, limit: u64) -> Checked<(PathBuf, Vec<u8>)> {
+        let path = relative_to(self.path, file);
+        let cannot =
+            |e: std::io::Error| self.error(at, format!("cannot read {}: {e}", path.display()));
+        let Some(allowed) = self.allowed else {
+            let bytes = read_file_at(&path, limit, false).map_err(cannot)?;
+            return Ok((path, bytes));
+        };
+        let real = path.canonicalize().map_err(cannot)?;
+        let folder = folder_of(self.path);
+        let inside = std::iter::once(folder.as_path())
+            .chain(allowed.iter().map(PathBuf::as_path))
+            .filter_map(|dir| dir.canonicalize().ok())
+            .any(|dir| real.starts_with(dir));
+        if !inside {
+            return Err(self.error(
+                at,
+                format!(
+                    "{} resolves to {}, outside this target file's folder {}: a target file may name only files in its own folder or in target_files_allowed_dirs",
+                    path.display(),
+                    real.display(),
+                    folder.display()
+                ),
+            ));
+        }
+        // The resolved path, without following a symlink swapped in since.
+        let bytes = read_file_at(&real, limit, true).map_err(cannot)?;
+        Ok((path, bytes))
+    }
+}
+
+/// The folder `file` is in (the working directory for a bare name).
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
