@@ -264,7 +264,7 @@ status() {
   d=$(dir "$name")
   print_env "$name"
   echo "CONNTRACK_ENTRIES=$(in_ns "$name" conntrack -C 2>/dev/null || echo '?')"
-  echo "EXPORTER_SESSIONS=$(superuser_sql "$name" -Atc "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'")"
+  echo "EXPORTER_SESSIONS=$(superuser_sql "$name" -Atc "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'idle_drop_exporter%'")"
 }
 
 down() {

@@ -13,9 +13,10 @@
 //!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
 //! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
 //!   phase machine in `phases.rs`, the spawned network work in `tasks.rs`, what their reports
-//!   do in `results.rs`), the guard, the watch, the control connection (outage detection, ghost
-//!   reaping), the [`Publisher`](probe::publisher::Publisher) that writes metrics and status
-//!   together, and the status snapshot ([`TargetState`](probe::status::TargetState), deaths by
+//!   do in `results.rs`), the guard, the watch, the control connection (outage detection; ghost
+//!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher) that
+//!   writes metrics and status together, and the status snapshot
+//!   ([`TargetState`](probe::status::TargetState), deaths by
 //!   [`DeathCause`](postgres::classify::DeathCause)).
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in
 //!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).

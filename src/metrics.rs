@@ -19,7 +19,9 @@ use crate::probe::status::TargetState;
 
 /// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
 /// label sets of `idle_drop_unexpected_closed_connections_total`, exported at 0 from the start.
-const UNEXPECTED_ROLES: [&str; 5] = ["guard", "sentinel_low", "control", "discovery", "keepalive"];
+/// Not the control connection: it is ours, not the application's, and its deaths never page
+/// (they count in `idle_drop_control_connection_drops_total`).
+const UNEXPECTED_ROLES: [&str; 4] = ["guard", "sentinel_low", "discovery", "keepalive"];
 const DEATH_KINDS: [&str; 5] = ["timeout", "reset", "eof", "server_terminated", "error"];
 
 /// All metric families, registered once for the life of the process.
@@ -38,6 +40,7 @@ pub struct Metrics {
     probe_uses: IntCounterVec,
     closed: IntCounterVec,
     unexpected_closed: IntCounterVec,
+    control_drops: IntCounterVec,
     outages: IntCounterVec,
     time_to_failure: HistogramVec,
     connect_duration: HistogramVec,
@@ -106,6 +109,7 @@ impl Metrics {
             probe_uses: register!(r, counter("idle_drop_probe_uses_total", "Probe connection uses after an idle period, by ladder rung and outcome.", &["target", "rung", "outcome"])),
             closed: register!(r, counter("idle_drop_closed_connections_total", "Probe connections that died.", &["target", "role", "kind", "sqlstate", "detected"])),
             unexpected_closed: register!(r, counter("idle_drop_unexpected_closed_connections_total", "Probe connections that died although they should have survived (what pages).", &["target", "role", "kind"])),
+            control_drops: register!(r, counter("idle_drop_control_connection_drops_total", "The control connection died of something idling can cause (timeout, reset, EOF, an idle timeout of the server) and the server answered again at once: the path dropped it between two pings. Ours, not the application's: never pages.", &["target", "kind"])),
             outages: register!(r, counter("idle_drop_outages_total", "Times the target became unreachable (link down, server restart): deaths then are outages, never unexpected idle deaths.", t)),
             time_to_failure: register!(r, HistogramVec::new(
                 HistogramOpts::new("idle_drop_time_to_failure_seconds", "From sending a probe to learning the connection is dead.")
@@ -205,6 +209,12 @@ impl Metrics {
                     .with_label_values(&[name, role, kind]);
             }
         }
+        for kind in DEATH_KINDS {
+            handle
+                .metrics
+                .control_drops
+                .with_label_values(&[name, kind]);
+        }
         handle
     }
 
@@ -232,6 +242,7 @@ impl Metrics {
         remove_where_target(&self.probe_uses, name);
         remove_where_target(&self.closed, name);
         remove_where_target(&self.unexpected_closed, name);
+        remove_where_target(&self.control_drops, name);
         remove_where_target(&self.outages, name);
         remove_where_target(&self.time_to_failure, name);
         remove_where_target(&self.connect_duration, name);
@@ -374,6 +385,15 @@ impl TargetMetrics {
         self.metrics
             .unexpected_closed
             .with_label_values(&[&self.name, role, kind])
+            .inc();
+    }
+
+    /// The control connection died of something idling can cause while the server stayed
+    /// reachable (see `probe::control`).
+    pub fn control_drop(&self, kind: &str) {
+        self.metrics
+            .control_drops
+            .with_label_values(&[&self.name, kind])
             .inc();
     }
 

@@ -272,3 +272,79 @@ fn on_a_terminal_progress_redraws_one_line() {
     );
     assert!(screen.contains("idle-drop threshold  between"), "{screen}");
 }
+
+/// The report's "connections at most" is what the server could have listed, not attempts nor
+/// connections already closed (issue 20: "23/33 connections at most" while the server saw at
+/// most 2). With the role limited to 3 sessions, `--budget 64` can never have had more.
+#[test]
+fn the_report_counts_at_most_the_sessions_the_server_allowed() {
+    if skip_without_lab(&[]) {
+        return;
+    }
+    let lab = Lab::up("rbdc", "silent", 3);
+    lab.sql(&format!(
+        "ALTER ROLE {} CONNECTION LIMIT 3",
+        lab.get("LAB_USER")
+    ));
+    let sessions = SessionWatch::start(&lab.name);
+    let output = discover(
+        &lab,
+        "60s",
+        &["--json", "--budget", "64", "--keepalive-check", "false"],
+    )
+    .output()
+    .unwrap();
+    let listed = sessions.finish();
+    let report = report(&output);
+    let peak = report["sessions_peak"].as_u64().unwrap();
+    eprintln!("--budget 64, role limited to 3: the report says {peak} at most, the server listed {listed} at most");
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert!(
+        peak <= 3,
+        "{peak} connections at most, on a role limited to 3"
+    );
+    assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
+}
+
+/// `--time-limit` bounds the whole run, a connect under way included: a server that takes the
+/// connection and never answers, with `--connect-timeout 1h` (it ended at 35 s for a 20 s
+/// limit: 15 s of grace waiting for the control connection's connect).
+#[test]
+fn the_time_limit_bounds_a_connect_under_way() {
+    // A loopback "server" that accepts and then says nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let password = std::env::temp_dir().join(format!("rb-silent-pw-{}", std::process::id()));
+    std::fs::write(&password, "unused\n").unwrap();
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+        .args([
+            "discover",
+            "--dsn",
+            &format!("postgres://probe@127.0.0.1:{port}/db"),
+        ])
+        .arg("--password-file")
+        .arg(&password)
+        .args(["--sslmode", "disable", "--json", "--time-limit", "4s"])
+        .args(["--connect-timeout", "1h"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let _ = std::fs::remove_file(&password);
+    let report = report(&output);
+    eprintln!("--time-limit 4s --connect-timeout 1h: ended after {took:?}");
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "time_limit", "{report:#}");
+    // The limit, and the moment a process takes to exit.
+    assert!(
+        took < Duration::from_millis(4500),
+        "a 4 s time limit ended after {took:?}"
+    );
+}

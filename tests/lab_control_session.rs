@@ -20,7 +20,7 @@ const BUDGET: usize = 6;
 /// probe opens before it is up).
 fn oldest_exporter_pid(lab: &Lab) -> Option<i32> {
     lab.sql(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter' \
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'idle_drop_exporter%' \
          ORDER BY backend_start LIMIT 1",
     )
     .parse()
@@ -98,7 +98,7 @@ async fn a_dropped_control_connection_leaves_no_session_behind() {
         "sessions left behind after shutdown: {}",
         lab.sql(
             "SELECT string_agg(pid || ' ' || state || ' ' || backend_start, ', ') \
-             FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'"
+             FROM pg_stat_activity WHERE application_name LIKE 'idle_drop_exporter%'"
         )
     );
 }

@@ -64,7 +64,7 @@ fn peak_sessions(lab: &Lab, seconds: u32) -> std::thread::JoinHandle<usize> {
             "CREATE FUNCTION pg_temp.peak() RETURNS int LANGUAGE plpgsql AS $$ \
              DECLARE m int := 0; c int; BEGIN FOR i IN 1..{samples} LOOP \
              PERFORM pg_stat_clear_snapshot(); \
-             SELECT count(*) INTO c FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'; \
+             SELECT count(*) INTO c FROM pg_stat_activity WHERE application_name LIKE 'idle_drop_exporter%'; \
              m := greatest(m, c); PERFORM pg_sleep(0.01); END LOOP; RETURN m; END $$; \
              SELECT pg_temp.peak();"
         );

@@ -8,6 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -469,4 +471,123 @@ fn bad_web_config_exits_78_naming_the_field() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
+}
+
+/// One request over a fresh connection from `source` (any 127.x.y.z: Linux routes all of
+/// 127/8 to loopback); returns its status (0: no answer) and how long it took.
+async fn get_from(
+    source: std::net::Ipv4Addr,
+    address: std::net::SocketAddr,
+    authorization: &str,
+) -> (u16, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let Ok(mut stream) = socket.connect(address).await else {
+        return (0, started.elapsed());
+    };
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: test\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, started.elapsed());
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let status = String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// 200 attackers, each from its own loopback address, guess passwords for the real user while
+/// Prometheus scrapes: the scraper proved its password before, so it never waits behind their
+/// bcrypt checks (issue 20: with 200 addresses a scrape timed out at 10 s). And a scraper whose
+/// password was never checked yet is answered within a bounded time too, not after the whole
+/// flood's checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_many_addresses_never_delays_a_known_scraper() {
+    let dir = temp_dir("flood");
+    let users: Vec<(&str, &str)> = vec![("prometheus", "scrape-pw"), ("second", "second-pw")];
+    let mut text = "basic_auth_users:\n".to_string();
+    for (user, password) in &users {
+        text.push_str(&format!(
+            "  {user}: '{}'\n",
+            bcrypt::hash(password, 8).unwrap()
+        ));
+    }
+    let web = dir.join("web.yml");
+    std::fs::write(&web, text).unwrap();
+    let running = start(&web).await;
+    let address = running.address;
+    let home = std::net::Ipv4Addr::LOCALHOST;
+    let scraper = basic("prometheus", "scrape-pw");
+    // The scraper's first scrape: its password is checked once, then known.
+    let (status, first) = get_from(home, address, &scraper).await;
+    assert_eq!(status, 200);
+
+    let flooding = Arc::new(AtomicBool::new(true));
+    let mut attackers = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let flooding = flooding.clone();
+        let source = std::net::Ipv4Addr::new(127, 1, (i / 200) as u8, (i % 200 + 1) as u8);
+        attackers.spawn(async move {
+            let mut sent = 0u32;
+            while flooding.load(Ordering::Relaxed) {
+                let guess = basic("prometheus", &format!("guess-{i}-{sent}"));
+                let (status, _) = get_from(source, address, &guess).await;
+                assert_ne!(status, 200, "a wrong password passed");
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            sent
+        });
+    }
+    // Let the flood build up its queue.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut known = Vec::new();
+    let flood_started = std::time::Instant::now();
+    while flood_started.elapsed() < Duration::from_secs(3) {
+        let (status, took) = get_from(home, address, &scraper).await;
+        assert_eq!(status, 200, "the known scraper is let in");
+        known.push(took);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A scraper never seen before (another user): its check waits behind a bounded queue.
+    let (new_status, new_took) = get_from(
+        std::net::Ipv4Addr::new(127, 0, 0, 2),
+        address,
+        &basic("second", "second-pw"),
+    )
+    .await;
+    flooding.store(false, Ordering::Relaxed);
+    let mut guesses = 0;
+    while let Some(sent) = attackers.join_next().await {
+        guesses += sent.unwrap();
+    }
+    running.stop().await;
+    let slowest = known.iter().max().unwrap();
+    eprintln!(
+        "200 attackers, {guesses} guesses: the known scraper's slowest of {} scrapes took \
+         {slowest:?} (its first, uncached, {first:?}); a new scraper got {new_status} after \
+         {new_took:?}",
+        known.len()
+    );
+    assert!(
+        *slowest < Duration::from_millis(100),
+        "a known scraper waited {slowest:?} behind the flood"
+    );
+    assert!(
+        new_took < Duration::from_secs(2) && matches!(new_status, 200 | 503),
+        "a new scraper got {new_status} after {new_took:?}"
+    );
 }

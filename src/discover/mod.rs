@@ -31,6 +31,9 @@ pub use report::{Outcome, Report};
 const TARGET_NAME: &str = "discover";
 /// How long closing the probe sessions may take after the measurement.
 const CLOSE_GRACE: Duration = Duration::from_secs(15);
+/// How much of `--time-limit` is kept for closing the sessions (at most a quarter of it): the
+/// limit bounds the whole run, a connect under way and the close included.
+const CLOSE_RESERVE: Duration = Duration::from_secs(4);
 /// How long the target may stay unreachable before the measurement is given up.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -83,7 +86,8 @@ pub struct Args {
     #[arg(long, default_value = "5%")]
     pub precision: String,
     /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m,
-    /// 3.25 x with the keepalive check].
+    /// 3.25 x with the keepalive check]. Bounds the whole run: the last quarter of it (at most
+    /// 4 s) is kept for closing the sessions.
     #[arg(long, value_name = "DURATION", value_parser = parse_time_limit)]
     pub time_limit: Option<Duration>,
     /// TCP + TLS + startup timeout per connection [default: 5s].
@@ -190,8 +194,10 @@ pub async fn measure(
         stop.clone(),
     ));
     let started = Instant::now();
-    // A limit too far to be a clock reading is no limit (flags bound it well below that).
-    let deadline = started.checked_add(time_limit);
+    // The measurement stops early enough for the close to fit in the limit too. A limit too
+    // far to be a clock reading is no limit (flags bound it well below that).
+    let close_reserve = CLOSE_RESERVE.min(time_limit / 4);
+    let deadline = started.checked_add(time_limit - close_reserve);
     let mut last_reachable = started;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let snapshot = || {
@@ -218,10 +224,14 @@ pub async fn measure(
             }
         }
     };
-    if outcome.is_some() {
+    if let Some(outcome) = outcome {
         stop.cancel();
-        if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
-            tracing::warn!(grace = %crate::format::duration(CLOSE_GRACE), "probe sessions still closing after the grace period");
+        let grace = match outcome {
+            Outcome::TimeLimit => close_reserve,
+            _ => CLOSE_GRACE,
+        };
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(grace = %crate::format::duration(grace), "probe sessions still closing after the grace period");
             task.abort();
         }
     }

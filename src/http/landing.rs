@@ -16,6 +16,9 @@ use crate::postgres::classify::DeathCause;
 use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::recipes::{self, Recipe};
 
+/// How a stored measurement's lifetime is shown until the sentinels confirm it.
+const STORED_CONFIRMING: &str = "stored, confirming";
+
 const STYLE: &str = concat!(
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}",
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
@@ -114,10 +117,15 @@ fn row(page: &mut String, s: &TargetStatus) {
         TargetState::Unreachable
     }
     .as_str();
-    let recommended = s
-        .recommendation
-        .and_then(|r| r.max_idle_lifetime)
-        .map_or("–".to_string(), human);
+    let recommended = match s.recommendation.and_then(|r| r.max_idle_lifetime) {
+        None => "–".to_string(),
+        // A stored measurement is not advice until the sentinels confirm it still holds.
+        Some(stored) if s.recommendation_unconfirmed => format!(
+            "<span class=\"muted\">{} ({STORED_CONFIRMING})</span>",
+            human(stored)
+        ),
+        Some(lifetime) => format!("<b>{}</b>", human(lifetime)),
+    };
     let socket = s
         .recommendation
         .map_or("–".to_string(), |r| human(r.socket_timeout));
@@ -135,7 +143,7 @@ fn row(page: &mut String, s: &TargetStatus) {
     };
     let _ = writeln!(
         page,
-        "<tr><td><a href=\"#target-{id}\">{name}</a></td><td><code>{}</code></td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td><a href=\"#target-{id}\">{name}</a></td><td><code>{}</code></td><td class=\"{state_class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         escape(&s.display_dsn),
         escape(state),
         s.bracket.lower.map_or("–".into(), human),
@@ -258,6 +266,14 @@ fn settings(page: &mut String, s: &TargetStatus) {
         page.push_str("<p>None yet: no idle connection has survived, so no lifetime is known to be safe.</p>\n");
         return;
     };
+    if s.recommendation_unconfirmed {
+        let _ = writeln!(
+            page,
+            "<p>None yet ({STORED_CONFIRMING}): the stored measurement gave a lifetime of {}, but the path may have changed since; the settings follow once the sentinels confirm it still holds.</p>",
+            human(lifetime)
+        );
+        return;
+    }
     if recipes.is_empty() {
         page.push_str("<p>None yet: the first death tells how this path drops connections.</p>\n");
         return;
@@ -413,7 +429,11 @@ fn survival_chart(page: &mut String, s: &TargetStatus) {
         marker(app, "#1f5fbf", "your pool", 36.0);
     }
     if let Some(recommended) = s.recommendation.and_then(|r| r.max_idle_lifetime) {
-        marker(recommended, "#2a8a2a", "recommended", 128.0);
+        if s.recommendation_unconfirmed {
+            marker(recommended, "#888888", "stored", 128.0);
+        } else {
+            marker(recommended, "#2a8a2a", "recommended", 128.0);
+        }
     }
     page.push_str("</svg>\n");
 }
@@ -562,14 +582,18 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_measurement_says_so_and_keeps_its_recipes() {
+    fn a_resumed_measurement_says_so_and_gives_recipes_only_once_confirmed() {
         let board: StatusBoard = Arc::new(RwLock::new(BTreeMap::new()));
         let mut status = sample();
         status.state = TargetState::Confirming;
+        status.recommendation_unconfirmed = true;
         status.deaths.clear();
         status.stored_drop = Some(DeathCause::Timeout);
         status.resumed_from = Some(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_000));
-        board.write().unwrap().insert(status.name.clone(), status);
+        board
+            .write()
+            .unwrap()
+            .insert(status.name.clone(), status.clone());
         let page = render(&board, &Default::default(), "/metrics");
         assert!(
             page.contains("Resumed from the measurement stored at 2026-11-18T11:06:40Z")
@@ -577,8 +601,20 @@ mod tests {
             "{page}"
         );
         assert!(
-            page.contains("max_idle_connection_lifetime=15&amp;socket_timeout=10"),
-            "recipes from the stored drop kind"
+            page.contains("15.0s (stored, confirming)")
+                && page.contains("None yet (stored, confirming)")
+                && !page.contains("<b>15.0s</b>")
+                && !page.contains("max_idle_connection_lifetime=15"),
+            "a stored lifetime is not advice before it is confirmed: {page}"
+        );
+        status.state = TargetState::Watching;
+        status.recommendation_unconfirmed = false;
+        board.write().unwrap().insert(status.name.clone(), status);
+        let page = render(&board, &Default::default(), "/metrics");
+        assert!(
+            page.contains("<b>15.0s</b>")
+                && page.contains("max_idle_connection_lifetime=15&amp;socket_timeout=10"),
+            "recipes from the stored drop kind once confirmed: {page}"
         );
     }
 

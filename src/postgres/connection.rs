@@ -4,6 +4,11 @@
 //! The query error on a dead connection only says `kind: Closed`; the connection task's result
 //! says whether it was a timeout, a reset, an EOF or a FATAL from the server. A probe therefore
 //! waits briefly for the task's result after a failed query and keeps both.
+//!
+//! Each attempt carries its own `application_name` ([`Attempt`]): an attempt we gave up on may
+//! still become a session on the server (a stalled server finishes the startup after our
+//! timeout, and a box that forgot the flow drops our FIN), and the nonce is how that session is
+//! found and terminated although we never learnt its pid.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,14 +56,17 @@ impl Connector {
         })
     }
 
-    /// Opens a connection. `keepalive`: TCP keepalive idle/interval for the keepalive probe.
-    /// `on_end` runs once when the connection task finishes, however it finishes.
+    /// Opens a connection as `attempt`. `keepalive`: TCP keepalive idle/interval for the
+    /// keepalive probe. `on_end` runs once when the connection task finishes, however it
+    /// finishes.
     pub async fn open(
         &self,
+        attempt: &Attempt,
         keepalive: Option<Duration>,
         on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
     ) -> Result<ProbeConnection, ConnectError> {
         let mut driver = self.driver.clone();
+        driver.application_name(&attempt.application_name);
         if let Some(interval) = keepalive {
             driver
                 .keepalives(true)
@@ -68,6 +76,9 @@ impl Connector {
         }
         let started = Instant::now();
         // The driver's connect_timeout covers only the TCP connect; bound TLS and startup too.
+        // When this fires, the TCP connection was made (the driver's own timeout fires first
+        // otherwise) and the startup may reach a stalled server that finishes it later: the
+        // attempt may linger.
         let connected = tokio::time::timeout(
             self.connect_timeout + Duration::from_millis(500),
             startup::connect(&driver, self.tls.clone(), self.allow_cleartext),
@@ -78,12 +89,16 @@ impl Connector {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::Timeout,
                     detail: "timed out during connect, TLS or startup".into(),
+                    lingers: true,
                 })
             }
+            // The driver saw the attempt fail (no TCP connection within connect_timeout, a
+            // reset, a refusal by the server): nothing of it is left to finish.
             Ok(Err(e)) => {
                 return Err(ConnectError {
                     kind: classify::startup_error(&e),
                     detail: classify::chain_text(&e),
+                    lingers: false,
                 })
             }
             Ok(Ok(pair)) => pair,
@@ -101,6 +116,8 @@ impl Connector {
         });
         let mut conn = ProbeConnection {
             client,
+            tag: query_tag(&attempt.application_name),
+            fatal: std::sync::Mutex::new(None),
             ended: ended_rx,
             task,
             backend: BackendIdentity::default(),
@@ -108,61 +125,131 @@ impl Connector {
             last_sent: Instant::now(),
             connect_duration: started.elapsed(),
         };
-        conn.last_sent = Instant::now();
-        let identity = tokio::time::timeout(
-            self.connect_timeout,
-            conn.client.simple_query(
-                "SELECT pg_backend_pid()::text, backend_start::text, \
-                 extract(epoch FROM now() - backend_start)::text \
-                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-            ),
-        )
-        .await;
-        match identity {
-            Ok(Ok(rows)) => {
-                if let Some(row) = first_row(&rows) {
-                    // A backend older than our connection was not started for us: a pooler
-                    // (PgBouncer, RDS Proxy) handed us one of its server connections.
-                    let age: f64 = row.get(2).and_then(|a| a.parse().ok()).unwrap_or(f64::MAX);
-                    let own_window = started.elapsed() + BACKEND_AGE_SLACK;
-                    conn.backend = BackendIdentity {
-                        pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
-                        backend_start: row.get(1).unwrap_or_default().to_string(),
-                        exclusive: age <= own_window.as_secs_f64(),
-                    };
-                }
-            }
+        conn.read_identity(self.connect_timeout, started, attempt)
+            .await?;
+        Ok(conn)
+    }
+}
+
+impl ProbeConnection {
+    /// The first query: who the server says this session is ([`BackendIdentity`]). An error
+    /// leaves a session behind that exists (dropping the connection says goodbye, but a box
+    /// that forgot the flow drops that): the attempt may linger.
+    async fn read_identity(
+        &mut self,
+        timeout: Duration,
+        started: Instant,
+        attempt: &Attempt,
+    ) -> Result<(), ConnectError> {
+        self.last_sent = Instant::now();
+        let query = format!("{}{IDENTITY_QUERY}", self.tag);
+        let rows = match tokio::time::timeout(timeout, self.client.simple_query(&query)).await {
+            Ok(Ok(rows)) => rows,
             Ok(Err(e)) => {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::ServerError,
                     detail: format!("reading the session identity: {}", classify::chain_text(&e)),
+                    lingers: true,
                 })
             }
             Err(_) => {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::Timeout,
                     detail: "timed out reading the session identity".into(),
+                    lingers: true,
                 })
             }
+        };
+        if let Some(row) = first_row(&rows) {
+            // A backend older than our connection was not started for us: a pooler
+            // (PgBouncer, RDS Proxy) handed us one of its server connections.
+            let age: f64 = row.get(2).and_then(|a| a.parse().ok()).unwrap_or(f64::MAX);
+            let own_window = started.elapsed() + BACKEND_AGE_SLACK;
+            self.backend = BackendIdentity {
+                pid: row.get(0).and_then(|p| p.parse().ok()).unwrap_or(0),
+                backend_start: row.get(1).unwrap_or_default().to_string(),
+                exclusive: age <= own_window.as_secs_f64(),
+                application_name: attempt.application_name.clone(),
+            };
         }
-        conn.last_active = Instant::now();
-        Ok(conn)
+        self.last_active = Instant::now();
+        Ok(())
     }
 }
 
+/// The comment every query on a connection starts with: its `application_name`, nonce
+/// included. `pg_stat_activity.query` shows the last query a session ran, so a session whose
+/// last query starts with it was used by nobody after us, however late the server ran that
+/// query (a stalled server runs our last ping when it resumes; by the clock, that looked like
+/// someone else's use, and the session was left behind). At the start, so that the server's
+/// truncation of long queries never cuts it.
+pub fn query_tag(application_name: &str) -> String {
+    format!("/* {application_name} */ ")
+}
+
+/// The first query of every connection: its pid, start and age (see [`BackendIdentity`]).
+pub const IDENTITY_QUERY: &str = "SELECT pg_backend_pid()::text, backend_start::text, \
+     extract(epoch FROM now() - backend_start)::text \
+     FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+
 /// How much older than our connection attempt a backend may look and still have been started
 /// for it (clock granularity between the server's `backend_start` and `now()`).
-const BACKEND_AGE_SLACK: Duration = Duration::from_secs(1);
+pub const BACKEND_AGE_SLACK: Duration = Duration::from_secs(1);
+
+/// One connection attempt: the `application_name` it connects with (ours, `/`, a random
+/// nonce) and when it started. Its session, if the attempt is given up but the server still
+/// finishes it, is found by that name alone (see [`Attempt::identity`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub application_name: String,
+    pub started: Instant,
+}
+
+impl Attempt {
+    pub fn new() -> Attempt {
+        Attempt {
+            application_name: format!("{}/{:016x}", super::APPLICATION_NAME, rand::random::<u64>()),
+            started: Instant::now(),
+        }
+    }
+
+    /// The session this attempt may have left, as the ghost check takes it: no pid (never
+    /// learnt), only the name; checked against sessions started since the attempt began.
+    pub fn identity(&self) -> BackendIdentity {
+        BackendIdentity {
+            pid: 0,
+            backend_start: String::new(),
+            exclusive: true,
+            application_name: self.application_name.clone(),
+        }
+    }
+}
+
+impl Default for Attempt {
+    fn default() -> Self {
+        Attempt::new()
+    }
+}
 
 /// The server's name for a session: pid alone is reused, pid + start time is not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendIdentity {
+    /// 0: an [`Attempt`]'s session, whose pid we never learnt.
     pub pid: i32,
     pub backend_start: String,
     /// The server started this backend for our connection, so it is ours alone. False behind a
     /// pooler that handed us an older server connection: that session is the pooler's, and
     /// the exporter never terminates it.
     pub exclusive: bool,
+    /// The attempt's `application_name` (with its nonce).
+    pub application_name: String,
+}
+
+impl BackendIdentity {
+    /// An [`Attempt`]'s session: known by its name only.
+    pub fn is_attempt(&self) -> bool {
+        self.pid == 0 && !self.application_name.is_empty()
+    }
 }
 
 /// How the connection task ended.
@@ -181,11 +268,18 @@ pub struct ConnectionEnd {
 pub struct ConnectError {
     pub kind: ConnectErrorKind,
     pub detail: String,
+    /// The attempt may have left a session the server lists (see [`Attempt`]): it counts
+    /// against the budget until the server is seen without it.
+    pub lingers: bool,
 }
 
 /// An open probe connection.
 pub struct ProbeConnection {
     client: Client,
+    /// What every query on it starts with (see [`query_tag`]).
+    tag: String,
+    /// A FATAL one of our queries received (see [`ProbeConnection::death_cause`]).
+    fatal: std::sync::Mutex<Option<DeathCause>>,
     ended: watch::Receiver<Option<ConnectionEnd>>,
     task: JoinHandle<()>,
     pub backend: BackendIdentity,
@@ -254,7 +348,8 @@ impl ProbeConnection {
         }
         let sent = Instant::now();
         self.last_sent = sent;
-        match tokio::time::timeout(query_timeout, self.client.simple_query(query)).await {
+        let query = format!("{}{query}", self.tag);
+        match tokio::time::timeout(query_timeout, self.client.simple_query(&query)).await {
             Ok(Ok(_)) => {
                 self.last_active = Instant::now();
                 ProbeOutcome::Alive
@@ -290,6 +385,54 @@ impl ProbeConnection {
         }
     }
 
+    /// A round trip (`SELECT 1`) on the control connection; on failure, why the connection
+    /// died ([`ProbeConnection::death_cause`], the task's result waited for briefly): a FATAL
+    /// that answered this or an earlier query of ours (an administrator's termination that
+    /// lands on a query in flight reaches the task only as EOF), else the task's result, else
+    /// [`DeathCause::Error`]. Never a guessed timeout: only a query that got no answer is one.
+    pub async fn ping(&self, query_timeout: Duration) -> Result<(), DeathCause> {
+        if self.ended().is_some() {
+            return Err(self.death_cause());
+        }
+        let ping = format!("{}SELECT 1", self.tag);
+        match tokio::time::timeout(query_timeout, self.client.simple_query(&ping)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.note_fatal(&e);
+                let mut ended = self.ended.clone();
+                let _ = tokio::time::timeout(CAUSE_WAIT, ended.wait_for(|e| e.is_some())).await;
+                Err(self.death_cause())
+            }
+            Err(_) => Err(DeathCause::Timeout),
+        }
+    }
+
+    /// Why the connection died: the FATAL a query of ours received, if one did (the
+    /// connection task then only sees the EOF that follows), else the task's own result;
+    /// `error` while neither says.
+    pub fn death_cause(&self) -> DeathCause {
+        let fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        fatal
+            .or_else(|| self.ended().and_then(|end| end.cause))
+            .unwrap_or(DeathCause::Error)
+    }
+
+    /// Keeps a FATAL (the server ends the session) that answered one of our queries.
+    fn note_fatal(&self, error: &tokio_postgres::Error) {
+        let fatal = error.as_db_error().is_some_and(|db| {
+            matches!(
+                db.parsed_severity(),
+                Some(
+                    tokio_postgres::error::Severity::Fatal | tokio_postgres::error::Severity::Panic
+                )
+            )
+        });
+        if fatal {
+            *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(classify::death_cause(error));
+        }
+    }
+
     /// The driver client, for the control connection's parameterised queries.
     pub fn client(&self) -> &Client {
         &self.client
@@ -301,7 +444,8 @@ impl ProbeConnection {
         sql: &str,
         timeout: Duration,
     ) -> Result<Vec<Vec<Option<String>>>, String> {
-        match tokio::time::timeout(timeout, self.client.simple_query(sql)).await {
+        let sql = format!("{}{sql}", self.tag);
+        match tokio::time::timeout(timeout, self.client.simple_query(&sql)).await {
             Ok(Ok(messages)) => Ok(messages
                 .iter()
                 .filter_map(|m| match m {
@@ -313,7 +457,10 @@ impl ProbeConnection {
                     _ => None,
                 })
                 .collect()),
-            Ok(Err(e)) => Err(classify::chain_text(&e)),
+            Ok(Err(e)) => {
+                self.note_fatal(&e);
+                Err(classify::chain_text(&e))
+            }
             Err(_) => Err(format!("no answer within {timeout:?}")),
         }
     }

@@ -8,8 +8,10 @@ pub mod dsn;
 pub mod startup;
 pub mod tls;
 
-/// Every session the exporter opens carries this `application_name`, so operators (and our own
-/// ghost reaper) can tell them apart in `pg_stat_activity`.
+/// Every session the exporter opens carries an `application_name` that starts with this (then
+/// `/` and a nonce per connection attempt, see [`connection::Attempt`]), so operators (and our
+/// own ghost reaper) can tell them apart in `pg_stat_activity`
+/// (`application_name LIKE 'idle_drop_exporter/%'`).
 pub const APPLICATION_NAME: &str = "idle_drop_exporter";
 
 /// `text` as an SQL string literal, for the simple protocol (which takes no parameters): quotes

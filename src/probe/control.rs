@@ -7,6 +7,11 @@
 //!   sessions matching pid + backend_start + our application_name, so never anyone else's.
 //! - *What does the server say about keepalives and idle timeouts?* (an info metric).
 //!
+//! It is the exporter's connection, not the application's: its deaths never page. One the path
+//! dropped (the server answers again at once) counts in
+//! `idle_drop_control_connection_drops_total`; an administrator's termination (57P01) or a
+//! restart is a termination, not a drop; an unreachable server is an outage.
+//!
 //! It counts against the target's connection budget like any probe, and so do its earlier
 //! sessions that died silently (the server may still list them) until the server lets go of
 //! them: they are checked at every reconnect and again regularly, terminated under the same
@@ -22,38 +27,12 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
-use crate::postgres::connection::{BackendIdentity, Connector, ProbeConnection};
-use crate::postgres::{sql_literal, APPLICATION_NAME};
+use crate::postgres::classify::DeathCause;
+use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
 use crate::probe::status::{self, StatusBoard};
 
-/// What the server says about a dead probe's session.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GhostVerdict {
-    /// The server no longer lists it.
-    Gone,
-    /// It was still listed (a ghost) and we terminated it.
-    Reaped,
-    /// Still listed and not terminated (reaping off, or refused).
-    Alive,
-    /// Still listed, but busy or used after we last used it: a pooler's server connection now
-    /// serving another client. Not ours any more; never terminated.
-    Reused,
-    /// The control connection is down: ask again later.
-    Unknown,
-}
-
-impl GhostVerdict {
-    /// The verdict in a log line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GhostVerdict::Gone => "gone",
-            GhostVerdict::Reaped => "reaped",
-            GhostVerdict::Alive => "alive",
-            GhostVerdict::Reused => "reused by a pooler",
-            GhostVerdict::Unknown => "unknown",
-        }
-    }
-}
+mod ghost;
+pub use ghost::GhostVerdict;
 
 enum Request {
     Ping(oneshot::Sender<bool>),
@@ -69,6 +48,7 @@ enum Request {
 pub struct ControlHandle {
     requests: mpsc::Sender<Request>,
     up: watch::Receiver<bool>,
+    connected_since: watch::Receiver<Option<Instant>>,
     lower_bound: Arc<watch::Sender<Option<Duration>>>,
     sessions: watch::Receiver<usize>,
 }
@@ -122,6 +102,11 @@ impl ControlHandle {
         self.sessions.clone()
     }
 
+    /// When the attempt behind the live control connection started; `None` while down.
+    pub fn connected_since(&self) -> Option<Instant> {
+        *self.connected_since.borrow()
+    }
+
     /// Lets the control connection ping less often once we know how long idle flows survive.
     pub fn set_lower_bound(&self, lower: Option<Duration>) {
         self.lower_bound.send_replace(lower);
@@ -140,9 +125,11 @@ pub fn spawn(
     let (up_tx, up) = watch::channel(false);
     let (lower_tx, lower_rx) = watch::channel(None);
     let (sessions_tx, sessions) = watch::channel(0);
+    let (connected_tx, connected_since) = watch::channel(None);
     let handle = ControlHandle {
         requests,
         up,
+        connected_since,
         lower_bound: Arc::new(lower_tx),
         sessions,
     };
@@ -158,7 +145,9 @@ pub fn spawn(
         current: None,
         leftovers: Vec::new(),
         sessions: sessions_tx,
+        connected_since: connected_tx,
         lost: None,
+        failure: None,
     };
     (handle, tokio::spawn(control.run()))
 }
@@ -179,19 +168,29 @@ struct Control {
     /// when we last sent it anything; dropped once the server no longer lists them.
     leftovers: Vec<(BackendIdentity, Instant)>,
     sessions: watch::Sender<usize>,
-    /// How the last control connection died, until a reconnect tells whether that was an
-    /// idle death (the server answered again at once: it pages) or an outage (it did not).
-    lost: Option<crate::postgres::classify::DeathCause>,
+    connected_since: watch::Sender<Option<Instant>>,
+    /// How the last control connection died, until a reconnect tells whether that was a drop
+    /// (the server answered again at once) or an outage (it did not).
+    lost: Option<DeathCause>,
+    /// Why the last failed ping failed (what [`Control::lost`] reports).
+    failure: Option<DeathCause>,
+}
+
+/// Whether a control connection's death, with the server answering again at once, was the
+/// path dropping it: a cause idling can have, known for sure. An administrator's termination
+/// (57P01), a restart or a cause the driver did not tell (`error`) is not a drop.
+fn is_drop(cause: &DeathCause) -> bool {
+    cause.can_be_idle_expiry() && *cause != DeathCause::Error
 }
 
 const QUERY_TIMEOUT_CAP: Duration = Duration::from_secs(5);
-/// How much shorter than our own idle time the server's may be and still be "unused since us":
-/// the server marks a session idle when it has sent its answer, a little after our last send.
-const GHOST_IDLE_SLACK: Duration = Duration::from_secs(2);
 /// How often earlier control sessions the server still lists are checked again.
 const LEFTOVER_RECHECK: Duration = Duration::from_secs(10);
 /// How long shutdown may spend terminating earlier control sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(6);
+/// How long shutdown waits for a connection to sweep with: a server that does not answer by
+/// then will not be swept, and the exit must not wait for it.
+const SWEEP_CONNECT_LIMIT: Duration = Duration::from_secs(3);
 
 impl Control {
     async fn run(mut self) {
@@ -200,16 +199,27 @@ impl Control {
         // A health question asked while the connection was failing: answered by the reconnect.
         let mut pending_ping: Option<oneshot::Sender<bool>> = None;
         while !self.shutdown.is_cancelled() {
-            match self.connector.open(None, |_| {}).await {
+            let attempt = Attempt::new();
+            let opened = tokio::select! {
+                // Not even a long connect_timeout holds up shutdown (`discover --time-limit 20s
+                // --connect-timeout 1h` ended at 35 s): the attempt is abandoned, and swept.
+                _ = self.shutdown.cancelled() => {
+                    self.leftovers.push((attempt.identity(), attempt.started));
+                    break;
+                }
+                opened = self.connector.open(&attempt, None, |_| {}) => opened,
+            };
+            match opened {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
-                        if cause.can_be_idle_expiry() {
-                            self.metrics.unexpected("control", cause.kind());
+                        if is_drop(&cause) {
+                            self.metrics.control_drop(cause.kind());
                         }
                     }
                     backoff.reset();
                     last_error_kind = None;
                     self.metrics.connected(conn.connect_duration);
+                    self.connected_since.send_replace(Some(attempt.started));
                     self.on_connected(&conn).await;
                     if let Some(reply) = pending_ping.take() {
                         let _ = reply.send(true);
@@ -219,6 +229,11 @@ impl Control {
                     pending_ping = self.serve(conn).await;
                 }
                 Err(e) => {
+                    if e.lingers {
+                        // The server may still finish it: counted, checked at the reconnect.
+                        self.leftovers.push((attempt.identity(), attempt.started));
+                        self.publish_sessions();
+                    }
                     // The control connection died with the server out of reach: an outage.
                     self.lost = None;
                     if let Some(reply) = pending_ping.take() {
@@ -254,6 +269,7 @@ impl Control {
     }
 
     async fn on_connected(&mut self, conn: &ProbeConnection) {
+        self.failure = None;
         self.current = Some((conn.backend.clone(), Instant::now()));
         self.publish_sessions();
         // Earlier sessions first: while one is still listed we hold a session too many.
@@ -346,12 +362,18 @@ impl Control {
                         if self.leftovers.is_empty() {
                             break;
                         }
-                        match self.connector.open(None, |_| {}).await {
-                            Ok(c) => {
+                        let attempt = Attempt::new();
+                        let opened = tokio::time::timeout(
+                            SWEEP_CONNECT_LIMIT,
+                            self.connector.open(&attempt, None, |_| {}),
+                        )
+                        .await;
+                        match opened {
+                            Ok(Ok(c)) => {
                                 self.current = Some((c.backend.clone(), Instant::now()));
                                 c
                             }
-                            Err(_) => break,
+                            _ => break,
                         }
                     }
                 };
@@ -431,13 +453,13 @@ impl Control {
         }
     }
 
-    /// The control connection died although it was never idle long: count it; it pages unless
-    /// the reconnect finds the server unreachable (an outage).
+    /// The control connection died although it was never idle long: count it as closed; the
+    /// reconnect tells whether it was a drop (the server answers at once) or an outage. The
+    /// cause is what the failed ping found, else what the connection task reported, else
+    /// `error`: never a guessed timeout (an administrator's termination that raced a ping
+    /// once counted as one).
     async fn lost(&mut self, conn: ProbeConnection) {
-        let cause = conn
-            .ended()
-            .and_then(|end| end.cause)
-            .unwrap_or(crate::postgres::classify::DeathCause::Timeout);
+        let cause = self.failure.take().unwrap_or_else(|| conn.death_cause());
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
         self.metrics
             .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
@@ -448,6 +470,7 @@ impl Control {
 
     /// The live control connection is gone, but the server may still list its session.
     fn retire_current(&mut self) {
+        self.connected_since.send_replace(None);
         if let Some(current) = self.current.take() {
             self.leftovers.push(current);
         }
@@ -468,90 +491,37 @@ impl Control {
             .send_if_modified(|n| std::mem::replace(n, sessions) != sessions);
     }
 
+    /// A round trip; false (with why, for [`Control::lost`]) when the connection is dead.
     async fn ping(&mut self, conn: &ProbeConnection) -> bool {
-        if conn.ended().is_some() {
-            return false;
+        if conn.ended().is_none() {
+            self.sending();
         }
-        self.sending();
-        conn.simple_query("SELECT 1", self.query_timeout())
-            .await
-            .is_ok()
+        match conn.ping(self.query_timeout()).await {
+            Ok(()) => true,
+            Err(cause) => {
+                self.failure = Some(cause);
+                false
+            }
+        }
     }
 
-    /// Whether the server still lists a dead session of ours, and if so (and reaping is on)
-    /// terminates it. Two guards keep this from ever ending someone else's session: a backend
-    /// the server did not start for our connection (a pooler's) is not ours to judge; and a
-    /// session the server shows busy, or used after we last used it, is not our ghost but a
-    /// pooler's server connection serving another client (a pool that grew while we
-    /// connected started it for us): [`GhostVerdict::Reused`], never terminated.
-    ///
-    /// Both queries use the simple protocol with the values as literals: behind a pooler in
-    /// transaction mode a prepared statement's parse and execute can reach different server
-    /// connections ("prepared statement does not exist"), which would look like a lost control
-    /// connection.
+    /// Whether the server still lists a dead session of ours, reaping it if configured (see
+    /// [`ghost::check`]).
     async fn check_ghost(
         &self,
         conn: &ProbeConnection,
         backend: &BackendIdentity,
         idle_since: Instant,
     ) -> GhostVerdict {
-        if backend.pid == 0 || !backend.exclusive {
-            return GhostVerdict::Gone;
-        }
-        let unused_for = idle_since
-            .elapsed()
-            .saturating_sub(GHOST_IDLE_SLACK)
-            .as_secs_f64();
-        let filter = format!(
-            "FROM pg_stat_activity WHERE pid = {} AND backend_start::text = {} \
-             AND application_name = {}",
-            backend.pid,
-            sql_literal(&backend.backend_start),
-            sql_literal(APPLICATION_NAME),
-        );
-        let unused_since_us = format!(
-            "state = 'idle' AND state_change <= now() - make_interval(secs => {unused_for:.3})"
-        );
-        let listed = conn
-            .simple_query(
-                &format!("SELECT ({unused_since_us})::text {filter}"),
-                self.query_timeout(),
-            )
-            .await;
-        let rows = match listed {
-            Ok(rows) => rows,
-            Err(_) => return GhostVerdict::Unknown,
-        };
-        match rows.first().and_then(|row| row.first()) {
-            None => return GhostVerdict::Gone,
-            Some(Some(unused)) if unused == "true" => {}
-            Some(_) => return GhostVerdict::Reused,
-        }
-        if !self.target.reap_ghosts {
-            return GhostVerdict::Alive;
-        }
-        let reaped = conn
-            .simple_query(
-                &format!("SELECT pg_terminate_backend(pid)::text {filter} AND {unused_since_us}"),
-                self.query_timeout(),
-            )
-            .await;
-        match reaped {
-            Ok(rows)
-                if rows
-                    .iter()
-                    .any(|r| r.first() == Some(&Some("true".to_string()))) =>
-            {
-                GhostVerdict::Reaped
-            }
-            // Listed a moment ago, but now gone or busy (or used after us): not terminated.
-            Ok(_) => GhostVerdict::Alive,
-            Err(e) if conn.ended().is_none() => {
-                tracing::warn!(target_name = %self.target.name, pid = backend.pid, error = %e, "cannot terminate ghost session");
-                GhostVerdict::Alive
-            }
-            Err(_) => GhostVerdict::Unknown,
-        }
+        ghost::check(
+            conn,
+            backend,
+            idle_since,
+            self.target.reap_ghosts,
+            self.query_timeout(),
+            &self.target.name,
+        )
+        .await
     }
 
     /// While disconnected, answer requests at once (unreachable) instead of letting them wait.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::control::{ControlHandle, GhostVerdict};
 use crate::postgres::connection::{
-    BackendIdentity, ConnectError, ConnectionEnd, Connector, ProbeConnection, ProbeOutcome,
+    Attempt, BackendIdentity, ConnectError, ConnectionEnd, Connector, ProbeConnection, ProbeOutcome,
 };
 
 /// One open probe connection, as the engine uses it.
@@ -43,10 +43,12 @@ pub trait Conn: Send + 'static {
 /// Opens probe connections to one target.
 pub trait Connect: Send + Sync + 'static {
     type Conn: Conn;
-    /// `keepalive`: TCP keepalive idle and interval (the keepalive probe only). `on_end` runs
-    /// once when the connection ends, however it ends.
+    /// Opens as `attempt` (its `application_name`). `keepalive`: TCP keepalive idle and
+    /// interval (the keepalive probe only). `on_end` runs once when the connection ends,
+    /// however it ends.
     fn open(
         &self,
+        attempt: Attempt,
         keepalive: Option<Duration>,
         on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
     ) -> impl Future<Output = Result<Self::Conn, ConnectError>> + Send;
@@ -72,6 +74,9 @@ pub trait Control: Clone + Send + Sync + 'static {
     fn subscribe_sessions(&self) -> watch::Receiver<usize>;
     /// What is known of the lower bound (the control connection pings less often).
     fn set_lower_bound(&self, lower: Option<Duration>);
+    /// When the attempt behind the live control connection started (`None` while down): an
+    /// attempt that started later and connected shows the server takes connections again.
+    fn connected_since(&self) -> Option<Instant>;
 }
 
 impl Conn for ProbeConnection {
@@ -107,12 +112,13 @@ impl Conn for ProbeConnection {
 
 impl Connect for Connector {
     type Conn = ProbeConnection;
-    fn open(
+    async fn open(
         &self,
+        attempt: Attempt,
         keepalive: Option<Duration>,
         on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
-    ) -> impl Future<Output = Result<ProbeConnection, ConnectError>> + Send {
-        Connector::open(self, keepalive, on_end)
+    ) -> Result<ProbeConnection, ConnectError> {
+        Connector::open(self, &attempt, keepalive, on_end).await
     }
 }
 
@@ -141,5 +147,8 @@ impl Control for ControlHandle {
     }
     fn set_lower_bound(&self, lower: Option<Duration>) {
         ControlHandle::set_lower_bound(self, lower)
+    }
+    fn connected_since(&self) -> Option<Instant> {
+        ControlHandle::connected_since(self)
     }
 }

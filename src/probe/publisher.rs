@@ -69,17 +69,26 @@ impl Publisher {
         self.status(|s| s.state = state);
     }
 
-    /// The bracket and the pool settings recommended from it.
-    pub fn set_bracket(&mut self, bracket: Bracket, recommendation: Recommendation) {
+    /// The bracket and the pool settings recommended from it. `confirmed` false: the bracket
+    /// is a stored one the sentinels have not confirmed; its lifetime is not published as a
+    /// recommendation (no `idle_drop_recommended_max_idle_lifetime_seconds`, no log line, no
+    /// recipes), and the page shows it as "stored, confirming".
+    pub fn set_bracket(
+        &mut self,
+        bracket: Bracket,
+        recommendation: Recommendation,
+        confirmed: bool,
+    ) {
         self.metrics.set_bracket(bracket.lower, bracket.upper);
         self.metrics.set_recommendation(
-            recommendation.max_idle_lifetime,
+            recommendation.max_idle_lifetime.filter(|_| confirmed),
             recommendation.socket_timeout,
         );
-        self.recommendation = Some(recommendation);
+        self.recommendation = confirmed.then_some(recommendation);
         self.status(|s| {
             s.bracket = bracket;
             s.recommendation = Some(recommendation);
+            s.recommendation_unconfirmed = !confirmed;
         });
     }
 

@@ -19,7 +19,9 @@ use super::control::GhostVerdict;
 use super::network::{Conn, Connect, Control};
 use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::classify::DeathCause;
-use crate::postgres::connection::{BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome};
+use crate::postgres::connection::{
+    Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
+};
 
 /// How the path treats a flow it forgot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub enum Drop {
 
 /// A one-way delay for everything the simulated server sends.
 const ROUND_TRIP: Duration = Duration::from_millis(2);
+/// How long a connection attempt to a stalled server waits before it is given up.
+const STALLED_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct State {
     threshold: Option<Duration>,
@@ -41,10 +45,17 @@ struct State {
     answer_delay: Duration,
     /// Sessions the server lists, by pid.
     sessions: BTreeSet<i32>,
+    /// Sessions of attempts the client gave up on that the stalled server finished later, by
+    /// their `application_name` (their pid was never learnt).
+    abandoned: BTreeSet<String>,
+    /// The server takes connections but does not answer them (a stalled postmaster).
+    stalled: bool,
     peak_sessions: usize,
     /// Whether a ghost check may terminate a session (`reap_ghosts`).
     reaping: bool,
     next_pid: i32,
+    /// The lower bound the engine last gave the control connection to pace its pings by.
+    control_lower_bound: Option<Duration>,
 }
 
 /// The path and its server; clones share them.
@@ -63,9 +74,12 @@ impl SimulatedPath {
                 drop,
                 answer_delay: Duration::ZERO,
                 sessions: BTreeSet::new(),
+                abandoned: BTreeSet::new(),
+                stalled: false,
                 peak_sessions: 0,
                 reaping: true,
                 next_pid: 1000,
+                control_lower_bound: None,
             })),
             up: Arc::new(watch::channel(true).0),
             control_sessions: Arc::new(watch::channel(1).0),
@@ -90,13 +104,32 @@ impl SimulatedPath {
     pub fn set_server_up(&self, up: bool) {
         if !up {
             // A restart ends every session.
-            self.state().sessions.clear();
+            let mut s = self.state();
+            s.sessions.clear();
+            s.abandoned.clear();
         }
         self.up.send_replace(up);
     }
 
+    /// Stalls the server (connections are accepted but never answered; each one the client
+    /// gives up on becomes a session once the stall ends) or ends the stall.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.state().stalled = stalled;
+    }
+
+    /// Sessions the server lists now: the connections' and the given-up attempts'.
+    pub fn listed(&self) -> usize {
+        let s = self.state();
+        s.sessions.len() + s.abandoned.len()
+    }
+
     fn server_up(&self) -> bool {
         *self.up.borrow()
+    }
+
+    /// The lower bound the control connection paces its pings by (`None`: the range minimum).
+    pub fn control_lower_bound(&self) -> Option<Duration> {
+        self.state().control_lower_bound
     }
 
     /// `reap_ghosts: false`: ghost checks only look.
@@ -158,6 +191,7 @@ impl Connect for SimulatedConnector {
 
     async fn open(
         &self,
+        attempt: Attempt,
         _keepalive: Option<Duration>,
         on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
     ) -> Result<SimulatedConn, ConnectError> {
@@ -166,6 +200,20 @@ impl Connect for SimulatedConnector {
             return Err(ConnectError {
                 kind: ConnectErrorKind::Refused,
                 detail: "connection refused (simulated)".into(),
+                lingers: false,
+            });
+        }
+        if self.path.state().stalled {
+            // The startup waits in the server's queue; the client gives up, and its goodbye
+            // is lost on a box that forgot the flow: the session appears once the stall ends.
+            tokio::time::sleep(STALLED_CONNECT_TIMEOUT).await;
+            let mut s = self.path.state();
+            s.abandoned.insert(attempt.application_name);
+            s.peak_sessions = s.peak_sessions.max(s.sessions.len() + s.abandoned.len());
+            return Err(ConnectError {
+                kind: ConnectErrorKind::Timeout,
+                detail: "timed out during connect, TLS or startup (simulated)".into(),
+                lingers: true,
             });
         }
         let sent = Instant::now();
@@ -174,7 +222,7 @@ impl Connect for SimulatedConnector {
             s.next_pid += 1;
             let pid = s.next_pid;
             s.sessions.insert(pid);
-            s.peak_sessions = s.peak_sessions.max(s.sessions.len());
+            s.peak_sessions = s.peak_sessions.max(s.sessions.len() + s.abandoned.len());
             pid
         };
         let (ended_tx, ended) = watch::channel(None);
@@ -191,6 +239,7 @@ impl Connect for SimulatedConnector {
                 pid,
                 backend_start: format!("{pid}"),
                 exclusive: true,
+                application_name: attempt.application_name,
             },
             flow,
             last_sent: sent,
@@ -372,6 +421,16 @@ impl Control for SimulatedControl {
             return GhostVerdict::Unknown;
         }
         let mut s = self.path.state();
+        if backend.is_attempt() {
+            return if !s.abandoned.contains(&backend.application_name) {
+                GhostVerdict::Gone
+            } else if s.reaping {
+                s.abandoned.remove(&backend.application_name);
+                GhostVerdict::Reaped
+            } else {
+                GhostVerdict::Alive
+            };
+        }
         if !s.sessions.contains(&backend.pid) {
             GhostVerdict::Gone
         } else if s.reaping {
@@ -394,5 +453,11 @@ impl Control for SimulatedControl {
     fn subscribe_sessions(&self) -> watch::Receiver<usize> {
         self.path.control_sessions.subscribe()
     }
-    fn set_lower_bound(&self, _lower: Option<Duration>) {}
+    fn set_lower_bound(&self, lower: Option<Duration>) {
+        self.path.state().control_lower_bound = lower;
+    }
+    /// The simulated control connection is new at every question while the server is up.
+    fn connected_since(&self) -> Option<Instant> {
+        self.path.server_up().then(Instant::now)
+    }
 }

@@ -79,6 +79,9 @@ pub struct TargetStatus {
     pub up: bool,
     pub bracket: Bracket,
     pub recommendation: Option<Recommendation>,
+    /// The recommendation comes from a stored measurement the sentinels have not confirmed:
+    /// the page shows it as "stored, confirming", never as advice (no recipes).
+    pub recommendation_unconfirmed: bool,
     pub app_max_idle_lifetime: Option<Duration>,
     /// Where the app lifetime came from (the config, the URL, quaint's default).
     pub app_lifetime_source: Option<crate::config::LifetimeSource>,
@@ -124,6 +127,7 @@ impl TargetStatus {
             up: false,
             bracket: Bracket::default(),
             recommendation: None,
+            recommendation_unconfirmed: false,
             app_max_idle_lifetime: None,
             app_lifetime_source: None,
             idle_min: target.idle_min,

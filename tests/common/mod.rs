@@ -155,7 +155,7 @@ impl Lab {
     /// How many sessions of the exporter the server lists right now.
     pub fn exporter_sessions(&self) -> usize {
         self.sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'idle_drop_exporter%'",
         )
         .parse()
         .expect("a count")
@@ -558,7 +558,7 @@ impl SessionWatch {
             while !flag.load(Ordering::Relaxed) {
                 let out = Command::new("bash")
                     .arg(repo().join("lab/lab.sh"))
-                    .args(["psql", &name, "-Atc", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle_drop_exporter'"])
+                    .args(["psql", &name, "-Atc", "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'idle_drop_exporter%'"])
                     .output();
                 if let Ok(out) = out {
                     if let Ok(n) = String::from_utf8_lossy(&out.stdout).trim().parse::<usize>() {

@@ -30,13 +30,16 @@
 //! the last valid one stays in force, as with the main configuration's reload; at start an
 //! invalid file is refused with exit status 78.
 //!
-//! **Basic auth** follows exporter-toolkit: bcrypt hashes only. bcrypt runs one at a time on a
-//! blocking thread, so a flood of wrong passwords cannot eat both cores; and so that the flood
-//! cannot queue ahead of a real scrape either, an unknown user is refused at once (unlike
-//! exporter-toolkit, response times tell which user names exist: the names are not the secret)
-//! and each source address has at most one check waiting or running, any more are refused.
-//! A successful check is cached (HMAC of the password under a per-process random key, compared
-//! in constant time; never the password itself), so a scrape every second costs microseconds.
+//! **Basic auth** follows exporter-toolkit: bcrypt hashes only. Credentials that passed once
+//! are cached (an HMAC of user, password and hash under a per-process random key: the cache
+//! holds no secret) and let in at once, ahead of any queue, so a scrape every second costs
+//! microseconds and no flood delays a scraper that proved its password. bcrypt runs on blocking
+//! threads, bounded in total: as many checks at once as there are cores but one (at least one),
+//! a few more waiting, any more refused at once with 503 (`Access::Busy`), so a flood from any
+//! number of addresses neither queues without end nor takes every core. An unknown user is
+//! refused at once
+//! (unlike exporter-toolkit, response times tell which user names exist: the names are not the
+//! secret) and each source address has at most one check waiting or running, any more refused.
 //!
 //! Layout: [`raw`] the file's serde types; `tls.rs` the rustls server configuration;
 //! [`auth`] basic auth and its cache; [`watcher`] the configuration in force per connection.

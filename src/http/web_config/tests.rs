@@ -184,7 +184,15 @@ async fn basic_auth_checks_and_caches() {
             .await,
         Access::Allowed
     );
-    assert!(config.auth.cache.lock().unwrap().contains_key("alice"));
+    {
+        // One entry, and nothing in it a reader could use: no name, password or hash.
+        let cache = config.auth.cache.lock().unwrap();
+        assert_eq!(cache.len(), 1);
+        let entry = cache.iter().next().unwrap();
+        for secret in ["alice", "right", hash.as_str()] {
+            assert!(!entry.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        }
+    }
     // Cached: the right password still passes, a wrong one still fails.
     assert_eq!(
         config

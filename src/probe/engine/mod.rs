@@ -16,6 +16,7 @@
 //! spawned network work; `results.rs` applies what the tasks report (to the schedulers, the
 //! guard, and through the [`Publisher`] to the metrics and the page).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -34,7 +35,7 @@ use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, Scheduler};
 use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
-use crate::postgres::connection::BackendIdentity;
+use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::recommend;
 use crate::storage::{self, Store};
 use tasks::Event;
@@ -95,8 +96,15 @@ struct Slot<C> {
     state: SlotState<C>,
     role: Option<Role>,
     /// The session this slot holds on the server, and when we last used it (what the
-    /// shutdown sweep needs for slots whose connection is in flight).
+    /// shutdown sweep needs for slots whose connection is in flight). For an attempt given up
+    /// on that may linger, the attempt's identity (its name) and when it started.
     backend: Option<(BackendIdentity, Instant)>,
+    /// The attempt being opened, and whether it got past the queue (only then can it reach
+    /// the server, and the shutdown sweep looks for it).
+    attempt: Option<(Attempt, Arc<AtomicBool>)>,
+    /// Releasing, and we closed it ourselves (the server was told it goes): no session any
+    /// more, though the slot stays taken until the ghost check frees it.
+    closed: bool,
     /// Holds a session the previous run left (releasing until the server lets go of it):
     /// counted in the budget, but no phase waits for it to start.
     inherited: bool,
@@ -109,6 +117,8 @@ impl<C> Default for Slot<C> {
             state: SlotState::Empty,
             role: None,
             backend: None,
+            attempt: None,
+            closed: false,
             inherited: false,
         }
     }
@@ -134,6 +144,9 @@ pub struct Engine<N: Connect, K: Control> {
     memory: Option<(Store, String)>,
     /// Since when a resumed bracket is being confirmed.
     confirming: Option<Instant>,
+    /// The bracket is a stored one the sentinels have not confirmed yet: the control
+    /// connection does not trust its lower bound, and nothing is recommended from it.
+    unconfirmed: bool,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
@@ -143,6 +156,14 @@ pub struct Engine<N: Connect, K: Control> {
     in_outage: bool,
     open_gate: Arc<Mutex<(Backoff, Instant)>>,
     open_permits: Arc<Semaphore>,
+    /// Cancels the schedulers' opens still queued when their phase ends (a queued open that
+    /// connected after discovery ended was opened only to be closed), and the guard's when it
+    /// stops; renewed for the next phase.
+    phase_stop: CancellationToken,
+    guard_stop: CancellationToken,
+    /// When the newest probe attempt that connected started: with the control connection's,
+    /// what shows the server takes new connections again (see `tasks::watch_until_gone`).
+    newest_connected: Arc<Mutex<Option<Instant>>>,
     tasks: JoinSet<()>,
     rungs: Vec<(Duration, String)>,
     mode: RunMode,
@@ -176,6 +197,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             updates: None,
             memory: None,
             confirming: None,
+            unconfirmed: false,
             phase: Phase::Draining {
                 next: Next::Discover(Bracket::default()),
             },
@@ -188,6 +210,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 Instant::now(),
             ))),
             open_permits: Arc::new(Semaphore::new(2)),
+            phase_stop: CancellationToken::new(),
+            guard_stop: CancellationToken::new(),
+            newest_connected: Arc::new(Mutex::new(None)),
             tasks: JoinSet::new(),
             rungs,
             mode,
@@ -257,6 +282,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
             "resuming from the stored measurement; the sentinels confirm it"
         );
+        self.unconfirmed = true;
         self.set_bracket(bracket);
         // Published with the bracket: until the control connection is up and the sentinels
         // start, the series would otherwise still say `discovering` (what a fresh target
@@ -419,17 +445,22 @@ impl<N: Connect, K: Control> Engine<N, K> {
     // ---- publishing ------------------------------------------------------------------------
 
     /// The bracket, to the metrics, the page and the control connection (which pings less
-    /// often once the lower bound is known), with the pool settings recommended from it.
+    /// often once the lower bound is known), with the pool settings recommended from it. A
+    /// stored bracket not yet confirmed is neither: the control connection paces its pings
+    /// from the range minimum (a stale [20 s, 21 s] with the box at 8 s had it ping every
+    /// 10 s and die), and its recommendation is shown as stored, never published as advice.
     fn set_bracket(&mut self, bracket: Bracket) {
         self.bracket = bracket;
-        self.control.set_lower_bound(bracket.lower);
+        self.control
+            .set_lower_bound(bracket.lower.filter(|_| !self.unconfirmed));
         let t = &self.target;
         let recommendation = recommend::recommend(
             &bracket,
             t.recommendation_margin,
             t.recommended_socket_timeout,
         );
-        self.publish.set_bracket(bracket, recommendation);
+        self.publish
+            .set_bracket(bracket, recommendation, !self.unconfirmed);
     }
 
     fn publish_sessions(&self) {
@@ -455,15 +486,17 @@ fn plan_guard(target: &TargetConfig, probe_slots: usize) -> Option<Guard> {
 }
 
 /// Probe sessions that exist on the server (or may, until it stops listing them): a
-/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42).
+/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42),
+/// and one we closed ourselves is gone (`discover` once reported 10 "at most" while the
+/// server listed 3: closed connections waiting for their check). An attempt given up on that
+/// may linger is counted until the server is seen without it.
 fn probe_sessions<C>(slots: &[Slot<C>]) -> usize {
     slots
         .iter()
-        .filter(|s| {
-            matches!(
-                s.state,
-                SlotState::Idle(_) | SlotState::InUse | SlotState::Releasing
-            )
+        .filter(|s| match s.state {
+            SlotState::Idle(_) | SlotState::InUse => true,
+            SlotState::Releasing => !s.closed,
+            SlotState::Empty | SlotState::Opening => false,
         })
         .count()
 }

@@ -6,6 +6,7 @@ use crate::format;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{plan_guard, rungs, Engine, Next, Phase, RunMode, SlotState};
 use crate::config::TargetConfig;
@@ -69,6 +70,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 };
                 if let Some(change) = watch.take_change() {
                     self.confirming = None;
+                    // The seed holds only what this run observed.
+                    self.unconfirmed = false;
                     self.publish.threshold_changed(change.direction.label());
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
@@ -85,6 +88,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                         target_name = %self.target.name, took = %format::duration(took),
                         "the stored measurement still holds"
                     );
+                    self.unconfirmed = false;
+                    self.set_bracket(bracket);
                     self.publish.log_recommendation();
                     self.publish.set_state(settled_state(bracket));
                     self.publish.confirmed(took);
@@ -121,6 +126,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// run stops or the server is unreachable.
     pub(super) fn drain(&mut self, next: Next) {
         self.phase = Phase::Draining { next };
+        // Opens still queued are not wanted any more.
+        std::mem::replace(&mut self.phase_stop, CancellationToken::new()).cancel();
+        if !self.guard_runs() {
+            std::mem::replace(&mut self.guard_stop, CancellationToken::new()).cancel();
+        }
         for slot in 0..self.slots.len() {
             if !self.is_guard(slot) || !self.guard_runs() {
                 self.discard(slot);

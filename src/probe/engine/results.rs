@@ -7,85 +7,40 @@ use std::time::Duration;
 use super::tasks::{Event, Use};
 use super::{Engine, SlotState};
 use crate::postgres::classify::DeathCause;
-use crate::postgres::connection::ProbeOutcome;
+use crate::postgres::connection::{ConnectError, ProbeOutcome};
 use crate::probe::network::{Conn, Connect, Control};
 use crate::probe::watch::Role;
 
 impl<N: Connect, K: Control> Engine<N, K> {
     pub(super) fn handle(&mut self, event: Event<N::Conn>) {
         let now = self.now();
+        let (slot, generation) = event.slot();
+        if self.slots[slot].generation != generation {
+            // The slot was reused since: a stale report.
+            return;
+        }
         match event {
-            Event::Opened {
-                slot,
-                generation,
-                result,
-            } => {
-                if self.slots[slot].generation != generation {
-                    return;
-                }
-                match result {
-                    Ok(conn) => {
-                        self.publish.connected(conn.connect_duration());
-                        self.slots[slot].backend =
-                            Some((conn.backend().clone(), conn.last_active()));
-                        if self.keeps(slot) {
-                            self.slots[slot].state = SlotState::Idle(Box::new(conn));
-                            self.scheduler_opened(slot, now, true);
-                        } else {
-                            self.release(slot, conn, false);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(target_name = %self.target.name, error = %e, "probe connection failed");
-                        self.publish.connect_failed(e.kind.label(), e.to_string());
-                        self.slots[slot].state = SlotState::Empty;
-                        self.scheduler_opened(slot, now, false);
-                    }
-                }
-            }
-            Event::Ended { slot, generation } => {
+            Event::Opened { result, .. } => self.on_opened(slot, generation, result, now),
+            Event::OpenDropped { .. } => {
                 let s = &mut self.slots[slot];
-                if s.generation != generation {
-                    return;
-                }
-                let SlotState::Idle(conn) = std::mem::replace(&mut s.state, SlotState::InUse)
-                else {
-                    return;
-                };
-                let Some(end) = conn.ended() else {
-                    s.state = SlotState::Idle(conn);
-                    return;
-                };
-                self.report_idle_death(slot, generation, conn, end);
+                s.state = SlotState::Empty;
+                s.attempt = None;
+                self.scheduler_opened(slot, now, false);
             }
-            Event::Used {
-                slot,
-                generation,
-                used,
-            } => {
-                if self.slots[slot].generation != generation {
-                    return;
-                }
-                self.on_used(slot, used, now);
-            }
-            Event::GhostAlive { slot, generation } => {
-                if self.slots[slot].generation == generation {
-                    self.ghosts_alive += 1;
-                    self.publish.ghost_seen();
-                    self.publish.ghosts_alive(self.ghosts_alive);
-                }
+            Event::Ended { clean, .. } => self.on_ended(slot, generation, clean),
+            Event::Used { used, .. } => self.on_used(slot, used, now),
+            Event::GhostAlive { .. } => {
+                self.ghosts_alive += 1;
+                self.publish.ghost_seen();
+                self.publish.ghosts_alive(self.ghosts_alive);
             }
             Event::Released {
-                slot,
-                generation,
                 seen,
                 reaped,
                 counted_alive,
                 died,
+                ..
             } => {
-                if self.slots[slot].generation != generation {
-                    return;
-                }
                 if died {
                     self.publish.ghost_checked();
                 }
@@ -99,20 +54,91 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     tracing::debug!(target_name = %self.target.name, slot, "reaped a ghost session");
                 }
                 self.publish.ghosts_alive(self.ghosts_alive);
-                let s = &mut self.slots[slot];
-                s.state = SlotState::Empty;
-                s.backend = None;
-                s.inherited = false;
-                if self.is_guard(slot) {
-                    if let Some(guard) = &mut self.guard {
-                        guard.on_empty();
-                    }
-                } else if let Some(scheduler) = self.scheduler() {
-                    scheduler.on_released(slot, now);
-                }
+                self.on_released(slot, now);
             }
         }
         self.after_event();
+    }
+
+    fn on_opened(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        result: Result<N::Conn, ConnectError>,
+        now: Duration,
+    ) {
+        let attempt = self.slots[slot].attempt.take().map(|(attempt, _)| attempt);
+        match result {
+            Ok(conn) => {
+                if let Some(attempt) = &attempt {
+                    let mut newest = self
+                        .newest_connected
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    *newest = (*newest).max(Some(attempt.started));
+                }
+                self.publish.connected(conn.connect_duration());
+                self.slots[slot].backend = Some((conn.backend().clone(), conn.last_active()));
+                if self.keeps(slot) {
+                    self.slots[slot].state = SlotState::Idle(Box::new(conn));
+                    self.scheduler_opened(slot, now, true);
+                } else {
+                    self.release(slot, conn, false);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(target_name = %self.target.name, error = %e, lingers = e.lingers, "probe connection failed");
+                self.publish.connect_failed(e.kind.label(), e.to_string());
+                match attempt.filter(|_| e.lingers) {
+                    // Given up on, but the server may still finish it: the slot stays taken
+                    // until the server is seen without the attempt's session (then the
+                    // scheduler or the guard gets it back, as after any release).
+                    Some(attempt) => self.watch_attempt(slot, generation, attempt),
+                    None => {
+                        self.slots[slot].state = SlotState::Empty;
+                        self.scheduler_opened(slot, now, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection's task ended: a death while idle, or the end of a close we asked for.
+    fn on_ended(&mut self, slot: usize, generation: u64, clean: bool) {
+        let s = &mut self.slots[slot];
+        match std::mem::take(&mut s.state) {
+            SlotState::Idle(conn) => match conn.ended() {
+                Some(end) => {
+                    s.state = SlotState::InUse;
+                    self.report_idle_death(slot, generation, conn, end);
+                }
+                None => s.state = SlotState::Idle(conn),
+            },
+            // We closed it: the server was told it goes.
+            SlotState::Releasing => {
+                s.closed |= clean;
+                s.state = SlotState::Releasing;
+            }
+            // In use (the probe's task sees the end), or opening (the attempt failed after its
+            // connection began: its `Opened` says so).
+            other => s.state = other,
+        }
+    }
+
+    /// The server no longer lists the slot's session: the slot is free again.
+    fn on_released(&mut self, slot: usize, now: Duration) {
+        let s = &mut self.slots[slot];
+        s.state = SlotState::Empty;
+        s.backend = None;
+        s.closed = false;
+        s.inherited = false;
+        if self.is_guard(slot) {
+            if let Some(guard) = &mut self.guard {
+                guard.on_empty();
+            }
+        } else if let Some(scheduler) = self.scheduler() {
+            scheduler.on_released(slot, now);
+        }
     }
 
     fn on_used(&mut self, slot: usize, used: Use<N::Conn>, now: Duration) {

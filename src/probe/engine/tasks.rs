@@ -4,14 +4,20 @@
 //! check), and the shutdown sweep. The engine loop itself never waits on the network; only
 //! [`Engine::close_all`], once the loop is over, does.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{Engine, LeftoverSessions, Phase, SlotState};
-use crate::postgres::connection::{BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome};
+use crate::backoff::Backoff;
+use crate::postgres::connection::{
+    Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
+};
 use crate::probe::control::GhostVerdict;
 use crate::probe::network::{Conn, Connect, Control};
 use crate::probe::watch::{self, Role};
@@ -20,6 +26,9 @@ use crate::probe::watch::{self, Role};
 const GHOST_GRACE: Duration = Duration::from_secs(1);
 /// How often an unreaped ghost is checked again.
 const GHOST_RECHECK: Duration = Duration::from_secs(30);
+/// How long an attempt given up on that the server does not list keeps its slot while the
+/// server takes no newer connection (see [`Engine::watch_until_gone`]).
+const ATTEMPT_PROOF_LIMIT: Duration = Duration::from_secs(60);
 /// How long shutdown may spend terminating sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(8);
 
@@ -39,6 +48,13 @@ pub(super) enum Event<C> {
     Ended {
         slot: usize,
         generation: u64,
+        /// It ended because we closed it (the server was told).
+        clean: bool,
+    },
+    /// An open still queued when its phase ended: it never reached the server.
+    OpenDropped {
+        slot: usize,
+        generation: u64,
     },
     GhostAlive {
         slot: usize,
@@ -53,6 +69,29 @@ pub(super) enum Event<C> {
         /// The connection had died (its session's fate was a ghost check's question).
         died: bool,
     },
+}
+
+impl<C> Event<C> {
+    /// The slot it is about, and the slot's generation when the task started.
+    pub(super) fn slot(&self) -> (usize, u64) {
+        match self {
+            Event::Opened {
+                slot, generation, ..
+            }
+            | Event::Used {
+                slot, generation, ..
+            }
+            | Event::Ended {
+                slot, generation, ..
+            }
+            | Event::Released {
+                slot, generation, ..
+            } => (*slot, *generation),
+            Event::OpenDropped { slot, generation } | Event::GhostAlive { slot, generation } => {
+                (*slot, *generation)
+            }
+        }
+    }
 }
 
 /// What one use of a connection found: a probe's answer, or a death noticed while idle.
@@ -91,43 +130,26 @@ impl<N: Connect, K: Control> Engine<N, K> {
         s.state = SlotState::Opening;
         s.role = Some(role);
         let generation = s.generation;
-        let events = self.events.clone();
-        let connector = self.connector.clone();
-        let gate = self.open_gate.clone();
-        let permits = self.open_permits.clone();
-        let shutdown = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            let opening = async {
-                let _permit = permits.acquire().await;
-                // One gate for all slots: after a failure every slot waits, so a down server
-                // sees one attempt per backoff step, not a storm.
-                loop {
-                    let not_before = gate.lock().unwrap_or_else(|e| e.into_inner()).1;
-                    if Instant::now() >= not_before {
-                        break;
-                    }
-                    tokio::time::sleep_until(not_before).await;
-                }
-                let ended_events = events.clone();
-                let result = connector
-                    .open(keepalive, move |_| {
-                        let _ = ended_events.send(Event::Ended { slot, generation });
-                    })
-                    .await;
-                let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
-                match &result {
-                    Ok(_) => gate.0.reset(),
-                    Err(_) => gate.1 = Instant::now() + gate.0.next_delay(),
-                }
-                result
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = opening => {
-                    let _ = events.send(Event::Opened { slot, generation, result });
-                }
-            }
-        });
+        let attempt = Attempt::new();
+        let connecting = Arc::new(AtomicBool::new(false));
+        s.attempt = Some((attempt.clone(), connecting.clone()));
+        let job = OpenJob {
+            slot,
+            generation,
+            attempt,
+            connecting,
+            keepalive,
+            events: self.events.clone(),
+            gate: self.open_gate.clone(),
+            permits: self.open_permits.clone(),
+            shutdown: self.shutdown.clone(),
+            unwanted: if self.is_guard(slot) {
+                self.guard_stop.clone()
+            } else {
+                self.phase_stop.clone()
+            },
+        };
+        self.tasks.spawn(job.run(self.connector.clone()));
     }
 
     /// Sends the probe query on `slot`'s idle connection.
@@ -184,8 +206,24 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.watch_until_gone(slot, generation, backend, last_used, died);
     }
 
+    /// An attempt given up on that the server may still finish: `slot` stays taken (counted as
+    /// a session) until the server is seen without it, reaping it if allowed.
+    pub(super) fn watch_attempt(&mut self, slot: usize, generation: u64, attempt: Attempt) {
+        let s = &mut self.slots[slot];
+        s.state = SlotState::Releasing;
+        let identity = attempt.identity();
+        s.backend = Some((identity.clone(), attempt.started));
+        self.watch_until_gone(slot, generation, identity, attempt.started, false);
+    }
+
     /// Frees `slot` (a `Released` event) once the server no longer lists `backend`, reaping it
     /// if allowed; a session still listed is checked again every `GHOST_RECHECK`.
+    ///
+    /// An attempt given up on is only gone once the server is seen without it *after* it took
+    /// a newer connection (one whose attempt started after this one: the probes' or the
+    /// control connection's): a server that was not listing it may just not have got to it yet
+    /// (a stalled postmaster finishes the startups in its queue, in order, when it resumes).
+    /// Without such a connection within `ATTEMPT_PROOF_LIMIT`, not being listed is enough.
     pub(super) fn watch_until_gone(
         &mut self,
         slot: usize,
@@ -197,6 +235,16 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let events = self.events.clone();
         let control = self.control.clone();
         let shutdown = self.shutdown.clone();
+        let newest_connected = self.newest_connected.clone();
+        let since = Instant::now();
+        // For an attempt, `last_used` is when it started: a connection that started later
+        // reached the server after it, and a server takes them in order.
+        let taking_connections = move || {
+            let newest = *newest_connected.lock().unwrap_or_else(|e| e.into_inner());
+            newest.max(control.connected_since()) > Some(last_used)
+                || since.elapsed() >= ATTEMPT_PROOF_LIMIT
+        };
+        let control = self.control.clone();
         self.tasks.spawn(async move {
             let work = async {
                 tokio::time::sleep(GHOST_GRACE).await;
@@ -204,6 +252,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let mut counted_alive = false;
                 loop {
                     match control.ghost(backend.clone(), last_used).await {
+                        GhostVerdict::Gone if backend.is_attempt() && !taking_connections() => {
+                            tokio::time::sleep(Duration::from_secs(2)).await
+                        }
                         // A pooler's server connection serving someone else is not ours.
                         GhostVerdict::Gone | GhostVerdict::Reused => {
                             break (seen, false, counted_alive)
@@ -268,6 +319,14 @@ impl<N: Connect, K: Control> Engine<N, K> {
             if let Some(backend) = slot.backend.take() {
                 leftovers.push(backend);
             }
+            // An attempt under way is abandoned: the server may still finish it.
+            if let (SlotState::Opening, Some((attempt, connecting))) =
+                (&slot.state, slot.attempt.take())
+            {
+                if connecting.load(Ordering::Relaxed) {
+                    leftovers.push((attempt.identity(), attempt.started));
+                }
+            }
             if let SlotState::Idle(conn) = std::mem::take(&mut slot.state) {
                 closing.spawn(conn.close());
             }
@@ -315,5 +374,79 @@ impl<N: Connect, K: Control> Engine<N, K> {
             tracing::info!(target_name = %self.target.name, sessions = left.len(), "the server still lists sessions of this target; the next run counts them");
         }
         left
+    }
+}
+
+/// One open, spawned: waits its turn (the permits and the backoff gate shared by all slots),
+/// then connects and reports [`Event::Opened`].
+struct OpenJob<C> {
+    slot: usize,
+    generation: u64,
+    attempt: Attempt,
+    /// Set once the turn came: from then on the attempt may reach the server.
+    connecting: Arc<AtomicBool>,
+    keepalive: Option<Duration>,
+    events: mpsc::UnboundedSender<Event<C>>,
+    gate: Arc<Mutex<(Backoff, Instant)>>,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    /// The phase (or the guard) no longer wants it: dropped if still waiting its turn.
+    unwanted: CancellationToken,
+}
+
+impl<C: Conn> OpenJob<C> {
+    async fn run<N: Connect<Conn = C>>(self, connector: Arc<N>) {
+        let OpenJob {
+            slot, generation, ..
+        } = self;
+        let queued = async {
+            let permit = self.permits.clone().acquire_owned().await;
+            // One gate for all slots: after a failure every slot waits, so a down server sees
+            // one attempt per backoff step, not a storm.
+            loop {
+                let not_before = self.gate.lock().unwrap_or_else(|e| e.into_inner()).1;
+                if Instant::now() >= not_before {
+                    break;
+                }
+                tokio::time::sleep_until(not_before).await;
+            }
+            permit
+        };
+        let _permit = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = self.unwanted.cancelled() => {
+                let _ = self.events.send(Event::OpenDropped { slot, generation });
+                return;
+            }
+            permit = queued => permit,
+        };
+        self.connecting.store(true, Ordering::Relaxed);
+        let ended_events = self.events.clone();
+        let on_end = move |end: ConnectionEnd| {
+            let clean = end.cause.is_none();
+            let _ = ended_events.send(Event::Ended {
+                slot,
+                generation,
+                clean,
+            });
+        };
+        let opening = async {
+            let result = connector
+                .open(self.attempt.clone(), self.keepalive, on_end)
+                .await;
+            let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            match &result {
+                Ok(_) => gate.0.reset(),
+                Err(_) => gate.1 = Instant::now() + gate.0.next_delay(),
+            }
+            result
+        };
+        // Shutdown abandons an attempt under way: the sweep looks for its session.
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            result = opening => {
+                let _ = self.events.send(Event::Opened { slot, generation, result });
+            }
+        }
     }
 }

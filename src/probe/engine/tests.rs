@@ -301,6 +301,12 @@ fn connections_being_opened_are_not_counted_as_sessions() {
             slot(SlotState::InUse),
             slot(SlotState::Releasing),
             slot(SlotState::Empty),
+            // Closed by us, waiting for its check: no session any more.
+            Slot {
+                state: SlotState::Releasing,
+                closed: true,
+                ..Slot::default()
+            },
         ])
         .collect();
     assert_eq!(probe_sessions(&slots), 2);
@@ -410,6 +416,12 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
         status.bracket, bracket,
         "the stored bracket is published at once"
     );
+    // Not trusted before the sentinels confirm it: the control connection pings from the
+    // range minimum, and no lifetime is recommended from it (only shown as stored).
+    let lifetime = "idle_drop_recommended_max_idle_lifetime_seconds{target=\"db\"}";
+    assert_eq!(path.control_lower_bound(), None);
+    assert!(!run.metrics.encode().contains(lifetime));
+    assert!(status.recommendation_unconfirmed && status.recommendation.is_some());
     let took = run
         .until("watching", secs(3600.0), |s| {
             s.state == TargetState::Watching
@@ -421,6 +433,12 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
         "watching after {took:?}, upper bound {upper:?}"
     );
     assert_eq!(run.status().bracket, bracket);
+    assert_eq!(
+        path.control_lower_bound(),
+        bracket.lower,
+        "confirmed: trusted"
+    );
+    assert!(run.metric(lifetime) > 0.0 && !run.status().recommendation_unconfirmed);
     assert_eq!(
         run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
         0.0,
@@ -579,4 +597,43 @@ async fn sessions_a_run_leaves_count_against_the_next_runs_budget() {
     .await;
     assert_contains(run.status().bracket, 20.0);
     run.stop().await;
+}
+
+/// A stalled server takes connections without answering: each attempt is given up, and the
+/// server finishes it later (its session appears). Each one keeps its slot until the server is
+/// seen without it, so the server never lists more than the probes' share of the budget, and
+/// the count the exporter publishes never falls below what the server lists (issue 20: three
+/// 20 s stalls left 12 sessions on a budget of 5).
+#[tokio::test(start_paused = true)]
+async fn attempts_given_up_on_keep_their_slot_until_the_server_is_seen_without_them() {
+    let path = SimulatedPath::new(Some(secs(5.0)), Drop::Silent);
+    let run = Run::start(
+        &path,
+        target("    max_connections: 4\n"),
+        RunMode::Continuous,
+    );
+    run.until("probing", secs(60.0), |s| s.sessions >= 3).await;
+    path.set_stalled(true);
+    let (mut max_listed, mut given_up) = (0, 0.0);
+    for _ in 0..400 {
+        tokio::time::sleep(secs(0.1)).await;
+        let listed = path.listed();
+        let counted = run.status().sessions - 1;
+        max_listed = max_listed.max(listed);
+        assert!(
+            listed <= counted,
+            "the server lists {listed} probe sessions, the exporter counts {counted}"
+        );
+        given_up = run.metric("idle_drop_connect_errors_total{kind=\"timeout\",target=\"db\"}");
+    }
+    assert!(given_up >= 1.0, "attempts were given up on");
+    assert!(
+        max_listed <= 3,
+        "{max_listed} probe sessions on a share of 3"
+    );
+    path.set_stalled(false);
+    run.until("the slots back", secs(600.0), |s| s.sessions >= 3)
+        .await;
+    let (path, left) = run.stop_with_leftovers().await;
+    assert!(left.is_empty() && path.listed() == 0, "{left:?}");
 }
