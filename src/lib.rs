@@ -14,8 +14,9 @@
 //! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
 //!   phase machine in `phases.rs`, the spawned network work in `tasks.rs`, what their reports
 //!   do in `results.rs`), the guard, the watch, the control connection (outage detection; ghost
-//!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher) that
-//!   writes metrics and status together, and the status snapshot
+//!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher), the only
+//!   writer of a target's series and status (first publication, changes, removal), and the
+//!   status snapshot
 //!   ([`TargetState`](probe::status::TargetState), deaths by
 //!   [`DeathCause`](postgres::classify::DeathCause)).
 //! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in

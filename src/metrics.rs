@@ -27,6 +27,10 @@ const DEATH_KINDS: [&str; 5] = ["timeout", "reset", "eof", "server_terminated", 
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
     registry: Registry,
+    /// Held by a scrape while it gathers, and by the target publisher for each of its writes
+    /// (see `probe::publisher`): a scrape sees a write of several series whole or not at all
+    /// (a first publication never shows `discovering` beside a stored bracket).
+    writing: std::sync::Mutex<()>,
     lower: GaugeVec,
     upper: GaugeVec,
     recommended_lifetime: GaugeVec,
@@ -142,6 +146,7 @@ impl Metrics {
             target_file_ok: register!(r, int_gauge("idle_drop_target_file_last_load_successful", "1 if the target file's current content is in force; 0 if it is refused (its last good targets keep running).", &["file"])),
             target_file_targets: register!(r, int_gauge("idle_drop_target_file_targets", "Targets the target file gives (its last good ones while refused), before --shard.", &["file"])),
             registry: r,
+            writing: std::sync::Mutex::new(()),
         };
         let build = register!(
             metrics.registry,
@@ -182,45 +187,15 @@ impl Metrics {
         metrics
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric; never in the middle of a target's write.
     pub fn encode(&self) -> String {
+        let _whole = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         exposition(&self.registry)
     }
 
-    /// A handle that records for one target, its series set up as for a target just started.
-    pub fn target(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
-        let handle = self.target_continued(name);
-        handle.start_measuring();
-        handle.metrics.up.with_label_values(&[name]).set(0);
-        handle.metrics.sessions.with_label_values(&[name]).set(0);
-        handle.metrics.ghosts.with_label_values(&[name]).set(0);
-        handle.metrics.ghosts_seen.with_label_values(&[name]);
-        handle.metrics.ghosts_reaped.with_label_values(&[name]);
-        handle.metrics.discovery_runs.with_label_values(&[name]);
-        handle.metrics.outages.with_label_values(&[name]);
-        // What pages is `increase(...[5m]) > 0`: a series that first appears at 1 has no
-        // earlier sample, so Prometheus sees no increase and the first death (of each role and
-        // kind) would never page. Every series the alert can need starts at 0.
-        for role in UNEXPECTED_ROLES {
-            for kind in DEATH_KINDS {
-                handle
-                    .metrics
-                    .unexpected_closed
-                    .with_label_values(&[name, role, kind]);
-            }
-        }
-        for kind in DEATH_KINDS {
-            handle
-                .metrics
-                .control_drops
-                .with_label_values(&[name, kind]);
-        }
-        handle
-    }
-
-    /// A handle for a target's next run: every series stays as the last run left it (a
-    /// restart is no outage: `target_up` keeps its value until the new run knows better).
-    pub fn target_continued(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
+    /// The handle that records one target's series: only its publisher
+    /// (`probe::publisher::Publisher`) holds one.
+    pub(crate) fn series(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
         TargetMetrics {
             name: name.to_string(),
             metrics: self.clone(),
@@ -228,7 +203,7 @@ impl Metrics {
     }
 
     /// Deletes every series of a target that is no longer configured.
-    pub fn remove_target(&self, name: &str) {
+    pub(crate) fn remove_target(&self, name: &str) {
         remove_where_target(&self.lower, name);
         remove_where_target(&self.upper, name);
         remove_where_target(&self.recommended_lifetime, name);
@@ -280,10 +255,44 @@ pub struct TargetMetrics {
 }
 
 impl TargetMetrics {
-    /// Nothing measured yet: discovering, with an empty bracket.
-    pub fn start_measuring(&self) {
-        self.set_state(TargetState::Discovering);
-        self.set_bracket(None, None);
+    /// Holds off scrapes (and other targets' writes) until the guard is dropped.
+    pub(crate) fn exclusive(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.metrics
+            .writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deletes every series of this target.
+    pub(crate) fn remove(&self) {
+        self.metrics.remove_target(&self.name);
+    }
+
+    /// The series a target has from its first publication on, at 0 (`target_up`, sessions and
+    /// ghosts too when `first`; a later run keeps what the last one left: a restart is no
+    /// outage, and `target_up` keeps its value until the new control connection knows better).
+    pub fn appear(&self, first: bool) {
+        let (m, name) = (&self.metrics, self.name.as_str());
+        if first {
+            m.up.with_label_values(&[name]).set(0);
+            m.sessions.with_label_values(&[name]).set(0);
+            m.ghosts.with_label_values(&[name]).set(0);
+        }
+        m.ghosts_seen.with_label_values(&[name]);
+        m.ghosts_reaped.with_label_values(&[name]);
+        m.discovery_runs.with_label_values(&[name]);
+        m.outages.with_label_values(&[name]);
+        // What pages is `increase(...[5m]) > 0`: a series that first appears at 1 has no
+        // earlier sample, so Prometheus sees no increase and the first death (of each role and
+        // kind) would never page. Every series the alert can need starts at 0.
+        for role in UNEXPECTED_ROLES {
+            for kind in DEATH_KINDS {
+                m.unexpected_closed.with_label_values(&[name, role, kind]);
+            }
+        }
+        for kind in DEATH_KINDS {
+            m.control_drops.with_label_values(&[name, kind]);
+        }
     }
 
     pub fn set_bracket(&self, lower: Option<Duration>, upper: Option<Duration>) {
@@ -436,11 +445,21 @@ impl TargetMetrics {
             .set(i64::from(up));
     }
 
-    pub fn set_keepalive_rescue(&self, rescued: bool) {
-        self.metrics
-            .keepalive_rescue
-            .with_label_values(&[&self.name])
-            .set(i64::from(rescued));
+    /// What the keepalive probe found; `None` (not known on this path) takes the series away.
+    pub fn set_keepalive_rescue(&self, rescued: Option<bool>) {
+        match rescued {
+            Some(rescued) => self
+                .metrics
+                .keepalive_rescue
+                .with_label_values(&[&self.name])
+                .set(i64::from(rescued)),
+            None => {
+                let _ = self
+                    .metrics
+                    .keepalive_rescue
+                    .remove_label_values(&[&self.name]);
+            }
+        }
     }
 
     pub fn set_ghosts_alive(&self, n: usize) {
@@ -499,8 +518,10 @@ mod tests {
     #[test]
     fn removing_a_target_drops_all_its_series_and_keeps_others() {
         let metrics = Arc::new(Metrics::new());
-        let a = metrics.target("a");
-        let b = metrics.target("b");
+        let a = metrics.series("a");
+        let b = metrics.series("b");
+        a.appear(true);
+        b.appear(true);
         a.probe_use("30s", "ok");
         a.closed("guard", "timeout", "", "on_use", true);
         b.probe_use("30s", "ok");
@@ -513,7 +534,7 @@ mod tests {
     #[test]
     fn the_lifetime_source_is_one_series_that_follows_the_setting() {
         let metrics = Arc::new(Metrics::new());
-        let t = metrics.target("x");
+        let t = metrics.series("x");
         t.set_app_lifetime(
             Some(Duration::from_secs(300)),
             Some(LifetimeSource::LibraryDefault),
@@ -540,21 +561,5 @@ mod tests {
         assert!(text.contains("idle_drop_app_lifetime_source{source=\"config\",target=\"x\"} 1"));
         metrics.remove_target("x");
         assert!(!metrics.encode().contains("target=\"x\""));
-    }
-
-    #[test]
-    fn fresh_target_exports_an_open_bracket_and_one_state() {
-        let metrics = Arc::new(Metrics::new());
-        metrics.target("x");
-        let text = metrics.encode();
-        assert!(
-            text.contains("idle_drop_threshold_upper_bound_seconds{target=\"x\"} +Inf"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idle_drop_discovery_state{state=\"discovering\",target=\"x\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("idle_drop_discovery_state{state=\"watching\",target=\"x\"} 0"));
     }
 }

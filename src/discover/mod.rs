@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::raw::{RawFraction, RawKeepaliveProbe, RawRange, RawTarget};
 use crate::config::{self, LogConfig, LogFormat, TargetConfig};
 use crate::metrics::Metrics;
+use crate::probe::publisher::Publisher;
 use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::probe::{self, RunMode};
 pub use report::{Outcome, Report};
@@ -180,16 +181,12 @@ pub async fn measure(
     let target = Arc::new(target);
     let metrics = Arc::new(Metrics::new());
     let board: StatusBoard = Default::default();
-    board
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(target.name.clone(), TargetStatus::new(&target));
+    let publish = Publisher::start(&metrics, &board, &target, None);
     let stop = CancellationToken::new();
     let mut task = tokio::spawn(probe::run(
         target.clone(),
         probe::RunContext::default(),
-        metrics.target(&target.name),
-        board.clone(),
+        publish,
         RunMode::DiscoverOnce,
         stop.clone(),
     ));

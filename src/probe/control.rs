@@ -26,10 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
-use crate::metrics::TargetMetrics;
 use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
-use crate::probe::status::{self, StatusBoard};
+use crate::probe::publisher::Publisher;
 
 mod ghost;
 pub use ghost::GhostVerdict;
@@ -117,8 +116,7 @@ impl ControlHandle {
 pub fn spawn(
     target: Arc<TargetConfig>,
     connector: Arc<Connector>,
-    metrics: TargetMetrics,
-    board: StatusBoard,
+    publish: Publisher,
     shutdown: CancellationToken,
 ) -> (ControlHandle, tokio::task::JoinHandle<()>) {
     let (requests, inbox) = mpsc::channel(64);
@@ -136,8 +134,7 @@ pub fn spawn(
     let control = Control {
         target,
         connector,
-        metrics,
-        board,
+        publish,
         inbox,
         up: up_tx,
         lower_bound: lower_rx,
@@ -155,8 +152,9 @@ pub fn spawn(
 struct Control {
     target: Arc<TargetConfig>,
     connector: Arc<Connector>,
-    metrics: TargetMetrics,
-    board: StatusBoard,
+    /// What the control connection finds goes to the run's publisher (`target_up`, drops,
+    /// server settings).
+    publish: Publisher,
     inbox: mpsc::Receiver<Request>,
     up: watch::Sender<bool>,
     lower_bound: watch::Receiver<Option<Duration>>,
@@ -213,12 +211,12 @@ impl Control {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
                         if is_drop(&cause) {
-                            self.metrics.control_drop(cause.kind());
+                            self.publish.control_dropped(cause.kind());
                         }
                     }
                     backoff.reset();
                     last_error_kind = None;
-                    self.metrics.connected(conn.connect_duration);
+                    self.publish.connected(conn.connect_duration);
                     self.connected_since.send_replace(Some(attempt.started));
                     self.on_connected(&conn).await;
                     if let Some(reply) = pending_ping.take() {
@@ -239,12 +237,13 @@ impl Control {
                     if let Some(reply) = pending_ping.take() {
                         let _ = reply.send(false);
                     }
-                    self.metrics.connect_error(e.kind.label());
                     if last_error_kind != Some(e.kind) {
                         tracing::warn!(target_name = %self.target.name, error = %e, "cannot connect to target");
                         last_error_kind = Some(e.kind);
                     }
-                    self.set_up(false, Some(e.to_string()));
+                    self.set_up(false);
+                    self.publish
+                        .control_connect_failed(e.kind.label(), e.to_string());
                     let wait = backoff.next_delay();
                     self.answer_while_down(wait).await;
                 }
@@ -301,17 +300,11 @@ impl Control {
                     .collect();
                 let shown: Vec<String> = values.iter().map(|(n, v)| format!("{n}={v}")).collect();
                 tracing::info!(target_name = %self.target.name, settings = %shown.join(" "), "server settings");
-                self.metrics.set_server_settings(&values);
-                let settings = values
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.clone()))
-                    .collect();
-                status::update(&self.board, &self.target.name, |s| {
-                    s.server_settings = settings
-                });
+                self.publish.server_settings(&values);
             }
         }
-        self.set_up(true, None);
+        self.set_up(true);
+        self.publish.control_up(true, None);
     }
 
     /// Checks (and reaps) the earlier control sessions the server may still list; keeps those
@@ -461,8 +454,7 @@ impl Control {
     async fn lost(&mut self, conn: ProbeConnection) {
         let cause = self.failure.take().unwrap_or_else(|| conn.death_cause());
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
-        self.metrics
-            .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
+        self.publish.control_lost(&cause);
         self.lost = Some(cause);
         self.retire_current();
         conn.close().await;
@@ -540,18 +532,12 @@ impl Control {
         }
     }
 
-    fn set_up(&self, up: bool, error: Option<String>) {
+    /// Tells the engine (what it shows goes through the publisher).
+    fn set_up(&self, up: bool) {
         self.up.send_if_modified(|current| {
             let changed = *current != up;
             *current = up;
             changed
-        });
-        self.metrics.set_up(up);
-        status::update(&self.board, &self.target.name, |s| {
-            s.up = up;
-            if error.is_some() || up {
-                s.last_error = error;
-            }
         });
     }
 }

@@ -28,13 +28,10 @@ use tokio_util::sync::CancellationToken;
 use super::guard::Guard;
 use super::network::{Connect, Control};
 use super::publisher::Publisher;
-use super::status::StatusBoard;
 use super::watch::{Role, Watch};
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, Scheduler};
-use crate::metrics::TargetMetrics;
-use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::recommend;
 use crate::storage::{self, Store};
@@ -171,10 +168,10 @@ pub struct Engine<N: Connect, K: Control> {
 }
 
 impl<N: Connect, K: Control> Engine<N, K> {
+    /// `publish`: the run's publisher, its first publication done (see [`Publisher::start`]).
     pub fn new(
         target: Arc<TargetConfig>,
-        metrics: TargetMetrics,
-        board: StatusBoard,
+        publish: Publisher,
         connector: Arc<N>,
         control: K,
         mode: RunMode,
@@ -183,7 +180,6 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let (events, inbox) = mpsc::unbounded_channel();
         let probe_slots = target.max_connections - 1;
         let rungs = rungs(&target);
-        let publish = Publisher::new(&target, metrics, board);
         let guard = plan_guard(&target, probe_slots);
         Engine {
             publish,
@@ -251,28 +247,24 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self
     }
 
-    /// Keeps settled measurements in `store`, and resumes from the one stored for this path
-    /// (same fingerprint) if there is one: its bracket is published at once and confirmed by
-    /// the sentinels instead of discovered again.
+    /// Keeps settled measurements in `store` for the next run of this path.
     pub fn with_memory(mut self, store: Store) -> Self {
         let fingerprint = self.target.fingerprint();
-        if let Some(stored) = store.recall(&self.target.name, &fingerprint) {
-            self.resume(stored);
-        }
         self.memory = Some((store, fingerprint));
         self
     }
 
-    fn resume(&mut self, stored: storage::Measurement) {
+    /// Resumes from `stored`, the measurement the publisher's first publication showed (see
+    /// [`super::publisher::resumable`]): its bracket is confirmed by the sentinels instead of
+    /// discovered again.
+    pub fn resuming(mut self, stored: Option<storage::Measurement>) -> Self {
+        let Some(stored) = stored else {
+            return self;
+        };
         let bracket = Bracket {
             lower: stored.lower,
             upper: stored.upper,
         };
-        if bracket.lower.is_none() && bracket.upper.is_none() {
-            // Nothing to resume from (the daemon skipped its reset for a stored entry).
-            self.publish.start_measuring();
-            return;
-        }
         let age = SystemTime::now()
             .duration_since(stored.measured_at)
             .unwrap_or_default();
@@ -282,20 +274,15 @@ impl<N: Connect, K: Control> Engine<N, K> {
             measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
             "resuming from the stored measurement; the sentinels confirm it"
         );
+        // Already published (state `confirming`, nothing recommended): the control connection
+        // does not trust its lower bound yet.
         self.unconfirmed = true;
-        self.set_bracket(bracket);
-        // Published with the bracket: until the control connection is up and the sentinels
-        // start, the series would otherwise still say `discovering` (what a fresh target
-        // starts with), as if the stored measurement were not used.
-        self.publish
-            .set_state(super::status::TargetState::Confirming);
-        // The state file keeps the cause as text.
-        let drop_kind = stored.drop_kind.as_deref().and_then(DeathCause::parse);
-        self.publish
-            .resumed(stored.keepalive_rescue, drop_kind, stored.measured_at);
+        self.bracket = bracket;
+        self.control.set_lower_bound(None);
         self.phase = Phase::Draining {
             next: Next::Confirm(bracket),
         };
+        self
     }
 
     /// Keeps the settled measurement for the next run of this path.

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use super::*;
 use crate::metrics::Metrics;
 use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
-use crate::probe::status::{TargetState, TargetStatus};
+use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
 use crate::storage::Store;
 
 fn secs(s: f64) -> Duration {
@@ -67,15 +67,15 @@ impl Run {
     ) -> Run {
         let metrics = Arc::new(Metrics::new());
         let board: StatusBoard = Default::default();
-        board
-            .write()
-            .unwrap()
-            .insert(target.name.clone(), TargetStatus::new(&target));
+        // As the daemon starts a run: the stored measurement read once, published, resumed.
+        let resume = store.as_ref().and_then(|store| {
+            super::super::publisher::resumable(store.recall(&target.name, &target.fingerprint()))
+        });
+        let publish = Publisher::start(&metrics, &board, &target, resume.as_ref());
         let shutdown = CancellationToken::new();
         let mut engine: Engine<SimulatedConnector, SimulatedControl> = Engine::new(
             target.clone(),
-            metrics.target(&target.name),
-            board.clone(),
+            publish,
             Arc::new(path.connector()),
             path.control(),
             mode,
@@ -87,7 +87,7 @@ impl Run {
         if let Some(store) = store {
             engine = engine.with_memory(store);
         }
-        let engine = engine.with_inherited(inherited);
+        let engine = engine.resuming(resume).with_inherited(inherited);
         Run {
             path: path.clone(),
             board,
