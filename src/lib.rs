@@ -10,10 +10,14 @@
 //! - [`postgres`]: DSNs, TLS, the watched startup that never sends a password in clear text
 //!   without TLS (`startup/`), probe connections that remember how they died, error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
-//!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
-//! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
-//!   phase machine in `phases.rs`, the spawned network work in `tasks.rs`, what their reports
-//!   do in `results.rs`), the guard, the watch, the control connection (outage detection; ghost
+//!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery, watch and
+//!   guard (each keeps a [`SlotClock`](discovery::SlotClock) per slot), and
+//!   [`Estimator`](discovery::Estimator) what it asks of a phase's scheduler.
+//! - [`probe`]: per target, the probe engine (`engine/`, by the state each file owns: the
+//!   engine and its loop in `mod.rs`, the phase machine in `phases.rs` (discovering,
+//!   confirming, watching, draining, outage), the slots in `slots.rs`, the spawned network
+//!   work in `tasks.rs`, what their reports do in `results.rs`), the guard, the watch, the
+//!   control connection (outage detection; ghost
 //!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher), the only
 //!   writer of a target's series and status (first publication, changes, removal), and the
 //!   status snapshot

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Discovery, PolicyKind, Slot};
+use super::{Action, Discovery, PolicyKind, SlotClock};
 
 /// Escalation step of the adaptive policy. Smaller steps overshoot T less but leave the oldest
 /// connection lagging the escalation more: on the simulator (2,000 T in 1 s–1 h, 8 slots) 1.2
@@ -75,7 +75,7 @@ fn dur(s: f64) -> Duration {
 
 fn open_empty_slots(d: &Discovery, out: &mut Vec<(Duration, Action)>) {
     for (slot, state) in d.slots.iter().enumerate() {
-        if *state == Slot::Empty {
+        if *state == SlotClock::Empty {
             out.push((Duration::ZERO, Action::Open { slot }));
         }
     }
@@ -178,12 +178,12 @@ fn fixed_ladder(d: &Discovery) -> Vec<(Duration, Action)> {
     let max = secs(d.space.max);
     for (slot, state) in d.slots.iter().enumerate().take(LADDER_FRACTIONS.len()) {
         match state {
-            Slot::Empty => out.push((Duration::ZERO, Action::Open { slot })),
-            Slot::Idle { since } => {
+            SlotClock::Empty => out.push((Duration::ZERO, Action::Open { slot })),
+            SlotClock::Idle { since } => {
                 let rung = (LADDER_FRACTIONS[slot] * max).max(secs(d.space.min));
                 out.push((*since + dur(rung), Action::Probe { slot }));
             }
-            Slot::Busy => {}
+            SlotClock::Busy => {}
         }
     }
     out
@@ -194,8 +194,8 @@ fn bisection(d: &Discovery) -> Vec<(Duration, Action)> {
     let min = secs(d.space.min);
     let max = secs(d.space.max);
     match d.slots[0] {
-        Slot::Empty => out.push((Duration::ZERO, Action::Open { slot: 0 })),
-        Slot::Idle { since } => {
+        SlotClock::Empty => out.push((Duration::ZERO, Action::Open { slot: 0 })),
+        SlotClock::Idle { since } => {
             let target = match (d.bracket.lower, d.bracket.upper) {
                 (None, None) => min,
                 (Some(l), None) => (secs(l) * 2.0).min(max),
@@ -206,7 +206,7 @@ fn bisection(d: &Discovery) -> Vec<(Duration, Action)> {
             };
             out.push((since + dur(target), Action::Probe { slot: 0 }));
         }
-        Slot::Busy => {}
+        SlotClock::Busy => {}
     }
     out
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Bracket, Discovery, PolicyKind, Scheduler, SearchSpace, Verdict};
+use super::{Action, Bracket, Discovery, Estimator, PolicyKind, Scheduler, SearchSpace, Verdict};
 
 /// Latencies of the simulated world.
 #[derive(Clone, Copy, Debug)]

@@ -131,7 +131,7 @@ pub fn spawn(
         lower_bound: Arc::new(lower_tx),
         sessions,
     };
-    let control = Control {
+    let control = ControlTask {
         target,
         connector,
         publish,
@@ -149,7 +149,8 @@ pub fn spawn(
     (handle, tokio::spawn(control.run()))
 }
 
-struct Control {
+/// The task that owns the control connection (the engine holds its [`ControlHandle`]).
+struct ControlTask {
     target: Arc<TargetConfig>,
     connector: Arc<Connector>,
     /// What the control connection finds goes to the run's publisher (`target_up`, drops,
@@ -170,7 +171,7 @@ struct Control {
     /// How the last control connection died, until a reconnect tells whether that was a drop
     /// (the server answered again at once) or an outage (it did not).
     lost: Option<DeathCause>,
-    /// Why the last failed ping failed (what [`Control::lost`] reports).
+    /// Why the last failed ping failed (what [`ControlTask::lost`] reports).
     failure: Option<DeathCause>,
 }
 
@@ -190,7 +191,7 @@ const SWEEP_LIMIT: Duration = Duration::from_secs(6);
 /// then will not be swept, and the exit must not wait for it.
 const SWEEP_CONNECT_LIMIT: Duration = Duration::from_secs(3);
 
-impl Control {
+impl ControlTask {
     async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut last_error_kind = None;
@@ -483,7 +484,7 @@ impl Control {
             .send_if_modified(|n| std::mem::replace(n, sessions) != sessions);
     }
 
-    /// A round trip; false (with why, for [`Control::lost`]) when the connection is dead.
+    /// A round trip; false (with why, for [`ControlTask::lost`]) when the connection is dead.
     async fn ping(&mut self, conn: &ProbeConnection) -> bool {
         if conn.ended().is_none() {
             self.sending();
