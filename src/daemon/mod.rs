@@ -52,9 +52,10 @@ struct RunningTarget {
 
 /// Per target name, the last step started for it (a run, or a removal); cancelled once that
 /// step is over. Each step waits for the one before, so a target's old run has closed its
-/// sessions and written its last metric before a new run of the same name starts (never more
-/// than `max_connections` sessions; its `set_up(false)` cannot land after the new run's
-/// `set_up(true)`), and a removal's clean-up cannot delete a name that came back.
+/// sessions and its publisher is retired before a new run of the same name publishes and starts
+/// (never more than `max_connections` sessions; nothing the old run still sends, such as its
+/// control task's `target_up`, can land after the new run's first publication), and a
+/// removal's clean-up cannot delete a name that came back.
 type Chain = HashMap<String, CancellationToken>;
 
 /// See [`Daemon::handover`].

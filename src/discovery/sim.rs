@@ -64,52 +64,25 @@ pub fn simulate(
     opts: &SimOptions,
     time_limit: Duration,
 ) -> SimOutcome {
-    let mut discovery = Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO);
-    let mut since = vec![Duration::ZERO; slots.max(1)];
-    let mut pending: Vec<(Duration, Pending)> = Vec::new();
+    let mut sim = Sim {
+        discovery: Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO),
+        since: vec![Duration::ZERO; slots.max(1)],
+        pending: Vec::new(),
+        threshold,
+        opts,
+        probes: 0,
+        opens: 0,
+    };
     let mut now = Duration::ZERO;
-    let (mut probes, mut opens) = (0, 0);
     loop {
-        if discovery.verdict() != Verdict::Searching {
-            return SimOutcome {
-                converged_at: Some(now),
-                bracket: discovery.bracket(),
-                verdict: discovery.verdict(),
-                probes,
-                opens,
-            };
+        if sim.discovery.verdict() != Verdict::Searching {
+            return sim.outcome(Some(now));
         }
-        for action in discovery.poll(now) {
-            match action {
-                Action::Open { slot } => {
-                    opens += 1;
-                    pending.push((now + opts.connect_latency, Pending::Opened { slot }));
-                }
-                Action::Probe { slot } => {
-                    probes += 1;
-                    let idle = now - since[slot];
-                    let survived = idle < threshold;
-                    let latency = if survived {
-                        opts.probe_rtt
-                    } else {
-                        opts.failure_detection.max(opts.probe_rtt)
-                    };
-                    pending.push((
-                        now + latency,
-                        Pending::Probed {
-                            slot,
-                            idle,
-                            survived,
-                        },
-                    ));
-                }
-                Action::Discard { slot } => {
-                    pending.push((now + opts.release_delay, Pending::Released { slot }));
-                }
-            }
+        for action in sim.discovery.poll(now) {
+            sim.act(action, now);
         }
-        let next_event = pending.iter().map(|(at, _)| *at).min();
-        let next = match (next_event, discovery.next_deadline()) {
+        let next_event = sim.pending.iter().map(|(at, _)| *at).min();
+        let next = match (next_event, sim.discovery.next_deadline()) {
             (Some(a), Some(b)) => a.min(b.max(now)),
             (Some(a), None) => a,
             (None, Some(b)) => b.max(now),
@@ -119,17 +92,69 @@ pub fn simulate(
             break;
         }
         now = next;
-        // Deliver every result due now, in time order.
-        pending.sort_by_key(|(at, _)| *at);
-        while let Some(&(at, event)) = pending.first() {
+        sim.deliver(now);
+    }
+    sim.outcome(None)
+}
+
+/// One simulated discovery: the path answers each action after its latency.
+struct Sim<'a> {
+    discovery: Discovery,
+    /// When each slot's connection last went idle.
+    since: Vec<Duration>,
+    /// Results the path has yet to deliver, with when.
+    pending: Vec<(Duration, Pending)>,
+    threshold: Duration,
+    opts: &'a SimOptions,
+    probes: usize,
+    opens: usize,
+}
+
+impl Sim<'_> {
+    /// What the path will answer to `action`, and when.
+    fn act(&mut self, action: Action, now: Duration) {
+        let opts = self.opts;
+        match action {
+            Action::Open { slot } => {
+                self.opens += 1;
+                self.pending
+                    .push((now + opts.connect_latency, Pending::Opened { slot }));
+            }
+            Action::Probe { slot } => {
+                self.probes += 1;
+                let idle = now - self.since[slot];
+                let survived = idle < self.threshold;
+                let latency = if survived {
+                    opts.probe_rtt
+                } else {
+                    opts.failure_detection.max(opts.probe_rtt)
+                };
+                let probed = Pending::Probed {
+                    slot,
+                    idle,
+                    survived,
+                };
+                self.pending.push((now + latency, probed));
+            }
+            Action::Discard { slot } => {
+                self.pending
+                    .push((now + opts.release_delay, Pending::Released { slot }));
+            }
+        }
+    }
+
+    /// Delivers every result due at `now`, in time order.
+    fn deliver(&mut self, now: Duration) {
+        self.pending.sort_by_key(|(at, _)| *at);
+        while let Some(&(at, event)) = self.pending.first() {
             if at > now {
                 break;
             }
-            pending.remove(0);
+            self.pending.remove(0);
             match event {
                 Pending::Opened { slot } => {
-                    since[slot] = at;
-                    discovery.on_opened(slot, at);
+                    self.since[slot] = at;
+                    self.discovery.on_opened(slot, at);
                 }
                 Pending::Probed {
                     slot,
@@ -137,22 +162,26 @@ pub fn simulate(
                     survived,
                 } => {
                     if survived {
-                        since[slot] = at;
+                        self.since[slot] = at;
                     } else {
-                        pending.push((at + opts.release_delay, Pending::Released { slot }));
+                        let release = at + self.opts.release_delay;
+                        self.pending.push((release, Pending::Released { slot }));
                     }
-                    discovery.on_probe(slot, idle, survived, at);
+                    self.discovery.on_probe(slot, idle, survived, at);
                 }
-                Pending::Released { slot } => discovery.on_released(slot, at),
+                Pending::Released { slot } => self.discovery.on_released(slot, at),
             }
         }
     }
-    SimOutcome {
-        converged_at: None,
-        bracket: discovery.bracket(),
-        verdict: discovery.verdict(),
-        probes,
-        opens,
+
+    fn outcome(&self, converged_at: Option<Duration>) -> SimOutcome {
+        SimOutcome {
+            converged_at,
+            bracket: self.discovery.bracket(),
+            verdict: self.discovery.verdict(),
+            probes: self.probes,
+            opens: self.opens,
+        }
     }
 }
 

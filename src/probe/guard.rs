@@ -5,7 +5,7 @@
 //! It has its own slot, outside discovery and watch, so it runs from the first minute
 //! (discovery at T = 1 h takes about 2 h) and keeps its idle clock across phase changes. What
 //! it observes is also evidence about T, which the engine passes on to the active phase.
-//! Pure logic, no clock, driven like the schedulers.
+//! Pure logic, no clock: a [`Scheduler`] of one slot, driven like the discovery and the watch.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The probe engine of one target: owns the probe connections (the slots), executes what the
-//! current scheduler (discovery or watch) asks for, classifies every use and death, and keeps
-//! the metrics and the status page in step.
+//! schedulers (the current phase's discovery or watch, and the guard in its own slot) ask for,
+//! classifies every use and death, and decides what the metrics and the status page show (the
+//! [`Publisher`] writes it).
 //!
 //! Each slot holds at most one server session, from the moment we start opening it until the
 //! server no longer lists it (a dead connection's slot is only freed after the ghost check), so
