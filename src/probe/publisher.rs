@@ -463,6 +463,40 @@ mod tests {
         assert_eq!(status.stored_drop, Some(DeathCause::Timeout));
     }
 
+    /// The warm-start race: a scrape during a resumed run's first publication sees the target
+    /// not at all, or confirming with its stored bracket; never `discovering`, an empty
+    /// bracket, or a state without its bracket.
+    #[test]
+    fn a_scrape_sees_a_first_publication_whole_or_not_at_all() {
+        for _ in 0..200 {
+            let metrics = Arc::new(Metrics::new());
+            let board = StatusBoard::default();
+            let scraper = {
+                let metrics = metrics.clone();
+                std::thread::spawn(move || loop {
+                    let text = metrics.encode();
+                    let state = text.contains("idle_drop_discovery_state{state=");
+                    let lower =
+                        text.contains("idle_drop_threshold_lower_bound_seconds{target=\"x\"} 100");
+                    let upper =
+                        text.contains("idle_drop_threshold_upper_bound_seconds{target=\"x\"} 105");
+                    let confirming = text
+                        .contains("idle_drop_discovery_state{state=\"confirming\",target=\"x\"} 1");
+                    let shown = text.contains("target=\"x\"");
+                    assert!(
+                        !shown || (state && lower && upper && confirming),
+                        "a scrape saw part of the first publication:\n{text}"
+                    );
+                    if shown {
+                        return;
+                    }
+                })
+            };
+            Publisher::start(&metrics, &board, &target(""), Some(&stored(None)));
+            scraper.join().expect("every scrape saw it whole");
+        }
+    }
+
     /// A restarted run keeps `target_up` and the counters; what it does not know (the stored
     /// keepalive result of a path it no longer measures) is no longer shown.
     #[test]
