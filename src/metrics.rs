@@ -27,6 +27,11 @@ const DEATH_KINDS: [&str; 5] = ["timeout", "reset", "eof", "server_terminated", 
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
     registry: Registry,
+    /// Held for reading while a scrape gathers, and for writing while a target's series are
+    /// first set up or removed: a scrape sees a target whole or not at all. (Gathering reads
+    /// one family after another while a writer creates series in them, so without it a
+    /// resuming target could show `discovering` and an empty bracket for one scrape.)
+    whole_targets: std::sync::RwLock<()>,
     lower: GaugeVec,
     upper: GaugeVec,
     recommended_lifetime: GaugeVec,
@@ -142,6 +147,7 @@ impl Metrics {
             target_file_ok: register!(r, int_gauge("idle_drop_target_file_last_load_successful", "1 if the target file's current content is in force; 0 if it is refused (its last good targets keep running).", &["file"])),
             target_file_targets: register!(r, int_gauge("idle_drop_target_file_targets", "Targets the target file gives (its last good ones while refused), before --shard.", &["file"])),
             registry: r,
+            whole_targets: Default::default(),
         };
         let build = register!(
             metrics.registry,
@@ -184,11 +190,20 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
+        let _whole = self.whole_targets.read().unwrap_or_else(|e| e.into_inner());
         exposition(&self.registry)
     }
 
     /// A handle that records for one target, its series set up as for a target just started.
     pub fn target(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
+        let _whole = self
+            .whole_targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        self.set_up(name)
+    }
+
+    fn set_up(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
         let handle = self.target_continued(name);
         handle.start_measuring();
         handle.metrics.up.with_label_values(&[name]).set(0);
@@ -218,6 +233,24 @@ impl Metrics {
         handle
     }
 
+    /// A handle for a target that resumes from a stored measurement: its series set up as
+    /// for [`Metrics::target`], but `confirming` with the stored bracket.
+    pub fn target_resuming(
+        self: &std::sync::Arc<Self>,
+        name: &str,
+        lower: Option<Duration>,
+        upper: Option<Duration>,
+    ) -> TargetMetrics {
+        let _whole = self
+            .whole_targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let handle = self.set_up(name);
+        handle.set_bracket(lower, upper);
+        handle.set_state(TargetState::Confirming);
+        handle
+    }
+
     /// A handle for a target's next run: every series stays as the last run left it (a
     /// restart is no outage: `target_up` keeps its value until the new run knows better).
     pub fn target_continued(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
@@ -229,6 +262,10 @@ impl Metrics {
 
     /// Deletes every series of a target that is no longer configured.
     pub fn remove_target(&self, name: &str) {
+        let _whole = self
+            .whole_targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         remove_where_target(&self.lower, name);
         remove_where_target(&self.upper, name);
         remove_where_target(&self.recommended_lifetime, name);
@@ -556,5 +593,47 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("idle_drop_discovery_state{state=\"watching\",target=\"x\"} 0"));
+    }
+
+    /// A restarted exporter's scrape must never see a resuming target as `discovering` or
+    /// without its stored bracket: the first publication is atomic for a scrape. (A scrape
+    /// that gathered the families while the daemon created them saw `discovering` and an
+    /// empty bracket in about half the warm starts of `lab_never_blind`.)
+    #[test]
+    fn a_scrape_sees_a_resuming_target_whole_or_not_at_all() {
+        let (lower, upper) = (Duration::from_millis(28_750), Duration::from_millis(30_500));
+        for round in 0..200 {
+            let metrics = Arc::new(Metrics::new());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let scraper = {
+                let (metrics, stop) = (metrics.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        seen.push(metrics.encode());
+                    }
+                    seen
+                })
+            };
+            std::thread::sleep(Duration::from_micros(50 * (round % 20)));
+            metrics.target_resuming("w", Some(lower), Some(upper));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for text in scraper.join().unwrap() {
+                if !text.contains("idle_drop_discovery_state{") {
+                    continue;
+                }
+                assert!(
+                    text.contains("idle_drop_discovery_state{state=\"confirming\",target=\"w\"} 1")
+                        && text.contains(
+                            "idle_drop_threshold_lower_bound_seconds{target=\"w\"} 28.75\n"
+                        )
+                        && text.contains(
+                            "idle_drop_threshold_upper_bound_seconds{target=\"w\"} 30.5\n"
+                        )
+                        && text.contains("idle_drop_target_up{target=\"w\"} 0"),
+                    "round {round}: a partial first publication:\n{text}"
+                );
+            }
+        }
     }
 }

@@ -319,16 +319,20 @@ impl Daemon {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(name.clone(), TargetStatus::new(&target));
-                let series = self.metrics.target(&name);
                 // A run resuming from a stored measurement publishes it once its engine is
-                // built; a scrape in between must not see `discovering` and an empty bracket.
+                // built; a scrape in between must not see `discovering` and an empty bracket,
+                // so the series start from the stored bracket (in one step a scrape cannot
+                // see halfway).
                 let fingerprint = target.fingerprint();
-                if self.store.holds(&name, &fingerprint) {
-                    if let Some(stored) = self.store.recall(&name, &fingerprint) {
-                        series.set_bracket(stored.lower, stored.upper);
-                        series.set_state(crate::probe::status::TargetState::Confirming);
-                    }
-                }
+                let stored = self
+                    .store
+                    .holds(&name, &fingerprint)
+                    .then(|| self.store.recall(&name, &fingerprint))
+                    .flatten();
+                match stored.filter(|m| m.lower.is_some() || m.upper.is_some()) {
+                    Some(m) => self.metrics.target_resuming(&name, m.lower, m.upper),
+                    None => self.metrics.target(&name),
+                };
             }
             let step = RunStep {
                 target: target.clone(),
