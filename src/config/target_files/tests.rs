@@ -697,7 +697,9 @@ fn a_file_past_the_per_file_cap_is_refused_quickly() {
             .contains("16000 targets, more than 2000 in one file"),
         "{read:?}"
     );
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    // 0.25 s on an idle machine; the quadratic check this replaced took 87 s. The bound is
+    // loose because the test command runs many tests at once on two cores.
+    assert!(took < Duration::from_secs(40), "{took:?}");
 }
 
 /// Checking N targets costs O(N log N): files at the per-file cap, up to the total cap, each
