@@ -182,7 +182,7 @@ fn too_many_labels_on_a_target_and_names_in_all_are_refused() {
         ));
         text.extend(names.map(|n| format!("      l{n:02}: a\n")));
     }
-    assert!(MAX_LABEL_NAMES == 32);
+    const { assert!(MAX_LABEL_NAMES == 32) };
     let e = err(&text);
     assert_eq!(e.field, "targets[2].labels.l32", "{e}");
     assert_eq!(
