@@ -171,6 +171,11 @@ async fn labels_are_exported_once_per_target_and_follow_reloads_live() {
         "{}",
         m.text
     );
+    let (_, page) = http_get(exporter.address, "/").await;
+    assert!(
+        page.contains("<code>service=\"checkout\"</code>, <code>team=\"payments\"</code>"),
+        "{page}"
+    );
 
     // Changed and removed labels, inline (a reload) and in the file (its refresh).
     config.write(&main_file("{team: checkout-core}"));
@@ -194,6 +199,18 @@ async fn labels_are_exported_once_per_target_and_follow_reloads_live() {
             ],
         )
         .await;
+    // The status page follows too.
+    let (status, page) = http_get(exporter.address, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<code>team=\"checkout-core\"</code>"),
+        "{page}"
+    );
+    assert!(page.contains("<code>team=\"search\"</code>"), "{page}");
+    assert!(
+        !page.contains("checkout\"") && !page.contains("billing"),
+        "{page}"
+    );
     // Live: each running target took its new labels in place; none was stopped or
     // reconnected (which would measure again or reopen its connections).
     for name in ["inline", "f1", "f2"] {
