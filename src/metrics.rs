@@ -2,7 +2,8 @@
 //! per-target handle the probe engine records through.
 //!
 //! Label values are bounded by construction: idle durations enter only as a ladder rung, kinds
-//! and roles are fixed sets, SQLSTATEs are filtered in `postgres::classify`. Removing a target
+//! and roles are fixed sets, SQLSTATEs are filtered in `postgres::classify`, a target's own
+//! labels (`idle_drop_target_info`, `target_info.rs`) are capped by the config. Removing a target
 //! (on reload) deletes every series that carries its `target` label.
 
 mod target_info;
@@ -137,7 +138,11 @@ impl Metrics {
                 "Server settings that change what the probe sees, as reported at connect.",
                 &["target", "server_version", "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "idle_session_timeout", "idle_in_transaction_session_timeout"],
             )),
-            target_info: register!(r, Ok::<_, ()>(target_info::TargetInfo::new())),
+            target_info: {
+                let info = target_info::TargetInfo::new();
+                r.register(Box::new(info.clone())).expect("metric names are unique");
+                info
+            },
             reload_successful: register!(r, IntGauge::new("idle_drop_config_last_reload_successful", "1 if the last configuration load succeeded.")),
             reload_timestamp: register!(r, Gauge::new("idle_drop_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")),
             reloads: register!(r, counter("idle_drop_config_reloads_total", "Configuration loads by result.", &["result"])),
