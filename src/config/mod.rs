@@ -29,6 +29,10 @@ pub use error::ConfigError;
 pub(crate) use nesting::check_nesting;
 pub use shard::Shard;
 pub use target_files::{TargetFiles, TargetFilesConfig};
+pub use validate::{
+    Labels, MAX_LABELS_PER_TARGET, MAX_LABEL_NAMES, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN,
+    RESERVED_LABELS,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -193,6 +197,9 @@ pub struct TargetConfig {
     /// How discovery picks idle times. `Adaptive` in production; the baselines exist so
     /// `docs/benchmarks.md` can compare policies in the real engine.
     pub discovery_policy: PolicyKind,
+    /// `labels`: exported on `idle_drop_target_info` (checked in `validate/labels.rs`); a
+    /// reload that changes them is a live change.
+    pub labels: Labels,
 }
 
 /// Where the lifetime the guard idles came from.

@@ -27,9 +27,10 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Publishes what is known before anything is measured: the app's lifetime and no
-    /// recommended lifetime yet.
+    /// Publishes what is known before anything is measured: the target's labels, the app's
+    /// lifetime and no recommended lifetime yet.
     pub fn new(target: &TargetConfig, metrics: TargetMetrics, board: StatusBoard) -> Self {
+        metrics.set_labels(&target.labels);
         metrics.set_app_lifetime(target.app_max_idle_lifetime, target.app_lifetime_source);
         metrics.set_recommendation(None, target.recommended_socket_timeout);
         Publisher {
@@ -94,6 +95,7 @@ impl Publisher {
 
     /// A reload's settings that the page and the metrics show.
     pub fn settings(&self, target: &TargetConfig) {
+        self.metrics.set_labels(&target.labels);
         self.metrics
             .set_app_lifetime(target.app_max_idle_lifetime, target.app_lifetime_source);
         self.status(|s| s.show_settings(target));

@@ -129,7 +129,7 @@ impl Validator<'_> {
     /// part of the password: either way not what was meant, so it is refused.
     fn one_line(
         &self,
-        at: &[Step],
+        at: &[Step<'_>],
         file: &str,
         limit: u64,
         what: &str,
@@ -153,7 +153,7 @@ impl Validator<'_> {
     }
 
     /// A PEM bundle of CA certificates, each parsed as the TLS setup will.
-    pub(super) fn ca_bundle(&self, at: &[Step], file: &str) -> Checked<CaBundle> {
+    pub(super) fn ca_bundle(&self, at: &[Step<'_>], file: &str) -> Checked<CaBundle> {
         let (path, pem) = self.read_named(at, file, MAX_FILE_BYTES)?;
         let certs = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
@@ -182,7 +182,7 @@ impl Validator<'_> {
     /// Reads a file this file names (relative to its folder), at most `limit` bytes; in a
     /// target file, only where it may (see the module doc). Returns the path as written
     /// (joined to the folder) and the bytes.
-    fn read_named(&self, at: &[Step], file: &str, limit: u64) -> Checked<(PathBuf, Vec<u8>)> {
+    fn read_named(&self, at: &[Step<'_>], file: &str, limit: u64) -> Checked<(PathBuf, Vec<u8>)> {
         let path = relative_to(self.path, file);
         let cannot =
             |e: std::io::Error| self.error(at, format!("cannot read {}: {e}", path.display()));
