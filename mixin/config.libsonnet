@@ -18,6 +18,12 @@
     // 'job="pg-idle"' or 'job="idle_drop_exporter",cluster="eu-1"'.
     idleDropMetricsSelector: '',
 
+    // Labels of idle_drop_target_info (each target's `labels:` in the exporter's configuration)
+    // that the per-target alerts copy, so Alertmanager can route by them (`team: payments` to
+    // the payments receiver). A target without one of them gets an alert without it. Add the
+    // names your targets carry, e.g. ['team', 'app']; [] leaves the alerts without the join.
+    targetInfoLabels: ['team'],
+
     // The `severity` label of each alert, for Alertmanager's routes. Defaults follow the
     // monitoring-mixin convention: critical pages someone now, warning needs a look within
     // working hours, info is context for the other two. Override one with

@@ -174,6 +174,32 @@ EOF
 }
 check "mixin _config: alertSeverities, runbookURLBase, typo refused, lint refuses severity page" mixin_alert_config
 
+# _config.targetInfoLabels: the per-target alerts copy those labels of idle_drop_target_info
+# (two here, and the rules load); [] renders no join at all.
+mixin_target_info() {
+  local out rc=0
+  out=$(mktemp -d)
+  scripts/render-mixin.sh "$out/two" '{ targetInfoLabels: ["team", "app"] }' &&
+    promtool check rules "$out/two/alerts/idle_drop_exporter.rules.yml" >/dev/null &&
+    scripts/render-mixin.sh "$out/none" '{ targetInfoLabels: [] }' &&
+    promtool check rules "$out/none/alerts/idle_drop_exporter.rules.yml" >/dev/null || rc=1
+  python3 - "$out" <<'EOF' || rc=1
+import sys, yaml
+out = sys.argv[1]
+def rules(variant):
+    groups = yaml.safe_load(open(f"{out}/{variant}/alerts/idle_drop_exporter.rules.yml"))["groups"]
+    return {r["alert"]: r["expr"] for g in groups for r in g["rules"] if "alert" in r}
+two, none = rules("two"), rules("none")
+joined = sorted(a for a, e in two.items() if "group_left (team, app)" in e and "idle_drop_target_info" in e)
+assert len(joined) == 6, joined
+assert not any("idle_drop_target_info" in e for e in none.values()), none
+print(f"{len(joined)} per-target alerts join team and app; none with []")
+EOF
+  rm -rf "$out"
+  return "$rc"
+}
+check "mixin _config.targetInfoLabels: the per-target alerts join them, [] joins nothing" mixin_target_info
+
 # mixin/jsonnetfile.json declares no dependency: true while the mixin imports only its own files.
 mixin_jsonnetfile() {
   python3 - <<'EOF'
@@ -225,11 +251,18 @@ import yaml
 for g in yaml.safe_load(open("alerts/idle_drop_exporter.rules.yml"))["groups"]:
     for r in g["rules"]:
         if "alert" in r: print(r["alert"], r["labels"]["severity"])')
+  # A page of a target whose labels say team="payments" goes to that team's pager.
+  got=$(amtool config routes test --config.file="$dir/alertmanager.yml" \
+    alertname=IdleDropClosedConnectionsSpike severity=critical team=payments 2>/dev/null)
+  if [ "$got" != payments-pager ]; then
+    echo "a critical alert with team=payments goes to $got, not payments-pager"
+    rc=1
+  fi
   rm -rf "$dir"
-  [ "$rc" -eq 0 ] && echo "every alert routed by its severity"
+  [ "$rc" -eq 0 ] && echo "every alert routed by its severity, a team's page to its pager"
   return "$rc"
 }
-check "Alertmanager routing example in docs/observability.md routes every alert by severity" alertmanager_example
+check "Alertmanager routing example in docs/observability.md routes every alert by severity, and by team" alertmanager_example
 
 # The systemd unit, verified as a copy whose ExecStart names an existing executable (verify
 # insists on one): the built exporter if there is one, else /bin/true. verify only warns (exit 0)

@@ -3,7 +3,8 @@
 //!
 //! Layout (one module per concept):
 //! - [`config`]: the YAML file, checked into typed settings (types in `mod.rs`, checks in
-//!   `validate/`, what a target takes from files in `validate/files.rs`; errors, built in
+//!   `validate/`, what a target takes from files in `validate/files.rs`, its `labels` in
+//!   `validate/labels.rs`; errors, built in
 //!   `error.rs`, name file, line, field; the nesting pre-check in `nesting.rs`), and the target
 //!   files it names (`target_files/`: listing in `walk.rs`, reading in `scan.rs`, which targets
 //!   are in force in `merge.rs`).
@@ -23,7 +24,8 @@
 //!   status snapshot
 //!   ([`TargetState`](probe::status::TargetState), deaths by
 //!   [`DeathCause`](postgres::classify::DeathCause)).
-//! - [`metrics`]: the Prometheus families; [`http`]: `/metrics`, `/`, `/-/*` (routes in
+//! - [`metrics`]: the Prometheus families (`idle_drop_target_info`, whose label names differ
+//!   per target, from a collector of its own in `metrics/target_info.rs`); [`http`]: `/metrics`, `/`, `/-/*` (routes in
 //!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads and target-file refreshes
 //!   (read off its loop: `files.rs`), shuts down gracefully.

@@ -2,8 +2,11 @@
 //! per-target handle the probe engine records through.
 //!
 //! Label values are bounded by construction: idle durations enter only as a ladder rung, kinds
-//! and roles are fixed sets, SQLSTATEs are filtered in `postgres::classify`. Removing a target
+//! and roles are fixed sets, SQLSTATEs are filtered in `postgres::classify`, a target's own
+//! labels (`idle_drop_target_info`, `target_info.rs`) are capped by the config. Removing a target
 //! (on reload) deletes every series that carries its `target` label.
+
+mod target_info;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::config::LifetimeSource;
+use crate::config::{Labels, LifetimeSource};
 use crate::probe::status::TargetState;
 
 /// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
@@ -56,6 +59,8 @@ pub struct Metrics {
     ghosts_seen: IntCounterVec,
     ghosts_reaped: IntCounterVec,
     server_settings: IntGaugeVec,
+    /// `idle_drop_target_info`: each target's `labels` (a collector of its own: see the file).
+    target_info: target_info::TargetInfo,
     pub reload_successful: IntGauge,
     pub reload_timestamp: Gauge,
     pub reloads: IntCounterVec,
@@ -137,6 +142,11 @@ impl Metrics {
                 "Server settings that change what the probe sees, as reported at connect.",
                 &["target", "server_version", "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "idle_session_timeout", "idle_in_transaction_session_timeout"],
             )),
+            target_info: {
+                let info = target_info::TargetInfo::new();
+                r.register(Box::new(info.clone())).expect("metric names are unique");
+                info
+            },
             reload_successful: register!(r, IntGauge::new("idle_drop_config_last_reload_successful", "1 if the last configuration load succeeded.")),
             reload_timestamp: register!(r, Gauge::new("idle_drop_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.")),
             reloads: register!(r, counter("idle_drop_config_reloads_total", "Configuration loads by result.", &["result"])),
@@ -229,6 +239,7 @@ impl Metrics {
         remove_where_target(&self.ghosts_seen, name);
         remove_where_target(&self.ghosts_reaped, name);
         remove_where_target(&self.server_settings, name);
+        self.target_info.remove(name);
     }
 }
 
@@ -481,6 +492,11 @@ impl TargetMetrics {
             .ghosts_reaped
             .with_label_values(&[&self.name])
             .inc();
+    }
+
+    /// The target's `labels`, on its one `idle_drop_target_info` series (replacing the last).
+    pub fn set_labels(&self, labels: &Labels) {
+        self.metrics.target_info.set(&self.name, labels);
     }
 
     pub fn set_server_settings(&self, settings: &[(&str, String)]) {

@@ -174,7 +174,7 @@ async fn serving(
             .unwrap(),
     );
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    common::wait_until_listening(address).await;
+    common::wait_until_ready(address).await;
     (child, address)
 }
 

@@ -233,7 +233,8 @@ fn the_time_limit_ends_with_the_bracket_so_far_and_status_1() {
     }
     let lab = Lab::up("dt", "silent", 30);
     let started = Instant::now();
-    let output = discover(&lab, "60s", &["--json", "--time-limit", "4s"])
+    // Long enough for a probe to survive 1 s even on a loaded machine.
+    let output = discover(&lab, "60s", &["--json", "--time-limit", "8s"])
         .output()
         .unwrap();
     let report = report(&output);

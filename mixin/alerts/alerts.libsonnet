@@ -14,6 +14,30 @@ local u = import '../lib/utils.libsonnet';
     '{{ with printf "%s{%sjob=\'%%s\',instance=\'%%s\',target=\'%%s\'}" $labels.job $labels.instance $labels.target | query }}{{ . | first | value | humanizeDuration }}{{ else }}%s{{ end }}'
     % [metric, prefix, fallback],
 
+  // A per-target alert's expression joined with idle_drop_target_info, which carries each
+  // target's `labels:` from the exporter's configuration: the alert gets the labels named in
+  // _config.targetInfoLabels (for Alertmanager's routes), its value stays the expression's (the
+  // info series is 1). A target without an info series (an exporter older than the metric)
+  // joins the expression's own (job, instance, target) instead, so it keeps its alert.
+  local withTargetInfo(expr) =
+    local e = std.rstripChars(expr, '\n');
+    local indent(text, by) = std.join('\n', [by + line for line in std.split(text, '\n')]);
+    if cfg.targetInfoLabels == [] then expr
+    else std.join('\n', [
+      '(',
+      indent(e, '  '),
+      ')',
+      '* on (job, instance, target) group_left (%s)' % std.join(', ', cfg.targetInfoLabels),
+      '(',
+      '  idle_drop_target_info%s' % sel(),
+      '  or on (job, instance, target)',
+      '  group by (job, instance, target) (',
+      indent(e, '    '),
+      '  )',
+      ')',
+      '',
+    ]),
+
   // What every alert gets from _config: its severity and the runbook section about it.
   local withDefaults(rule) =
     assert std.objectHas(cfg.alertSeverities, rule.alert) :
@@ -36,7 +60,7 @@ local u = import '../lib/utils.libsonnet';
             alert: 'IdleDropClosedConnectionsSpike',
             // Any unexpected death is a real connection the application would also have lost:
             // no `for`, the 5m window keeps the alert up between guard cycles.
-            expr: 'sum by (job, instance, target, role, kind) (increase(idle_drop_unexpected_closed_connections_total%s[5m])) > 0' % sel(),
+            expr: withTargetInfo('sum by (job, instance, target, role, kind) (increase(idle_drop_unexpected_closed_connections_total%s[5m])) > 0' % sel()),
             annotations: {
               summary: 'Idle PostgreSQL connections that should have survived are being dropped.',
               description: u.fold(|||
@@ -56,7 +80,7 @@ local u = import '../lib/utils.libsonnet';
           },
           {
             alert: 'IdleDropAppPoolLifetimeUnsafe',
-            expr: |||
+            expr: withTargetInfo(|||
               (
                 sum by (job, instance, target) (increase(idle_drop_unexpected_closed_connections_total%(guard)s[15m])) > 0
               )
@@ -70,7 +94,7 @@ local u = import '../lib/utils.libsonnet';
                   and on (job, instance, target)
                 (idle_drop_discovery_state%(watching)s == 1)
               )
-            ||| % { guard: sel(['role="guard"']), all: sel(), watching: sel(['state="watching"']) },
+            ||| % { guard: sel(['role="guard"']), all: sel(), watching: sel(['state="watching"']) }),
             'for': '5m',
             annotations: {
               summary: "The application's pool idle lifetime is not below the idle-drop threshold.",
@@ -85,7 +109,7 @@ local u = import '../lib/utils.libsonnet';
           },
           {
             alert: 'IdleDropThresholdChanged',
-            expr: 'sum by (job, instance, target, direction) (increase(idle_drop_threshold_changes_total%s[30m])) > 0' % sel(),
+            expr: withTargetInfo('sum by (job, instance, target, direction) (increase(idle_drop_threshold_changes_total%s[30m])) > 0' % sel()),
             annotations: {
               summary: 'The idle-drop threshold of a target moved.',
               description: u.fold(|||
@@ -100,7 +124,7 @@ local u = import '../lib/utils.libsonnet';
           },
           {
             alert: 'IdleDropGhostBackendsAccumulating',
-            expr: 'idle_drop_ghost_backends%s > 3' % sel(),
+            expr: withTargetInfo('idle_drop_ghost_backends%s > 3' % sel()),
             'for': '15m',
             annotations: {
               summary: 'Dead probe sessions linger on a PostgreSQL server.',
@@ -115,7 +139,7 @@ local u = import '../lib/utils.libsonnet';
           },
           {
             alert: 'IdleDropTargetDown',
-            expr: 'idle_drop_target_up%s == 0' % sel(),
+            expr: withTargetInfo('idle_drop_target_up%s == 0' % sel()),
             'for': '5m',
             annotations: {
               summary: 'The idle-drop exporter cannot reach a target.',
@@ -130,7 +154,7 @@ local u = import '../lib/utils.libsonnet';
             alert: 'IdleDropTargetOutage',
             // Outages are not idle drops: they never count as unexpected deaths, so they get
             // their own alert, with advice that does not blame the pool's lifetime.
-            expr: 'sum by (job, instance, target) (increase(idle_drop_outages_total%s[15m])) > 0' % sel(),
+            expr: withTargetInfo('sum by (job, instance, target) (increase(idle_drop_outages_total%s[15m])) > 0' % sel()),
             annotations: {
               summary: 'A target was unreachable in the last 15 minutes.',
               description: u.fold(|||

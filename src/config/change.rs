@@ -7,7 +7,7 @@
 //!
 //! | settings | on reload | measurement |
 //! |---|---|---|
-//! | `app_max_idle_lifetime`, the URL's pool settings (`max_idle_connection_lifetime`, `socket_timeout`, ... and libpq's `keepalives*`, `tcp_user_timeout`: the application's, stripped before connecting), `recommendation_margin`, `recommended_socket_timeout`, `watch_ladder`, `precision`, `idle_range`, `discovery_policy` | applied to the running target | kept, counters too |
+//! | `app_max_idle_lifetime`, the URL's pool settings (`max_idle_connection_lifetime`, `socket_timeout`, ... and libpq's `keepalives*`, `tcp_user_timeout`: the application's, stripped before connecting), `recommendation_margin`, `recommended_socket_timeout`, `watch_ladder`, `precision`, `idle_range`, `discovery_policy`, `labels` | applied to the running target | kept, counters too |
 //! | the password (in `dsn`, `dsn_env`, `dsn_file`, `password_file`, `password_env`), `reap_ghosts`, `allow_cleartext_password` | the target reconnects | kept, confirmed by the sentinels |
 //! | the DSN's other parts (host, port, database, user, options), `sslmode`, the CA file, `connect_timeout`, `query_timeout`, `tcp_user_timeout`, `probe_query`, `max_connections`, `keepalive_probe` | the target reconnects | measured again |
 
@@ -56,6 +56,7 @@ impl TargetConfig {
         self.idle_min = other.idle_min;
         self.idle_max = other.idle_max;
         self.discovery_policy = other.discovery_policy;
+        self.labels = other.labels.clone();
     }
 
     /// A digest of everything that decides what the probes measure: equal fingerprints mean a

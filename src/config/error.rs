@@ -48,7 +48,7 @@ impl ConfigError {
     pub(crate) fn at(
         file: &Path,
         text: &str,
-        at: &[Step],
+        at: &[Step<'_>],
         reason: impl Into<String>,
     ) -> ConfigError {
         let line = (1..=at.len()).rev().find_map(|n| line_of(text, &at[..n]));
@@ -111,7 +111,7 @@ fn without_values(reason: &str) -> String {
 }
 
 /// `targets[0].idle_range.min`: keys joined with dots, list indexes in brackets.
-fn field_name(path: &[Step]) -> String {
+fn field_name(path: &[Step<'_>]) -> String {
     use Step::{Index, Key};
     let mut out = String::new();
     for step in path {

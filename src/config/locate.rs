@@ -6,13 +6,14 @@
 
 /// One step of a field path: a mapping key or a list index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Key(&'static str),
+pub enum Step<'a> {
+    /// A key; a label's name (`labels.team`) is one the file chose, hence not `'static`.
+    Key(&'a str),
     Index(usize),
 }
 
 /// The 1-based line of `path` in `text`.
-pub fn line_of(text: &str, path: &[Step]) -> Option<usize> {
+pub fn line_of(text: &str, path: &[Step<'_>]) -> Option<usize> {
     // JSON (and YAML written in flow style): the whole document in brackets.
     let first = text
         .lines()
@@ -287,7 +288,7 @@ mod flow {
 
     /// The line of the value at `at` reached by `path`: a key's line for a key, an item's first
     /// line for an item.
-    fn find(tokens: &[(Token, usize)], at: usize, path: &[Step]) -> Option<usize> {
+    fn find(tokens: &[(Token, usize)], at: usize, path: &[Step<'_>]) -> Option<usize> {
         let Some((step, rest)) = path.split_first() else {
             return tokens.get(at).map(|(_, line)| *line);
         };
@@ -378,7 +379,7 @@ mod flow {
         }
     }
 
-    pub(super) fn line_of(text: &str, path: &[Step]) -> Option<usize> {
+    pub(super) fn line_of(text: &str, path: &[Step<'_>]) -> Option<usize> {
         let tokens = tokens(text)?;
         if path.is_empty() {
             return None;

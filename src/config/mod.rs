@@ -29,6 +29,10 @@ pub use error::ConfigError;
 pub(crate) use nesting::check_nesting;
 pub use shard::Shard;
 pub use target_files::{TargetFiles, TargetFilesConfig};
+pub use validate::{
+    Labels, MAX_LABELS_PER_TARGET, MAX_LABEL_NAMES, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN,
+    RESERVED_LABELS,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -193,6 +197,9 @@ pub struct TargetConfig {
     /// How discovery picks idle times. `Adaptive` in production; the baselines exist so
     /// `docs/benchmarks.md` can compare policies in the real engine.
     pub discovery_policy: PolicyKind,
+    /// `labels`: exported on `idle_drop_target_info` (checked in `validate/labels.rs`); a
+    /// reload that changes them is a live change.
+    pub labels: Labels,
 }
 
 /// Where the lifetime the guard idles came from.
@@ -273,7 +280,7 @@ pub fn read_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 /// for a path already resolved and checked, which must not be swapped for a link since.
 pub(crate) fn read_file_at(path: &Path, limit: u64, no_follow: bool) -> std::io::Result<Vec<u8>> {
     use rustix::fs::OFlags;
-    use std::io::{Error, ErrorKind, Read};
+    use std::io::{Error, ErrorKind};
     use std::os::unix::fs::OpenOptionsExt;
     let check = |meta: std::fs::Metadata| {
         if !meta.is_file() {
@@ -297,7 +304,20 @@ pub(crate) fn read_file_at(path: &Path, limit: u64, no_follow: bool) -> std::io:
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)?;
-    check(file.metadata()?)?;
+    read_opened(file, limit)
+}
+
+/// Reads a file already opened (`O_NONBLOCK`), at most `limit` bytes, checking on the handle
+/// that it is a regular file.
+pub(crate) fn read_opened(file: std::fs::File, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(too_large(limit));
+    }
     let mut bytes = Vec::new();
     // The file may grow between the check and the read.
     file.take(limit + 1).read_to_end(&mut bytes)?;

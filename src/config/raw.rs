@@ -50,6 +50,9 @@ pub struct RawTarget {
     pub reap_ghosts: Option<bool>,
     pub discovery_policy: Option<String>,
     pub allow_cleartext_password: Option<bool>,
+    /// `labels: {team: payments}`: a mapping as written (order kept, keys and values of any
+    /// YAML type), so `validate/labels.rs` can name what it refuses.
+    pub labels: Option<serde_yaml::Mapping>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -947,6 +947,7 @@ fn a_reload_restarts_the_measurement_only_for_path_settings() {
         ("    precision: 3%\n", TargetChange::Live),
         ("    idle_range: {min: 2s, max: 30m}\n", TargetChange::Live),
         ("    discovery_policy: bisection\n", TargetChange::Live),
+        ("    labels: {team: payments}\n", TargetChange::Live),
         ("    reap_ghosts: false\n", TargetChange::Reconnect),
         (
             "    allow_cleartext_password: true\n",

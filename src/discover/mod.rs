@@ -325,6 +325,7 @@ pub fn target_config(args: &Args) -> Result<TargetConfig, String> {
         }),
         reap_ghosts: None,
         discovery_policy: None,
+        labels: None,
     };
     let (target, warnings) = config::validate::target(Path::new("command line"), raw)
         .map_err(|e| format!("{}: {}", flag_of(&e.field), e.reason))?;

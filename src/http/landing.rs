@@ -7,6 +7,8 @@
 //! settings, which are plain text either way. Everything shown comes from the status board,
 //! which never holds a secret (DSNs there are redacted); all text is HTML-escaped.
 
+mod labels;
+
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -163,6 +165,7 @@ fn section(page: &mut String, s: &TargetStatus) {
         "<section id=\"target-{0}\"><h2>{0}</h2>",
         escape(&s.name)
     );
+    labels::render(page, &s.labels);
     if let Some(error) = &s.last_error {
         let _ = writeln!(page, "<p class=\"bad\">last error: {}</p>", escape(error));
     }

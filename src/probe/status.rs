@@ -94,6 +94,8 @@ pub struct TargetStatus {
     /// When the stored measurement this run resumed from was taken.
     pub resumed_from: Option<SystemTime>,
     pub recommendation_margin: f64,
+    /// The target's `labels` (a reload changes them in place).
+    pub labels: crate::config::Labels,
     pub ghosts_alive: usize,
     /// Dead probe sessions the server still listed (silent on both ends), and how many of
     /// those we terminated.
@@ -136,6 +138,7 @@ impl TargetStatus {
             stored_drop: None,
             resumed_from: None,
             recommendation_margin: 0.0,
+            labels: crate::config::Labels::new(),
             ghosts_alive: 0,
             ghosts_seen: 0,
             ghosts_reaped: 0,
@@ -161,6 +164,7 @@ impl TargetStatus {
         self.idle_min = target.idle_min;
         self.idle_max = target.idle_max;
         self.recommendation_margin = target.recommendation_margin;
+        self.labels = target.labels.clone();
     }
 }
 

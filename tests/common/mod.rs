@@ -615,6 +615,19 @@ pub async fn wait_until_listening(address: SocketAddr) {
     }
 }
 
+/// Waits until the exporter at `address` says it is ready: it listens first and reads its
+/// target files off its loop, so until then `/metrics` shows no targets yet.
+pub async fn wait_until_ready(address: SocketAddr) {
+    wait_until_listening(address).await;
+    for _ in 0..400 {
+        if http_get(address, "/-/ready").await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{address} not ready within 20 s");
+}
+
 pub fn exists(path: &str) -> bool {
     Path::new(path).exists()
 }

@@ -7,7 +7,8 @@
 //! no name of another source; otherwise its last good targets stay. Inline targets keep their
 //! names; then the file that already ran the target; then the first file in path order. A file
 //! that loses a clash with its new content goes back to its last good targets; one that loses
-//! with its last good targets loses that one name.
+//! with its last good targets loses that one name. The label names' cap is applied the same
+//! way, in `label_cap.rs`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -28,8 +29,12 @@ pub(super) struct Candidate<'a> {
     /// The names its new content gives, with the line of each name (`None` when its content is
     /// refused or not to be taken, e.g. the file is gone).
     pub new: Option<Vec<(&'a str, Option<usize>)>>,
+    /// The label names of each target of its new content (empty when `new` is `None`).
+    pub new_labels: Vec<Vec<&'a str>>,
     /// The names of its last good targets, in force now.
     pub running: Vec<&'a str>,
+    /// The label names of its last good targets.
+    pub running_labels: BTreeSet<&'a str>,
     /// Why its content is not taken, found before merging (invalid, gone).
     pub refusal: Option<ConfigError>,
 }
@@ -45,8 +50,14 @@ pub(super) struct Decision {
     pub refusal: Option<ConfigError>,
 }
 
-/// Decides, for each file, what is in force.
-pub(super) fn merge(inline: &[&str], main_file: &Path, files: &[Candidate<'_>]) -> Vec<Decision> {
+/// Decides, for each file, what is in force; `inline_labels` are the inline targets' label
+/// names.
+pub(super) fn merge(
+    inline: &[&str],
+    inline_labels: &BTreeSet<&str>,
+    main_file: &Path,
+    files: &[Candidate<'_>],
+) -> Vec<Decision> {
     let mut decisions: Vec<Decision> = files
         .iter()
         .map(|f| Decision {
@@ -56,6 +67,7 @@ pub(super) fn merge(inline: &[&str], main_file: &Path, files: &[Candidate<'_>]) 
         })
         .collect();
     cap(inline.len(), files, &mut decisions);
+    super::label_cap::cap(inline_labels, files, &mut decisions);
     let running: Vec<HashSet<&str>> = files
         .iter()
         .map(|f| f.running.iter().copied().collect())

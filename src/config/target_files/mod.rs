@@ -27,6 +27,7 @@
 //! The targets it yields go through the daemon's one `apply`, so a reload's keep-what-is-true
 //! rules ([`super::TargetChange`]) hold for a file's targets as for inline ones.
 
+mod label_cap;
 mod merge;
 mod scan;
 mod walk;
@@ -322,13 +323,17 @@ impl TargetFiles {
 
     /// Decides what is in force (see [`merge`]) and reports what changed.
     fn merge(&mut self, inline: &[TargetConfig], main_file: &Path, outcome: &mut Refresh) {
+        let inline_labels: BTreeSet<&str> = inline
+            .iter()
+            .flat_map(|t| t.labels.keys().map(String::as_str))
+            .collect();
         let inline: Vec<&str> = inline.iter().map(|t| t.name.as_str()).collect();
         let candidates: Vec<Candidate<'_>> = self
             .files
             .iter()
             .map(|(path, state)| candidate(path, state))
             .collect();
-        let decisions = merge::merge(&inline, main_file, &candidates);
+        let decisions = merge::merge(&inline, &inline_labels, main_file, &candidates);
         let chosen: Vec<(Vec<TargetConfig>, Option<ConfigError>)> = self
             .files
             .values()
@@ -390,10 +395,23 @@ fn candidate<'a>(path: &'a Path, state: &'a FileState) -> Candidate<'a> {
         ),
         _ => None,
     };
+    let new_labels = match (&new, &state.content) {
+        (Some(_), Ok(targets)) => targets
+            .iter()
+            .map(|t| t.config.labels.keys().map(String::as_str).collect())
+            .collect(),
+        _ => Vec::new(),
+    };
     Candidate {
         path,
         new,
+        new_labels,
         running: state.running.iter().map(|t| t.name.as_str()).collect(),
+        running_labels: state
+            .running
+            .iter()
+            .flat_map(|t| t.labels.keys().map(String::as_str))
+            .collect(),
         refusal: gone.or_else(|| state.content.as_ref().err().cloned()),
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::locate::Step::{self, Index, Key};
 use super::super::{
-    raw, read_file_at, relative_to, CaBundle, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
+    raw, read_file_at, read_opened, relative_to, CaBundle, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
     MAX_PASSWORD_FILE_BYTES,
 };
 use super::{Checked, Validator, UNSET_ENV_DSN};
@@ -129,7 +129,7 @@ impl Validator<'_> {
     /// part of the password: either way not what was meant, so it is refused.
     fn one_line(
         &self,
-        at: &[Step],
+        at: &[Step<'_>],
         file: &str,
         limit: u64,
         what: &str,
@@ -153,7 +153,7 @@ impl Validator<'_> {
     }
 
     /// A PEM bundle of CA certificates, each parsed as the TLS setup will.
-    pub(super) fn ca_bundle(&self, at: &[Step], file: &str) -> Checked<CaBundle> {
+    pub(super) fn ca_bundle(&self, at: &[Step<'_>], file: &str) -> Checked<CaBundle> {
         let (path, pem) = self.read_named(at, file, MAX_FILE_BYTES)?;
         let certs = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
@@ -182,7 +182,7 @@ impl Validator<'_> {
     /// Reads a file this file names (relative to its folder), at most `limit` bytes; in a
     /// target file, only where it may (see the module doc). Returns the path as written
     /// (joined to the folder) and the bytes.
-    fn read_named(&self, at: &[Step], file: &str, limit: u64) -> Checked<(PathBuf, Vec<u8>)> {
+    fn read_named(&self, at: &[Step<'_>], file: &str, limit: u64) -> Checked<(PathBuf, Vec<u8>)> {
         let path = relative_to(self.path, file);
         let cannot =
             |e: std::io::Error| self.error(at, format!("cannot read {}: {e}", path.display()));
@@ -195,8 +195,8 @@ impl Validator<'_> {
         let inside = std::iter::once(folder.as_path())
             .chain(allowed.iter().map(PathBuf::as_path))
             .filter_map(|dir| dir.canonicalize().ok())
-            .any(|dir| real.starts_with(dir));
-        if !inside {
+            .find(|dir| real.starts_with(dir));
+        let Some(dir) = inside else {
             return Err(self.error(
                 at,
                 format!(
@@ -206,10 +206,47 @@ impl Validator<'_> {
                     folder.display()
                 ),
             ));
+        };
+        let beneath = real.strip_prefix(&dir).unwrap_or(&real);
+        let bytes = match open_beneath(&dir, beneath) {
+            Some(opened) => opened.and_then(|file| read_opened(file, limit)),
+            // No openat2 (Linux before 5.6): the resolved path, without following a symlink
+            // swapped in for its last part since.
+            None => read_file_at(&real, limit, true),
         }
-        // The resolved path, without following a symlink swapped in since.
-        let bytes = read_file_at(&real, limit, true).map_err(cannot)?;
+        .map_err(cannot)?;
         Ok((path, bytes))
+    }
+}
+
+/// Opens `path` (relative) under `dir` so that no step of its resolution leaves `dir`:
+/// `openat2` with `RESOLVE_BENEATH`, so a folder on the path swapped for a link to elsewhere
+/// after the check above is refused by the kernel, not followed. `None` where the kernel has
+/// no `openat2`.
+fn open_beneath(dir: &Path, path: &Path) -> Option<std::io::Result<std::fs::File>> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let dir = match rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(dir) => dir,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let opened = openat2(
+        &dir,
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    );
+    match opened {
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(rustix::io::Errno::XDEV) => Some(Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "its path left the allowed folder while it was being opened",
+        ))),
+        other => Some(other.map(std::fs::File::from).map_err(Into::into)),
     }
 }
 
@@ -218,5 +255,45 @@ fn folder_of(file: &Path) -> PathBuf {
     match file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_beneath;
+    use std::os::unix::fs::symlink;
+
+    /// The check resolves the path first; this is what stops a folder on the path that is
+    /// swapped for a link between that check and the open.
+    #[test]
+    fn a_path_that_leaves_the_folder_through_a_link_is_refused_by_the_open_itself() {
+        let root = tempfile::tempdir().unwrap();
+        let (inside, outside) = (root.path().join("inside"), root.path().join("outside"));
+        std::fs::create_dir_all(inside.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(inside.join("sub/password"), "ok").unwrap();
+        std::fs::write(outside.join("password"), "secret").unwrap();
+        symlink("sub", inside.join("same")).unwrap();
+        symlink("../outside", inside.join("away")).unwrap();
+        symlink(&outside, inside.join("absolute")).unwrap();
+
+        let open = |path: &str| open_beneath(&inside, std::path::Path::new(path));
+        let Some(opened) = open("sub/password") else {
+            eprintln!("no openat2 on this kernel: the O_NOFOLLOW fallback is used");
+            return;
+        };
+        assert!(opened.is_ok());
+        assert!(
+            open("same/password").unwrap().is_ok(),
+            "a link that stays inside"
+        );
+        for escape in ["away/password", "absolute/password", "../outside/password"] {
+            let error = open(escape).unwrap().expect_err(escape);
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::PermissionDenied,
+                "{escape}: {error}"
+            );
+        }
     }
 }

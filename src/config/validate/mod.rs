@@ -2,11 +2,18 @@
 //! ([`Config`], [`TargetConfig`]), resolving durations, percentages, passwords and CA files.
 //! Every refusal names the field (and its line, through [`ConfigError::at`]). What a target
 //! takes from files and the environment (its DSN, password, CA bundle), and where a target file
-//! may take files from, is in `files.rs`.
+//! may take files from, is in `files.rs`; a target's `labels`, in `labels.rs`.
 
 mod files;
+mod labels;
 
-use std::collections::HashSet;
+pub(crate) use labels::too_many_names;
+pub use labels::{
+    Labels, MAX_LABELS_PER_TARGET, MAX_LABEL_NAMES, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN,
+    RESERVED_LABELS,
+};
+
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,7 +109,7 @@ type Checked<T> = Result<T, ConfigError>;
 impl Validator<'_> {
     /// An environment variable a target names is unset: refused, or (`--config.check
     /// .allow-missing-env`) a warning naming it, and the check goes on.
-    fn unset_env(&self, at: &[Step], var: &str, warnings: &mut Vec<String>) -> Checked<()> {
+    fn unset_env(&self, at: &[Step<'_>], var: &str, warnings: &mut Vec<String>) -> Checked<()> {
         let error = self.error(
             at,
             format!("environment variable {var} is not set or empty"),
@@ -118,7 +125,7 @@ impl Validator<'_> {
         }
     }
 
-    fn error(&self, at: &[Step], reason: impl Into<String>) -> ConfigError {
+    fn error(&self, at: &[Step<'_>], reason: impl Into<String>) -> ConfigError {
         // Every target check names its field from `targets`; in a target file the list is the
         // whole file.
         let at = match at.split_first() {
@@ -175,7 +182,7 @@ impl Validator<'_> {
         Ok(resolved)
     }
 
-    /// Checks each target and that no two share a name.
+    /// Checks each target, that no two share a name, and the cap on distinct label names.
     fn targets(
         &self,
         raw: Vec<raw::RawTarget>,
@@ -205,6 +212,10 @@ impl Validator<'_> {
                 ));
             }
             targets.push(target);
+        }
+        let mut label_names = BTreeSet::new();
+        for (i, target) in targets.iter().enumerate() {
+            self.label_names_cap(i, &target.labels, &mut label_names)?;
         }
         Ok(targets)
     }
@@ -283,6 +294,7 @@ impl Validator<'_> {
                 format!("`{name}`: use 1-64 characters from A-Z a-z 0-9 - _ ."),
             ));
         }
+        let labels = self.labels(i, raw.labels.as_ref())?;
         let (dsn_field, parsed) = self.dsn(i, &raw, warnings)?;
         let mut driver = parsed.config.clone();
         let display_dsn = dsn::redacted(&driver);
@@ -437,6 +449,7 @@ impl Validator<'_> {
             reap_ghosts: raw.reap_ghosts.unwrap_or(true),
             allow_cleartext_password: raw.allow_cleartext_password.unwrap_or(false),
             discovery_policy,
+            labels,
         })
     }
 
@@ -446,7 +459,7 @@ impl Validator<'_> {
     fn app_lifetime(
         &self,
         name: &str,
-        dsn_at: &[Step],
+        dsn_at: &[Step<'_>],
         configured: Option<Duration>,
         app: &AppParams,
         warnings: &mut Vec<String>,
@@ -490,14 +503,19 @@ impl Validator<'_> {
         Ok(from_url.map_or((None, None), |(d, source)| (Some(d), Some(source))))
     }
 
-    fn duration(&self, at: &[Step], value: &Option<String>, default: &str) -> Checked<Duration> {
+    fn duration(
+        &self,
+        at: &[Step<'_>],
+        value: &Option<String>,
+        default: &str,
+    ) -> Checked<Duration> {
         let text = value.as_deref().unwrap_or(default);
         parse_duration(text).map_err(|reason| self.error(at, reason))
     }
 
     fn fraction(
         &self,
-        at: &[Step],
+        at: &[Step<'_>],
         value: &Option<raw::RawFraction>,
         default: f64,
     ) -> Checked<f64> {

@@ -173,7 +173,7 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&self, at: &[Step], reason: impl Into<String>) -> ConfigError {
+    fn error(&self, at: &[Step<'_>], reason: impl Into<String>) -> ConfigError {
         ConfigError::at(self.path, self.text, at, reason)
     }
 
@@ -202,7 +202,7 @@ impl Checker<'_> {
 
     fn read(
         &self,
-        at: &[Step],
+        at: &[Step<'_>],
         file: &str,
         inputs: &mut Vec<(PathBuf, Vec<u8>)>,
     ) -> Result<Vec<u8>, ConfigError> {

@@ -14,7 +14,7 @@ use crate::config::locate::Step::{self, Key};
 use crate::config::ConfigError;
 
 /// A field path under `tls_server_config`.
-fn at(field: &'static str) -> [Step; 2] {
+fn at(field: &'static str) -> [Step<'static>; 2] {
     [Key("tls_server_config"), Key(field)]
 }
 
