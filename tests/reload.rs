@@ -73,7 +73,8 @@ async fn a_target_readded_while_its_old_run_stops_keeps_its_series_and_page_entr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_setting_shown_as_a_series_goes_away_and_comes_back_with_it() {
     let port = black_hole();
-    let with = "    app_max_idle_lifetime: 5m\n    keepalive_probe: {enabled: true, interval: 1s}\n    \
+    let with =
+        "    app_max_idle_lifetime: 5m\n    keepalive_probe: {enabled: true, interval: 1s}\n    \
                 labels: {team: payments}\n";
     let text = |extra: &str| {
         format!(
