@@ -30,10 +30,11 @@ const DEATH_KINDS: [&str; 5] = ["timeout", "reset", "eof", "server_terminated", 
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
     registry: Registry,
-    /// Held by a scrape while it gathers, and by the target publisher for each of its writes
-    /// (see `probe::publisher`): a scrape sees a write of several series whole or not at all
-    /// (a first publication never shows `discovering` beside a stored bracket).
-    writing: std::sync::Mutex<()>,
+    /// Read by a scrape while it gathers (scrapes run side by side), written by the target
+    /// publisher for each of its writes (see `probe::publisher`): a scrape sees a write of
+    /// several series whole or not at all (a first publication never shows `discovering`
+    /// beside a stored bracket).
+    writing: std::sync::RwLock<()>,
     lower: GaugeVec,
     upper: GaugeVec,
     recommended_lifetime: GaugeVec,
@@ -156,7 +157,7 @@ impl Metrics {
             target_file_ok: register!(r, int_gauge("idle_drop_target_file_last_load_successful", "1 if the target file's current content is in force; 0 if it is refused (its last good targets keep running).", &["file"])),
             target_file_targets: register!(r, int_gauge("idle_drop_target_file_targets", "Targets the target file gives (its last good ones while refused), before --shard.", &["file"])),
             registry: r,
-            writing: std::sync::Mutex::new(()),
+            writing: std::sync::RwLock::new(()),
         };
         let build = register!(
             metrics.registry,
@@ -199,7 +200,7 @@ impl Metrics {
 
     /// The text exposition of every metric; never in the middle of a target's write.
     pub fn encode(&self) -> String {
-        let _whole = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _whole = self.writing.read().unwrap_or_else(|e| e.into_inner());
         exposition(&self.registry)
     }
 
@@ -267,10 +268,10 @@ pub struct TargetMetrics {
 
 impl TargetMetrics {
     /// Holds off scrapes (and other targets' writes) until the guard is dropped.
-    pub(crate) fn exclusive(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.metrics
             .writing
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
     }
 
