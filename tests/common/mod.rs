@@ -84,7 +84,14 @@ impl Lab {
         Self::up_with(name, mode, timeout, &[])
     }
 
+    /// `IDLE_DROP_LAB_PREFIX` (one letter, say) goes before `name`: two runs of the suite on
+    /// one machine then never take down each other's labs (lab names are global).
     pub fn up_with(name: &str, mode: &str, timeout: u64, extra: &[&str]) -> Lab {
+        let name = format!(
+            "{}{name}",
+            std::env::var("IDLE_DROP_LAB_PREFIX").unwrap_or_default()
+        );
+        let name = name.as_str();
         let output = Command::new("bash")
             .arg(repo().join("lab/lab.sh"))
             .args([
