@@ -20,6 +20,10 @@ The peak session count is what the server lists for the probe role (`pg_stat_act
 every 250 ms through one psql session per lab over its unix socket), during the run; sessions a
 run leaves behind (ghosts nobody may reap) are terminated before the next run starts.
 
+`--profile demo` gives every run scripts/demo.sh's target settings instead of the defaults;
+`--budget` and `--guard` change the budget and the guard's lifetime; `--report OUT` reprints the
+table of an earlier run.
+
 Needs root (lab/lab.sh). Writes every run as a JSON line (`runs.jsonl`) and the table
 (`table.md`) to --out, and prints the table. Labs are named PREFIX + box + T (e.g. bhsil20; lab.sh
 takes at most 8 characters, so its veth names stay within Linux's 15).
@@ -66,7 +70,10 @@ def free_port():
 
 
 def lab(*args):
-    return subprocess.run(["bash", str(LAB), *args], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["bash", str(LAB), *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"lab.sh {' '.join(args[:2])} exited {out.returncode}: {out.stderr.strip()[-300:]}")
+    return out.stdout
 
 
 def parse_env(text):
@@ -94,8 +101,12 @@ class Sessions:
 
     def _sample(self):
         while self.running:
-            count = self.query(COUNT_SQL)
-            self.peak = max(self.peak, count)
+            try:
+                count = self.query(COUNT_SQL)
+            except (OSError, ValueError):  # psql gone: the peak says so rather than freezing
+                self.peak = None
+                return
+            self.peak = None if self.peak is None else max(self.peak, count)
             time.sleep(SAMPLE_SECONDS)
 
     def reset(self):
@@ -160,9 +171,9 @@ def wait_listening(port, seconds):
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def run_discover(box, profile, keepalive_check, limit, work):
+def run_discover(box, profile, budget, keepalive_check, limit, work):
     cmd = [box.binary, "discover", "--dsn", box.dsn(), "--password-file", box.env["LAB_PASSWORD_FILE"],
-           "--sslmode", "disable", "--json", *PROFILES[profile]["discover"]]
+           "--sslmode", "disable", "--budget", str(budget), "--json", *PROFILES[profile]["discover"]]
     if not keepalive_check:
         cmd += ["--keepalive-check", "false"]
     err = work / f"{box.lab}-discover.err"
@@ -190,7 +201,10 @@ def run_discover(box, profile, keepalive_check, limit, work):
     reader.join(timeout=5)
     if proc.returncode != 0:
         return {"seconds": None, "error": f"exit {proc.returncode}: {err.read_text()[-300:]}"}
-    report = json.loads(first.get("text") or "{}")
+    try:
+        report = json.loads(first.get("text") or "")
+    except ValueError:
+        return {"seconds": None, "error": "no JSON report on stdout"}
     return {"seconds": first.get("at", exited), "exit_seconds": exited, "report": summary(report, box.threshold)}
 
 
@@ -205,21 +219,21 @@ def summary(report, threshold):
     return out
 
 
-def daemon_config(box, profile, guard, port, path):
+def daemon_config(box, profile, guard, budget, port, path):
     """`guard`: the guard's lifetime as a fraction of T, or None for no guard."""
     lines = [f"listen_address: 127.0.0.1:{port}", "targets:", "  - name: bench",
              f"    dsn: \"{box.dsn()}\"", f"    password_file: {box.env['LAB_PASSWORD_FILE']}",
-             "    sslmode: disable", "    max_connections: 8"]
+             "    sslmode: disable", f"    max_connections: {budget}"]
     lines += [f"    {line}" for line in PROFILES[profile]["yaml"]]
     if guard is not None:
         lines.append(f"    app_max_idle_lifetime: {round(box.threshold * guard * 1000)}ms")
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_daemon(box, profile, guard, limit, work):
+def run_daemon(box, args, guard, limit, work):
     port = free_port()
     config = work / f"{box.lab}-{'plain' if guard is None else 'guard'}.yaml"
-    daemon_config(box, profile, guard, port, config)
+    daemon_config(box, args.profile, guard, args.budget, port, config)
     log = (work / f"{box.lab}-daemon.log").open("a")
     start = time.monotonic()
     proc = subprocess.Popen([box.binary, "--config", str(config)], stdout=log, stderr=log)
@@ -259,9 +273,9 @@ def run_one(box, kind, args, work):
     limit = 12 * box.threshold + 180
     box.sessions.reset()
     if kind.startswith("discover"):
-        result = run_discover(box, args.profile, kind == "discover", limit, work)
+        result = run_discover(box, args.profile, args.budget, kind == "discover", limit, work)
     else:
-        result = run_daemon(box, args.profile, args.guard if kind == "daemon-guard" else None, limit, work)
+        result = run_daemon(box, args, args.guard if kind == "daemon-guard" else None, limit, work)
     time.sleep(2 * SAMPLE_SECONDS)
     result.update(box=box.kind, T=box.threshold, kind=kind, peak_sessions=box.sessions.peak)
     return result
@@ -300,7 +314,8 @@ def cell(results, threshold):
         return f"failed ({failed})" if failed else "–"
     median, worst = statistics.median(times), max(times)
     text = f"{median:.1f} s **{median / threshold:.2f}** / {worst:.1f} s {worst / threshold:.2f}"
-    text += f" · n={len(times)} · peak {max(r['peak_sessions'] for r in results)}"
+    peaks = [r["peak_sessions"] for r in results]
+    text += f" · n={len(times)} · peak {'?' if None in peaks else max(peaks)}"
     return text + (f" · {failed} failed" if failed else "")
 
 
@@ -323,6 +338,7 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--repeats-at", default="", help="per-T repetitions, e.g. 120=1,40=2")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="defaults")
+    parser.add_argument("--budget", type=int, default=8, help="max_connections (discover --budget)")
     parser.add_argument("--guard", type=float, default=0.75,
                         help="daemon-guard's app_max_idle_lifetime as a fraction of T (scripts/demo.sh: 0.75)")
     parser.add_argument("--lab-prefix", default="bh", help="lab names are this + box + T (at most 8 characters)")
