@@ -17,8 +17,8 @@
 //!   do in `results.rs`), the guard, the watch, the control connection (outage detection; ghost
 //!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher) that
 //!   writes metrics and status together, and the status snapshot
-//!   ([`TargetState`](probe::status::TargetState), deaths by
-//!   [`DeathCause`](postgres::classify::DeathCause)).
+//!   ([`TargetState`](model::TargetState), deaths by
+//!   [`DeathCause`](model::DeathCause)).
 //! - [`metrics`]: the Prometheus families (`idle_drop_target_info`, whose label names differ
 //!   per target, from a collector of its own in `metrics/target_info.rs`); [`http`]: `/metrics`, `/`, `/-/*` (routes in
 //!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
@@ -56,6 +56,7 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod offload;
 pub mod postgres;
 pub mod probe;

@@ -18,7 +18,7 @@ use prometheus::{
 };
 
 use crate::config::{Labels, LifetimeSource};
-use crate::probe::status::TargetState;
+use crate::model::TargetState;
 
 /// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
 /// label sets of `idle_drop_unexpected_closed_connections_total`, exported at 0 from the start.

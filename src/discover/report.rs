@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::TargetConfig;
 use crate::format::human;
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
 use crate::probe::status::{dominant_death, TargetStatus};
 use crate::recipes::{self, BoxCounts, DropKind, Recipe};
 

@@ -14,8 +14,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::format::human;
-use crate::postgres::classify::DeathCause;
-use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
+use crate::model::DeathCause;
+use crate::model::TargetState;
+use crate::probe::status::{StatusBoard, TargetStatus};
 use crate::recipes::{self, Recipe};
 
 /// How a stored measurement's lifetime is shown until the sentinels confirm it.

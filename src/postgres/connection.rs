@@ -19,9 +19,10 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::classify::{self, ConnectErrorKind, DeathCause};
+use super::classify::{self, ConnectErrorKind};
 use super::{startup, tls};
 use crate::config::TargetConfig;
+use crate::model::DeathCause;
 
 /// How long a failed query waits for the connection task to report its cause.
 const CAUSE_WAIT: Duration = Duration::from_secs(2);

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
 use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
 use crate::probe::status::{self, StatusBoard};
 

@@ -4,14 +4,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::status::{
-    self, EventRecord, ProbeRecord, StatusBoard, TargetState, TargetStatus, RECENT_EVENTS,
-};
-use super::watch::Role;
+use super::status::{self, EventRecord, ProbeRecord, StatusBoard, TargetStatus, RECENT_EVENTS};
 use crate::config::TargetConfig;
 use crate::discovery::Bracket;
 use crate::metrics::TargetMetrics;
-use crate::postgres::classify::DeathCause;
+use crate::model::{DeathCause, Role, TargetState};
 use crate::recommend::Recommendation;
 
 /// How many probe results the status page's chart keeps.

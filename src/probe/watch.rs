@@ -16,28 +16,7 @@
 use std::time::Duration;
 
 use crate::discovery::{Action, Bracket, Scheduler};
-
-/// What a probe connection is for; the `role` label of closed-connection events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Discovery,
-    SentinelLow,
-    SentinelHigh,
-    Guard,
-    Keepalive,
-}
-
-impl Role {
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Discovery => "discovery",
-            Role::SentinelLow => "sentinel_low",
-            Role::SentinelHigh => "sentinel_high",
-            Role::Guard => "guard",
-            Role::Keepalive => "keepalive",
-        }
-    }
-}
+use crate::model::Role;
 
 /// Which way the threshold moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,12 +29,13 @@ use super::guard::Guard;
 use super::network::{Connect, Control};
 use super::publisher::Publisher;
 use super::status::StatusBoard;
-use super::watch::{Role, Watch};
+use super::watch::Watch;
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, Scheduler};
 use crate::metrics::TargetMetrics;
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
+use crate::model::Role;
 use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::recommend;
 use crate::storage::{self, Store};
@@ -288,7 +289,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         // start, the series would otherwise still say `discovering` (what a fresh target
         // starts with), as if the stored measurement were not used.
         self.publish
-            .set_state(super::status::TargetState::Confirming);
+            .set_state(crate::model::TargetState::Confirming);
         // The state file keeps the cause as text.
         let drop_kind = stored.drop_kind.as_deref().and_then(DeathCause::parse);
         self.publish

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use super::{plan_guard, rungs, Engine, Next, Phase, RunMode, SlotState};
 use crate::config::TargetConfig;
 use crate::discovery::{Bracket, Discovery, Scheduler, SearchSpace, Verdict};
+use crate::model::TargetState;
 use crate::probe::guard::Guard;
 use crate::probe::network::{Connect, Control};
-use crate::probe::status::TargetState;
 use crate::probe::watch::Watch;
 
 impl<N: Connect, K: Control> Engine<N, K> {

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::tasks::{Event, Use};
 use super::{Engine, SlotState};
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
+use crate::model::Role;
 use crate::postgres::connection::{ConnectError, ProbeOutcome};
 use crate::probe::network::{Conn, Connect, Control};
-use crate::probe::watch::Role;
 
 impl<N: Connect, K: Control> Engine<N, K> {
     pub(super) fn handle(&mut self, event: Event<N::Conn>) {

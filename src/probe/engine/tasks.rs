@@ -15,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Engine, LeftoverSessions, Phase, SlotState};
 use crate::backoff::Backoff;
+use crate::model::Role;
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
 };
 use crate::probe::control::GhostVerdict;
 use crate::probe::network::{Conn, Connect, Control};
-use crate::probe::watch::{self, Role};
+use crate::probe::watch;
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
 const GHOST_GRACE: Duration = Duration::from_secs(1);

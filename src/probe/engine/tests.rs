@@ -7,8 +7,9 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::metrics::Metrics;
+use crate::model::TargetState;
 use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
-use crate::probe::status::{TargetState, TargetStatus};
+use crate::probe::status::TargetStatus;
 use crate::storage::Store;
 
 fn secs(s: f64) -> Duration {
