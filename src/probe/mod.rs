@@ -45,7 +45,7 @@ pub async fn run(
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> LeftoverSessions {
-    let connector = match Connector::new(&target) {
+    let connector = match Connector::new(&target.connect_spec()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(target_name = %target.name, error = %e, "cannot set up TLS; target not probed");

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 
 use super::super::locate::Step::{self, Index, Key};
 use super::super::{
-    raw, read_file_at, read_opened, relative_to, CaBundle, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
+    raw, read_file_at, read_opened, relative_to, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
     MAX_PASSWORD_FILE_BYTES,
 };
 use super::{Checked, Validator, UNSET_ENV_DSN};
 use crate::postgres::dsn;
+use crate::postgres::tls::CaBundle;
 use crate::secret::Secret;
 
 impl Validator<'_> {
