@@ -1,5 +1,6 @@
 //! The words the layers share: where a target's measurement stands ([`TargetState`]), what a
-//! probe connection is for ([`Role`]), why one died ([`DeathCause`]). Plain values with their
+//! probe connection is for ([`Role`]), why one died ([`DeathCause`]), which way the threshold
+//! moved ([`ThresholdMove`]). Plain values with their
 //! label texts and no dependencies, so that the driver layer (`postgres`), the probe engine, the
 //! metrics, the page and the state file all name them from below instead of from each other.
 
@@ -62,6 +63,23 @@ impl Role {
             Role::SentinelHigh => "sentinel_high",
             Role::Guard => "guard",
             Role::Keepalive => "keepalive",
+        }
+    }
+}
+
+/// Which way a watch found the threshold moved: the `direction` label of
+/// `idle_drop_threshold_changes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdMove {
+    Up,
+    Down,
+}
+
+impl ThresholdMove {
+    pub fn label(self) -> &'static str {
+        match self {
+            ThresholdMove::Up => "up",
+            ThresholdMove::Down => "down",
         }
     }
 }
