@@ -1,8 +1,9 @@
 //! The words the layers share: where a target's measurement stands ([`TargetState`]), what a
-//! probe connection is for ([`Role`]), why one died ([`DeathCause`]), which way the threshold
-//! moved ([`ThresholdMove`]). Plain values with their
+//! connection is for ([`Role`]), why one died ([`DeathCause`]) and how that was noticed
+//! ([`Detected`]), which way the threshold moved ([`ThresholdMove`]). Plain values with their
 //! label texts and no dependencies, so that the driver layer (`postgres`), the probe engine, the
-//! metrics, the page and the state file all name them from below instead of from each other.
+//! metrics, the page and the state file all name them from below instead of from each other;
+//! they turn into text only at the edges (a metric label, the page, a log line, the state file).
 
 use std::fmt;
 
@@ -45,7 +46,7 @@ impl TargetState {
     }
 }
 
-/// What a probe connection is for; the `role` label of closed-connection events.
+/// What a connection is for; the `role` label of closed-connection events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Discovery,
@@ -53,9 +54,24 @@ pub enum Role {
     SentinelHigh,
     Guard,
     Keepalive,
+    /// The control connection (outage detection, ghost checks): the exporter's own, never a
+    /// probe of the application's path, so its deaths never page.
+    Control,
 }
 
 impl Role {
+    /// The roles whose deaths can be unexpected (`docs/metrics.md`): the label set of
+    /// `idle_drop_unexpected_closed_connections_total`, exported at 0 from a target's start.
+    /// Not the high sentinel (it idles above the upper bound) nor the control connection (it
+    /// is ours, not the application's; its deaths count in
+    /// `idle_drop_control_connection_drops_total`).
+    pub const UNEXPECTED: [Role; 4] = [
+        Role::Guard,
+        Role::SentinelLow,
+        Role::Discovery,
+        Role::Keepalive,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Role::Discovery => "discovery",
@@ -63,6 +79,25 @@ impl Role {
             Role::SentinelHigh => "sentinel_high",
             Role::Guard => "guard",
             Role::Keepalive => "keepalive",
+            Role::Control => "control",
+        }
+    }
+}
+
+/// How a death was noticed: the `detected` label of closed-connection events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detected {
+    /// The connection task ended on its own while the connection idled: the exact time of death.
+    WhileIdle,
+    /// The probe's query found the connection dead.
+    OnUse,
+}
+
+impl Detected {
+    pub fn label(self) -> &'static str {
+        match self {
+            Detected::WhileIdle => "while_idle",
+            Detected::OnUse => "on_use",
         }
     }
 }
@@ -112,6 +147,21 @@ impl DeathCause {
             DeathCause::ServerTerminated { .. } => "server_terminated",
             DeathCause::Error => "error",
         }
+    }
+
+    /// Every `kind` label value, one per variant: the label set the metrics export at 0 from a
+    /// target's start.
+    pub fn kinds() -> [&'static str; 5] {
+        [
+            DeathCause::Timeout,
+            DeathCause::Reset,
+            DeathCause::Eof,
+            DeathCause::ServerTerminated {
+                sqlstate: String::new(),
+            },
+            DeathCause::Error,
+        ]
+        .map(|cause| cause.kind())
     }
 
     /// Whether this death can be what idling does to a connection: anything the path does
@@ -243,5 +293,16 @@ mod tests {
             "57P05"
         );
         assert_eq!(DeathCause::Reset.sqlstate(), "");
+        assert_eq!(
+            DeathCause::kinds(),
+            ["timeout", "reset", "eof", "server_terminated", "error"]
+        );
+        assert_eq!(
+            Role::UNEXPECTED.map(Role::label),
+            ["guard", "sentinel_low", "discovery", "keepalive"]
+        );
+        assert_eq!(Role::Control.label(), "control");
+        assert_eq!(Detected::WhileIdle.label(), "while_idle");
+        assert_eq!(Detected::OnUse.label(), "on_use");
     }
 }

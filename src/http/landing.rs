@@ -245,10 +245,10 @@ fn events(page: &mut String, s: &TargetStatus) {
         let _ = writeln!(
             page,
             "<tr><td>{when}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.role,
-            escape(&e.kind),
+            e.role.label(),
+            escape(&e.cause.to_string()),
             human(e.idle),
-            e.detected,
+            e.detected.label(),
             if e.unexpected {
                 "<span class=\"bad\">yes</span>"
             } else {

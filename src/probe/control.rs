@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
-use crate::model::DeathCause;
+use crate::model::{DeathCause, Detected, Role};
 use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
 use crate::probe::status::{self, StatusBoard};
 
@@ -213,7 +213,7 @@ impl Control {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
                         if is_drop(&cause) {
-                            self.metrics.control_drop(cause.kind());
+                            self.metrics.control_drop(&cause);
                         }
                     }
                     backoff.reset();
@@ -239,7 +239,7 @@ impl Control {
                     if let Some(reply) = pending_ping.take() {
                         let _ = reply.send(false);
                     }
-                    self.metrics.connect_error(e.kind.label());
+                    self.metrics.connect_error(e.kind);
                     if last_error_kind != Some(e.kind) {
                         tracing::warn!(target_name = %self.target.name, error = %e, "cannot connect to target");
                         last_error_kind = Some(e.kind);
@@ -462,7 +462,7 @@ impl Control {
         let cause = self.failure.take().unwrap_or_else(|| conn.death_cause());
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
         self.metrics
-            .closed("control", cause.kind(), cause.sqlstate(), "on_use", false);
+            .closed(Role::Control, &cause, Detected::OnUse, false);
         self.lost = Some(cause);
         self.retire_current();
         conn.close().await;

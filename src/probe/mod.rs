@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
 use crate::metrics::TargetMetrics;
+use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::connection::Connector;
 pub use engine::{LeftoverSessions, RunMode};
 use status::StatusBoard;
@@ -51,7 +52,7 @@ pub async fn run(
             tracing::error!(target_name = %target.name, error = %e, "cannot set up TLS; target not probed");
             let message = e.to_string();
             status::update(&board, &target.name, |s| s.last_error = Some(message));
-            metrics.connect_error("tls");
+            metrics.connect_error(ConnectErrorKind::Tls);
             shutdown.cancelled().await;
             return context.inherited;
         }

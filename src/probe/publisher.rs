@@ -8,7 +8,9 @@ use super::status::{self, EventRecord, ProbeRecord, StatusBoard, TargetStatus, R
 use crate::config::TargetConfig;
 use crate::discovery::Bracket;
 use crate::metrics::TargetMetrics;
-use crate::model::{DeathCause, Role, TargetState};
+use crate::model::{DeathCause, Detected, Role, TargetState, ThresholdMove};
+use crate::postgres::classify::ConnectErrorKind;
+use crate::postgres::connection::ProbeOutcome;
 use crate::recommend::Recommendation;
 
 /// How many probe results the status page's chart keeps.
@@ -149,7 +151,7 @@ impl Publisher {
         self.status(|s| s.keepalive_rescue = Some(rescued));
     }
 
-    pub fn threshold_changed(&self, direction: &str) {
+    pub fn threshold_changed(&self, direction: ThresholdMove) {
         self.metrics.threshold_changed(direction);
     }
 
@@ -161,18 +163,18 @@ impl Publisher {
         self.metrics.connected(took);
     }
 
-    pub fn connect_failed(&self, kind: &str, message: String) {
+    pub fn connect_failed(&self, kind: ConnectErrorKind, message: String) {
         self.metrics.connect_error(kind);
         self.status(|s| s.last_error = Some(message));
     }
 
     /// A probe query was sent after `rung` of idle.
-    pub fn probe_use(&self, rung: &str, outcome: &str) {
+    pub fn probe_use(&self, rung: &str, outcome: &ProbeOutcome) {
         self.metrics.probe_use(rung, outcome);
     }
 
-    pub fn time_to_failure(&self, kind: &str, took: Duration) {
-        self.metrics.time_to_failure(kind, took);
+    pub fn time_to_failure(&self, cause: &DeathCause, took: Duration) {
+        self.metrics.time_to_failure(cause, took);
     }
 
     /// An idle time that survived or killed, for the survival chart.
@@ -189,20 +191,14 @@ impl Publisher {
         role: Role,
         cause: &DeathCause,
         idle: Duration,
-        detected: &'static str,
+        detected: Detected,
         unexpected: bool,
     ) {
-        self.metrics.closed(
-            role.label(),
-            cause.kind(),
-            cause.sqlstate(),
-            detected,
-            unexpected,
-        );
+        self.metrics.closed(role, cause, detected, unexpected);
         let record = EventRecord {
             at: SystemTime::now(),
-            role: role.label(),
-            kind: cause.to_string(),
+            role,
+            cause: cause.clone(),
             idle,
             detected,
             unexpected,

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::discovery::Bracket;
-use crate::model::{DeathCause, TargetState};
+use crate::model::{DeathCause, Detected, Role, TargetState};
 use crate::recipes::{BoxCounts, DropKind, Knobs, Measurement};
 use crate::recommend::Recommendation;
 
@@ -17,10 +17,10 @@ pub const RECENT_EVENTS: usize = 20;
 #[derive(Clone, Debug)]
 pub struct EventRecord {
     pub at: SystemTime,
-    pub role: &'static str,
-    pub kind: String,
+    pub role: Role,
+    pub cause: DeathCause,
     pub idle: Duration,
-    pub detected: &'static str,
+    pub detected: Detected,
     pub unexpected: bool,
 }
 

@@ -72,7 +72,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     self.confirming = None;
                     // The seed holds only what this run observed.
                     self.unconfirmed = false;
-                    self.publish.threshold_changed(change.direction.label());
+                    self.publish.threshold_changed(change.direction);
                     tracing::warn!(
                         target_name = %self.target.name, direction = change.direction.label(),
                         old_lower = %format::bound(bracket.lower), old_upper = %format::bound(bracket.upper),

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::tasks::{Event, Use};
 use super::{Engine, SlotState};
-use crate::model::DeathCause;
-use crate::model::Role;
+use crate::model::{DeathCause, Detected, Role};
 use crate::postgres::connection::{ConnectError, ProbeOutcome};
 use crate::probe::network::{Conn, Connect, Control};
 
@@ -88,7 +87,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             }
             Err(e) => {
                 tracing::debug!(target_name = %self.target.name, error = %e, lingers = e.lingers, "probe connection failed");
-                self.publish.connect_failed(e.kind.label(), e.to_string());
+                self.publish.connect_failed(e.kind, e.to_string());
                 match attempt.filter(|_| e.lingers) {
                     // Given up on, but the server may still finish it: the slot stays taken
                     // until the server is seen without the attempt's session (then the
@@ -151,10 +150,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
         } = used;
         let conn = *conn;
         let role = self.role(slot);
-        let outcome_label = outcome.label();
         if probed {
             let rung = self.rung(idle).to_string();
-            self.publish.probe_use(&rung, outcome_label);
+            self.publish.probe_use(&rung, &outcome);
         }
         // A death tells us about idle time only if the server is still there and the death is
         // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
@@ -177,7 +175,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     role,
                     &cause,
                     idle_at_death,
-                    "while_idle",
+                    Detected::WhileIdle,
                     end.detail.as_deref(),
                     outage,
                 );
@@ -205,9 +203,16 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 query_error,
                 time_to_failure,
             } => {
-                self.publish.time_to_failure(cause.kind(), time_to_failure);
+                self.publish.time_to_failure(&cause, time_to_failure);
                 outage |= !cause.can_be_idle_expiry();
-                self.record_death(role, &cause, idle, "on_use", Some(&query_error), outage);
+                self.record_death(
+                    role,
+                    &cause,
+                    idle,
+                    Detected::OnUse,
+                    Some(&query_error),
+                    outage,
+                );
                 if outage {
                     if let Some(guard) = self.guard.as_mut().filter(|g| g.slot() == slot) {
                         guard.on_probe(false, now);
@@ -265,7 +270,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         role: Role,
         cause: &DeathCause,
         idle: Duration,
-        detected: &'static str,
+        detected: Detected,
         detail: Option<&str>,
         outage: bool,
     ) {
@@ -280,6 +285,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             && match role {
                 Role::Guard | Role::SentinelLow => true,
                 Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
+                Role::Control => false,
             };
         if unexpected {
             tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = %crate::format::duration(idle), detail, "connection closed although it should have survived");
