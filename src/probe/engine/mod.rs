@@ -34,7 +34,6 @@ use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::discovery::{Action, Bracket, Discovery, Scheduler};
 use crate::metrics::TargetMetrics;
-use crate::model::DeathCause;
 use crate::model::Role;
 use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::recommend;
@@ -264,7 +263,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self
     }
 
-    fn resume(&mut self, stored: storage::Measurement) {
+    fn resume(&mut self, stored: storage::StoredMeasurement) {
         let bracket = Bracket {
             lower: stored.lower,
             upper: stored.upper,
@@ -290,10 +289,11 @@ impl<N: Connect, K: Control> Engine<N, K> {
         // starts with), as if the stored measurement were not used.
         self.publish
             .set_state(crate::model::TargetState::Confirming);
-        // The state file keeps the cause as text.
-        let drop_kind = stored.drop_kind.as_deref().and_then(DeathCause::parse);
-        self.publish
-            .resumed(stored.keepalive_rescue, drop_kind, stored.measured_at);
+        self.publish.resumed(
+            stored.keepalive_rescue,
+            stored.drop_kind,
+            stored.measured_at,
+        );
         self.phase = Phase::Draining {
             next: Next::Confirm(bracket),
         };
@@ -308,10 +308,10 @@ impl<N: Connect, K: Control> Engine<N, K> {
         store.remember(
             &self.target.name,
             fingerprint,
-            storage::Measurement {
+            storage::StoredMeasurement {
                 lower: self.bracket.lower,
                 upper: self.bracket.upper,
-                drop_kind: drop_kind.map(|cause| cause.to_string()),
+                drop_kind,
                 keepalive_rescue,
                 measured_at: SystemTime::now(),
             },
