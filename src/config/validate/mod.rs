@@ -17,6 +17,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use files::DsnSource;
+
 use super::locate::Step::{self, Index, Key};
 use super::raw;
 use super::target_files::{self, TargetFilesConfig};
@@ -295,14 +297,14 @@ impl Validator<'_> {
             ));
         }
         let labels = self.labels(i, raw.labels.as_ref())?;
-        let (dsn_field, parsed) = self.dsn(i, &raw, warnings)?;
+        let (dsn_source, parsed) = self.dsn(i, &raw, warnings)?;
         let mut driver = parsed.config.clone();
         let display_dsn = dsn::redacted(&driver);
 
         let password = self.password(i, &raw, driver.get_password().is_some(), warnings)?;
         // The application's own URL holds the application's secret by design; a `dsn` written
         // into this file is better off without it.
-        if driver.get_password().is_some() && dsn_field == "dsn" {
+        if driver.get_password().is_some() && dsn_source == DsnSource::Dsn {
             warnings.push(format!(
                 "target {name}: the DSN carries a password; prefer password_file or password_env"
             ));
@@ -389,8 +391,13 @@ impl Validator<'_> {
             }
             None => None,
         };
-        let (app_max_idle_lifetime, app_lifetime_source) =
-            self.app_lifetime(&name, &at(dsn_field), configured, &parsed.app, warnings)?;
+        let (app_max_idle_lifetime, app_lifetime_source) = self.app_lifetime(
+            &name,
+            &at(dsn_source.field()),
+            configured,
+            &parsed.app,
+            warnings,
+        )?;
         let recommended_socket_timeout = self.duration(
             &at("recommended_socket_timeout"),
             &raw.recommended_socket_timeout,
