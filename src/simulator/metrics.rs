@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::server::{self, text};
 
-use super::labels::{Direction, Fate};
+use super::labels::{ByteDirection, Fate};
 use super::Settings;
 
-/// The simulator's metric families.
-pub struct Metrics {
+/// The simulator's metric families (its own registry, apart from the exporter's [`crate::metrics::Metrics`]).
+pub struct SimulatorMetrics {
     registry: Registry,
     /// Client connections accepted (refused and failed ones included).
     pub flows_opened: IntCounter,
@@ -32,9 +32,9 @@ pub struct Metrics {
     forwarded: IntCounterVec,
 }
 
-impl Metrics {
+impl SimulatorMetrics {
     /// Registers every family; the settings fill the constant gauges.
-    pub fn new(settings: &Settings) -> Metrics {
+    pub fn new(settings: &Settings) -> SimulatorMetrics {
         let registry = Registry::new();
         let flows_opened = IntCounter::new(
             "idle_drop_simulator_flows_opened_total",
@@ -94,7 +94,10 @@ impl Metrics {
         for fate in Fate::ALL {
             flows_ended.with_label_values(&[fate.as_str()]);
         }
-        for direction in [Direction::ClientToUpstream, Direction::UpstreamToClient] {
+        for direction in [
+            ByteDirection::ClientToUpstream,
+            ByteDirection::UpstreamToClient,
+        ] {
             forwarded.with_label_values(&[direction.as_str()]);
         }
         for collector in [
@@ -109,7 +112,7 @@ impl Metrics {
         ] {
             registry.register(collector).expect("unique metric names");
         }
-        Metrics {
+        SimulatorMetrics {
             registry,
             flows_opened,
             flows_ended,
@@ -125,7 +128,7 @@ impl Metrics {
     }
 
     /// The counter of bytes forwarded in one direction.
-    pub fn forwarded(&self, direction: Direction) -> IntCounter {
+    pub fn forwarded(&self, direction: ByteDirection) -> IntCounter {
         self.forwarded.with_label_values(&[direction.as_str()])
     }
 
@@ -136,7 +139,11 @@ impl Metrics {
 }
 
 /// Serves `/metrics` (and a one-line `/`) until `shutdown`; open requests get 5 s to finish.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<SimulatorMetrics>,
+    shutdown: CancellationToken,
+) {
     let handler = move |request| {
         let metrics = metrics.clone();
         async move { route(&metrics, &request) }
@@ -144,7 +151,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     server::serve(listener, None, handler, shutdown).await;
 }
 
-fn route<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+fn route<B>(metrics: &SimulatorMetrics, request: &Request<B>) -> Response<Full<Bytes>> {
     match (request.uri().path(), request.method()) {
         ("/metrics", &Method::GET) => server::metrics_response(request.headers(), metrics.encode()),
         ("/", &Method::GET) => text(
