@@ -154,34 +154,7 @@ impl Metrics {
             registry: r,
             whole_targets: Default::default(),
         };
-        let build = register!(
-            metrics.registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "idle_drop_build_info",
-                    "1, with what this binary was built from as labels (as --version prints it)."
-                ),
-                &[
-                    "version",
-                    "revision",
-                    "branch",
-                    "build_date",
-                    "rustc_version",
-                    "platform"
-                ]
-            )
-        );
-        let info = crate::build_info::get();
-        build
-            .with_label_values(&[
-                info.version,
-                info.revision,
-                info.branch,
-                &info.build_date,
-                info.rustc_version,
-                info.platform,
-            ])
-            .set(1);
+        register_build_info(&metrics.registry);
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::for_self();
@@ -298,6 +271,38 @@ impl Metrics {
         remove_where_target(&self.server_settings, name);
         self.target_info.remove(name);
     }
+}
+
+/// `idle_drop_build_info`: 1, with what this binary was built from as labels.
+fn register_build_info(registry: &Registry) {
+    let build = register!(
+        registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "idle_drop_build_info",
+                "1, with what this binary was built from as labels (as --version prints it)."
+            ),
+            &[
+                "version",
+                "revision",
+                "branch",
+                "build_date",
+                "rustc_version",
+                "platform"
+            ]
+        )
+    );
+    let info = crate::build_info::get();
+    build
+        .with_label_values(&[
+            info.version,
+            info.revision,
+            info.branch,
+            &info.build_date,
+            info.rustc_version,
+            info.platform,
+        ])
+        .set(1);
 }
 
 fn remove_where_target<T: MetricVecBuilder>(vec: &MetricVec<T>, name: &str) {
