@@ -69,28 +69,6 @@ impl SimulatorMetrics {
             &["direction"],
         )
         .expect("valid metric");
-        let idle_timeout = Gauge::new(
-            "idle_drop_simulator_idle_timeout_seconds",
-            "Idle time after which the simulator forgets a flow (--idle-timeout).",
-        )
-        .expect("valid metric");
-        let max_flows = IntGauge::new(
-            "idle_drop_simulator_max_flows",
-            "Flows the simulator holds at most (--max-flows); more are refused.",
-        )
-        .expect("valid metric");
-        let mode = IntGaugeVec::new(
-            Opts::new(
-                "idle_drop_simulator_mode_info",
-                "What the simulator does to an expired flow (--mode); always 1.",
-            ),
-            &["mode"],
-        )
-        .expect("valid metric");
-
-        idle_timeout.set(settings.idle_timeout.as_secs_f64());
-        max_flows.set(i64::try_from(settings.max_flows).unwrap_or(i64::MAX));
-        mode.with_label_values(&[settings.mode.as_str()]).set(1);
         for fate in Fate::ALL {
             flows_ended.with_label_values(&[fate.as_str()]);
         }
@@ -106,10 +84,10 @@ impl SimulatorMetrics {
             Box::new(flows_expired.clone()),
             Box::new(flows_active.clone()),
             Box::new(forwarded.clone()),
-            Box::new(idle_timeout),
-            Box::new(max_flows),
-            Box::new(mode),
-        ] {
+        ]
+        .into_iter()
+        .chain(settings_gauges(settings))
+        {
             registry.register(collector).expect("unique metric names");
         }
         SimulatorMetrics {
@@ -136,6 +114,34 @@ impl SimulatorMetrics {
     pub fn encode(&self) -> String {
         crate::metrics::exposition(&self.registry)
     }
+}
+
+/// The gauges that show the simulator's settings (`--idle-timeout`, `--max-flows`, `--mode`),
+/// set once.
+fn settings_gauges(settings: &Settings) -> [Box<dyn prometheus::core::Collector>; 3] {
+    let idle_timeout = Gauge::new(
+        "idle_drop_simulator_idle_timeout_seconds",
+        "Idle time after which the simulator forgets a flow (--idle-timeout).",
+    )
+    .expect("valid metric");
+    let max_flows = IntGauge::new(
+        "idle_drop_simulator_max_flows",
+        "Flows the simulator holds at most (--max-flows); more are refused.",
+    )
+    .expect("valid metric");
+    let mode = IntGaugeVec::new(
+        Opts::new(
+            "idle_drop_simulator_mode_info",
+            "What the simulator does to an expired flow (--mode); always 1.",
+        ),
+        &["mode"],
+    )
+    .expect("valid metric");
+
+    idle_timeout.set(settings.idle_timeout.as_secs_f64());
+    max_flows.set(i64::try_from(settings.max_flows).unwrap_or(i64::MAX));
+    mode.with_label_values(&[settings.mode.as_str()]).set(1);
+    [Box::new(idle_timeout), Box::new(max_flows), Box::new(mode)]
 }
 
 /// Serves `/metrics` (and a one-line `/`) until `shutdown`; open requests get 5 s to finish.
