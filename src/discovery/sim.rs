@@ -64,52 +64,23 @@ pub fn simulate(
     opts: &SimOptions,
     time_limit: Duration,
 ) -> SimOutcome {
-    let mut discovery = Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO);
-    let mut since = vec![Duration::ZERO; slots.max(1)];
-    let mut pending: Vec<(Duration, Pending)> = Vec::new();
+    let mut world = World {
+        discovery: Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO),
+        since: vec![Duration::ZERO; slots.max(1)],
+        pending: Vec::new(),
+        probes: 0,
+        opens: 0,
+        threshold,
+        opts,
+    };
     let mut now = Duration::ZERO;
-    let (mut probes, mut opens) = (0, 0);
     loop {
-        if discovery.verdict() != Verdict::Searching {
-            return SimOutcome {
-                converged_at: Some(now),
-                bracket: discovery.bracket(),
-                verdict: discovery.verdict(),
-                probes,
-                opens,
-            };
+        if world.discovery.verdict() != Verdict::Searching {
+            return world.outcome(Some(now));
         }
-        for action in discovery.poll(now) {
-            match action {
-                Action::Open { slot } => {
-                    opens += 1;
-                    pending.push((now + opts.connect_latency, Pending::Opened { slot }));
-                }
-                Action::Probe { slot } => {
-                    probes += 1;
-                    let idle = now - since[slot];
-                    let survived = idle < threshold;
-                    let latency = if survived {
-                        opts.probe_rtt
-                    } else {
-                        opts.failure_detection.max(opts.probe_rtt)
-                    };
-                    pending.push((
-                        now + latency,
-                        Pending::Probed {
-                            slot,
-                            idle,
-                            survived,
-                        },
-                    ));
-                }
-                Action::Discard { slot } => {
-                    pending.push((now + opts.release_delay, Pending::Released { slot }));
-                }
-            }
-        }
-        let next_event = pending.iter().map(|(at, _)| *at).min();
-        let next = match (next_event, discovery.next_deadline()) {
+        world.act(now);
+        let next_event = world.pending.iter().map(|(at, _)| *at).min();
+        let next = match (next_event, world.discovery.next_deadline()) {
             (Some(a), Some(b)) => a.min(b.max(now)),
             (Some(a), None) => a,
             (None, Some(b)) => b.max(now),
@@ -119,17 +90,82 @@ pub fn simulate(
             break;
         }
         now = next;
-        // Deliver every result due now, in time order.
-        pending.sort_by_key(|(at, _)| *at);
-        while let Some(&(at, event)) = pending.first() {
+        world.deliver(now);
+    }
+    world.outcome(None)
+}
+
+/// The simulated middlebox and timers around one discovery: the results on their way, and
+/// since when each slot's connection has idled.
+struct World<'a> {
+    discovery: Discovery,
+    since: Vec<Duration>,
+    pending: Vec<(Duration, Pending)>,
+    probes: usize,
+    opens: usize,
+    threshold: Duration,
+    opts: &'a SimOptions,
+}
+
+impl World<'_> {
+    fn outcome(&self, converged_at: Option<Duration>) -> SimOutcome {
+        SimOutcome {
+            converged_at,
+            bracket: self.discovery.bracket(),
+            verdict: self.discovery.verdict(),
+            probes: self.probes,
+            opens: self.opens,
+        }
+    }
+
+    /// Carries out what the discovery asks at `now`: each result arrives after its latency.
+    fn act(&mut self, now: Duration) {
+        let opts = self.opts;
+        for action in self.discovery.poll(now) {
+            match action {
+                Action::Open { slot } => {
+                    self.opens += 1;
+                    self.pending
+                        .push((now + opts.connect_latency, Pending::Opened { slot }));
+                }
+                Action::Probe { slot } => {
+                    self.probes += 1;
+                    let idle = now - self.since[slot];
+                    let survived = idle < self.threshold;
+                    let latency = if survived {
+                        opts.probe_rtt
+                    } else {
+                        opts.failure_detection.max(opts.probe_rtt)
+                    };
+                    self.pending.push((
+                        now + latency,
+                        Pending::Probed {
+                            slot,
+                            idle,
+                            survived,
+                        },
+                    ));
+                }
+                Action::Discard { slot } => {
+                    self.pending
+                        .push((now + opts.release_delay, Pending::Released { slot }));
+                }
+            }
+        }
+    }
+
+    /// Delivers every result due at `now`, in time order.
+    fn deliver(&mut self, now: Duration) {
+        self.pending.sort_by_key(|(at, _)| *at);
+        while let Some(&(at, event)) = self.pending.first() {
             if at > now {
                 break;
             }
-            pending.remove(0);
+            self.pending.remove(0);
             match event {
                 Pending::Opened { slot } => {
-                    since[slot] = at;
-                    discovery.on_opened(slot, at);
+                    self.since[slot] = at;
+                    self.discovery.on_opened(slot, at);
                 }
                 Pending::Probed {
                     slot,
@@ -137,22 +173,16 @@ pub fn simulate(
                     survived,
                 } => {
                     if survived {
-                        since[slot] = at;
+                        self.since[slot] = at;
                     } else {
-                        pending.push((at + opts.release_delay, Pending::Released { slot }));
+                        self.pending
+                            .push((at + self.opts.release_delay, Pending::Released { slot }));
                     }
-                    discovery.on_probe(slot, idle, survived, at);
+                    self.discovery.on_probe(slot, idle, survived, at);
                 }
-                Pending::Released { slot } => discovery.on_released(slot, at),
+                Pending::Released { slot } => self.discovery.on_released(slot, at),
             }
         }
-    }
-    SimOutcome {
-        converged_at: None,
-        bracket: discovery.bracket(),
-        verdict: discovery.verdict(),
-        probes,
-        opens,
     }
 }
 
