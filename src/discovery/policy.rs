@@ -91,86 +91,89 @@ fn idle_oldest_first(d: &Discovery) -> Vec<(usize, Duration)> {
 fn adaptive(d: &Discovery) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
     open_empty_slots(d, &mut out);
-    let min = secs(d.space.min);
-    let max = secs(d.space.max);
     let idle = idle_oldest_first(d);
     match d.bracket.upper {
-        None => {
-            // Escalation: one value at a time, above everything survived or being tested.
-            let highest = d
-                .testing
-                .iter()
-                .flatten()
-                .map(|t| secs(*t))
-                .chain(d.bracket.lower.map(secs))
-                .fold(None, |acc: Option<f64>, v| {
-                    Some(acc.map_or(v, |a| a.max(v)))
-                });
-            let next = match highest {
-                None => min,
-                Some(h) => {
-                    let growth = if d.slots.len() == 1 {
-                        GROWTH_ONE_SLOT
-                    } else {
-                        GROWTH
-                    };
-                    (h * growth).min(max)
-                }
-            };
-            if let Some((slot, since)) = idle.first() {
-                out.push((*since + dur(next), Action::Probe { slot: *slot }));
-            }
-        }
-        Some(upper) => {
-            let upper = secs(upper);
-            // Nothing survived yet: a rediscovery after the threshold went down, seeded with
-            // the sentinel's death. The new T is most likely near the old one, so descend by
-            // halving from there instead of bisecting all the way from the range min.
-            let lower = d
-                .bracket
-                .lower
-                .map_or((upper / DESCENT_SPLIT).max(min).min(upper), secs);
-            for (slot, since) in &idle {
-                out.push((*since + dur(upper), Action::Discard { slot: *slot }));
-            }
-            // Split: one probe at a time at the bracket's geometric midpoint, with the
-            // connection whose age is closest to it. Survivals answer in a round trip, so this
-            // is as fast as parallel probing, and it wastes no aged connection on a split that
-            // an earlier answer would have made pointless.
-            if d.testing
-                .iter()
-                .flatten()
-                .any(|t| secs(*t) > lower && secs(*t) < upper)
-            {
-                return keep_first_per_slot(out);
-            }
-            let mid = (lower * upper).sqrt();
-            let now = d.now;
-            let age = |since: Duration| secs(now.saturating_sub(since));
-            // The youngest connection already past the midpoint splits well if it is not too
-            // close to the upper bound; otherwise wait for the oldest one below the midpoint.
-            let past = idle
-                .iter()
-                .filter(|(_, since)| age(*since) >= mid && age(*since) < upper)
-                .max_by_key(|(_, since)| *since);
-            let below = idle
-                .iter()
-                .filter(|(_, since)| age(*since) < mid)
-                .min_by_key(|(_, since)| *since);
-            let good_split = |a: f64| (a / lower).ln() <= 0.75 * (upper / lower).ln();
-            match (past, below) {
-                (Some((slot, since)), _) if good_split(age(*since)) => {
-                    out.push((now, Action::Probe { slot: *slot }))
-                }
-                (_, Some((slot, since))) => {
-                    out.push((*since + dur(mid), Action::Probe { slot: *slot }))
-                }
-                (Some((slot, _)), None) => out.push((now, Action::Probe { slot: *slot })),
-                (None, None) => {}
-            }
-        }
+        None => escalate(d, &idle, &mut out),
+        Some(upper) => split(d, secs(upper), &idle, &mut out),
     }
     keep_first_per_slot(out)
+}
+
+/// Nothing has died yet: one value at a time, above everything survived or being tested.
+fn escalate(d: &Discovery, idle: &[(usize, Duration)], out: &mut Vec<(Duration, Action)>) {
+    let min = secs(d.space.min);
+    let max = secs(d.space.max);
+    let highest = d
+        .testing
+        .iter()
+        .flatten()
+        .map(|t| secs(*t))
+        .chain(d.bracket.lower.map(secs))
+        .fold(None, |acc: Option<f64>, v| {
+            Some(acc.map_or(v, |a| a.max(v)))
+        });
+    let next = match highest {
+        None => min,
+        Some(h) => {
+            let growth = if d.slots.len() == 1 {
+                GROWTH_ONE_SLOT
+            } else {
+                GROWTH
+            };
+            (h * growth).min(max)
+        }
+    };
+    if let Some((slot, since)) = idle.first() {
+        out.push((*since + dur(next), Action::Probe { slot: *slot }));
+    }
+}
+
+/// Something died at `upper` (seconds): narrow the bracket below it.
+fn split(d: &Discovery, upper: f64, idle: &[(usize, Duration)], out: &mut Vec<(Duration, Action)>) {
+    let min = secs(d.space.min);
+    // Nothing survived yet: a rediscovery after the threshold went down, seeded with
+    // the sentinel's death. The new T is most likely near the old one, so descend by
+    // halving from there instead of bisecting all the way from the range min.
+    let lower = d
+        .bracket
+        .lower
+        .map_or((upper / DESCENT_SPLIT).max(min).min(upper), secs);
+    for (slot, since) in idle {
+        out.push((*since + dur(upper), Action::Discard { slot: *slot }));
+    }
+    // Split: one probe at a time at the bracket's geometric midpoint, with the
+    // connection whose age is closest to it. Survivals answer in a round trip, so this
+    // is as fast as parallel probing, and it wastes no aged connection on a split that
+    // an earlier answer would have made pointless.
+    if d.testing
+        .iter()
+        .flatten()
+        .any(|t| secs(*t) > lower && secs(*t) < upper)
+    {
+        return;
+    }
+    let mid = (lower * upper).sqrt();
+    let now = d.now;
+    let age = |since: Duration| secs(now.saturating_sub(since));
+    // The youngest connection already past the midpoint splits well if it is not too
+    // close to the upper bound; otherwise wait for the oldest one below the midpoint.
+    let past = idle
+        .iter()
+        .filter(|(_, since)| age(*since) >= mid && age(*since) < upper)
+        .max_by_key(|(_, since)| *since);
+    let below = idle
+        .iter()
+        .filter(|(_, since)| age(*since) < mid)
+        .min_by_key(|(_, since)| *since);
+    let good_split = |a: f64| (a / lower).ln() <= 0.75 * (upper / lower).ln();
+    match (past, below) {
+        (Some((slot, since)), _) if good_split(age(*since)) => {
+            out.push((now, Action::Probe { slot: *slot }))
+        }
+        (_, Some((slot, since))) => out.push((*since + dur(mid), Action::Probe { slot: *slot })),
+        (Some((slot, _)), None) => out.push((now, Action::Probe { slot: *slot })),
+        (None, None) => {}
+    }
 }
 
 fn fixed_ladder(d: &Discovery) -> Vec<(Duration, Action)> {
