@@ -4,24 +4,29 @@
 //! Layout (one module per concept):
 //! - [`config`]: the YAML file, checked into typed settings (types in `mod.rs`, checks in
 //!   `validate/`, what a target takes from files in `validate/files.rs`, its `labels` in
-//!   `validate/labels.rs`; errors, built in
-//!   `error.rs`, name file, line, field; the nesting pre-check in `nesting.rs`), and the target
+//!   `validate/labels.rs`; errors, built in `error.rs`, name file, line, field; the nesting
+//!   pre-check in `nesting.rs`; a target's sections, one function each, in
+//!   `validate/target.rs`), and the target
 //!   files it names (`target_files/`: listing in `walk.rs`, reading in `scan.rs`, which targets
 //!   are in force in `merge.rs`).
+//! - [`model`]: the words the layers share, below all of them: [`TargetState`](model::TargetState),
+//!   [`Role`](model::Role), [`DeathCause`](model::DeathCause), [`Detected`](model::Detected),
+//!   [`ThresholdMove`](model::ThresholdMove), each with the label text metrics and page show.
 //! - [`postgres`]: DSNs, TLS, the watched startup that never sends a password in clear text
-//!   without TLS (`startup/`), probe connections that remember how they died, error classes.
+//!   without TLS (`startup/`), probe connections that remember how they died (opened from a
+//!   [`ConnectSpec`](postgres::connection::ConnectSpec), not the configuration), error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
 //!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
 //! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
 //!   phase machine in `phases.rs`, the spawned network work in `tasks.rs`, what their reports
 //!   do in `results.rs`), the guard, the watch, the control connection (outage detection; ghost
 //!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher) that
-//!   writes metrics and status together, and the status snapshot
-//!   ([`TargetState`](model::TargetState), deaths by
-//!   [`DeathCause`](model::DeathCause)).
+//!   writes metrics and status together, and the status snapshot.
 //! - [`metrics`]: the Prometheus families (`idle_drop_target_info`, whose label names differ
-//!   per target, from a collector of its own in `metrics/target_info.rs`); [`http`]: `/metrics`, `/`, `/-/*` (routes in
-//!   `mod.rs`, the server both endpoints use in `server.rs`, TLS and basic auth in `web_config/`).
+//!   per target, from a collector of its own in `metrics/target_info.rs`); [`http`]:
+//!   `/metrics`, `/`, `/-/*` (routes in `mod.rs`, the server both endpoints use in `server.rs`,
+//!   the status page in `landing/` split by what each part renders, TLS and basic auth in
+//!   `web_config/`).
 //! - [`daemon`]: runs targets and the HTTP server, applies reloads and target-file refreshes
 //!   (read off its loop: `files.rs`), shuts down gracefully.
 //! - [`storage`]: each target's last measurement, kept in a file across restarts
@@ -41,6 +46,11 @@
 //!   accept step; [`logging`]: the non-blocking log writer and the text, logfmt and JSON formats.
 //! - [`backoff`], [`secret`], [`shutdown`] (signals), [`reload`] (asking the daemon to
 //!   reload), [`format`] (durations): small helpers.
+//!
+//! Layers, from the bottom (no module names one above it; `scripts/test-all.sh` checks for
+//! circles): `model`, `format`, `discovery` and the small helpers; `recommend`; `recipes`;
+//! `postgres`; `config`; `storage`, `logging`, `metrics`; `probe`; `http`; `daemon`,
+//! `discover`, `simulator`.
 //!
 //! `main.rs` only parses flags, loads the config and calls [`daemon::run`] (or a command's
 //! `main`); the integration tests call the same functions.
