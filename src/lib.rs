@@ -8,7 +8,8 @@
 //!   pre-check in `nesting.rs`; a target's sections, one function each, in
 //!   `validate/target.rs`), and the target
 //!   files it names (`target_files/`: listing in `walk.rs`, reading in `scan.rs`, which targets
-//!   are in force in `merge.rs`).
+//!   are in force in `merge.rs`, the label names' cap in `label_cap.rs`, what both read and decide
+//!   per file in `candidate.rs`).
 //! - [`model`]: the words the layers share, below all of them: [`TargetState`](model::TargetState),
 //!   [`Role`](model::Role), [`DeathCause`](model::DeathCause), [`Detected`](model::Detected),
 //!   [`ThresholdMove`](model::ThresholdMove), each with the label text metrics and page show.
