@@ -19,7 +19,8 @@ use crate::http::server::{self, text};
 use super::labels::{ByteDirection, Fate};
 use super::Settings;
 
-/// The simulator's metric families (its own registry, apart from the exporter's [`crate::metrics::Metrics`]).
+/// The simulator's metric families (its own registry, apart from the exporter's
+/// [`crate::metrics::Metrics`]).
 pub struct SimulatorMetrics {
     registry: Registry,
     /// Client connections accepted (refused and failed ones included).
