@@ -17,12 +17,17 @@
 //!   without TLS (`startup/`), probe connections that remember how they died (opened from a
 //!   [`ConnectSpec`](postgres::connection::ConnectSpec), not the configuration), error classes.
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
-//!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery and watch.
-//! - [`probe`]: per target, the probe engine (`engine/`: the loop and slots in `mod.rs`, the
-//!   phase machine in `phases.rs`, the spawned network work in `tasks.rs`, what their reports
-//!   do in `results.rs`), the guard, the watch, the control connection (outage detection; ghost
-//!   reaping in `control/ghost.rs`), the [`Publisher`](probe::publisher::Publisher) that
-//!   writes metrics and status together, and the status snapshot.
+//!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery, watch and
+//!   guard (each keeps a [`SlotClock`](discovery::SlotClock) per slot, `clock.rs`), and
+//!   [`Estimator`](discovery::Estimator) what it asks of a phase's scheduler.
+//! - [`probe`]: per target, the probe engine (`engine/`, by the state each file owns: the
+//!   engine and its loop in `mod.rs`, the phase machine in `phases.rs` (discovering,
+//!   confirming, watching, draining, outage), the slots in `slots.rs`, the spawned network
+//!   work in `tasks.rs`, what their reports do in `results.rs`), the guard, the watch, the
+//!   control connection (outage detection; ghost reaping in `control/ghost.rs`), the
+//!   [`Publisher`](probe::publisher::Publisher), the only writer of a target's series and
+//!   status (first publication, changes, removal, each with the [`model`] words it is given),
+//!   and the status snapshot.
 //! - [`metrics`]: the Prometheus families (`idle_drop_target_info`, whose label names differ
 //!   per target, from a collector of its own in `metrics/target_info.rs`); [`http`]:
 //!   `/metrics`, `/`, `/-/*` (routes in `mod.rs`, the server both endpoints use in `server.rs`,

@@ -25,11 +25,11 @@ use crate::postgres::connection::ProbeOutcome;
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
     registry: Registry,
-    /// Held for reading while a scrape gathers, and for writing while a target's series are
-    /// first set up or removed: a scrape sees a target whole or not at all. (Gathering reads
-    /// one family after another while a writer creates series in them, so without it a
-    /// resuming target could show `discovering` and an empty bracket for one scrape.)
-    whole_targets: std::sync::RwLock<()>,
+    /// Read by a scrape while it gathers (scrapes run side by side), written by the target
+    /// publisher for each of its writes (see `probe::publisher`): a scrape sees a write of
+    /// several series whole or not at all (a first publication never shows `discovering`
+    /// beside a stored bracket).
+    writing: std::sync::RwLock<()>,
     lower: GaugeVec,
     upper: GaugeVec,
     recommended_lifetime: GaugeVec,
@@ -152,7 +152,7 @@ impl Metrics {
             target_file_ok: register!(r, int_gauge("idle_drop_target_file_last_load_successful", "1 if the target file's current content is in force; 0 if it is refused (its last good targets keep running).", &["file"])),
             target_file_targets: register!(r, int_gauge("idle_drop_target_file_targets", "Targets the target file gives (its last good ones while refused), before --shard.", &["file"])),
             registry: r,
-            whole_targets: Default::default(),
+            writing: std::sync::RwLock::new(()),
         };
         register_build_info(&metrics.registry);
         #[cfg(target_os = "linux")]
@@ -166,72 +166,15 @@ impl Metrics {
         metrics
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric; never in the middle of a target's write.
     pub fn encode(&self) -> String {
-        let _whole = self.whole_targets.read().unwrap_or_else(|e| e.into_inner());
+        let _whole = self.writing.read().unwrap_or_else(|e| e.into_inner());
         exposition(&self.registry)
     }
 
-    /// A handle that records for one target, its series set up as for a target just started.
-    pub fn target(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
-        let _whole = self
-            .whole_targets
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        self.set_up(name)
-    }
-
-    fn set_up(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
-        let handle = self.target_continued(name);
-        handle.start_measuring();
-        handle.metrics.up.with_label_values(&[name]).set(0);
-        handle.metrics.sessions.with_label_values(&[name]).set(0);
-        handle.metrics.ghosts.with_label_values(&[name]).set(0);
-        handle.metrics.ghosts_seen.with_label_values(&[name]);
-        handle.metrics.ghosts_reaped.with_label_values(&[name]);
-        handle.metrics.discovery_runs.with_label_values(&[name]);
-        handle.metrics.outages.with_label_values(&[name]);
-        // What pages is `increase(...[5m]) > 0`: a series that first appears at 1 has no
-        // earlier sample, so Prometheus sees no increase and the first death (of each role and
-        // kind) would never page. Every series the alert can need starts at 0.
-        for role in Role::UNEXPECTED {
-            for kind in DeathCause::kinds() {
-                handle
-                    .metrics
-                    .unexpected_closed
-                    .with_label_values(&[name, role.label(), kind]);
-            }
-        }
-        for kind in DeathCause::kinds() {
-            handle
-                .metrics
-                .control_drops
-                .with_label_values(&[name, kind]);
-        }
-        handle
-    }
-
-    /// A handle for a target that resumes from a stored measurement: its series set up as
-    /// for [`Metrics::target`], but `confirming` with the stored bracket.
-    pub fn target_resuming(
-        self: &std::sync::Arc<Self>,
-        name: &str,
-        lower: Option<Duration>,
-        upper: Option<Duration>,
-    ) -> TargetMetrics {
-        let _whole = self
-            .whole_targets
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let handle = self.set_up(name);
-        handle.set_bracket(lower, upper);
-        handle.set_state(TargetState::Confirming);
-        handle
-    }
-
-    /// A handle for a target's next run: every series stays as the last run left it (a
-    /// restart is no outage: `target_up` keeps its value until the new run knows better).
-    pub fn target_continued(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
+    /// The handle that records one target's series: only its publisher
+    /// (`probe::publisher::Publisher`) holds one.
+    pub(crate) fn series(self: &std::sync::Arc<Self>, name: &str) -> TargetMetrics {
         TargetMetrics {
             name: name.to_string(),
             metrics: self.clone(),
@@ -239,11 +182,7 @@ impl Metrics {
     }
 
     /// Deletes every series of a target that is no longer configured.
-    pub fn remove_target(&self, name: &str) {
-        let _whole = self
-            .whole_targets
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn remove_target(&self, name: &str) {
         remove_where_target(&self.lower, name);
         remove_where_target(&self.upper, name);
         remove_where_target(&self.recommended_lifetime, name);
@@ -328,10 +267,45 @@ pub struct TargetMetrics {
 }
 
 impl TargetMetrics {
-    /// Nothing measured yet: discovering, with an empty bracket.
-    pub fn start_measuring(&self) {
-        self.set_state(TargetState::Discovering);
-        self.set_bracket(None, None);
+    /// Holds off scrapes (and other targets' writes) until the guard is dropped.
+    pub(crate) fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.metrics
+            .writing
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deletes every series of this target.
+    pub(crate) fn remove(&self) {
+        self.metrics.remove_target(&self.name);
+    }
+
+    /// The series a target has from its first publication on, at 0 (`target_up`, sessions and
+    /// ghosts too when `first`; a later run keeps what the last one left: a restart is no
+    /// outage, and `target_up` keeps its value until the new control connection knows better).
+    pub fn appear(&self, first: bool) {
+        let (m, name) = (&self.metrics, self.name.as_str());
+        if first {
+            m.up.with_label_values(&[name]).set(0);
+            m.sessions.with_label_values(&[name]).set(0);
+            m.ghosts.with_label_values(&[name]).set(0);
+        }
+        m.ghosts_seen.with_label_values(&[name]);
+        m.ghosts_reaped.with_label_values(&[name]);
+        m.discovery_runs.with_label_values(&[name]);
+        m.outages.with_label_values(&[name]);
+        // What pages is `increase(...[5m]) > 0`: a series that first appears at 1 has no
+        // earlier sample, so Prometheus sees no increase and the first death (of each role and
+        // kind) would never page. Every series the alert can need starts at 0.
+        for role in Role::UNEXPECTED {
+            for kind in DeathCause::kinds() {
+                m.unexpected_closed
+                    .with_label_values(&[name, role.label(), kind]);
+            }
+        }
+        for kind in DeathCause::kinds() {
+            m.control_drops.with_label_values(&[name, kind]);
+        }
     }
 
     pub fn set_bracket(&self, lower: Option<Duration>, upper: Option<Duration>) {
@@ -485,11 +459,21 @@ impl TargetMetrics {
             .set(i64::from(up));
     }
 
-    pub fn set_keepalive_rescue(&self, rescued: bool) {
-        self.metrics
-            .keepalive_rescue
-            .with_label_values(&[&self.name])
-            .set(i64::from(rescued));
+    /// What the keepalive probe found; `None` (not known on this path) takes the series away.
+    pub fn set_keepalive_rescue(&self, rescued: Option<bool>) {
+        match rescued {
+            Some(rescued) => self
+                .metrics
+                .keepalive_rescue
+                .with_label_values(&[&self.name])
+                .set(i64::from(rescued)),
+            None => {
+                let _ = self
+                    .metrics
+                    .keepalive_rescue
+                    .remove_label_values(&[&self.name]);
+            }
+        }
     }
 
     pub fn set_ghosts_alive(&self, n: usize) {
@@ -553,8 +537,10 @@ mod tests {
     #[test]
     fn removing_a_target_drops_all_its_series_and_keeps_others() {
         let metrics = Arc::new(Metrics::new());
-        let a = metrics.target("a");
-        let b = metrics.target("b");
+        let a = metrics.series("a");
+        let b = metrics.series("b");
+        a.appear(true);
+        b.appear(true);
         a.probe_use("30s", &ProbeOutcome::Alive);
         a.closed(Role::Guard, &DeathCause::Timeout, Detected::OnUse, true);
         b.probe_use("30s", &ProbeOutcome::Alive);
@@ -567,7 +553,7 @@ mod tests {
     #[test]
     fn the_lifetime_source_is_one_series_that_follows_the_setting() {
         let metrics = Arc::new(Metrics::new());
-        let t = metrics.target("x");
+        let t = metrics.series("x");
         t.set_app_lifetime(
             Some(Duration::from_secs(300)),
             Some(LifetimeSource::LibraryDefault),
@@ -594,63 +580,5 @@ mod tests {
         assert!(text.contains("idle_drop_app_lifetime_source{source=\"config\",target=\"x\"} 1"));
         metrics.remove_target("x");
         assert!(!metrics.encode().contains("target=\"x\""));
-    }
-
-    #[test]
-    fn fresh_target_exports_an_open_bracket_and_one_state() {
-        let metrics = Arc::new(Metrics::new());
-        metrics.target("x");
-        let text = metrics.encode();
-        assert!(
-            text.contains("idle_drop_threshold_upper_bound_seconds{target=\"x\"} +Inf"),
-            "{text}"
-        );
-        assert!(
-            text.contains("idle_drop_discovery_state{state=\"discovering\",target=\"x\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("idle_drop_discovery_state{state=\"watching\",target=\"x\"} 0"));
-    }
-
-    /// A restarted exporter's scrape must never see a resuming target as `discovering` or
-    /// without its stored bracket: the first publication is atomic for a scrape. (A scrape
-    /// that gathered the families while the daemon created them saw `discovering` and an
-    /// empty bracket in about half the warm starts of `lab_never_blind`.)
-    #[test]
-    fn a_scrape_sees_a_resuming_target_whole_or_not_at_all() {
-        let (lower, upper) = (Duration::from_millis(28_750), Duration::from_millis(30_500));
-        for round in 0..200 {
-            let metrics = Arc::new(Metrics::new());
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let scraper = {
-                let (metrics, stop) = (metrics.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut seen = Vec::new();
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        seen.push(metrics.encode());
-                    }
-                    seen
-                })
-            };
-            std::thread::sleep(Duration::from_micros(50 * (round % 20)));
-            metrics.target_resuming("w", Some(lower), Some(upper));
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            for text in scraper.join().unwrap() {
-                if !text.contains("idle_drop_discovery_state{") {
-                    continue;
-                }
-                assert!(
-                    text.contains("idle_drop_discovery_state{state=\"confirming\",target=\"w\"} 1")
-                        && text.contains(
-                            "idle_drop_threshold_lower_bound_seconds{target=\"w\"} 28.75\n"
-                        )
-                        && text.contains(
-                            "idle_drop_threshold_upper_bound_seconds{target=\"w\"} 30.5\n"
-                        )
-                        && text.contains("idle_drop_target_up{target=\"w\"} 0"),
-                    "round {round}: a partial first publication:\n{text}"
-                );
-            }
-        }
     }
 }

@@ -18,7 +18,8 @@ use common::*;
 use idle_drop_exporter::metrics::Metrics;
 use idle_drop_exporter::postgres::connection::{Attempt, Connector};
 use idle_drop_exporter::probe::control::{self, GhostVerdict};
-use idle_drop_exporter::probe::status::{StatusBoard, TargetStatus};
+use idle_drop_exporter::probe::publisher::Publisher;
+use idle_drop_exporter::probe::status::StatusBoard;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,18 +37,9 @@ async fn reaping_spares_sessions_used_after_us_and_sessions_not_started_for_us()
     let target = Arc::new(config.targets[0].clone());
     let connector = Arc::new(Connector::new(&target.connect_spec()).unwrap());
     let board: StatusBoard = Default::default();
-    board
-        .write()
-        .unwrap()
-        .insert("g".into(), TargetStatus::new(&target));
+    let publish = Publisher::start(&Arc::new(Metrics::new()), &board, &target, None);
     let stop = CancellationToken::new();
-    let (control, task) = control::spawn(
-        target.clone(),
-        connector.clone(),
-        Arc::new(Metrics::new()).target("g"),
-        board,
-        stop.clone(),
-    );
+    let (control, task) = control::spawn(target.clone(), connector.clone(), publish, stop.clone());
     let started = Instant::now();
     while !control.is_up() {
         assert!(

@@ -63,3 +63,87 @@ async fn a_target_readded_while_its_old_run_stops_keeps_its_series_and_page_entr
     );
     exporter.shutdown().await;
 }
+
+/// Every setting that shows as a series (the app lifetime and its source, the target's
+/// labels), driven present → absent → present by reloads: the series follows each time (a
+/// value nobody configures any more must not stay exported, or
+/// `IdleDropAppPoolLifetimeUnsafe` keeps firing on it). The keepalive probe's result is a
+/// stored fact of the path measured with it: a run without the probe does not show it, and
+/// the run that measures with the probe again resumes it, with its bracket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_setting_shown_as_a_series_goes_away_and_comes_back_with_it() {
+    let port = black_hole();
+    let with =
+        "    app_max_idle_lifetime: 5m\n    keepalive_probe: {enabled: true, interval: 1s}\n    \
+                labels: {team: payments}\n";
+    let text = |extra: &str| {
+        format!(
+            "listen_address: 127.0.0.1:0\ntargets:\n{}{extra}",
+            silent_target("k", port)
+        )
+    };
+    let config = TempConfig::new(&text(with));
+    // What an earlier process measured on this path, with the keepalive probe.
+    let storage = config.dir.join("state");
+    std::fs::create_dir_all(&storage).unwrap();
+    let target = idle_drop_exporter::config::load(&config.path)
+        .unwrap()
+        .targets[0]
+        .clone();
+    idle_drop_exporter::storage::Store::open(&storage)
+        .unwrap()
+        .remember(
+            "k",
+            &target.fingerprint(),
+            idle_drop_exporter::storage::StoredMeasurement {
+                lower: Some(Duration::from_secs(100)),
+                upper: Some(Duration::from_secs(105)),
+                drop_kind: Some(idle_drop_exporter::model::DeathCause::Timeout),
+                keepalive_rescue: Some(true),
+                measured_at: std::time::SystemTime::now(),
+            },
+        );
+    let exporter = Exporter::start_with_storage(&config, Some(&storage)).await;
+    wait_until_ready(exporter.address).await;
+    let k = [("target", "k")];
+    let shown = |m: &Metrics| {
+        (
+            m.get("idle_drop_app_max_idle_lifetime_seconds", &k),
+            m.label_values("idle_drop_app_lifetime_source", "source"),
+            m.get("idle_drop_keepalive_rescue", &k),
+            m.label_values("idle_drop_target_info", "team"),
+        )
+    };
+    let present = (
+        Some(300.0),
+        vec!["config".to_string()],
+        Some(1.0),
+        vec!["payments".to_string()],
+    );
+    let m = exporter.metrics().await;
+    assert_eq!(shown(&m), present, "{}", m.text);
+    assert!(m.state_is("k", "confirming"), "{}", m.text);
+
+    config.write(&text(""));
+    assert_eq!(exporter.reload.reload().await, Ok(()));
+    // The keepalive probe is part of the path: its run restarts once the old one closed
+    // (within connect_timeout, 3 s).
+    let m = exporter
+        .wait_for(Duration::from_secs(10), "the settings gone", |m| {
+            shown(m) == (None, vec![], None, vec![])
+        })
+        .await;
+    assert!(m.state_is("k", "discovering"), "{}", m.text);
+    assert_eq!(m.bracket("k"), (0.0, f64::INFINITY), "{}", m.text);
+
+    config.write(&text(with));
+    assert_eq!(exporter.reload.reload().await, Ok(()));
+    let m = exporter
+        .wait_for(Duration::from_secs(10), "the settings back", |m| {
+            shown(m) == present
+        })
+        .await;
+    assert!(m.state_is("k", "confirming"), "{}", m.text);
+    assert_eq!(m.bracket("k"), (100.0, 105.0), "{}", m.text);
+    exporter.shutdown().await;
+}

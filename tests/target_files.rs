@@ -61,7 +61,7 @@ impl Running {
                 .unwrap(),
         );
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        common::wait_until_ready(address).await;
+        common::wait_until_listening(address).await;
         Running {
             _process: process,
             address,

@@ -34,10 +34,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, TargetChange, TargetConfig, TargetFiles, TargetFilesConfig};
 use crate::http::{self, AppState, TargetFileBoard};
-use crate::metrics::{Metrics, TargetMetrics};
-use crate::probe::{self, status::StatusBoard, status::TargetStatus};
+use crate::metrics::Metrics;
+use crate::probe::publisher::{resumable, Publisher};
+use crate::probe::{self, status::StatusBoard};
 use crate::reload::{ReloadInbox, ReloadTrigger};
-use crate::storage::Store;
+use crate::storage::{Store, StoredMeasurement};
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -51,9 +52,10 @@ struct RunningTarget {
 
 /// Per target name, the last step started for it (a run, or a removal); cancelled once that
 /// step is over. Each step waits for the one before, so a target's old run has closed its
-/// sessions and written its last metric before a new run of the same name starts (never more
-/// than `max_connections` sessions; its `set_up(false)` cannot land after the new run's
-/// `set_up(true)`), and a removal's clean-up cannot delete a name that came back.
+/// sessions and its publisher is retired before a new run of the same name publishes and starts
+/// (never more than `max_connections` sessions; nothing the old run still sends, such as its
+/// control task's `target_up`, can land after the new run's first publication), and a
+/// removal's clean-up cannot delete a name that came back.
 type Chain = HashMap<String, CancellationToken>;
 
 /// See [`Daemon::handover`].
@@ -312,37 +314,21 @@ impl Daemon {
             let stop = CancellationToken::new();
             let done = CancellationToken::new();
             let previous = self.chain.insert(name.clone(), done.clone());
-            // A target's first run sets up its series and status at once; a later one only
-            // after its predecessor has ended (the predecessor still writes them until then).
-            if previous.is_none() {
-                self.board
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name.clone(), TargetStatus::new(&target));
-                // A run resuming from a stored measurement publishes it once its engine is
-                // built; a scrape in between must not see `discovering` and an empty bracket,
-                // so the series start from the stored bracket (in one step a scrape cannot
-                // see halfway).
-                let fingerprint = target.fingerprint();
-                let stored = self
-                    .store
-                    .holds(&name, &fingerprint)
-                    .then(|| self.store.recall(&name, &fingerprint))
-                    .flatten();
-                match stored.filter(|m| m.lower.is_some() || m.upper.is_some()) {
-                    Some(m) => self.metrics.target_resuming(&name, m.lower, m.upper),
-                    None => self.metrics.target(&name),
-                };
-            }
             let step = RunStep {
                 target: target.clone(),
                 updates: updates_rx,
                 store: self.store.clone(),
                 handover: self.handover.clone(),
-                metrics: self.metrics.target_continued(&name),
+                metrics: self.metrics.clone(),
                 board: self.board.clone(),
             };
-            tokio::spawn(run_after(previous, step, stop.clone(), done));
+            // A target's first run is published at once (a scrape from now on shows it); a
+            // later one only after its predecessor has retired.
+            let start = match previous {
+                None => Start::Published(step.publish()),
+                Some(previous) => Start::After(previous),
+            };
+            tokio::spawn(run_after(start, step, stop.clone(), done));
             tracing::info!(target_name = %name, dsn = %target.display_dsn, "target started");
             self.running.insert(
                 name,
@@ -372,11 +358,7 @@ impl Daemon {
                 previous.cancelled().await;
             }
             if !keep.is_cancelled() {
-                metrics.remove_target(&name);
-                board
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&name);
+                Publisher::remove(&metrics, &board, &name);
                 store.forget(&name);
             }
             done.cancel();
@@ -410,55 +392,59 @@ struct RunStep {
     updates: watch::Receiver<Arc<TargetConfig>>,
     store: Store,
     handover: Handover,
-    metrics: TargetMetrics,
+    metrics: Arc<Metrics>,
     board: StatusBoard,
 }
 
+impl RunStep {
+    /// The run's first publication, from the measurement stored for its path if any (read
+    /// once: what is shown is what the engine resumes from).
+    fn publish(&self) -> (Publisher, Option<StoredMeasurement>) {
+        let target = &self.target;
+        let resume = resumable(self.store.recall(&target.name, &target.fingerprint()));
+        let publish = Publisher::start(&self.metrics, &self.board, target, resume.as_ref());
+        (publish, resume)
+    }
+}
+
+/// How a run starts: published already (a target's first run), or after the previous step of
+/// the same name has ended.
+enum Start {
+    Published((Publisher, Option<StoredMeasurement>)),
+    After(CancellationToken),
+}
+
 /// One run of a target: waits for the previous step of the same name, then probes until
-/// `stop`; gives its sessions [`SHUTDOWN_GRACE`] to close, then is aborted (so nothing it does
-/// can land after `done`).
-async fn run_after(
-    previous: Option<CancellationToken>,
-    step: RunStep,
-    stop: CancellationToken,
-    done: CancellationToken,
-) {
+/// `stop`; gives its sessions [`SHUTDOWN_GRACE`] to close, then is aborted and its publisher
+/// retired (so nothing it does can land after `done`).
+async fn run_after(start: Start, step: RunStep, stop: CancellationToken, done: CancellationToken) {
+    let (publish, resume) = match start {
+        Start::Published(published) => published,
+        Start::After(previous) => {
+            previous.cancelled().await;
+            // What the old run showed last is replaced by this run's first publication.
+            step.publish()
+        }
+    };
     let RunStep {
         target,
         updates,
         store,
         handover,
-        metrics,
-        board,
+        ..
     } = step;
-    if let Some(previous) = previous {
-        previous.cancelled().await;
-        // Whatever the old run wrote last is replaced by a fresh start; `target_up` stays
-        // as it was until the new control connection knows better.
-        let mut board = board.write().unwrap_or_else(|e| e.into_inner());
-        let mut status = TargetStatus::new(&target);
-        status.up = board.get(&target.name).is_some_and(|s| s.up);
-        board.insert(target.name.clone(), status);
-        drop(board);
-        // A run that resumes from the remembered measurement publishes it itself (state
-        // `confirming`); resetting first would show `discovering` and an empty bracket until
-        // then.
-        if !store.holds(&target.name, &target.fingerprint()) {
-            metrics.start_measuring();
-        }
-    }
     if !stop.is_cancelled() {
         let name = target.name.clone();
         let context = probe::RunContext {
             updates: Some(updates),
             memory: Some(store),
+            resume,
             inherited: lock(&handover).remove(&name).unwrap_or_default(),
         };
         let mut task = tokio::spawn(probe::run(
             target,
             context,
-            metrics,
-            board,
+            publish.clone(),
             probe::RunMode::Continuous,
             stop.clone(),
         ));
@@ -478,5 +464,6 @@ async fn run_after(
             lock(&handover).insert(name, left);
         }
     }
+    publish.retire();
     done.cancel();
 }

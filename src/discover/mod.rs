@@ -24,6 +24,7 @@ use crate::config::raw::{RawFraction, RawKeepaliveProbe, RawRange, RawTarget};
 use crate::config::{self, LogConfig, LogFormat, TargetConfig};
 use crate::metrics::Metrics;
 use crate::model::TargetState;
+use crate::probe::publisher::Publisher;
 use crate::probe::status::{StatusBoard, TargetStatus};
 use crate::probe::{self, RunMode};
 pub use report::{Outcome, Report};
@@ -181,16 +182,12 @@ pub async fn measure(
     let target = Arc::new(target);
     let metrics = Arc::new(Metrics::new());
     let board: StatusBoard = Default::default();
-    board
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(target.name.clone(), TargetStatus::new(&target));
+    let publish = Publisher::start(&metrics, &board, &target, None);
     let stop = CancellationToken::new();
     let mut task = tokio::spawn(probe::run(
         target.clone(),
         probe::RunContext::default(),
-        metrics.target(&target.name),
-        board.clone(),
+        publish,
         RunMode::DiscoverOnce,
         stop.clone(),
     ));

@@ -9,8 +9,11 @@
 //! Terms: a connection idle for `d` survives its next use iff `d < T`; a use resets its idle
 //! clock. The **bracket** is (longest idle that survived, shortest idle that killed].
 
+mod clock;
 mod policy;
 pub mod sim;
+
+pub use clock::SlotClock;
 
 use std::time::Duration;
 
@@ -130,20 +133,10 @@ pub enum Action {
     Discard { slot: usize },
 }
 
-/// A slot as the policy sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Slot {
-    Empty,
-    /// Opening, probing or releasing: waiting for the engine.
-    Busy,
-    Idle {
-        since: Duration,
-    },
-}
-
-/// What the probe engine asks of the scheduler of its current phase: the [`Discovery`] and
-/// the watch (`probe::watch`) answer the same calls. `now` is the time since the engine
-/// started; each action marks its slot busy until the matching `on_*` call.
+/// What the probe engine asks of whoever decides for a set of its slots: the [`Discovery`],
+/// the watch (`probe::watch`) and the guard (`probe::guard`) answer the same calls. `now` is
+/// the time since the engine started; each action marks its slot busy until the matching
+/// `on_*` call. `slot` is the engine's index; each keeps a [`SlotClock`] per slot it owns.
 pub trait Scheduler {
     /// Actions due at `now`.
     fn poll(&mut self, now: Duration) -> Vec<Action>;
@@ -154,6 +147,11 @@ pub trait Scheduler {
     fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration);
     fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, now: Duration);
     fn on_released(&mut self, slot: usize, now: Duration);
+}
+
+/// A scheduler whose results bound the threshold: the scheduler of a phase (the discovery,
+/// the watch). The guard's results reach it as evidence too.
+pub trait Estimator: Scheduler {
     /// An idle time observed outside the scheduler's own slots (the guard's): evidence like
     /// any other.
     fn observe(&mut self, idle: Duration, survived: bool);
@@ -165,7 +163,7 @@ pub trait Scheduler {
 pub struct Discovery {
     space: SearchSpace,
     policy: PolicyKind,
-    slots: Vec<Slot>,
+    slots: Vec<SlotClock>,
     bracket: Bracket,
     /// Idle values currently being tested (probe sent, no answer yet), per slot.
     testing: Vec<Option<Duration>>,
@@ -185,7 +183,7 @@ impl Discovery {
         Discovery {
             space,
             policy,
-            slots: vec![Slot::Empty; slots.max(1)],
+            slots: vec![SlotClock::Empty; slots.max(1)],
             bracket: if seed.is_consistent() {
                 seed
             } else {
@@ -235,18 +233,14 @@ impl Discovery {
     }
 
     pub(crate) fn idle_slots(&self) -> impl Iterator<Item = (usize, Duration)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, s)| match s {
-            Slot::Idle { since } => Some((i, *since)),
-            _ => None,
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.idle_since()?)))
     }
 }
 
 impl Scheduler for Discovery {
-    fn bracket(&self) -> Bracket {
-        self.bracket
-    }
-
     fn poll(&mut self, now: Duration) -> Vec<Action> {
         self.now = now;
         let actions = if self.verdict() == Verdict::Searching {
@@ -260,13 +254,13 @@ impl Scheduler for Discovery {
             let slot = match *action {
                 Action::Open { slot } | Action::Discard { slot } => slot,
                 Action::Probe { slot } => {
-                    if let Slot::Idle { since } = self.slots[slot] {
+                    if let Some(since) = self.slots[slot].idle_since() {
                         self.testing[slot] = Some(now.saturating_sub(since));
                     }
                     slot
                 }
             };
-            self.slots[slot] = Slot::Busy;
+            self.slots[slot].busy();
         }
         actions
     }
@@ -279,40 +273,41 @@ impl Scheduler for Discovery {
     }
 
     fn on_opened(&mut self, slot: usize, now: Duration) {
-        self.slots[slot] = Slot::Idle { since: now };
+        self.slots[slot].idle_from(now);
     }
 
     fn on_open_failed(&mut self, slot: usize, _now: Duration) {
-        self.slots[slot] = Slot::Empty;
+        self.slots[slot].empty();
     }
 
     fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
         self.testing[slot] = None;
-        if survived {
-            self.slots[slot] = Slot::Idle { since: now };
-            self.observe_survival(idle);
-        } else {
-            self.slots[slot] = Slot::Busy;
-            self.observe_death(idle);
-        }
+        self.slots[slot].probed(survived, now);
+        self.observe(idle, survived);
     }
 
     fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
         self.testing[slot] = None;
-        self.slots[slot] = Slot::Busy;
+        self.slots[slot].busy();
         self.observe_death(idle);
     }
 
     fn on_released(&mut self, slot: usize, _now: Duration) {
-        self.slots[slot] = Slot::Empty;
+        self.slots[slot].empty();
     }
+}
 
+impl Estimator for Discovery {
     fn observe(&mut self, idle: Duration, survived: bool) {
         if survived {
             self.observe_survival(idle);
         } else {
             self.observe_death(idle);
         }
+    }
+
+    fn bracket(&self) -> Bracket {
+        self.bracket
     }
 }
 

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Discovery, PolicyKind, Slot};
+use super::{Action, Discovery, PolicyKind, SlotClock};
 
 /// Escalation step of the adaptive policy. Smaller steps overshoot T less but leave the oldest
 /// connection lagging the escalation more: on the simulator (2,000 T in 1 s–1 h, 8 slots) 1.2
@@ -75,7 +75,7 @@ fn dur(s: f64) -> Duration {
 
 fn open_empty_slots(d: &Discovery, out: &mut Vec<(Duration, Action)>) {
     for (slot, state) in d.slots.iter().enumerate() {
-        if *state == Slot::Empty {
+        if *state == SlotClock::Empty {
             out.push((Duration::ZERO, Action::Open { slot }));
         }
     }
@@ -94,15 +94,14 @@ fn adaptive(d: &Discovery) -> Vec<(Duration, Action)> {
     let idle = idle_oldest_first(d);
     match d.bracket.upper {
         None => escalate(d, &idle, &mut out),
-        Some(upper) => split(d, secs(upper), &idle, &mut out),
+        Some(upper) => split(d, &idle, secs(upper), &mut out),
     }
     keep_first_per_slot(out)
 }
 
-/// Nothing has died yet: one value at a time, above everything survived or being tested.
+/// Escalation: one value at a time, above everything survived or being tested.
 fn escalate(d: &Discovery, idle: &[(usize, Duration)], out: &mut Vec<(Duration, Action)>) {
-    let min = secs(d.space.min);
-    let max = secs(d.space.max);
+    let (min, max) = (secs(d.space.min), secs(d.space.max));
     let highest = d
         .testing
         .iter()
@@ -128,12 +127,12 @@ fn escalate(d: &Discovery, idle: &[(usize, Duration)], out: &mut Vec<(Duration, 
     }
 }
 
-/// Something died at `upper` (seconds): narrow the bracket below it.
-fn split(d: &Discovery, upper: f64, idle: &[(usize, Duration)], out: &mut Vec<(Duration, Action)>) {
+/// A death is known: discard what idled past it, and split the bracket.
+fn split(d: &Discovery, idle: &[(usize, Duration)], upper: f64, out: &mut Vec<(Duration, Action)>) {
     let min = secs(d.space.min);
-    // Nothing survived yet: a rediscovery after the threshold went down, seeded with
-    // the sentinel's death. The new T is most likely near the old one, so descend by
-    // halving from there instead of bisecting all the way from the range min.
+    // Nothing survived yet: a rediscovery after the threshold went down, seeded with the
+    // sentinel's death. The new T is most likely near the old one, so descend by halving from
+    // there instead of bisecting all the way from the range min.
     let lower = d
         .bracket
         .lower
@@ -141,10 +140,10 @@ fn split(d: &Discovery, upper: f64, idle: &[(usize, Duration)], out: &mut Vec<(D
     for (slot, since) in idle {
         out.push((*since + dur(upper), Action::Discard { slot: *slot }));
     }
-    // Split: one probe at a time at the bracket's geometric midpoint, with the
-    // connection whose age is closest to it. Survivals answer in a round trip, so this
-    // is as fast as parallel probing, and it wastes no aged connection on a split that
-    // an earlier answer would have made pointless.
+    // Split: one probe at a time at the bracket's geometric midpoint, with the connection
+    // whose age is closest to it. Survivals answer in a round trip, so this is as fast as
+    // parallel probing, and it wastes no aged connection on a split that an earlier answer
+    // would have made pointless.
     if d.testing
         .iter()
         .flatten()
@@ -155,8 +154,8 @@ fn split(d: &Discovery, upper: f64, idle: &[(usize, Duration)], out: &mut Vec<(D
     let mid = (lower * upper).sqrt();
     let now = d.now;
     let age = |since: Duration| secs(now.saturating_sub(since));
-    // The youngest connection already past the midpoint splits well if it is not too
-    // close to the upper bound; otherwise wait for the oldest one below the midpoint.
+    // The youngest connection already past the midpoint splits well if it is not too close
+    // to the upper bound; otherwise wait for the oldest one below the midpoint.
     let past = idle
         .iter()
         .filter(|(_, since)| age(*since) >= mid && age(*since) < upper)
@@ -181,12 +180,12 @@ fn fixed_ladder(d: &Discovery) -> Vec<(Duration, Action)> {
     let max = secs(d.space.max);
     for (slot, state) in d.slots.iter().enumerate().take(LADDER_FRACTIONS.len()) {
         match state {
-            Slot::Empty => out.push((Duration::ZERO, Action::Open { slot })),
-            Slot::Idle { since } => {
+            SlotClock::Empty => out.push((Duration::ZERO, Action::Open { slot })),
+            SlotClock::Idle { since } => {
                 let rung = (LADDER_FRACTIONS[slot] * max).max(secs(d.space.min));
                 out.push((*since + dur(rung), Action::Probe { slot }));
             }
-            Slot::Busy => {}
+            SlotClock::Busy => {}
         }
     }
     out
@@ -197,8 +196,8 @@ fn bisection(d: &Discovery) -> Vec<(Duration, Action)> {
     let min = secs(d.space.min);
     let max = secs(d.space.max);
     match d.slots[0] {
-        Slot::Empty => out.push((Duration::ZERO, Action::Open { slot: 0 })),
-        Slot::Idle { since } => {
+        SlotClock::Empty => out.push((Duration::ZERO, Action::Open { slot: 0 })),
+        SlotClock::Idle { since } => {
             let target = match (d.bracket.lower, d.bracket.upper) {
                 (None, None) => min,
                 (Some(l), None) => (secs(l) * 2.0).min(max),
@@ -209,7 +208,7 @@ fn bisection(d: &Discovery) -> Vec<(Duration, Action)> {
             };
             out.push((since + dur(target), Action::Probe { slot: 0 }));
         }
-        Slot::Busy => {}
+        SlotClock::Busy => {}
     }
     out
 }

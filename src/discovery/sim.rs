@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Bracket, Discovery, PolicyKind, Scheduler, SearchSpace, Verdict};
+use super::{Action, Bracket, Discovery, Estimator, PolicyKind, Scheduler, SearchSpace, Verdict};
 
 /// Latencies of the simulated world.
 #[derive(Clone, Copy, Debug)]
@@ -64,23 +64,25 @@ pub fn simulate(
     opts: &SimOptions,
     time_limit: Duration,
 ) -> SimOutcome {
-    let mut world = World {
+    let mut sim = Sim {
         discovery: Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO),
         since: vec![Duration::ZERO; slots.max(1)],
         pending: Vec::new(),
-        probes: 0,
-        opens: 0,
         threshold,
         opts,
+        probes: 0,
+        opens: 0,
     };
     let mut now = Duration::ZERO;
     loop {
-        if world.discovery.verdict() != Verdict::Searching {
-            return world.outcome(Some(now));
+        if sim.discovery.verdict() != Verdict::Searching {
+            return sim.outcome(Some(now));
         }
-        world.act(now);
-        let next_event = world.pending.iter().map(|(at, _)| *at).min();
-        let next = match (next_event, world.discovery.next_deadline()) {
+        for action in sim.discovery.poll(now) {
+            sim.act(action, now);
+        }
+        let next_event = sim.pending.iter().map(|(at, _)| *at).min();
+        let next = match (next_event, sim.discovery.next_deadline()) {
             (Some(a), Some(b)) => a.min(b.max(now)),
             (Some(a), None) => a,
             (None, Some(b)) => b.max(now),
@@ -90,66 +92,53 @@ pub fn simulate(
             break;
         }
         now = next;
-        world.deliver(now);
+        sim.deliver(now);
     }
-    world.outcome(None)
+    sim.outcome(None)
 }
 
-/// The simulated middlebox and timers around one discovery: the results on their way, and
-/// since when each slot's connection has idled.
-struct World<'a> {
+/// One simulated discovery: the path answers each action after its latency.
+struct Sim<'a> {
     discovery: Discovery,
+    /// When each slot's connection last went idle.
     since: Vec<Duration>,
+    /// Results the path has yet to deliver, with when.
     pending: Vec<(Duration, Pending)>,
-    probes: usize,
-    opens: usize,
     threshold: Duration,
     opts: &'a SimOptions,
+    probes: usize,
+    opens: usize,
 }
 
-impl World<'_> {
-    fn outcome(&self, converged_at: Option<Duration>) -> SimOutcome {
-        SimOutcome {
-            converged_at,
-            bracket: self.discovery.bracket(),
-            verdict: self.discovery.verdict(),
-            probes: self.probes,
-            opens: self.opens,
-        }
-    }
-
-    /// Carries out what the discovery asks at `now`: each result arrives after its latency.
-    fn act(&mut self, now: Duration) {
+impl Sim<'_> {
+    /// What the path will answer to `action`, and when.
+    fn act(&mut self, action: Action, now: Duration) {
         let opts = self.opts;
-        for action in self.discovery.poll(now) {
-            match action {
-                Action::Open { slot } => {
-                    self.opens += 1;
-                    self.pending
-                        .push((now + opts.connect_latency, Pending::Opened { slot }));
-                }
-                Action::Probe { slot } => {
-                    self.probes += 1;
-                    let idle = now - self.since[slot];
-                    let survived = idle < self.threshold;
-                    let latency = if survived {
-                        opts.probe_rtt
-                    } else {
-                        opts.failure_detection.max(opts.probe_rtt)
-                    };
-                    self.pending.push((
-                        now + latency,
-                        Pending::Probed {
-                            slot,
-                            idle,
-                            survived,
-                        },
-                    ));
-                }
-                Action::Discard { slot } => {
-                    self.pending
-                        .push((now + opts.release_delay, Pending::Released { slot }));
-                }
+        match action {
+            Action::Open { slot } => {
+                self.opens += 1;
+                self.pending
+                    .push((now + opts.connect_latency, Pending::Opened { slot }));
+            }
+            Action::Probe { slot } => {
+                self.probes += 1;
+                let idle = now - self.since[slot];
+                let survived = idle < self.threshold;
+                let latency = if survived {
+                    opts.probe_rtt
+                } else {
+                    opts.failure_detection.max(opts.probe_rtt)
+                };
+                let probed = Pending::Probed {
+                    slot,
+                    idle,
+                    survived,
+                };
+                self.pending.push((now + latency, probed));
+            }
+            Action::Discard { slot } => {
+                self.pending
+                    .push((now + opts.release_delay, Pending::Released { slot }));
             }
         }
     }
@@ -175,13 +164,23 @@ impl World<'_> {
                     if survived {
                         self.since[slot] = at;
                     } else {
-                        self.pending
-                            .push((at + self.opts.release_delay, Pending::Released { slot }));
+                        let release = at + self.opts.release_delay;
+                        self.pending.push((release, Pending::Released { slot }));
                     }
                     self.discovery.on_probe(slot, idle, survived, at);
                 }
                 Pending::Released { slot } => self.discovery.on_released(slot, at),
             }
+        }
+    }
+
+    fn outcome(&self, converged_at: Option<Duration>) -> SimOutcome {
+        SimOutcome {
+            converged_at,
+            bracket: self.discovery.bracket(),
+            verdict: self.discovery.verdict(),
+            probes: self.probes,
+            opens: self.opens,
         }
     }
 }

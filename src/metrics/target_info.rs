@@ -123,8 +123,8 @@ mod tests {
     #[test]
     fn one_series_per_target_replaced_by_new_labels_and_removed_with_the_target() {
         let metrics = Arc::new(Metrics::new());
-        let a = metrics.target("a");
-        let b = metrics.target("b");
+        let a = metrics.series("a");
+        let b = metrics.series("b");
         a.set_labels(&labels(&[("team", "payments"), ("service", "check\"out")]));
         b.set_labels(&Labels::new());
         assert_eq!(

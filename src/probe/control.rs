@@ -26,10 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
-use crate::metrics::TargetMetrics;
-use crate::model::{DeathCause, Detected, Role};
+use crate::model::DeathCause;
 use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
-use crate::probe::status::{self, StatusBoard};
+use crate::probe::publisher::Publisher;
 
 mod ghost;
 pub use ghost::GhostVerdict;
@@ -117,8 +116,7 @@ impl ControlHandle {
 pub fn spawn(
     target: Arc<TargetConfig>,
     connector: Arc<Connector>,
-    metrics: TargetMetrics,
-    board: StatusBoard,
+    publish: Publisher,
     shutdown: CancellationToken,
 ) -> (ControlHandle, tokio::task::JoinHandle<()>) {
     let (requests, inbox) = mpsc::channel(64);
@@ -133,11 +131,10 @@ pub fn spawn(
         lower_bound: Arc::new(lower_tx),
         sessions,
     };
-    let control = Control {
+    let control = ControlTask {
         target,
         connector,
-        metrics,
-        board,
+        publish,
         inbox,
         up: up_tx,
         lower_bound: lower_rx,
@@ -152,11 +149,13 @@ pub fn spawn(
     (handle, tokio::spawn(control.run()))
 }
 
-struct Control {
+/// The task that owns the control connection (the engine holds its [`ControlHandle`]).
+struct ControlTask {
     target: Arc<TargetConfig>,
     connector: Arc<Connector>,
-    metrics: TargetMetrics,
-    board: StatusBoard,
+    /// What the control connection finds goes to the run's publisher (`target_up`, drops,
+    /// server settings).
+    publish: Publisher,
     inbox: mpsc::Receiver<Request>,
     up: watch::Sender<bool>,
     lower_bound: watch::Receiver<Option<Duration>>,
@@ -172,7 +171,7 @@ struct Control {
     /// How the last control connection died, until a reconnect tells whether that was a drop
     /// (the server answered again at once) or an outage (it did not).
     lost: Option<DeathCause>,
-    /// Why the last failed ping failed (what [`Control::lost`] reports).
+    /// Why the last failed ping failed (what [`ControlTask::lost`] reports).
     failure: Option<DeathCause>,
 }
 
@@ -192,7 +191,7 @@ const SWEEP_LIMIT: Duration = Duration::from_secs(6);
 /// then will not be swept, and the exit must not wait for it.
 const SWEEP_CONNECT_LIMIT: Duration = Duration::from_secs(3);
 
-impl Control {
+impl ControlTask {
     async fn run(mut self) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let mut last_error_kind = None;
@@ -213,12 +212,12 @@ impl Control {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
                         if is_drop(&cause) {
-                            self.metrics.control_drop(&cause);
+                            self.publish.control_dropped(&cause);
                         }
                     }
                     backoff.reset();
                     last_error_kind = None;
-                    self.metrics.connected(conn.connect_duration);
+                    self.publish.connected(conn.connect_duration);
                     self.connected_since.send_replace(Some(attempt.started));
                     self.on_connected(&conn).await;
                     if let Some(reply) = pending_ping.take() {
@@ -239,12 +238,12 @@ impl Control {
                     if let Some(reply) = pending_ping.take() {
                         let _ = reply.send(false);
                     }
-                    self.metrics.connect_error(e.kind);
                     if last_error_kind != Some(e.kind) {
                         tracing::warn!(target_name = %self.target.name, error = %e, "cannot connect to target");
                         last_error_kind = Some(e.kind);
                     }
-                    self.set_up(false, Some(e.to_string()));
+                    self.set_up(false);
+                    self.publish.control_connect_failed(e.kind, e.to_string());
                     let wait = backoff.next_delay();
                     self.answer_while_down(wait).await;
                 }
@@ -301,17 +300,11 @@ impl Control {
                     .collect();
                 let shown: Vec<String> = values.iter().map(|(n, v)| format!("{n}={v}")).collect();
                 tracing::info!(target_name = %self.target.name, settings = %shown.join(" "), "server settings");
-                self.metrics.set_server_settings(&values);
-                let settings = values
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.clone()))
-                    .collect();
-                status::update(&self.board, &self.target.name, |s| {
-                    s.server_settings = settings
-                });
+                self.publish.server_settings(&values);
             }
         }
-        self.set_up(true, None);
+        self.set_up(true);
+        self.publish.control_up(true, None);
     }
 
     /// Checks (and reaps) the earlier control sessions the server may still list; keeps those
@@ -461,8 +454,7 @@ impl Control {
     async fn lost(&mut self, conn: ProbeConnection) {
         let cause = self.failure.take().unwrap_or_else(|| conn.death_cause());
         tracing::warn!(target_name = %self.target.name, kind = %cause, "control connection lost; reconnecting");
-        self.metrics
-            .closed(Role::Control, &cause, Detected::OnUse, false);
+        self.publish.control_lost(&cause);
         self.lost = Some(cause);
         self.retire_current();
         conn.close().await;
@@ -491,7 +483,7 @@ impl Control {
             .send_if_modified(|n| std::mem::replace(n, sessions) != sessions);
     }
 
-    /// A round trip; false (with why, for [`Control::lost`]) when the connection is dead.
+    /// A round trip; false (with why, for [`ControlTask::lost`]) when the connection is dead.
     async fn ping(&mut self, conn: &ProbeConnection) -> bool {
         if conn.ended().is_none() {
             self.sending();
@@ -540,18 +532,12 @@ impl Control {
         }
     }
 
-    fn set_up(&self, up: bool, error: Option<String>) {
+    /// Tells the engine (what it shows goes through the publisher).
+    fn set_up(&self, up: bool) {
         self.up.send_if_modified(|current| {
             let changed = *current != up;
             *current = up;
             changed
-        });
-        self.metrics.set_up(up);
-        status::update(&self.board, &self.target.name, |s| {
-            s.up = up;
-            if error.is_some() || up {
-                s.last_error = error;
-            }
         });
     }
 }

@@ -5,25 +5,19 @@
 //! It has its own slot, outside discovery and watch, so it runs from the first minute
 //! (discovery at T = 1 h takes about 2 h) and keeps its idle clock across phase changes. What
 //! it observes is also evidence about T, which the engine passes on to the active phase.
-//! Pure logic, no clock, driven like the schedulers.
+//! Pure logic, no clock: a [`Scheduler`] of one slot, driven like the discovery and the watch.
 
 use std::time::Duration;
 
-use crate::discovery::Action;
+use crate::discovery::{Action, Scheduler, SlotClock};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Empty,
-    Busy,
-    Idle { since: Duration },
-}
-
+/// The guard's plan: its slot and the lifetime it idles; a [`Scheduler`] for that one slot.
 #[derive(Debug)]
 pub struct Guard {
     /// The engine's slot the guard uses.
     slot: usize,
     lifetime: Duration,
-    state: State,
+    clock: SlotClock,
 }
 
 impl Guard {
@@ -31,7 +25,7 @@ impl Guard {
         Guard {
             slot,
             lifetime,
-            state: State::Empty,
+            clock: SlotClock::Empty,
         }
     }
 
@@ -47,48 +41,40 @@ impl Guard {
     pub fn set_lifetime(&mut self, lifetime: Duration) {
         self.lifetime = lifetime;
     }
+}
 
-    pub fn poll(&mut self, now: Duration) -> Option<Action> {
-        let action = match self.state {
-            State::Empty => Action::Open { slot: self.slot },
-            State::Idle { since } if now >= since + self.lifetime => {
-                Action::Probe { slot: self.slot }
-            }
-            _ => return None,
-        };
-        self.state = State::Busy;
-        Some(action)
+/// Its one slot's reports; a failed open is opened again at the next poll (the engine's
+/// connect backoff paces retries), a death waits for the engine's release.
+impl Scheduler for Guard {
+    fn poll(&mut self, now: Duration) -> Vec<Action> {
+        self.clock
+            .due(self.slot, now, self.lifetime)
+            .into_iter()
+            .collect()
     }
 
-    pub fn next_deadline(&self) -> Option<Duration> {
-        match self.state {
-            State::Empty => Some(Duration::ZERO),
-            State::Idle { since } => Some(since + self.lifetime),
-            State::Busy => None,
-        }
+    fn next_deadline(&self) -> Option<Duration> {
+        self.clock.deadline(self.lifetime)
     }
 
-    pub fn on_opened(&mut self, now: Duration) {
-        self.state = State::Idle { since: now };
+    fn on_opened(&mut self, _slot: usize, now: Duration) {
+        self.clock.idle_from(now);
     }
 
-    /// A failed open, or the slot was emptied: open again at the next poll (the engine's
-    /// connect backoff paces retries).
-    pub fn on_empty(&mut self) {
-        self.state = State::Empty;
+    fn on_open_failed(&mut self, _slot: usize, _now: Duration) {
+        self.clock.empty();
     }
 
-    pub fn on_probe(&mut self, survived: bool, now: Duration) {
-        self.state = if survived {
-            State::Idle { since: now }
-        } else {
-            State::Busy
-        };
+    fn on_probe(&mut self, _slot: usize, _idle: Duration, survived: bool, now: Duration) {
+        self.clock.probed(survived, now);
     }
 
-    /// Died while idle: busy until the engine released the connection.
-    pub fn on_closed_while_idle(&mut self) {
-        self.state = State::Busy;
+    fn on_closed_while_idle(&mut self, _slot: usize, _idle: Duration, _now: Duration) {
+        self.clock.busy();
+    }
+
+    fn on_released(&mut self, _slot: usize, _now: Duration) {
+        self.clock.empty();
     }
 }
 
@@ -103,26 +89,35 @@ mod tests {
     #[test]
     fn opens_then_probes_every_lifetime_and_reopens_after_a_death() {
         let mut g = Guard::new(6, secs(60));
-        assert_eq!(g.poll(secs(0)), Some(Action::Open { slot: 6 }));
-        assert_eq!(g.poll(secs(0)), None, "busy while opening");
-        g.on_opened(secs(1));
+        assert_eq!(g.poll(secs(0)), vec![Action::Open { slot: 6 }]);
+        assert_eq!(g.poll(secs(0)), vec![], "busy while opening");
+        g.on_opened(6, secs(1));
         assert_eq!(g.next_deadline(), Some(secs(61)));
-        assert_eq!(g.poll(secs(60)), None);
-        assert_eq!(g.poll(secs(61)), Some(Action::Probe { slot: 6 }));
-        g.on_probe(true, secs(61));
+        assert_eq!(g.poll(secs(60)), vec![]);
+        assert_eq!(g.poll(secs(61)), vec![Action::Probe { slot: 6 }]);
+        g.on_probe(6, secs(60), true, secs(61));
         assert_eq!(g.next_deadline(), Some(secs(121)));
-        assert_eq!(g.poll(secs(121)), Some(Action::Probe { slot: 6 }));
-        g.on_probe(false, secs(121));
-        assert_eq!(g.poll(secs(500)), None, "dead: waits for the release");
-        g.on_empty();
-        assert_eq!(g.poll(secs(500)), Some(Action::Open { slot: 6 }));
+        assert_eq!(g.poll(secs(121)), vec![Action::Probe { slot: 6 }]);
+        g.on_probe(6, secs(60), false, secs(121));
+        assert_eq!(g.poll(secs(500)), vec![], "dead: waits for the release");
+        g.on_released(6, secs(500));
+        assert_eq!(g.poll(secs(500)), vec![Action::Open { slot: 6 }]);
+        g.on_open_failed(6, secs(501));
+        assert_eq!(g.poll(secs(501)), vec![Action::Open { slot: 6 }]);
+        g.on_opened(6, secs(502));
+        g.on_closed_while_idle(6, secs(10), secs(512));
+        assert_eq!(
+            g.poll(secs(600)),
+            vec![],
+            "died idle: waits for the release"
+        );
     }
 
     #[test]
     fn a_new_lifetime_counts_from_the_current_idle_clock() {
         let mut g = Guard::new(0, secs(300));
         g.poll(secs(0));
-        g.on_opened(secs(0));
+        g.on_opened(0, secs(0));
         g.set_lifetime(secs(60));
         assert_eq!(g.next_deadline(), Some(secs(60)));
     }

@@ -16,11 +16,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
-use crate::metrics::TargetMetrics;
 use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::connection::Connector;
 pub use engine::{LeftoverSessions, RunMode};
-use status::StatusBoard;
+use publisher::Publisher;
 
 /// What a run of a target starts with besides its settings (the daemon's runs; `discover`
 /// uses none of it).
@@ -28,8 +27,11 @@ use status::StatusBoard;
 pub struct RunContext {
     /// Later settings of the same path (a reload's live changes, see `config/change.rs`).
     pub updates: Option<tokio::sync::watch::Receiver<Arc<TargetConfig>>>,
-    /// Where settled measurements are kept, and resumed from when this path has one.
+    /// Where settled measurements are kept.
     pub memory: Option<crate::storage::Store>,
+    /// The stored measurement this run resumes from, as its first publication showed it (see
+    /// [`publisher::resumable`]).
+    pub resume: Option<crate::storage::StoredMeasurement>,
     /// Sessions the previous run of this target left on the server (ghosts it was not allowed
     /// to terminate): they count against the budget until the server lets go of them.
     pub inherited: LeftoverSessions,
@@ -37,12 +39,12 @@ pub struct RunContext {
 
 /// Probes one target until `shutdown` (or, with [`RunMode::DiscoverOnce`], until its first
 /// discovery is over); returns after its sessions are closed, with those the server still
-/// lists (see [`RunContext::inherited`]).
+/// lists (see [`RunContext::inherited`]). Everything it shows goes through `publish`, whose
+/// first publication ([`Publisher::start`]) is done.
 pub async fn run(
     target: Arc<TargetConfig>,
     context: RunContext,
-    metrics: TargetMetrics,
-    board: StatusBoard,
+    publish: Publisher,
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> LeftoverSessions {
@@ -50,9 +52,7 @@ pub async fn run(
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(target_name = %target.name, error = %e, "cannot set up TLS; target not probed");
-            let message = e.to_string();
-            status::update(&board, &target.name, |s| s.last_error = Some(message));
-            metrics.connect_error(ConnectErrorKind::Tls);
+            publish.connect_failed(ConnectErrorKind::Tls, e.to_string());
             shutdown.cancelled().await;
             return context.inherited;
         }
@@ -65,30 +65,23 @@ pub async fn run(
     let (control, control_task) = control::spawn(
         target.clone(),
         connector.clone(),
-        metrics.clone(),
-        board.clone(),
+        publish.clone(),
         control_shutdown.clone(),
     );
-    let mut engine = engine::Engine::new(
-        target,
-        metrics.clone(),
-        board,
-        connector,
-        control,
-        mode,
-        shutdown,
-    );
+    let mut engine =
+        engine::Engine::new(target, publish.clone(), connector, control, mode, shutdown);
     if let Some(updates) = context.updates {
         engine = engine.with_updates(updates);
     }
     if let Some(store) = context.memory {
         engine = engine.with_memory(store);
     }
+    engine = engine.resuming(context.resume);
     let leftovers = engine.with_inherited(context.inherited).run().await;
     control_shutdown.cancel();
     let _ = control_task.await;
     // `target_up` is left as it was: a restarted target's next run takes over the series (a
     // restart is no outage), and a removed target's series are deleted.
-    metrics.set_sessions(0);
+    publish.sessions(0);
     leftovers
 }

@@ -55,7 +55,7 @@ pub trait Connect: Send + Sync + 'static {
 }
 
 /// The engine's handle on its target's control connection.
-pub trait Control: Clone + Send + Sync + 'static {
+pub trait ControlLink: Clone + Send + Sync + 'static {
     /// A fresh round trip: false when the server is unreachable.
     fn healthy(&self) -> impl Future<Output = bool> + Send;
     /// Whether the server still lists a closed probe's session (and reaps it if configured);
@@ -70,7 +70,7 @@ pub trait Control: Clone + Send + Sync + 'static {
     fn subscribe(&self) -> watch::Receiver<bool>;
     /// Sessions the control connection may hold on the server.
     fn sessions(&self) -> usize;
-    /// Changes of [`Control::sessions`].
+    /// Changes of [`ControlLink::sessions`].
     fn subscribe_sessions(&self) -> watch::Receiver<usize>;
     /// What is known of the lower bound (the control connection pings less often).
     fn set_lower_bound(&self, lower: Option<Duration>);
@@ -122,7 +122,7 @@ impl Connect for Connector {
     }
 }
 
-impl Control for ControlHandle {
+impl ControlLink for ControlHandle {
     fn healthy(&self) -> impl Future<Output = bool> + Send {
         ControlHandle::healthy(self)
     }

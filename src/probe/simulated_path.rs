@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::control::GhostVerdict;
-use super::network::{Conn, Connect, Control};
+use super::network::{Conn, Connect, ControlLink};
 use crate::model::DeathCause;
 use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::connection::{
@@ -409,7 +409,7 @@ pub struct SimulatedControl {
     path: SimulatedPath,
 }
 
-impl Control for SimulatedControl {
+impl ControlLink for SimulatedControl {
     async fn healthy(&self) -> bool {
         tokio::time::sleep(ROUND_TRIP).await;
         self.path.server_up()

@@ -164,7 +164,7 @@ pub fn dominant_death(deaths: &BTreeMap<DeathCause, u64>) -> Option<&DeathCause>
 pub type StatusBoard = Arc<RwLock<BTreeMap<String, TargetStatus>>>;
 
 /// Applies `change` to one target's snapshot, if it is still on the board.
-pub fn update(board: &StatusBoard, name: &str, change: impl FnOnce(&mut TargetStatus)) {
+pub(super) fn update(board: &StatusBoard, name: &str, change: impl FnOnce(&mut TargetStatus)) {
     let mut board = board.write().unwrap_or_else(|e| e.into_inner());
     if let Some(status) = board.get_mut(name) {
         change(status);

@@ -7,7 +7,7 @@
 //!   requests (a proxy).
 //!
 //! The guard (`guard.rs`) runs beside the watch in its own slot; its results reach the watch
-//! through [`Scheduler::observe`].
+//! through [`Estimator::observe`].
 //!
 //! A sentinel (or the guard) that contradicts the bracket means the threshold moved: the watch
 //! reports a [`Change`] with the observation as the seed of a new discovery. Pure logic, no
@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::discovery::{Action, Bracket, Scheduler};
+use crate::discovery::{Action, Bracket, Estimator, Scheduler, SlotClock};
 use crate::model::{Role, ThresholdMove};
 
 /// The bracket no longer holds; rediscover starting from `seed`.
@@ -25,18 +25,11 @@ pub struct Change {
     pub seed: Bracket,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SlotState {
-    Empty,
-    Busy,
-    Idle { since: Duration },
-}
-
 #[derive(Clone, Copy, Debug)]
 struct WatchSlot {
     role: Role,
     idle: Duration,
-    state: SlotState,
+    clock: SlotClock,
 }
 
 /// How far past the upper bound the one-off keepalive check idles: clearly dead without
@@ -87,7 +80,7 @@ impl Watch {
                 .map(|(role, idle)| WatchSlot {
                     role,
                     idle,
-                    state: SlotState::Empty,
+                    clock: SlotClock::Empty,
                 })
                 .collect(),
             change: None,
@@ -143,7 +136,7 @@ impl Watch {
             slots: vec![WatchSlot {
                 role: Role::Keepalive,
                 idle,
-                state: SlotState::Empty,
+                clock: SlotClock::Empty,
             }],
             change: None,
             keepalive_result: None,
@@ -173,29 +166,15 @@ impl Watch {
 }
 
 impl Scheduler for Watch {
-    fn bracket(&self) -> Bracket {
-        self.bracket
-    }
-
     fn poll(&mut self, now: Duration) -> Vec<Action> {
         if self.change.is_some() {
             return Vec::new();
         }
-        let mut actions = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            match slot.state {
-                SlotState::Empty => {
-                    slot.state = SlotState::Busy;
-                    actions.push(Action::Open { slot: i });
-                }
-                SlotState::Idle { since } if now >= since + slot.idle => {
-                    slot.state = SlotState::Busy;
-                    actions.push(Action::Probe { slot: i });
-                }
-                _ => {}
-            }
-        }
-        actions
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, slot)| slot.clock.due(i, now, slot.idle))
+            .collect()
     }
 
     fn next_deadline(&self) -> Option<Duration> {
@@ -204,23 +183,19 @@ impl Scheduler for Watch {
         }
         self.slots
             .iter()
-            .filter_map(|s| match s.state {
-                SlotState::Idle { since } => Some(since + s.idle),
-                SlotState::Empty => Some(Duration::ZERO),
-                SlotState::Busy => None,
-            })
+            .filter_map(|s| s.clock.deadline(s.idle))
             .min()
     }
 
     fn on_opened(&mut self, slot: usize, now: Duration) {
         if let Some(s) = self.slots.get_mut(slot) {
-            s.state = SlotState::Idle { since: now };
+            s.clock.idle_from(now);
         }
     }
 
     fn on_open_failed(&mut self, slot: usize, _now: Duration) {
         if let Some(s) = self.slots.get_mut(slot) {
-            s.state = SlotState::Empty;
+            s.clock.empty();
         }
     }
 
@@ -229,11 +204,7 @@ impl Scheduler for Watch {
             return;
         };
         let role = s.role;
-        s.state = if survived {
-            SlotState::Idle { since: now }
-        } else {
-            SlotState::Busy
-        };
+        s.clock.probed(survived, now);
         if role == Role::Keepalive {
             // Keepalives change the test itself: its result says what the box is, not where T is.
             self.keepalive_result = Some(survived);
@@ -247,7 +218,7 @@ impl Scheduler for Watch {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
-        s.state = SlotState::Busy;
+        s.clock.busy();
         if s.role == Role::Keepalive {
             // It died before its probe was due: the keepalives did not keep it alive.
             self.keepalive_result = Some(false);
@@ -260,10 +231,12 @@ impl Scheduler for Watch {
 
     fn on_released(&mut self, slot: usize, _now: Duration) {
         if let Some(s) = self.slots.get_mut(slot) {
-            s.state = SlotState::Empty;
+            s.clock.empty();
         }
     }
+}
 
+impl Estimator for Watch {
     /// An idle time that survived or killed (a sentinel's, or the guard's): a contradiction
     /// of the bracket is a [`Change`].
     fn observe(&mut self, idle: Duration, survived: bool) {
@@ -287,6 +260,10 @@ impl Scheduler for Watch {
                 },
             });
         }
+    }
+
+    fn bracket(&self) -> Bracket {
+        self.bracket
     }
 }
 

@@ -1,6 +1,7 @@
 //! The probe engine of one target: owns the probe connections (the slots), executes what the
-//! current scheduler (discovery or watch) asks for, classifies every use and death, and keeps
-//! the metrics and the status page in step.
+//! schedulers (the current phase's discovery or watch, and the guard in its own slot) ask for,
+//! classifies every use and death, and decides what the metrics and the status page show (the
+//! [`Publisher`] writes it).
 //!
 //! Each slot holds at most one server session, from the moment we start opening it until the
 //! server no longer lists it (a dead connection's slot is only freed after the ghost check), so
@@ -11,12 +12,13 @@
 //! Network work (connect, probe, close, ghost check) runs in spawned tasks that report back as
 //! [`Event`]s; the engine loop itself never waits on the network.
 //!
-//! The rooms: this file holds the engine's state (phase, slots), its loop and the helpers the
-//! others share; `phases.rs` moves between discovery, watch and draining; `tasks.rs` is the
-//! spawned network work; `results.rs` applies what the tasks report (to the schedulers, the
-//! guard, and through the [`Publisher`] to the metrics and the page).
+//! The rooms, by the state each owns: this file holds the engine, its loop and its settings;
+//! `phases.rs` the phase machine (discovery, confirming, watch, draining, outage) and what
+//! moves it; `slots.rs` the slots, the sessions they hold and which scheduler (the phase's or
+//! the guard's) each reports to; `tasks.rs` the spawned network work; `results.rs` what the
+//! tasks report (to the schedulers, and through the [`Publisher`] to the metrics and the
+//! page).
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,45 +28,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::guard::Guard;
-use super::network::{Connect, Control};
+use super::network::{Connect, ControlLink};
 use super::publisher::Publisher;
-use super::status::StatusBoard;
-use super::watch::Watch;
+
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
-use crate::discovery::{Action, Bracket, Discovery, Scheduler};
-use crate::metrics::TargetMetrics;
-use crate::model::Role;
-use crate::postgres::connection::{Attempt, BackendIdentity};
+use crate::discovery::{Action, Bracket, Scheduler};
+use crate::postgres::connection::BackendIdentity;
 use crate::recommend;
 use crate::storage::{self, Store};
+use phases::{Next, Phase};
+use slots::{probe_sessions, Holding, Slot};
 use tasks::Event;
-
-enum Phase {
-    Discovering {
-        discovery: Discovery,
-        started: Instant,
-    },
-    Watching(Watch),
-    /// Closing every slot before the next phase starts (after convergence, a detected change,
-    /// or an outage); the next phase starts once all slots are empty and the server answers.
-    Draining {
-        next: Next,
-    },
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Next {
-    Discover(Bracket),
-    Watch(Bracket),
-    /// A bracket from an earlier run: watch it, and call it confirmed once the low sentinel
-    /// survived just below its lower bound.
-    Confirm(Bracket),
-    /// `discover`: the bracket is known; one keepalive probe tells what kind of box it is.
-    CheckKeepalives(Bracket),
-    /// Discovery is over and the run was for one measurement only (`discover`).
-    Stop,
-}
 
 /// Sessions of ours the server still lists when a run ends (ghosts it could not, or was not
 /// allowed to, terminate), with when each was last used: the next run of the target counts them
@@ -79,53 +54,8 @@ pub enum RunMode {
     DiscoverOnce,
 }
 
-#[derive(Default)]
-enum SlotState<C> {
-    #[default]
-    Empty,
-    Opening,
-    Idle(Box<C>),
-    /// A probe (or a passive death check) is in flight; the connection is in that task.
-    InUse,
-    /// Closed or dead; waiting for the server to stop listing the session.
-    Releasing,
-}
-
-struct Slot<C> {
-    generation: u64,
-    state: SlotState<C>,
-    role: Option<Role>,
-    /// The session this slot holds on the server, and when we last used it (what the
-    /// shutdown sweep needs for slots whose connection is in flight). For an attempt given up
-    /// on that may linger, the attempt's identity (its name) and when it started.
-    backend: Option<(BackendIdentity, Instant)>,
-    /// The attempt being opened, and whether it got past the queue (only then can it reach
-    /// the server, and the shutdown sweep looks for it).
-    attempt: Option<(Attempt, Arc<AtomicBool>)>,
-    /// Releasing, and we closed it ourselves (the server was told it goes): no session any
-    /// more, though the slot stays taken until the ghost check frees it.
-    closed: bool,
-    /// Holds a session the previous run left (releasing until the server lets go of it):
-    /// counted in the budget, but no phase waits for it to start.
-    inherited: bool,
-}
-
-impl<C> Default for Slot<C> {
-    fn default() -> Self {
-        Slot {
-            generation: 0,
-            state: SlotState::Empty,
-            role: None,
-            backend: None,
-            attempt: None,
-            closed: false,
-            inherited: false,
-        }
-    }
-}
-
 /// One target's probe engine.
-pub struct Engine<N: Connect, K: Control> {
+pub struct Engine<N: Connect, K: ControlLink> {
     target: Arc<TargetConfig>,
     publish: Publisher,
     connector: Arc<N>,
@@ -134,26 +64,17 @@ pub struct Engine<N: Connect, K: Control> {
     inbox: mpsc::UnboundedReceiver<Event<N::Conn>>,
     slots: Vec<Slot<N::Conn>>,
     /// The guard's own slot (the last one), when the target has an `app_max_idle_lifetime`
-    /// and the budget leaves room beside the schedulers.
+    /// and the budget leaves room beside the schedulers (a reload's new plan waits in the
+    /// phase transition).
     guard: Option<Guard>,
-    /// A reload added or removed the guard: the new plan, installed once every slot is empty.
-    replanned_guard: Option<Option<Guard>>,
     /// Settings a reload changes in place (see `config/change.rs`).
     updates: Option<latest::Receiver<Arc<TargetConfig>>>,
     /// Where settled measurements are kept, with this path's fingerprint.
     memory: Option<(Store, String)>,
-    /// Since when a resumed bracket is being confirmed.
-    confirming: Option<Instant>,
-    /// The bracket is a stored one the sentinels have not confirmed yet: the control
-    /// connection does not trust its lower bound, and nothing is recommended from it.
-    unconfirmed: bool,
     phase: Phase,
     epoch: Instant,
     bracket: Bracket,
     ghosts_alive: usize,
-    /// The target is unreachable (entered an outage and no phase started since): deaths now are
-    /// the outage's, never unexpected idle deaths.
-    in_outage: bool,
     open_gate: Arc<Mutex<(Backoff, Instant)>>,
     open_permits: Arc<Semaphore>,
     /// Cancels the schedulers' opens still queued when their phase ends (a queued open that
@@ -170,11 +91,11 @@ pub struct Engine<N: Connect, K: Control> {
     shutdown: CancellationToken,
 }
 
-impl<N: Connect, K: Control> Engine<N, K> {
+impl<N: Connect, K: ControlLink> Engine<N, K> {
+    /// `publish`: the run's publisher, its first publication done (see [`Publisher::start`]).
     pub fn new(
         target: Arc<TargetConfig>,
-        metrics: TargetMetrics,
-        board: StatusBoard,
+        publish: Publisher,
         connector: Arc<N>,
         control: K,
         mode: RunMode,
@@ -183,7 +104,6 @@ impl<N: Connect, K: Control> Engine<N, K> {
         let (events, inbox) = mpsc::unbounded_channel();
         let probe_slots = target.max_connections - 1;
         let rungs = rungs(&target);
-        let publish = Publisher::new(&target, metrics, board);
         let guard = plan_guard(&target, probe_slots);
         Engine {
             publish,
@@ -193,18 +113,12 @@ impl<N: Connect, K: Control> Engine<N, K> {
             inbox,
             slots: (0..probe_slots).map(|_| Slot::default()).collect(),
             guard,
-            replanned_guard: None,
             updates: None,
             memory: None,
-            confirming: None,
-            unconfirmed: false,
-            phase: Phase::Draining {
-                next: Next::Discover(Bracket::default()),
-            },
+            phase: Phase::towards(Next::Discover(Bracket::default())),
             epoch: Instant::now(),
             bracket: Bracket::default(),
             ghosts_alive: 0,
-            in_outage: false,
             open_gate: Arc::new(Mutex::new((
                 Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
                 Instant::now(),
@@ -242,7 +156,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             };
             let s = &mut self.slots[slot];
             s.generation += 1;
-            s.state = SlotState::Releasing;
+            s.holding = Holding::Releasing;
             s.backend = Some((backend.clone(), last_used));
             s.inherited = true;
             let generation = s.generation;
@@ -251,28 +165,24 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self
     }
 
-    /// Keeps settled measurements in `store`, and resumes from the one stored for this path
-    /// (same fingerprint) if there is one: its bracket is published at once and confirmed by
-    /// the sentinels instead of discovered again.
+    /// Keeps settled measurements in `store` for the next run of this path.
     pub fn with_memory(mut self, store: Store) -> Self {
         let fingerprint = self.target.fingerprint();
-        if let Some(stored) = store.recall(&self.target.name, &fingerprint) {
-            self.resume(stored);
-        }
         self.memory = Some((store, fingerprint));
         self
     }
 
-    fn resume(&mut self, stored: storage::StoredMeasurement) {
+    /// Resumes from `stored`, the measurement the publisher's first publication showed (see
+    /// [`super::publisher::resumable`]): its bracket is confirmed by the sentinels instead of
+    /// discovered again.
+    pub fn resuming(mut self, stored: Option<storage::StoredMeasurement>) -> Self {
+        let Some(stored) = stored else {
+            return self;
+        };
         let bracket = Bracket {
             lower: stored.lower,
             upper: stored.upper,
         };
-        if bracket.lower.is_none() && bracket.upper.is_none() {
-            // Nothing to resume from (the daemon skipped its reset for a stored entry).
-            self.publish.start_measuring();
-            return;
-        }
         let age = SystemTime::now()
             .duration_since(stored.measured_at)
             .unwrap_or_default();
@@ -282,21 +192,12 @@ impl<N: Connect, K: Control> Engine<N, K> {
             measured = %format!("{} ago", humantime::format_duration(Duration::from_secs(age.as_secs()))),
             "resuming from the stored measurement; the sentinels confirm it"
         );
-        self.unconfirmed = true;
-        self.set_bracket(bracket);
-        // Published with the bracket: until the control connection is up and the sentinels
-        // start, the series would otherwise still say `discovering` (what a fresh target
-        // starts with), as if the stored measurement were not used.
-        self.publish
-            .set_state(crate::model::TargetState::Confirming);
-        self.publish.resumed(
-            stored.keepalive_rescue,
-            stored.drop_kind,
-            stored.measured_at,
-        );
-        self.phase = Phase::Draining {
-            next: Next::Confirm(bracket),
-        };
+        // Already published (state `confirming`, nothing recommended): the control connection
+        // does not trust its lower bound yet.
+        self.phase = Phase::towards(Next::Confirm(bracket));
+        self.bracket = bracket;
+        self.control.set_lower_bound(None);
+        self
     }
 
     /// Keeps the settled measurement for the next run of this path.
@@ -354,91 +255,46 @@ impl<N: Connect, K: Control> Engine<N, K> {
         self.close_all().await
     }
 
-    /// The active phase's scheduler; `None` while draining.
-    fn scheduler(&mut self) -> Option<&mut dyn Scheduler> {
-        match &mut self.phase {
-            Phase::Discovering { discovery, .. } => Some(discovery),
-            Phase::Watching(watch) => Some(watch),
-            Phase::Draining { .. } => None,
-        }
-    }
-
-    fn scheduler_ref(&self) -> Option<&dyn Scheduler> {
-        match &self.phase {
-            Phase::Discovering { discovery, .. } => Some(discovery),
-            Phase::Watching(watch) => Some(watch),
-            Phase::Draining { .. } => None,
-        }
-    }
-
     fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
 
     /// When the scheduler or the guard next has something to do.
     fn deadline(&self) -> Option<Duration> {
-        let scheduler = self.scheduler_ref().and_then(|s| s.next_deadline());
+        let scheduler = self.phase.estimator_ref().and_then(|s| s.next_deadline());
         let guard = self
             .guard
             .as_ref()
             .filter(|_| self.guard_runs())
-            .and_then(Guard::next_deadline);
+            .and_then(|g| g.next_deadline());
         scheduler.into_iter().chain(guard).min()
-    }
-
-    fn role(&self, slot: usize) -> Role {
-        self.slots[slot].role.unwrap_or(Role::Discovery)
-    }
-
-    fn is_guard(&self, slot: usize) -> bool {
-        self.guard.as_ref().is_some_and(|g| g.slot() == slot)
-    }
-
-    /// How many slots the discovery or the watch gets: all but the guard's.
-    fn scheduler_slots(&self) -> usize {
-        self.slots.len() - usize::from(self.guard.is_some())
     }
 
     /// The guard runs in every phase, but not while the server is unreachable and not once
     /// the run is stopping.
     fn guard_runs(&self) -> bool {
-        !self.in_outage && !matches!(self.phase, Phase::Draining { next: Next::Stop })
+        !self.phase.is_outage()
+            && !self
+                .phase
+                .transition()
+                .is_some_and(|t| matches!(t.next, Next::Stop))
     }
 
-    /// Whether a connection that just answered in `slot` is kept for its next use.
-    fn keeps(&self, slot: usize) -> bool {
-        if self.is_guard(slot) {
-            self.guard_runs()
-        } else {
-            self.is_active()
-        }
-    }
-
-    fn is_active(&self) -> bool {
-        !matches!(self.phase, Phase::Draining { .. })
-    }
-
-    // ---- executing the scheduler's actions -------------------------------------------------
+    // ---- executing the schedulers' actions ---------------------------------------------------
 
     fn execute(&mut self, now: Duration) {
-        let mut actions = self.scheduler().map_or_else(Vec::new, |s| s.poll(now));
+        let mut actions = self
+            .phase
+            .estimator()
+            .map_or_else(Vec::new, |s| s.poll(now));
         if self.guard_runs() {
-            actions.extend(self.guard.as_mut().and_then(|g| g.poll(now)));
+            actions.extend(self.guard.as_mut().map_or_else(Vec::new, |g| g.poll(now)));
         }
         for action in actions {
             match action {
                 Action::Open { slot } => self.open(slot),
                 Action::Probe { slot } => self.probe(slot),
                 Action::Discard { slot } => self.discard(slot),
-            }
-        }
-    }
-
-    fn discard(&mut self, slot: usize) {
-        match std::mem::take(&mut self.slots[slot].state) {
-            SlotState::Idle(conn) => self.release(slot, *conn, false),
-            other => {
-                self.slots[slot].state = other;
             }
         }
     }
@@ -452,8 +308,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// 10 s and die), and its recommendation is shown as stored, never published as advice.
     fn set_bracket(&mut self, bracket: Bracket) {
         self.bracket = bracket;
+        let unconfirmed = self.phase.unconfirmed();
         self.control
-            .set_lower_bound(bracket.lower.filter(|_| !self.unconfirmed));
+            .set_lower_bound(bracket.lower.filter(|_| !unconfirmed));
         let t = &self.target;
         let recommendation = recommend::recommend(
             &bracket,
@@ -461,7 +318,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
             t.recommended_socket_timeout,
         );
         self.publish
-            .set_bracket(bracket, recommendation, !self.unconfirmed);
+            .set_bracket(bracket, recommendation, !unconfirmed);
     }
 
     fn publish_sessions(&self) {
@@ -484,22 +341,6 @@ fn rungs(target: &TargetConfig) -> Vec<(Duration, String)> {
 fn plan_guard(target: &TargetConfig, probe_slots: usize) -> Option<Guard> {
     let lifetime = target.app_max_idle_lifetime?;
     (probe_slots >= 2).then(|| Guard::new(probe_slots - 1, lifetime))
-}
-
-/// Probe sessions that exist on the server (or may, until it stops listing them): a
-/// connection being opened is an attempt, not a session (a server with 3 free slots showed 42),
-/// and one we closed ourselves is gone (`discover` once reported 10 "at most" while the
-/// server listed 3: closed connections waiting for their check). An attempt given up on that
-/// may linger is counted until the server is seen without it.
-fn probe_sessions<C>(slots: &[Slot<C>]) -> usize {
-    slots
-        .iter()
-        .filter(|s| match s.state {
-            SlotState::Idle(_) | SlotState::InUse => true,
-            SlotState::Releasing => !s.closed,
-            SlotState::Empty | SlotState::Opening => false,
-        })
-        .count()
 }
 
 /// The next settings from a reload; never, without a source (or once it is gone).
@@ -527,6 +368,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 mod phases;
 mod results;
+mod slots;
 mod tasks;
 
 #[cfg(test)]

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use super::slots::{Holding, Used};
 use super::tasks::{Event, Use};
-use super::{Engine, SlotState};
+use super::Engine;
 use crate::model::{DeathCause, Detected, Role};
 use crate::postgres::connection::{ConnectError, ProbeOutcome};
-use crate::probe::network::{Conn, Connect, Control};
+use crate::probe::network::{Conn, Connect, ControlLink};
 
-impl<N: Connect, K: Control> Engine<N, K> {
+impl<N: Connect, K: ControlLink> Engine<N, K> {
     pub(super) fn handle(&mut self, event: Event<N::Conn>) {
         let now = self.now();
         let (slot, generation) = event.slot();
@@ -22,9 +23,9 @@ impl<N: Connect, K: Control> Engine<N, K> {
             Event::Opened { result, .. } => self.on_opened(slot, generation, result, now),
             Event::OpenDropped { .. } => {
                 let s = &mut self.slots[slot];
-                s.state = SlotState::Empty;
+                s.holding = Holding::Empty;
                 s.attempt = None;
-                self.scheduler_opened(slot, now, false);
+                self.opened(slot, now, false);
             }
             Event::Ended { clean, .. } => self.on_ended(slot, generation, clean),
             Event::Used { used, .. } => self.on_used(slot, used, now),
@@ -79,8 +80,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 self.publish.connected(conn.connect_duration());
                 self.slots[slot].backend = Some((conn.backend().clone(), conn.last_active()));
                 if self.keeps(slot) {
-                    self.slots[slot].state = SlotState::Idle(Box::new(conn));
-                    self.scheduler_opened(slot, now, true);
+                    self.slots[slot].holding = Holding::Idle(Box::new(conn));
+                    self.opened(slot, now, true);
                 } else {
                     self.release(slot, conn, false);
                 }
@@ -94,8 +95,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     // scheduler or the guard gets it back, as after any release).
                     Some(attempt) => self.watch_attempt(slot, generation, attempt),
                     None => {
-                        self.slots[slot].state = SlotState::Empty;
-                        self.scheduler_opened(slot, now, false);
+                        self.slots[slot].holding = Holding::Empty;
+                        self.opened(slot, now, false);
                     }
                 }
             }
@@ -105,38 +106,34 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// A connection's task ended: a death while idle, or the end of a close we asked for.
     fn on_ended(&mut self, slot: usize, generation: u64, clean: bool) {
         let s = &mut self.slots[slot];
-        match std::mem::take(&mut s.state) {
-            SlotState::Idle(conn) => match conn.ended() {
+        match std::mem::take(&mut s.holding) {
+            Holding::Idle(conn) => match conn.ended() {
                 Some(end) => {
-                    s.state = SlotState::InUse;
+                    s.holding = Holding::InUse;
                     self.report_idle_death(slot, generation, conn, end);
                 }
-                None => s.state = SlotState::Idle(conn),
+                None => s.holding = Holding::Idle(conn),
             },
             // We closed it: the server was told it goes.
-            SlotState::Releasing => {
+            Holding::Releasing => {
                 s.closed |= clean;
-                s.state = SlotState::Releasing;
+                s.holding = Holding::Releasing;
             }
             // In use (the probe's task sees the end), or opening (the attempt failed after its
             // connection began: its `Opened` says so).
-            other => s.state = other,
+            other => s.holding = other,
         }
     }
 
     /// The server no longer lists the slot's session: the slot is free again.
     fn on_released(&mut self, slot: usize, now: Duration) {
         let s = &mut self.slots[slot];
-        s.state = SlotState::Empty;
+        s.holding = Holding::Empty;
         s.backend = None;
         s.closed = false;
         s.inherited = false;
-        if self.is_guard(slot) {
-            if let Some(guard) = &mut self.guard {
-                guard.on_empty();
-            }
-        } else if let Some(scheduler) = self.scheduler() {
-            scheduler.on_released(slot, now);
+        if let Some(owner) = self.owner(slot) {
+            owner.on_released(slot, now);
         }
     }
 
@@ -156,13 +153,18 @@ impl<N: Connect, K: Control> Engine<N, K> {
         }
         // A death tells us about idle time only if the server is still there and the death is
         // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
-        let mut outage = !server_reachable || self.in_outage;
+        let mut outage = !server_reachable || self.phase.is_outage();
+        let mut how = Used {
+            now,
+            closed_while_idle: false,
+            outage,
+        };
         match outcome {
             ProbeOutcome::Alive => {
                 self.publish.record_probe(idle, true);
                 if self.keeps(slot) {
-                    self.slots[slot].state = SlotState::Idle(Box::new(conn));
-                    self.scheduler_probed(slot, idle, true, now);
+                    self.slots[slot].holding = Holding::Idle(Box::new(conn));
+                    self.used(slot, idle, true, how);
                 } else {
                     self.release(slot, conn, false);
                 }
@@ -171,31 +173,21 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 let idle_at_death = conn.idle_at_death(end.at);
                 let cause = end.cause.clone().unwrap_or(DeathCause::Error);
                 outage |= !cause.can_be_idle_expiry();
+                let detail = end.detail.as_deref();
                 self.record_death(
                     role,
                     &cause,
                     idle_at_death,
                     Detected::WhileIdle,
-                    end.detail.as_deref(),
+                    detail,
                     outage,
                 );
                 if !outage {
                     self.publish.record_probe(idle_at_death, false);
                 }
-                if self.is_guard(slot) {
-                    if let Some(guard) = &mut self.guard {
-                        guard.on_closed_while_idle();
-                    }
-                    if !outage {
-                        if let Some(scheduler) = self.scheduler() {
-                            scheduler.observe(idle_at_death, false);
-                        }
-                    }
-                } else if !outage {
-                    if let Some(scheduler) = self.scheduler() {
-                        scheduler.on_closed_while_idle(slot, idle_at_death, now);
-                    }
-                }
+                how.closed_while_idle = true;
+                how.outage = outage;
+                self.used(slot, idle_at_death, false, how);
                 self.release(slot, conn, true);
             }
             ProbeOutcome::Died {
@@ -213,52 +205,16 @@ impl<N: Connect, K: Control> Engine<N, K> {
                     Some(&query_error),
                     outage,
                 );
-                if outage {
-                    if let Some(guard) = self.guard.as_mut().filter(|g| g.slot() == slot) {
-                        guard.on_probe(false, now);
-                    }
-                } else {
+                if !outage {
                     self.publish.record_probe(idle, false);
-                    self.scheduler_probed(slot, idle, false, now);
                 }
+                how.outage = outage;
+                self.used(slot, idle, false, how);
                 self.release(slot, conn, true);
             }
         }
         if outage {
             self.enter_outage();
-        }
-    }
-
-    /// A probe's result, to the guard or the scheduler whose slot it was; the guard's is also
-    /// evidence for the scheduler.
-    fn scheduler_probed(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
-        if self.is_guard(slot) {
-            if let Some(guard) = &mut self.guard {
-                guard.on_probe(survived, now);
-            }
-            if let Some(scheduler) = self.scheduler() {
-                scheduler.observe(idle, survived);
-            }
-        } else if let Some(scheduler) = self.scheduler() {
-            scheduler.on_probe(slot, idle, survived, now);
-        }
-    }
-
-    fn scheduler_opened(&mut self, slot: usize, now: Duration, ok: bool) {
-        if self.is_guard(slot) {
-            if let Some(guard) = &mut self.guard {
-                if ok {
-                    guard.on_opened(now);
-                } else {
-                    guard.on_empty();
-                }
-            }
-            return;
-        }
-        match self.scheduler() {
-            Some(scheduler) if ok => scheduler.on_opened(slot, now),
-            Some(scheduler) => scheduler.on_open_failed(slot, now),
-            None => {}
         }
     }
 

@@ -13,14 +13,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, LeftoverSessions, Phase, SlotState};
+use super::slots::Holding;
+use super::{Engine, LeftoverSessions};
 use crate::backoff::Backoff;
 use crate::model::Role;
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
 };
 use crate::probe::control::GhostVerdict;
-use crate::probe::network::{Conn, Connect, Control};
+use crate::probe::network::{Conn, Connect, ControlLink};
 use crate::probe::watch;
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
@@ -106,19 +107,15 @@ pub(super) struct Use<C> {
     pub server_reachable: bool,
 }
 
-impl<N: Connect, K: Control> Engine<N, K> {
+impl<N: Connect, K: ControlLink> Engine<N, K> {
     /// Opens a connection into `slot`, for the role its scheduler (or the guard) gives it.
     pub(super) fn open(&mut self, slot: usize) {
-        if !matches!(self.slots[slot].state, SlotState::Empty) {
+        if !matches!(self.slots[slot].holding, Holding::Empty) {
             // A session the previous run left still holds this slot; the scheduler keeps it
             // busy until the slot is released.
             return;
         }
-        let role = match &self.phase {
-            _ if self.is_guard(slot) => Role::Guard,
-            Phase::Watching(watch) => watch.role(slot),
-            _ => Role::Discovery,
-        };
+        let role = self.role_to_open(slot);
         let keepalive = if role == Role::Keepalive {
             self.target
                 .keepalive_probe
@@ -128,7 +125,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
         };
         let s = &mut self.slots[slot];
         s.generation += 1;
-        s.state = SlotState::Opening;
+        s.holding = Holding::Opening;
         s.role = Some(role);
         let generation = s.generation;
         let attempt = Attempt::new();
@@ -155,8 +152,8 @@ impl<N: Connect, K: Control> Engine<N, K> {
 
     /// Sends the probe query on `slot`'s idle connection.
     pub(super) fn probe(&mut self, slot: usize) {
-        let SlotState::Idle(mut conn) =
-            std::mem::replace(&mut self.slots[slot].state, SlotState::InUse)
+        let Holding::Idle(mut conn) =
+            std::mem::replace(&mut self.slots[slot].holding, Holding::InUse)
         else {
             return;
         };
@@ -197,7 +194,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// `died`: the connection died, so the check also tells whether the server keeps ghosts.
     pub(super) fn release(&mut self, slot: usize, conn: N::Conn, died: bool) {
         let s = &mut self.slots[slot];
-        s.state = SlotState::Releasing;
+        s.holding = Holding::Releasing;
         let generation = s.generation;
         let backend = conn.backend().clone();
         // When we last sent anything: a probe's query may have reached the server even if its
@@ -211,7 +208,7 @@ impl<N: Connect, K: Control> Engine<N, K> {
     /// a session) until the server is seen without it, reaping it if allowed.
     pub(super) fn watch_attempt(&mut self, slot: usize, generation: u64, attempt: Attempt) {
         let s = &mut self.slots[slot];
-        s.state = SlotState::Releasing;
+        s.holding = Holding::Releasing;
         let identity = attempt.identity();
         s.backend = Some((identity.clone(), attempt.started));
         self.watch_until_gone(slot, generation, identity, attempt.started, false);
@@ -321,14 +318,14 @@ impl<N: Connect, K: Control> Engine<N, K> {
                 leftovers.push(backend);
             }
             // An attempt under way is abandoned: the server may still finish it.
-            if let (SlotState::Opening, Some((attempt, connecting))) =
-                (&slot.state, slot.attempt.take())
+            if let (Holding::Opening, Some((attempt, connecting))) =
+                (&slot.holding, slot.attempt.take())
             {
                 if connecting.load(Ordering::Relaxed) {
                     leftovers.push((attempt.identity(), attempt.started));
                 }
             }
-            if let SlotState::Idle(conn) = std::mem::take(&mut slot.state) {
+            if let Holding::Idle(conn) = std::mem::take(&mut slot.holding) {
                 closing.spawn(conn.close());
             }
         }

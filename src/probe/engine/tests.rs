@@ -9,7 +9,7 @@ use super::*;
 use crate::metrics::Metrics;
 use crate::model::{DeathCause, TargetState};
 use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
-use crate::probe::status::TargetStatus;
+use crate::probe::status::{StatusBoard, TargetStatus};
 use crate::storage::Store;
 
 fn secs(s: f64) -> Duration {
@@ -68,15 +68,15 @@ impl Run {
     ) -> Run {
         let metrics = Arc::new(Metrics::new());
         let board: StatusBoard = Default::default();
-        board
-            .write()
-            .unwrap()
-            .insert(target.name.clone(), TargetStatus::new(&target));
+        // As the daemon starts a run: the stored measurement read once, published, resumed.
+        let resume = store.as_ref().and_then(|store| {
+            super::super::publisher::resumable(store.recall(&target.name, &target.fingerprint()))
+        });
+        let publish = Publisher::start(&metrics, &board, &target, resume.as_ref());
         let shutdown = CancellationToken::new();
         let mut engine: Engine<SimulatedConnector, SimulatedControl> = Engine::new(
             target.clone(),
-            metrics.target(&target.name),
-            board.clone(),
+            publish,
             Arc::new(path.connector()),
             path.control(),
             mode,
@@ -88,7 +88,7 @@ impl Run {
         if let Some(store) = store {
             engine = engine.with_memory(store);
         }
-        let engine = engine.with_inherited(inherited);
+        let engine = engine.resuming(resume).with_inherited(inherited);
         Run {
             path: path.clone(),
             board,
@@ -292,19 +292,19 @@ async fn shutdown_reaps_the_sessions_of_probes_still_in_flight() {
 
 #[test]
 fn connections_being_opened_are_not_counted_as_sessions() {
-    let slot = |state| Slot {
-        state,
+    let slot = |holding| Slot {
+        holding,
         ..Slot::default()
     };
     let slots: Vec<Slot<()>> = (0..40)
-        .map(|_| slot(SlotState::Opening))
+        .map(|_| slot(Holding::Opening))
         .chain([
-            slot(SlotState::InUse),
-            slot(SlotState::Releasing),
-            slot(SlotState::Empty),
+            slot(Holding::InUse),
+            slot(Holding::Releasing),
+            slot(Holding::Empty),
             // Closed by us, waiting for its check: no session any more.
             Slot {
-                state: SlotState::Releasing,
+                holding: Holding::Releasing,
                 closed: true,
                 ..Slot::default()
             },
@@ -637,4 +637,198 @@ async fn attempts_given_up_on_keep_their_slot_until_the_server_is_seen_without_t
         .await;
     let (path, left) = run.stop_with_leftovers().await;
     assert!(left.is_empty() && path.listed() == 0, "{left:?}");
+}
+
+// ---- one test per transition of the phase machine that has its own branch ----------------
+
+/// Discovering → (converged, `discover`) checking keepalives → stop: the keepalive probe's
+/// result ends the run (the simulated box counts requests: keepalives do not rescue).
+#[tokio::test(start_paused = true)]
+async fn discover_once_checks_the_keepalive_probe_then_stops() {
+    let path = SimulatedPath::new(Some(secs(40.0)), Drop::Reset);
+    let target = target("    keepalive_probe: {enabled: true, interval: 1s}\n");
+    let run = Run::start(&path, target, RunMode::DiscoverOnce);
+    let status = run.board.clone();
+    tokio::time::timeout(secs(900.0), run.task)
+        .await
+        .expect("discover-once ends by itself")
+        .unwrap();
+    let status = status.read().unwrap()["db"].clone();
+    assert_contains(status.bracket, 40.0);
+    assert_eq!(status.keepalive_rescue, Some(false));
+    assert_eq!(path.sessions().0, 0);
+}
+
+/// Discovering → (nothing dropped up to the range max) watching, state `no_drop`; and
+/// discovering → (died at the range min) watching, state `below_range`.
+#[tokio::test(start_paused = true)]
+async fn a_verdict_outside_the_range_settles_with_its_own_state() {
+    let range = "    idle_range: {min: 5s, max: 60s}\n";
+    for (threshold, state) in [
+        (None, TargetState::NoDrop),
+        (Some(secs(2.0)), TargetState::BelowRange),
+    ] {
+        let path = SimulatedPath::new(threshold, Drop::Silent);
+        let run = Run::start(&path, target(range), RunMode::Continuous);
+        run.until(state.as_str(), secs(3600.0), |s| s.state == state)
+            .await;
+        assert_eq!(
+            run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
+            1.0
+        );
+        run.stop().await;
+    }
+}
+
+/// Discovering → (outage) unreachable → discovering again, from what was known: no finished
+/// discovery is counted meanwhile, and no death of the outage pages.
+#[tokio::test(start_paused = true)]
+async fn an_outage_while_discovering_discovers_again_after_it() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let run = Run::start(&path, target(""), RunMode::Continuous);
+    run.until("discovering", secs(60.0), |s| {
+        s.state == TargetState::Discovering && s.discovery_started.is_some()
+    })
+    .await;
+    tokio::time::sleep(secs(120.0)).await;
+    path.set_server_up(false);
+    run.until("unreachable", secs(120.0), |s| {
+        s.state == TargetState::Unreachable
+    })
+    .await;
+    tokio::time::sleep(secs(60.0)).await;
+    path.set_server_up(true);
+    run.until("discovering again", secs(120.0), |s| {
+        s.state == TargetState::Discovering
+    })
+    .await;
+    run.until("watching", secs(3600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
+    assert_contains(run.status().bracket, 300.0);
+    assert_eq!(run.metric("idle_drop_outages_total{target=\"db\"}"), 1.0);
+    assert_eq!(
+        run.metric("idle_drop_unexpected_closed_connections_total{"),
+        0.0
+    );
+    assert_eq!(
+        run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
+        1.0
+    );
+    run.stop().await;
+}
+
+/// Confirming → (outage) unreachable → confirming again → watching: the stored bracket stays
+/// unconfirmed (no recommendation, the control connection does not trust its lower bound)
+/// until its sentinels confirm it after the outage.
+#[tokio::test(start_paused = true)]
+async fn an_outage_while_confirming_confirms_after_it() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let target = target("");
+    let (store, bracket) = measured(&path, &target).await;
+    let run = Run::start_with(&path, target, RunMode::Continuous, Some(store), None);
+    run.until("confirming", secs(5.0), |s| {
+        s.state == TargetState::Confirming
+    })
+    .await;
+    tokio::time::sleep(secs(30.0)).await;
+    path.set_server_up(false);
+    run.until("unreachable", secs(120.0), |s| {
+        s.state == TargetState::Unreachable
+    })
+    .await;
+    let status = run.status();
+    assert!(
+        status.recommendation_unconfirmed,
+        "still the stored bracket"
+    );
+    assert_eq!(status.bracket, bracket);
+    tokio::time::sleep(secs(60.0)).await;
+    path.set_server_up(true);
+    run.until("confirming again", secs(120.0), |s| {
+        s.state == TargetState::Confirming
+    })
+    .await;
+    assert_eq!(path.control_lower_bound(), None);
+    let lifetime = "idle_drop_recommended_max_idle_lifetime_seconds{target=\"db\"}";
+    assert_eq!(run.metric(lifetime), 0.0, "nothing recommended yet");
+    run.until("confirmed", secs(1.2 * 330.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
+    assert_eq!(run.status().bracket, bracket);
+    assert!(run.metric(lifetime) > 0.0 && !run.status().recommendation_unconfirmed);
+    assert_eq!(path.control_lower_bound(), bracket.lower);
+    assert_eq!(
+        run.metric("idle_drop_discovery_runs_total{target=\"db\"}"),
+        0.0
+    );
+    run.stop().await;
+}
+
+/// Watching → (a reload adds the guard during an outage) the outage goes on, carrying the new
+/// guard → watching with the guard once the server answers.
+#[tokio::test(start_paused = true)]
+async fn a_guard_a_reload_adds_during_an_outage_starts_after_it() {
+    let path = SimulatedPath::new(Some(secs(300.0)), Drop::Silent);
+    let first = target("");
+    let (updates, updates_rx) = latest::channel(first.clone());
+    let run = Run::start_with(&path, first, RunMode::Continuous, None, Some(updates_rx));
+    run.until("watching", secs(3600.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
+    let guard_uses = |run: &Run| {
+        run.metric("idle_drop_probe_uses_total{outcome=\"ok\",rung=\"1m\",target=\"db\"}")
+    };
+    path.set_server_up(false);
+    run.until("unreachable", secs(120.0), |s| {
+        s.state == TargetState::Unreachable
+    })
+    .await;
+    let connect_errors = |run: &Run| -> f64 {
+        run.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("idle_drop_connect_errors_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    tokio::time::sleep(secs(30.0)).await;
+    let errors = connect_errors(&run);
+    // Discovery's probes counted at that rung too.
+    let before = guard_uses(&run);
+    updates.send_replace(target("    app_max_idle_lifetime: 1m\n"));
+    tokio::time::sleep(secs(150.0)).await;
+    // Still the same outage (the control connection fails again): not one more.
+    path.set_server_up(false);
+    tokio::time::sleep(secs(150.0)).await;
+    assert_eq!(
+        run.status().state,
+        TargetState::Unreachable,
+        "a reload does not end an outage"
+    );
+    assert_eq!(
+        guard_uses(&run),
+        before,
+        "the guard rests while unreachable"
+    );
+    assert_eq!(
+        connect_errors(&run),
+        errors,
+        "nothing tries to connect meanwhile"
+    );
+    path.set_server_up(true);
+    run.until("watching again", secs(120.0), |s| {
+        s.state == TargetState::Watching
+    })
+    .await;
+    tokio::time::sleep(secs(300.0)).await;
+    assert!(
+        guard_uses(&run) >= before + 3.0,
+        "the new guard idles 1m and survives"
+    );
+    assert_eq!(run.metric("idle_drop_outages_total{target=\"db\"}"), 1.0);
+    run.stop().await;
 }
