@@ -19,6 +19,12 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== layers: no import circles, between top-level modules or between files"
+# ../shared is the team's shared folder, checked out beside the clone (as it is for the quaint
+# dependency); each call exits 1 and names the arrows of any circle.
+python3 ../shared/tools/modcycles.py --modules src
+python3 ../shared/tools/modcycles.py src
+
 echo "== unit, integration and lab tests"
 cargo build --all-targets --locked
 # The pool matrix's harnesses (pip, npm, cargo builds, Debian's Go, Java, Ruby and PgBouncer

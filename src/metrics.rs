@@ -18,14 +18,9 @@ use prometheus::{
 };
 
 use crate::config::{Labels, LifetimeSource};
-use crate::probe::status::TargetState;
-
-/// Roles whose deaths can be unexpected (`docs/metrics.md`), and every kind of death: the
-/// label sets of `idle_drop_unexpected_closed_connections_total`, exported at 0 from the start.
-/// Not the control connection: it is ours, not the application's, and its deaths never page
-/// (they count in `idle_drop_control_connection_drops_total`).
-const UNEXPECTED_ROLES: [&str; 4] = ["guard", "sentinel_low", "discovery", "keepalive"];
-const DEATH_KINDS: [&str; 5] = ["timeout", "reset", "eof", "server_terminated", "error"];
+use crate::model::{DeathCause, Detected, Role, TargetState, ThresholdMove};
+use crate::postgres::classify::ConnectErrorKind;
+use crate::postgres::connection::ProbeOutcome;
 
 /// All metric families, registered once for the life of the process.
 pub struct Metrics {
@@ -159,34 +154,7 @@ impl Metrics {
             registry: r,
             writing: std::sync::RwLock::new(()),
         };
-        let build = register!(
-            metrics.registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "idle_drop_build_info",
-                    "1, with what this binary was built from as labels (as --version prints it)."
-                ),
-                &[
-                    "version",
-                    "revision",
-                    "branch",
-                    "build_date",
-                    "rustc_version",
-                    "platform"
-                ]
-            )
-        );
-        let info = crate::build_info::get();
-        build
-            .with_label_values(&[
-                info.version,
-                info.revision,
-                info.branch,
-                &info.build_date,
-                info.rustc_version,
-                info.platform,
-            ])
-            .set(1);
+        register_build_info(&metrics.registry);
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::for_self();
@@ -244,6 +212,38 @@ impl Metrics {
     }
 }
 
+/// `idle_drop_build_info`: 1, with what this binary was built from as labels.
+fn register_build_info(registry: &Registry) {
+    let build = register!(
+        registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "idle_drop_build_info",
+                "1, with what this binary was built from as labels (as --version prints it)."
+            ),
+            &[
+                "version",
+                "revision",
+                "branch",
+                "build_date",
+                "rustc_version",
+                "platform"
+            ]
+        )
+    );
+    let info = crate::build_info::get();
+    build
+        .with_label_values(&[
+            info.version,
+            info.revision,
+            info.branch,
+            &info.build_date,
+            info.rustc_version,
+            info.platform,
+        ])
+        .set(1);
+}
+
 fn remove_where_target<T: MetricVecBuilder>(vec: &MetricVec<T>, name: &str) {
     for family in vec.collect() {
         for metric in family.get_metric() {
@@ -297,12 +297,13 @@ impl TargetMetrics {
         // What pages is `increase(...[5m]) > 0`: a series that first appears at 1 has no
         // earlier sample, so Prometheus sees no increase and the first death (of each role and
         // kind) would never page. Every series the alert can need starts at 0.
-        for role in UNEXPECTED_ROLES {
-            for kind in DEATH_KINDS {
-                m.unexpected_closed.with_label_values(&[name, role, kind]);
+        for role in Role::UNEXPECTED {
+            for kind in DeathCause::kinds() {
+                m.unexpected_closed
+                    .with_label_values(&[name, role.label(), kind]);
             }
         }
-        for kind in DEATH_KINDS {
+        for kind in DeathCause::kinds() {
             m.control_drops.with_label_values(&[name, kind]);
         }
     }
@@ -377,44 +378,45 @@ impl TargetMetrics {
             .inc();
     }
 
-    pub fn threshold_changed(&self, direction: &str) {
+    pub fn threshold_changed(&self, direction: ThresholdMove) {
         self.metrics
             .threshold_changes
-            .with_label_values(&[&self.name, direction])
+            .with_label_values(&[&self.name, direction.label()])
             .inc();
     }
 
-    pub fn probe_use(&self, rung: &str, outcome: &str) {
+    pub fn probe_use(&self, rung: &str, outcome: &ProbeOutcome) {
         self.metrics
             .probe_uses
-            .with_label_values(&[&self.name, rung, outcome])
+            .with_label_values(&[&self.name, rung, outcome.label()])
             .inc();
     }
 
-    pub fn closed(&self, role: &str, kind: &str, sqlstate: &str, detected: &str, unexpected: bool) {
+    pub fn closed(&self, role: Role, cause: &DeathCause, detected: Detected, unexpected: bool) {
+        let (role_label, kind, sqlstate) = (role.label(), cause.kind(), cause.sqlstate());
         self.metrics
             .closed
-            .with_label_values(&[&self.name, role, kind, sqlstate, detected])
+            .with_label_values(&[&self.name, role_label, kind, sqlstate, detected.label()])
             .inc();
         if unexpected {
-            self.unexpected(role, kind);
+            self.unexpected(role, cause);
         }
     }
 
     /// A connection already counted as closed turned out to be one that should have survived.
-    pub fn unexpected(&self, role: &str, kind: &str) {
+    pub fn unexpected(&self, role: Role, cause: &DeathCause) {
         self.metrics
             .unexpected_closed
-            .with_label_values(&[&self.name, role, kind])
+            .with_label_values(&[&self.name, role.label(), cause.kind()])
             .inc();
     }
 
     /// The control connection died of something idling can cause while the server stayed
     /// reachable (see `probe::control`).
-    pub fn control_drop(&self, kind: &str) {
+    pub fn control_drop(&self, cause: &DeathCause) {
         self.metrics
             .control_drops
-            .with_label_values(&[&self.name, kind])
+            .with_label_values(&[&self.name, cause.kind()])
             .inc();
     }
 
@@ -422,10 +424,10 @@ impl TargetMetrics {
         self.metrics.outages.with_label_values(&[&self.name]).inc();
     }
 
-    pub fn time_to_failure(&self, kind: &str, took: Duration) {
+    pub fn time_to_failure(&self, cause: &DeathCause, took: Duration) {
         self.metrics
             .time_to_failure
-            .with_label_values(&[&self.name, kind])
+            .with_label_values(&[&self.name, cause.kind()])
             .observe(took.as_secs_f64());
     }
 
@@ -436,10 +438,10 @@ impl TargetMetrics {
             .observe(took.as_secs_f64());
     }
 
-    pub fn connect_error(&self, kind: &str) {
+    pub fn connect_error(&self, kind: ConnectErrorKind) {
         self.metrics
             .connect_errors
-            .with_label_values(&[&self.name, kind])
+            .with_label_values(&[&self.name, kind.label()])
             .inc();
     }
 
@@ -539,9 +541,9 @@ mod tests {
         let b = metrics.series("b");
         a.appear(true);
         b.appear(true);
-        a.probe_use("30s", "ok");
-        a.closed("guard", "timeout", "", "on_use", true);
-        b.probe_use("30s", "ok");
+        a.probe_use("30s", &ProbeOutcome::Alive);
+        a.closed(Role::Guard, &DeathCause::Timeout, Detected::OnUse, true);
+        b.probe_use("30s", &ProbeOutcome::Alive);
         metrics.remove_target("a");
         let text = metrics.encode();
         assert!(!text.contains("target=\"a\""), "{text}");

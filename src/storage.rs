@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_DURATION;
+use crate::model::DeathCause;
 
 /// The file's name inside `--storage.path`.
 pub const FILE_NAME: &str = "idle_drop_exporter.state.json";
@@ -57,11 +58,12 @@ const LAST_WRITABLE_SECOND: u64 = 253_402_300_800 - 1;
 
 /// What a target's last measurement found.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Measurement {
+pub struct StoredMeasurement {
     pub lower: Option<Duration>,
     pub upper: Option<Duration>,
-    /// e.g. "timeout", "reset", "eof" (free text from the engine).
-    pub drop_kind: Option<String>,
+    /// How connections died on this path (the page's "stored" drop until the run sees deaths
+    /// of its own). Written as its text (`timeout`, `server_terminated (57P05)`, ...).
+    pub drop_kind: Option<DeathCause>,
     /// Some(true): TCP keepalives rescued an idle connection (the box counts packets).
     pub keepalive_rescue: Option<bool>,
     /// Kept to the second (the file's resolution), in memory too, so that what [`Store::recall`]
@@ -90,7 +92,7 @@ struct Inner {
 #[derive(Clone, Debug, PartialEq)]
 struct Entry {
     fingerprint: String,
-    measurement: Measurement,
+    measurement: StoredMeasurement,
     /// When its target was removed (to the second); `None` while it is configured.
     removed_at: Option<SystemTime>,
 }
@@ -156,7 +158,7 @@ impl Store {
 
     /// The stored measurement for `target` if its fingerprint matches; one with a different
     /// fingerprint belongs to other path settings and is ignored (one info line, `None`).
-    pub fn recall(&self, target: &str, fingerprint: &str) -> Option<Measurement> {
+    pub fn recall(&self, target: &str, fingerprint: &str) -> Option<StoredMeasurement> {
         let entries = self.inner.entries.lock().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get(target).filter(|e| e.kept(SystemTime::now()))?;
         if entry.fingerprint != fingerprint {
@@ -182,7 +184,7 @@ impl Store {
     ///
     /// A measurement the file could not give back (see [`check`]) is refused with a warn line:
     /// it would be lost at the next restart anyway, and it means the caller has a bug.
-    pub fn remember(&self, target: &str, fingerprint: &str, mut m: Measurement) {
+    pub fn remember(&self, target: &str, fingerprint: &str, mut m: StoredMeasurement) {
         if let Err(reason) = check(&m) {
             tracing::warn!(target_name = %target, reason = %reason, "measurement not stored");
             return;
@@ -357,6 +359,7 @@ struct FileEntry {
     lower_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     upper_seconds: Option<f64>,
+    /// [`DeathCause`]'s text, as exporters before and after this one read and write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     drop_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,10 +461,13 @@ fn decode(raw: FileEntry) -> Result<Entry, String> {
                 .map_err(|e| format!("removed_at `{text}`: {e}"))
         })
         .transpose()?;
-    let measurement = Measurement {
+    // A kind this exporter does not name (a later one's) reads as none: the bracket is what
+    // matters, and the next measurement of the path writes a kind again.
+    let drop_kind = raw.drop_kind.as_deref().and_then(DeathCause::parse);
+    let measurement = StoredMeasurement {
         lower,
         upper,
-        drop_kind: raw.drop_kind,
+        drop_kind,
         keepalive_rescue: raw.keepalive_rescue,
         measured_at: whole_second(measured_at),
     };
@@ -475,7 +481,7 @@ fn decode(raw: FileEntry) -> Result<Entry, String> {
 
 /// What a bracket must satisfy, written or read: bounds at most [`MAX_DURATION`], and the
 /// longest idle that survived shorter than the shortest that died.
-fn check(m: &Measurement) -> Result<(), String> {
+fn check(m: &StoredMeasurement) -> Result<(), String> {
     for (field, bound) in [("lower", m.lower), ("upper", m.upper)] {
         if bound.is_some_and(|d| d > MAX_DURATION) {
             return Err(format!(
@@ -533,7 +539,7 @@ fn encode(entries: &BTreeMap<String, Entry>) -> Vec<u8> {
                 fingerprint: entry.fingerprint.clone(),
                 lower_seconds: m.lower.map(|d| d.as_secs_f64()),
                 upper_seconds: m.upper.map(|d| d.as_secs_f64()),
-                drop_kind: m.drop_kind.clone(),
+                drop_kind: m.drop_kind.as_ref().map(DeathCause::to_string),
                 keepalive_rescue: m.keepalive_rescue,
                 measured_at: humantime::format_rfc3339_seconds(whole_second(m.measured_at))
                     .to_string(),

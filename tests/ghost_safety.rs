@@ -35,7 +35,7 @@ async fn reaping_spares_sessions_used_after_us_and_sessions_not_started_for_us()
     )
     .unwrap();
     let target = Arc::new(config.targets[0].clone());
-    let connector = Arc::new(Connector::new(&target).unwrap());
+    let connector = Arc::new(Connector::new(&target.connect_spec()).unwrap());
     let board: StatusBoard = Default::default();
     let publish = Publisher::start(&Arc::new(Metrics::new()), &board, &target, None);
     let stop = CancellationToken::new();

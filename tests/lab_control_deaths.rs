@@ -127,10 +127,10 @@ async fn a_stale_stored_bracket_is_neither_trusted_for_pings_nor_recommended() {
         store.remember(
             "s",
             &target.fingerprint(),
-            idle_drop_exporter::storage::Measurement {
+            idle_drop_exporter::storage::StoredMeasurement {
                 lower: Some(Duration::from_secs(20)),
                 upper: Some(Duration::from_secs(21)),
-                drop_kind: Some("timeout".into()),
+                drop_kind: Some(idle_drop_exporter::model::DeathCause::Timeout),
                 keepalive_rescue: None,
                 measured_at: SystemTime::now() - Duration::from_secs(3600),
             },

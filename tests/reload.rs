@@ -95,10 +95,10 @@ async fn each_setting_shown_as_a_series_goes_away_and_comes_back_with_it() {
         .remember(
             "k",
             &target.fingerprint(),
-            idle_drop_exporter::storage::Measurement {
+            idle_drop_exporter::storage::StoredMeasurement {
                 lower: Some(Duration::from_secs(100)),
                 upper: Some(Duration::from_secs(105)),
-                drop_kind: Some("timeout".into()),
+                drop_kind: Some(idle_drop_exporter::model::DeathCause::Timeout),
                 keepalive_rescue: Some(true),
                 measured_at: std::time::SystemTime::now(),
             },

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 /// The simulator running in-process, as the binary runs it.
 struct Simulator {
     port: u16,
-    metrics: Arc<simulator::Metrics>,
+    metrics: Arc<simulator::SimulatorMetrics>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -42,7 +42,7 @@ impl Simulator {
             max_flows: 64,
             connect_timeout: Duration::from_secs(3),
         };
-        let metrics = Arc::new(simulator::Metrics::new(&settings));
+        let metrics = Arc::new(simulator::SimulatorMetrics::new(&settings));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = CancellationToken::new();

@@ -34,12 +34,13 @@ pub use validate::{
     RESERVED_LABELS,
 };
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::discovery::PolicyKind;
+use crate::postgres::connection::ConnectSpec;
 use crate::postgres::dsn::{AppParams, SslMode};
+use crate::postgres::tls::CaBundle;
 
 /// The port we listen on by default (Prometheus' allocation list is full for 9100-9999;
 /// postgres_exporter has 9187).
@@ -202,6 +203,20 @@ pub struct TargetConfig {
     pub labels: Labels,
 }
 
+impl TargetConfig {
+    /// What the driver layer needs to open this target's connections.
+    pub fn connect_spec(&self) -> ConnectSpec {
+        ConnectSpec {
+            driver: self.driver.clone(),
+            sslmode: self.sslmode,
+            ca: self.ca_pem.clone(),
+            connect_timeout: self.connect_timeout,
+            tcp_user_timeout: self.tcp_user_timeout,
+            allow_cleartext_password: self.allow_cleartext_password,
+        }
+    }
+}
+
 /// Where the lifetime the guard idles came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LifetimeSource {
@@ -231,19 +246,6 @@ impl LifetimeSource {
             LifetimeSource::Url => "from the URL",
             LifetimeSource::LibraryDefault => "quaint default, URL has none",
         }
-    }
-}
-
-/// The CA certificates of a target, with where they came from (for error messages).
-#[derive(Clone, PartialEq, Eq)]
-pub struct CaBundle {
-    pub path: PathBuf,
-    pub pem: Vec<u8>,
-}
-
-impl fmt::Debug for CaBundle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CaBundle({})", self.path.display())
     }
 }
 

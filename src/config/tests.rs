@@ -506,7 +506,7 @@ fn a_ca_file_must_hold_parseable_certificates() {
     assert_eq!(e.line, Some(5), "{e}");
     assert!(e.reason.contains("not a valid certificate"), "{e}");
     // What the old code let through failed at every TLS setup: validation now agrees.
-    let bundle = CaBundle {
+    let bundle = crate::postgres::tls::CaBundle {
         path: dir.join("bad.pem"),
         pem: std::fs::read(dir.join("bad.pem")).unwrap(),
     };

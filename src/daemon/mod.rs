@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::probe::publisher::{resumable, Publisher};
 use crate::probe::{self, status::StatusBoard};
 use crate::reload::{ReloadInbox, ReloadTrigger};
-use crate::storage::{Measurement, Store};
+use crate::storage::{Store, StoredMeasurement};
 
 /// How long targets get to close their sessions at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
@@ -399,7 +399,7 @@ struct RunStep {
 impl RunStep {
     /// The run's first publication, from the measurement stored for its path if any (read
     /// once: what is shown is what the engine resumes from).
-    fn publish(&self) -> (Publisher, Option<Measurement>) {
+    fn publish(&self) -> (Publisher, Option<StoredMeasurement>) {
         let target = &self.target;
         let resume = resumable(self.store.recall(&target.name, &target.fingerprint()));
         let publish = Publisher::start(&self.metrics, &self.board, target, resume.as_ref());
@@ -410,7 +410,7 @@ impl RunStep {
 /// How a run starts: published already (a target's first run), or after the previous step of
 /// the same name has ended.
 enum Start {
-    Published((Publisher, Option<Measurement>)),
+    Published((Publisher, Option<StoredMeasurement>)),
     After(CancellationToken),
 }
 

@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::raw::{RawFraction, RawKeepaliveProbe, RawRange, RawTarget};
 use crate::config::{self, LogConfig, LogFormat, TargetConfig};
 use crate::metrics::Metrics;
+use crate::model::TargetState;
 use crate::probe::publisher::Publisher;
-use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
+use crate::probe::status::{StatusBoard, TargetStatus};
 use crate::probe::{self, RunMode};
 pub use report::{Outcome, Report};
 

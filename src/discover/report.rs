@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::TargetConfig;
 use crate::format::human;
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
 use crate::probe::status::{dominant_death, TargetStatus};
 use crate::recipes::{self, BoxCounts, DropKind, Recipe};
 
@@ -159,7 +159,32 @@ pub fn url_pool_verdict(
         Some(s) => format!("set it to at most {s} s"),
         None => "no whole number of seconds is known to be safe".to_string(),
     };
-    let (safe, verdict) = match (effective, lower) {
+    let (safe, verdict) = judge_url_lifetime(&what, &fix, written, effective, lower, upper);
+    UrlPool {
+        max_idle_connection_lifetime_seconds: written,
+        source: if written.is_some() {
+            "url"
+        } else {
+            "library_default"
+        },
+        effective_seconds: effective,
+        safe,
+        set_at_most_seconds: if safe == Some(false) { at_most } else { None },
+        verdict,
+    }
+}
+
+/// Whether the URL's effective lifetime (`effective`, `None`: never retired) is safe on a path
+/// whose bracket is `lower`..`upper`, and the sentence that says so.
+fn judge_url_lifetime(
+    what: &str,
+    fix: &str,
+    written: Option<u64>,
+    effective: Option<u64>,
+    lower: Option<Duration>,
+    upper: Option<Duration>,
+) -> (Option<bool>, String) {
+    match (effective, lower) {
         (_, None) => (
             None,
             format!("{what} cannot be judged: no idle connection survived a probe"),
@@ -203,18 +228,6 @@ pub fn url_pool_verdict(
                 )
             }
         }
-    };
-    UrlPool {
-        max_idle_connection_lifetime_seconds: written,
-        source: if written.is_some() {
-            "url"
-        } else {
-            "library_default"
-        },
-        effective_seconds: effective,
-        safe,
-        set_at_most_seconds: if safe == Some(false) { at_most } else { None },
-        verdict,
     }
 }
 
@@ -233,20 +246,9 @@ pub struct Recommended {
     pub socket_timeout_seconds: f64,
 }
 
-impl Report {
-    pub fn new(
-        target: &TargetConfig,
-        status: &TargetStatus,
-        outcome: Outcome,
-        elapsed: Duration,
-    ) -> Report {
-        let secs = |d: Duration| d.as_secs_f64();
-        let bracket = status.bracket;
-        let precision_reached = match (bracket.lower, bracket.upper) {
-            (Some(l), Some(u)) if l < u => Some((secs(u) - secs(l)) / (secs(u) + secs(l))),
-            _ => None,
-        };
-        let drop = drop_look(&status.deaths);
+impl Ghosts {
+    /// What the run learnt about dead probe sessions the server kept.
+    fn of(status: &TargetStatus) -> Ghosts {
         let client_side_deaths = status
             .deaths
             .iter()
@@ -266,13 +268,31 @@ impl Report {
         } else {
             None
         };
-        let ghosts = Ghosts {
+        Ghosts {
             seen: status.ghosts_seen,
             reaped: status.ghosts_reaped,
             checked: status.ghosts_checked,
             server_keeps_ghosts,
             could_leave_ghosts: client_side_deaths,
+        }
+    }
+}
+
+impl Report {
+    pub fn new(
+        target: &TargetConfig,
+        status: &TargetStatus,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) -> Report {
+        let secs = |d: Duration| d.as_secs_f64();
+        let bracket = status.bracket;
+        let precision_reached = match (bracket.lower, bracket.upper) {
+            (Some(l), Some(u)) if l < u => Some((secs(u) - secs(l)) / (secs(u) + secs(l))),
+            _ => None,
         };
+        let drop = drop_look(&status.deaths);
+        let ghosts = Ghosts::of(status);
         let recommendation = status.recommendation.and_then(|r| {
             r.max_idle_lifetime.map(|lifetime| Recommended {
                 max_idle_lifetime_seconds: secs(lifetime),
@@ -354,20 +374,7 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "                       ({})", deaths.join(", "));
         }
-        let ghosts = match self.ghosts.server_keeps_ghosts {
-            Some(true) => format!(
-                "yes: the server still listed {} dead probe session(s) ({} terminated by the probe); \
-                 your application's dead sessions stay too and count against max_connections",
-                self.ghosts.seen, self.ghosts.reaped
-            ),
-            Some(false) => "no: the server let go of every dead probe session".to_string(),
-            None if self.ghosts.could_leave_ghosts > 0 => format!(
-                "could not check: the server was not asked about the {} dead probe session(s) \
-                 (unreachable, or the run ended first)",
-                self.ghosts.could_leave_ghosts
-            ),
-            None => "not known (no connection died on the client side)".to_string(),
-        };
+        let ghosts = self.ghosts_text();
         let _ = writeln!(out, "  ghost sessions       {ghosts}");
         let _ = writeln!(out, "  keepalives           {}", self.box_counts.describe());
         if !self.server_settings.is_empty() {
@@ -394,6 +401,31 @@ impl Report {
         if let Some(error) = &self.last_error {
             let _ = writeln!(out, "  last error           {error}");
         }
+        self.render_recommendation(&mut out);
+        out
+    }
+
+    /// Whether the server keeps dead sessions, as the text report says it.
+    fn ghosts_text(&self) -> String {
+        match self.ghosts.server_keeps_ghosts {
+            Some(true) => format!(
+                "yes: the server still listed {} dead probe session(s) ({} terminated by the probe); \
+                 your application's dead sessions stay too and count against max_connections",
+                self.ghosts.seen, self.ghosts.reaped
+            ),
+            Some(false) => "no: the server let go of every dead probe session".to_string(),
+            None if self.ghosts.could_leave_ghosts > 0 => format!(
+                "could not check: the server was not asked about the {} dead probe session(s) \
+                 (unreachable, or the run ended first)",
+                self.ghosts.could_leave_ghosts
+            ),
+            None => "not known (no connection died on the client side)".to_string(),
+        }
+    }
+
+    /// The recommendation and its recipes, or why there is none.
+    fn render_recommendation(&self, out: &mut String) {
+        let d = |s: f64| human(Duration::from_secs_f64(s));
         match &self.recommendation {
             Some(r) => {
                 let _ = writeln!(
@@ -411,7 +443,6 @@ impl Report {
                 );
             }
         }
-        out
     }
 }
 

@@ -19,12 +19,30 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::classify::{self, ConnectErrorKind, DeathCause};
+use super::classify::{self, ConnectErrorKind};
+use super::dsn::SslMode;
+use super::tls::CaBundle;
 use super::{startup, tls};
-use crate::config::TargetConfig;
+use crate::model::DeathCause;
 
 /// How long a failed query waits for the connection task to report its cause.
 const CAUSE_WAIT: Duration = Duration::from_secs(2);
+
+/// What this layer needs to know of a target to open its connections: the configuration's
+/// target ([`crate::config::TargetConfig::connect_spec`]) reduced to the connection settings,
+/// so that the driver layer sits below the configuration instead of reading it.
+#[derive(Clone)]
+pub struct ConnectSpec {
+    /// Driver settings with the password filled in (never printed).
+    pub driver: tokio_postgres::Config,
+    pub sslmode: SslMode,
+    /// Trusted CAs for `verify-ca` and `verify-full`.
+    pub ca: Option<CaBundle>,
+    pub connect_timeout: Duration,
+    pub tcp_user_timeout: Duration,
+    /// Send the password when the server asks for it in clear text on a connection without TLS.
+    pub allow_cleartext_password: bool,
+}
 
 /// What the driver needs to open a target's connections, built once per target.
 #[derive(Clone)]
@@ -37,8 +55,8 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(target: &TargetConfig) -> Result<Self, tls::TlsSetupError> {
-        let (tls, sslmode) = tls::connector(target.sslmode, target.ca_pem.as_ref())?;
+    pub fn new(target: &ConnectSpec) -> Result<Self, tls::TlsSetupError> {
+        let (tls, sslmode) = tls::connector(target.sslmode, target.ca.as_ref())?;
         let mut driver = target.driver.clone();
         driver
             .ssl_mode(sslmode)

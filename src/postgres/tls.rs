@@ -11,6 +11,8 @@
 //! `prefer` and `require` accept any certificate, as libpq does when no root certificate is
 //! configured: they protect against passive listeners only.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,9 +23,20 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::CaBundle;
 use crate::postgres::dsn::SslMode;
 
+/// The CA certificates of a target, with where they came from (for error messages).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaBundle({})", self.path.display())
+    }
+}
 /// Why a TLS setup could not be built (a bad CA bundle; checked again at load time).
 #[derive(Debug, thiserror::Error)]
 #[error("TLS setup: {0}")]

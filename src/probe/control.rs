@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
 use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
 use crate::probe::publisher::Publisher;
 
@@ -212,7 +212,7 @@ impl ControlTask {
                 Ok(conn) => {
                     if let Some(cause) = self.lost.take() {
                         if is_drop(&cause) {
-                            self.publish.control_dropped(cause.kind());
+                            self.publish.control_dropped(&cause);
                         }
                     }
                     backoff.reset();
@@ -243,8 +243,7 @@ impl ControlTask {
                         last_error_kind = Some(e.kind);
                     }
                     self.set_up(false);
-                    self.publish
-                        .control_connect_failed(e.kind.label(), e.to_string());
+                    self.publish.control_connect_failed(e.kind, e.to_string());
                     let wait = backoff.next_delay();
                     self.answer_while_down(wait).await;
                 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
+use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::connection::Connector;
 pub use engine::{LeftoverSessions, RunMode};
 use publisher::Publisher;
@@ -30,7 +31,7 @@ pub struct RunContext {
     pub memory: Option<crate::storage::Store>,
     /// The stored measurement this run resumes from, as its first publication showed it (see
     /// [`publisher::resumable`]).
-    pub resume: Option<crate::storage::Measurement>,
+    pub resume: Option<crate::storage::StoredMeasurement>,
     /// Sessions the previous run of this target left on the server (ghosts it was not allowed
     /// to terminate): they count against the budget until the server lets go of them.
     pub inherited: LeftoverSessions,
@@ -47,11 +48,11 @@ pub async fn run(
     mode: RunMode,
     shutdown: CancellationToken,
 ) -> LeftoverSessions {
-    let connector = match Connector::new(&target) {
+    let connector = match Connector::new(&target.connect_spec()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!(target_name = %target.name, error = %e, "cannot set up TLS; target not probed");
-            publish.connect_failed("tls", e.to_string());
+            publish.connect_failed(ConnectErrorKind::Tls, e.to_string());
             shutdown.cancelled().await;
             return context.inherited;
         }

@@ -17,16 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::status::{
-    self, EventRecord, ProbeRecord, StatusBoard, TargetState, TargetStatus, RECENT_EVENTS,
-};
-use super::watch::Role;
+use super::status::{self, EventRecord, ProbeRecord, StatusBoard, TargetStatus, RECENT_EVENTS};
 use crate::config::TargetConfig;
 use crate::discovery::Bracket;
 use crate::metrics::{Metrics, TargetMetrics};
-use crate::postgres::classify::DeathCause;
+use crate::model::{DeathCause, Detected, Role, TargetState, ThresholdMove};
+use crate::postgres::classify::ConnectErrorKind;
+use crate::postgres::connection::ProbeOutcome;
 use crate::recommend::{self, Recommendation};
-use crate::storage;
+use crate::storage::StoredMeasurement;
 
 /// How many probe results the status page's chart keeps.
 const RECENT_PROBES: usize = 200;
@@ -50,7 +49,7 @@ struct Inner {
 
 /// The stored measurement a run resumes from: one with a bound (an entry without one has
 /// nothing to resume).
-pub fn resumable(stored: Option<storage::Measurement>) -> Option<storage::Measurement> {
+pub fn resumable(stored: Option<StoredMeasurement>) -> Option<StoredMeasurement> {
     stored.filter(|m| m.lower.is_some() || m.upper.is_some())
 }
 
@@ -63,7 +62,7 @@ impl Publisher {
         metrics: &Arc<Metrics>,
         board: &StatusBoard,
         target: &TargetConfig,
-        resume: Option<&storage::Measurement>,
+        resume: Option<&StoredMeasurement>,
     ) -> Publisher {
         let series = metrics.series(&target.name);
         let mut status = TargetStatus::new(target);
@@ -90,8 +89,7 @@ impl Publisher {
                 status.recommendation_unconfirmed = true;
                 status.state = TargetState::Confirming;
                 status.keepalive_rescue = stored.keepalive_rescue;
-                // The state file keeps the cause as text.
-                status.stored_drop = stored.drop_kind.as_deref().and_then(DeathCause::parse);
+                status.stored_drop = stored.drop_kind.clone();
                 status.resumed_from = Some(stored.measured_at);
             }
             // A stored lifetime is not advice until the sentinels confirm it.
@@ -242,7 +240,7 @@ impl Publisher {
         );
     }
 
-    pub fn threshold_changed(&self, direction: &str) {
+    pub fn threshold_changed(&self, direction: ThresholdMove) {
         self.series(|m| m.threshold_changed(direction));
     }
 
@@ -256,17 +254,17 @@ impl Publisher {
     }
 
     /// A probe connection could not be opened (or the run could not set up TLS).
-    pub fn connect_failed(&self, kind: &str, message: String) {
+    pub fn connect_failed(&self, kind: ConnectErrorKind, message: String) {
         self.publish(|m| m.connect_error(kind), |s| s.last_error = Some(message));
     }
 
     /// A probe query was sent after `rung` of idle.
-    pub fn probe_use(&self, rung: &str, outcome: &str) {
+    pub fn probe_use(&self, rung: &str, outcome: &ProbeOutcome) {
         self.series(|m| m.probe_use(rung, outcome));
     }
 
-    pub fn time_to_failure(&self, kind: &str, took: Duration) {
-        self.series(|m| m.time_to_failure(kind, took));
+    pub fn time_to_failure(&self, cause: &DeathCause, took: Duration) {
+        self.series(|m| m.time_to_failure(cause, took));
     }
 
     /// An idle time that survived or killed, for the survival chart.
@@ -283,22 +281,19 @@ impl Publisher {
         role: Role,
         cause: &DeathCause,
         idle: Duration,
-        detected: &'static str,
+        detected: Detected,
         unexpected: bool,
     ) {
         let record = EventRecord {
             at: SystemTime::now(),
-            role: role.label(),
-            kind: cause.to_string(),
+            role,
+            cause: cause.clone(),
             idle,
             detected,
             unexpected,
         };
         self.publish(
-            |m| {
-                let (role, kind) = (role.label(), cause.kind());
-                m.closed(role, kind, cause.sqlstate(), detected, unexpected)
-            },
+            |m| m.closed(role, cause, detected, unexpected),
             |s| {
                 s.recent_events.push_front(record);
                 s.recent_events.truncate(RECENT_EVENTS);
@@ -352,7 +347,7 @@ impl Publisher {
     }
 
     /// The control connection could not connect (`kind`), and why.
-    pub fn control_connect_failed(&self, kind: &str, message: String) {
+    pub fn control_connect_failed(&self, kind: ConnectErrorKind, message: String) {
         self.publish(
             |m| {
                 m.connect_error(kind);
@@ -367,12 +362,12 @@ impl Publisher {
 
     /// The control connection died (counted as closed; never unexpected: it is ours).
     pub fn control_lost(&self, cause: &DeathCause) {
-        self.series(|m| m.closed("control", cause.kind(), cause.sqlstate(), "on_use", false));
+        self.series(|m| m.closed(Role::Control, cause, Detected::OnUse, false));
     }
 
     /// The path dropped the control connection (the server answered again at once).
-    pub fn control_dropped(&self, kind: &str) {
-        self.series(|m| m.control_drop(kind));
+    pub fn control_dropped(&self, cause: &DeathCause) {
+        self.series(|m| m.control_drop(cause));
     }
 
     /// The server settings the control connection read at connect.
@@ -405,11 +400,11 @@ mod tests {
         config.targets.into_iter().next().expect("one target")
     }
 
-    fn stored(keepalive_rescue: Option<bool>) -> storage::Measurement {
-        storage::Measurement {
+    fn stored(keepalive_rescue: Option<bool>) -> StoredMeasurement {
+        StoredMeasurement {
             lower: Some(Duration::from_secs(100)),
             upper: Some(Duration::from_secs(105)),
-            drop_kind: Some("timeout".into()),
+            drop_kind: Some(DeathCause::Timeout),
             keepalive_rescue,
             measured_at: SystemTime::now(),
         }
@@ -474,7 +469,7 @@ mod tests {
     #[test]
     fn a_scrape_sees_a_resuming_target_whole_or_not_at_all() {
         let (lower, upper) = (Duration::from_millis(28_750), Duration::from_millis(30_500));
-        let stored = storage::Measurement {
+        let stored = StoredMeasurement {
             lower: Some(lower),
             upper: Some(upper),
             ..stored(None)

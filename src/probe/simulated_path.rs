@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use super::control::GhostVerdict;
 use super::network::{Conn, Connect, ControlLink};
+use crate::model::DeathCause;
 use crate::postgres::classify::ConnectErrorKind;
-use crate::postgres::classify::DeathCause;
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
 };

@@ -6,48 +6,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::discovery::Bracket;
-use crate::postgres::classify::DeathCause;
+use crate::model::{DeathCause, Detected, Role, TargetState};
 use crate::recipes::{BoxCounts, DropKind, Knobs, Measurement};
 use crate::recommend::Recommendation;
-
-/// Where a target's measurement stands: the `state` label of `idle_drop_discovery_state`
-/// (exported one-hot), the page's state column and what the `discover` command ends with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetState {
-    Discovering,
-    /// Watching a bracket resumed from a stored measurement until its low sentinel survived.
-    Confirming,
-    Watching,
-    /// Nothing dropped within the idle range.
-    NoDrop,
-    /// Connections died at or below the idle range's min.
-    BelowRange,
-    Unreachable,
-}
-
-impl TargetState {
-    /// Every state, in the order the metric exports them.
-    pub const ALL: [TargetState; 6] = [
-        TargetState::Discovering,
-        TargetState::Confirming,
-        TargetState::Watching,
-        TargetState::NoDrop,
-        TargetState::BelowRange,
-        TargetState::Unreachable,
-    ];
-
-    /// The label value, as the metric, the page and the report show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Discovering => "discovering",
-            TargetState::Confirming => "confirming",
-            TargetState::Watching => "watching",
-            TargetState::NoDrop => "no_drop",
-            TargetState::BelowRange => "below_range",
-            TargetState::Unreachable => "unreachable",
-        }
-    }
-}
 
 /// How many recent closed-connection events a target keeps for the page.
 pub const RECENT_EVENTS: usize = 20;
@@ -56,10 +17,10 @@ pub const RECENT_EVENTS: usize = 20;
 #[derive(Clone, Debug)]
 pub struct EventRecord {
     pub at: SystemTime,
-    pub role: &'static str,
-    pub kind: String,
+    pub role: Role,
+    pub cause: DeathCause,
     pub idle: Duration,
-    pub detected: &'static str,
+    pub detected: Detected,
     pub unexpected: bool,
 }
 

@@ -16,49 +16,12 @@
 use std::time::Duration;
 
 use crate::discovery::{Action, Bracket, Estimator, Scheduler, SlotClock};
-
-/// What a probe connection is for; the `role` label of closed-connection events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Discovery,
-    SentinelLow,
-    SentinelHigh,
-    Guard,
-    Keepalive,
-}
-
-impl Role {
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Discovery => "discovery",
-            Role::SentinelLow => "sentinel_low",
-            Role::SentinelHigh => "sentinel_high",
-            Role::Guard => "guard",
-            Role::Keepalive => "keepalive",
-        }
-    }
-}
-
-/// Which way the threshold moved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Up,
-    Down,
-}
-
-impl Direction {
-    pub fn label(self) -> &'static str {
-        match self {
-            Direction::Up => "up",
-            Direction::Down => "down",
-        }
-    }
-}
+use crate::model::{Role, ThresholdMove};
 
 /// The bracket no longer holds; rediscover starting from `seed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Change {
-    pub direction: Direction,
+    pub direction: ThresholdMove,
     pub seed: Bracket,
 }
 
@@ -282,7 +245,7 @@ impl Estimator for Watch {
         }
         if survived && self.bracket.upper.is_some_and(|upper| idle >= upper) {
             self.change = Some(Change {
-                direction: Direction::Up,
+                direction: ThresholdMove::Up,
                 seed: Bracket {
                     lower: Some(idle),
                     upper: None,
@@ -290,7 +253,7 @@ impl Estimator for Watch {
             });
         } else if !survived && self.bracket.lower.is_some_and(|lower| idle <= lower) {
             self.change = Some(Change {
-                direction: Direction::Down,
+                direction: ThresholdMove::Down,
                 seed: Bracket {
                     lower: None,
                     upper: Some(idle),
@@ -384,7 +347,7 @@ mod tests {
             "no new work once the bracket is void"
         );
         let change = w.take_change().unwrap();
-        assert_eq!(change.direction, Direction::Down);
+        assert_eq!(change.direction, ThresholdMove::Down);
         assert_eq!(change.seed.upper, Some(secs(95)));
     }
 
@@ -393,7 +356,7 @@ mod tests {
         let mut w = Watch::new(bracket(), 0.05, false, 7);
         w.on_probe(1, secs(111), true, secs(111));
         let change = w.take_change().unwrap();
-        assert_eq!(change.direction, Direction::Up);
+        assert_eq!(change.direction, ThresholdMove::Up);
         assert_eq!(change.seed.lower, Some(secs(111)));
     }
 
@@ -403,7 +366,7 @@ mod tests {
         w.observe(secs(300), false);
         assert_eq!(w.take_change(), None);
         w.observe(secs(60), false);
-        assert_eq!(w.take_change().unwrap().direction, Direction::Down);
+        assert_eq!(w.take_change().unwrap().direction, ThresholdMove::Down);
     }
 
     #[test]
@@ -450,6 +413,6 @@ mod tests {
         w.on_probe(1, secs(111), true, secs(111));
         w.on_probe(0, secs(95), true, secs(95));
         assert!(!w.confirmed());
-        assert_eq!(w.take_change().unwrap().direction, Direction::Up);
+        assert_eq!(w.take_change().unwrap().direction, ThresholdMove::Up);
     }
 }

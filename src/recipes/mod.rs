@@ -24,7 +24,7 @@ use serde::Serialize;
 
 pub use pools::Library;
 
-use crate::postgres::classify::DeathCause;
+use crate::model::DeathCause;
 pub use proof::Proof;
 
 /// How a dropped connection looks to the client.

@@ -20,8 +20,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::labels::{Direction, Fate};
-use super::metrics::Metrics;
+use super::labels::{ByteDirection, Fate};
+use super::metrics::SimulatorMetrics;
 use super::{Mode, Settings};
 
 /// Bytes read at once per direction (the only buffer a flow has).
@@ -155,7 +155,7 @@ pub async fn relay<C, U>(
     upstream: &mut U,
     idle_timeout: Duration,
     traffic: &Traffic,
-    metrics: &Metrics,
+    metrics: &SimulatorMetrics,
     shutdown: &CancellationToken,
 ) -> Relayed
 where
@@ -165,8 +165,8 @@ where
     let activity = Activity::new();
     let (client_reader, client_writer) = tokio::io::split(client);
     let (upstream_reader, upstream_writer) = tokio::io::split(upstream);
-    let to_upstream = metrics.forwarded(Direction::ClientToUpstream);
-    let to_client = metrics.forwarded(Direction::UpstreamToClient);
+    let to_upstream = metrics.forwarded(ByteDirection::ClientToUpstream);
+    let to_client = metrics.forwarded(ByteDirection::UpstreamToClient);
     let mut c2u = std::pin::pin!(pump(
         client_reader,
         upstream_writer,
@@ -311,7 +311,7 @@ pub struct Context {
     pub id: u64,
     pub client_address: SocketAddr,
     pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<SimulatorMetrics>,
     pub shutdown: CancellationToken,
     /// Holds one of `--max-flows` until the flow ends.
     pub permit: OwnedSemaphorePermit,

@@ -53,17 +53,17 @@ impl Fate {
 
 /// Which way bytes travel: the `direction` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub enum ByteDirection {
     ClientToUpstream,
     UpstreamToClient,
 }
 
-impl Direction {
+impl ByteDirection {
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Direction::ClientToUpstream => "client_to_upstream",
-            Direction::UpstreamToClient => "upstream_to_client",
+            ByteDirection::ClientToUpstream => "client_to_upstream",
+            ByteDirection::UpstreamToClient => "upstream_to_client",
         }
     }
 }

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::server::{self, text};
 
-use super::labels::{Direction, Fate};
+use super::labels::{ByteDirection, Fate};
 use super::Settings;
 
-/// The simulator's metric families.
-pub struct Metrics {
+/// The simulator's metric families (its own registry, apart from the exporter's
+/// [`crate::metrics::Metrics`]).
+pub struct SimulatorMetrics {
     registry: Registry,
     /// Client connections accepted (refused and failed ones included).
     pub flows_opened: IntCounter,
@@ -32,9 +33,9 @@ pub struct Metrics {
     forwarded: IntCounterVec,
 }
 
-impl Metrics {
+impl SimulatorMetrics {
     /// Registers every family; the settings fill the constant gauges.
-    pub fn new(settings: &Settings) -> Metrics {
+    pub fn new(settings: &Settings) -> SimulatorMetrics {
         let registry = Registry::new();
         let flows_opened = IntCounter::new(
             "idle_drop_simulator_flows_opened_total",
@@ -69,32 +70,13 @@ impl Metrics {
             &["direction"],
         )
         .expect("valid metric");
-        let idle_timeout = Gauge::new(
-            "idle_drop_simulator_idle_timeout_seconds",
-            "Idle time after which the simulator forgets a flow (--idle-timeout).",
-        )
-        .expect("valid metric");
-        let max_flows = IntGauge::new(
-            "idle_drop_simulator_max_flows",
-            "Flows the simulator holds at most (--max-flows); more are refused.",
-        )
-        .expect("valid metric");
-        let mode = IntGaugeVec::new(
-            Opts::new(
-                "idle_drop_simulator_mode_info",
-                "What the simulator does to an expired flow (--mode); always 1.",
-            ),
-            &["mode"],
-        )
-        .expect("valid metric");
-
-        idle_timeout.set(settings.idle_timeout.as_secs_f64());
-        max_flows.set(i64::try_from(settings.max_flows).unwrap_or(i64::MAX));
-        mode.with_label_values(&[settings.mode.as_str()]).set(1);
         for fate in Fate::ALL {
             flows_ended.with_label_values(&[fate.as_str()]);
         }
-        for direction in [Direction::ClientToUpstream, Direction::UpstreamToClient] {
+        for direction in [
+            ByteDirection::ClientToUpstream,
+            ByteDirection::UpstreamToClient,
+        ] {
             forwarded.with_label_values(&[direction.as_str()]);
         }
         for collector in [
@@ -103,13 +85,13 @@ impl Metrics {
             Box::new(flows_expired.clone()),
             Box::new(flows_active.clone()),
             Box::new(forwarded.clone()),
-            Box::new(idle_timeout),
-            Box::new(max_flows),
-            Box::new(mode),
-        ] {
+        ]
+        .into_iter()
+        .chain(settings_gauges(settings))
+        {
             registry.register(collector).expect("unique metric names");
         }
-        Metrics {
+        SimulatorMetrics {
             registry,
             flows_opened,
             flows_ended,
@@ -125,7 +107,7 @@ impl Metrics {
     }
 
     /// The counter of bytes forwarded in one direction.
-    pub fn forwarded(&self, direction: Direction) -> IntCounter {
+    pub fn forwarded(&self, direction: ByteDirection) -> IntCounter {
         self.forwarded.with_label_values(&[direction.as_str()])
     }
 
@@ -135,8 +117,40 @@ impl Metrics {
     }
 }
 
+/// The gauges that show the simulator's settings (`--idle-timeout`, `--max-flows`, `--mode`),
+/// set once.
+fn settings_gauges(settings: &Settings) -> [Box<dyn prometheus::core::Collector>; 3] {
+    let idle_timeout = Gauge::new(
+        "idle_drop_simulator_idle_timeout_seconds",
+        "Idle time after which the simulator forgets a flow (--idle-timeout).",
+    )
+    .expect("valid metric");
+    let max_flows = IntGauge::new(
+        "idle_drop_simulator_max_flows",
+        "Flows the simulator holds at most (--max-flows); more are refused.",
+    )
+    .expect("valid metric");
+    let mode = IntGaugeVec::new(
+        Opts::new(
+            "idle_drop_simulator_mode_info",
+            "What the simulator does to an expired flow (--mode); always 1.",
+        ),
+        &["mode"],
+    )
+    .expect("valid metric");
+
+    idle_timeout.set(settings.idle_timeout.as_secs_f64());
+    max_flows.set(i64::try_from(settings.max_flows).unwrap_or(i64::MAX));
+    mode.with_label_values(&[settings.mode.as_str()]).set(1);
+    [Box::new(idle_timeout), Box::new(max_flows), Box::new(mode)]
+}
+
 /// Serves `/metrics` (and a one-line `/`) until `shutdown`; open requests get 5 s to finish.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<SimulatorMetrics>,
+    shutdown: CancellationToken,
+) {
     let handler = move |request| {
         let metrics = metrics.clone();
         async move { route(&metrics, &request) }
@@ -144,7 +158,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     server::serve(listener, None, handler, shutdown).await;
 }
 
-fn route<B>(metrics: &Metrics, request: &Request<B>) -> Response<Full<Bytes>> {
+fn route<B>(metrics: &SimulatorMetrics, request: &Request<B>) -> Response<Full<Bytes>> {
     match (request.uri().path(), request.method()) {
         ("/metrics", &Method::GET) => server::metrics_response(request.headers(), metrics.encode()),
         ("/", &Method::GET) => text(

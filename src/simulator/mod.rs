@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{LogConfig, LogFormat};
 
 pub use labels::Fate;
-pub use metrics::Metrics;
+pub use metrics::SimulatorMetrics;
 
 /// What the simulated middlebox does to a flow that stayed idle for the idle timeout.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +148,7 @@ pub async fn main(args: Args) -> ExitCode {
         },
         None => None,
     };
-    let metrics = Arc::new(Metrics::new(&settings));
+    let metrics = Arc::new(SimulatorMetrics::new(&settings));
     let stop = CancellationToken::new();
     tokio::spawn({
         let stop = stop.clone();
@@ -184,7 +184,7 @@ pub async fn main(args: Args) -> ExitCode {
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SimulatorMetrics>,
     shutdown: CancellationToken,
 ) {
     let settings = Arc::new(settings);

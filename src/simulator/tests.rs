@@ -140,7 +140,7 @@ fn settings(mode: Mode, idle_timeout: Duration, upstream: &str) -> Settings {
 #[tokio::test(start_paused = true)]
 async fn a_flow_expires_exactly_one_timeout_after_its_last_byte() {
     let t = Duration::from_secs(30);
-    let metrics = Metrics::new(&settings(Mode::Silent, t, "x:1"));
+    let metrics = SimulatorMetrics::new(&settings(Mode::Silent, t, "x:1"));
     let (mut client, mut client_app) = tokio::io::duplex(1024);
     let (mut upstream, mut server_app) = tokio::io::duplex(1024);
     let traffic = Traffic::default();
@@ -186,7 +186,7 @@ async fn a_flow_expires_exactly_one_timeout_after_its_last_byte() {
 async fn a_close_before_the_timeout_is_not_an_expiry() {
     let t = Duration::from_secs(30);
     for closer in [Side::Client, Side::Upstream] {
-        let metrics = Metrics::new(&settings(Mode::Fin, t, "x:1"));
+        let metrics = SimulatorMetrics::new(&settings(Mode::Fin, t, "x:1"));
         let (mut client, client_app) = tokio::io::duplex(1024);
         let (mut upstream, mut server_app) = tokio::io::duplex(1024);
         let stop = CancellationToken::new();
@@ -232,7 +232,7 @@ async fn a_close_before_the_timeout_is_not_an_expiry() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_ends_a_relay_at_once() {
     let t = Duration::from_secs(30);
-    let metrics = Metrics::new(&settings(Mode::Reset, t, "x:1"));
+    let metrics = SimulatorMetrics::new(&settings(Mode::Reset, t, "x:1"));
     let (mut client, _client_app) = tokio::io::duplex(64);
     let (mut upstream, _server_app) = tokio::io::duplex(64);
     let stop = CancellationToken::new();
@@ -256,7 +256,7 @@ async fn shutdown_ends_a_relay_at_once() {
 /// A loopback upstream that echoes and reports whether it saw EOF; and a running simulator.
 struct Rig {
     address: std::net::SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SimulatorMetrics>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     upstream_events: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
@@ -295,7 +295,7 @@ async fn rig(mode: Mode, idle_timeout: Duration, max_flows: usize) -> Rig {
     });
     let mut settings = settings(mode, idle_timeout, &upstream_address.to_string());
     settings.max_flows = max_flows;
-    let metrics = Arc::new(Metrics::new(&settings));
+    let metrics = Arc::new(SimulatorMetrics::new(&settings));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -496,7 +496,7 @@ async fn an_unreachable_upstream_is_counted_and_the_client_closed() {
     let address = unused.local_addr().unwrap();
     drop(unused);
     let settings = settings(Mode::Fin, SHORT, &address.to_string());
-    let metrics = Arc::new(Metrics::new(&settings));
+    let metrics = Arc::new(SimulatorMetrics::new(&settings));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listen = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -516,7 +516,7 @@ async fn an_unreachable_upstream_is_counted_and_the_client_closed() {
 
 #[test]
 fn metrics_carry_the_settings_and_every_fate() {
-    let metrics = Metrics::new(&settings(Mode::Reset, Duration::from_millis(4500), "x:1"));
+    let metrics = SimulatorMetrics::new(&settings(Mode::Reset, Duration::from_millis(4500), "x:1"));
     let text = metrics.encode();
     assert!(text.contains("idle_drop_simulator_idle_timeout_seconds 4.5"));
     assert!(text.contains("idle_drop_simulator_mode_info{mode=\"reset\"} 1"));

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::DeathCause;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A fresh directory under the system's temp dir, removed when dropped.
@@ -48,11 +49,11 @@ impl Drop for TempDir {
 
 const FP: &str = "0123456789abcdef0123456789abcdef";
 
-fn measurement() -> Measurement {
-    Measurement {
+fn measurement() -> StoredMeasurement {
+    StoredMeasurement {
         lower: Some(Duration::from_millis(8_100)),
         upper: Some(Duration::from_millis(8_400)),
-        drop_kind: Some("timeout".to_string()),
+        drop_kind: Some(DeathCause::Timeout),
         keepalive_rescue: Some(true),
         measured_at: UNIX_EPOCH + Duration::from_secs(1_795_622_400),
     }
@@ -69,7 +70,7 @@ fn a_measurement_survives_a_restart() {
     let store = Store::open(&dir.0).unwrap();
     assert_eq!(store.recall("orders-db", FP), None);
     store.remember("orders-db", FP, measurement());
-    let unfinished = Measurement {
+    let unfinished = StoredMeasurement {
         lower: Some(Duration::from_secs(3)),
         upper: None,
         drop_kind: None,
@@ -100,6 +101,58 @@ fn the_file_is_readable_json_in_the_documented_shape() {
 }
 
 #[test]
+fn drop_kinds_keep_the_text_exporters_before_and_after_this_one_read() {
+    // Each kind as the earlier exporter wrote it (its `drop_kind` was the cause's text): read
+    // back as the cause, and written again as the same text.
+    let kinds = [
+        ("timeout", DeathCause::Timeout),
+        ("reset", DeathCause::Reset),
+        ("eof", DeathCause::Eof),
+        ("error", DeathCause::Error),
+        (
+            "server_terminated (57P05)",
+            DeathCause::ServerTerminated {
+                sqlstate: "57P05".to_string(),
+            },
+        ),
+    ];
+    for (text, cause) in kinds {
+        let dir = TempDir::new("kinds");
+        let old = GOOD.replace(
+            "\"drop_kind\": \"timeout\"",
+            &format!("\"drop_kind\": \"{text}\""),
+        );
+        dir.write(format!("{{\"version\": 1, \"targets\": {{{old}}}}}"));
+        let store = Store::open(&dir.0).unwrap();
+        let expected = StoredMeasurement {
+            drop_kind: Some(cause),
+            ..measurement()
+        };
+        assert_eq!(
+            store.recall("orders-db", FP),
+            Some(expected.clone()),
+            "{text}"
+        );
+        store.remember("orders-db", FP, expected);
+        let file: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.file()).unwrap()).unwrap();
+        assert_eq!(file["targets"]["orders-db"]["drop_kind"], text, "{text}");
+    }
+    // A kind this exporter does not name (a later one's) leaves the measurement usable.
+    let dir = TempDir::new("kinds");
+    let later = GOOD.replace("\"timeout\"", "\"quantum_decay\"");
+    dir.write(format!("{{\"version\": 1, \"targets\": {{{later}}}}}"));
+    let expected = StoredMeasurement {
+        drop_kind: None,
+        ..measurement()
+    };
+    assert_eq!(
+        Store::open(&dir.0).unwrap().recall("orders-db", FP),
+        Some(expected)
+    );
+}
+
+#[test]
 fn durations_and_times_come_back_exactly() {
     let dir = TempDir::new("exact");
     let store = Store::open(&dir.0).unwrap();
@@ -110,7 +163,7 @@ fn durations_and_times_come_back_exactly() {
         MAX_DURATION - Duration::from_nanos(1),
     ];
     for (i, lower) in durations.into_iter().enumerate() {
-        let m = Measurement {
+        let m = StoredMeasurement {
             lower: Some(lower),
             upper: Some(MAX_DURATION),
             drop_kind: None,
@@ -118,7 +171,7 @@ fn durations_and_times_come_back_exactly() {
             measured_at: UNIX_EPOCH + Duration::new(1_795_622_400 + i as u64, 999_999_999),
         };
         store.remember(&format!("t{i}"), FP, m.clone());
-        let stored = Measurement {
+        let stored = StoredMeasurement {
             measured_at: UNIX_EPOCH + Duration::from_secs(1_795_622_400 + i as u64),
             ..m
         };
@@ -137,7 +190,7 @@ fn a_clock_outside_what_rfc3339_writes_does_not_panic() {
         ("past", UNIX_EPOCH - Duration::from_secs(10)),
         ("future", UNIX_EPOCH + Duration::from_secs(400_000_000_000)),
     ] {
-        let m = Measurement {
+        let m = StoredMeasurement {
             measured_at: at,
             ..measurement()
         };
@@ -290,7 +343,7 @@ fn a_measurement_that_could_not_be_read_back_is_not_stored() {
     let dir = TempDir::new("refused-measurement");
     let store = Store::open(&dir.0).unwrap();
     for (lower, upper) in [(9, 8), (8, 8), (1, 2_592_001)] {
-        let m = Measurement {
+        let m = StoredMeasurement {
             lower: Some(Duration::from_secs(lower)),
             upper: Some(Duration::from_secs(upper)),
             ..measurement()
@@ -458,7 +511,7 @@ fn concurrent_writers_leave_the_latest_state() {
             let store = store.clone();
             std::thread::spawn(move || {
                 for j in 0..10 {
-                    let m = Measurement {
+                    let m = StoredMeasurement {
                         lower: Some(Duration::from_secs(j)),
                         upper: Some(Duration::from_secs(10)),
                         ..measurement()

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use super::super::{validate::too_many_names, ConfigError, MAX_LABEL_NAMES};
-use super::merge::{Candidate, Decision};
+use super::candidate::{Candidate, Decision};
 
 /// Applies the cap; `inline` holds the inline targets' label names.
 pub(super) fn cap(inline: &BTreeSet<&str>, files: &[Candidate<'_>], decisions: &mut [Decision]) {

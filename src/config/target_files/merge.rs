@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use super::super::ConfigError;
+use super::candidate::{Candidate, Decision};
 use super::MAX_TARGETS;
 
 /// Where a target name comes from; inline first, then files in path order.
@@ -21,33 +22,6 @@ use super::MAX_TARGETS;
 pub(super) enum Source {
     Inline,
     File(usize),
-}
-
-/// What merging needs of one file.
-pub(super) struct Candidate<'a> {
-    pub path: &'a Path,
-    /// The names its new content gives, with the line of each name (`None` when its content is
-    /// refused or not to be taken, e.g. the file is gone).
-    pub new: Option<Vec<(&'a str, Option<usize>)>>,
-    /// The label names of each target of its new content (empty when `new` is `None`).
-    pub new_labels: Vec<Vec<&'a str>>,
-    /// The names of its last good targets, in force now.
-    pub running: Vec<&'a str>,
-    /// The label names of its last good targets.
-    pub running_labels: BTreeSet<&'a str>,
-    /// Why its content is not taken, found before merging (invalid, gone).
-    pub refusal: Option<ConfigError>,
-}
-
-/// The decision for one file.
-#[derive(Debug, Default)]
-pub(super) struct Decision {
-    /// Its new content is in force (else its last good targets, less `dropped`).
-    pub take_new: bool,
-    /// Names of its last good targets another source took.
-    pub dropped: BTreeSet<String>,
-    /// Why its content is not (wholly) in force; the first reason found.
-    pub refusal: Option<ConfigError>,
 }
 
 /// Decides, for each file, what is in force; `inline_labels` are the inline targets' label

@@ -27,6 +27,7 @@
 //! The targets it yields go through the daemon's one `apply`, so a reload's keep-what-is-true
 //! rules ([`super::TargetChange`]) hold for a file's targets as for inline ones.
 
+mod candidate;
 mod label_cap;
 mod merge;
 mod scan;
@@ -40,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{ConfigError, TargetConfig};
-use merge::{Candidate, Decision};
+use candidate::{Candidate, Decision};
 use scan::FileTarget;
 
 /// How often the globs and files are read again unless `target_files_refresh_interval` says.

@@ -14,12 +14,35 @@ use std::path::{Path, PathBuf};
 
 use super::super::locate::Step::{self, Index, Key};
 use super::super::{
-    raw, read_file_at, read_opened, relative_to, CaBundle, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
+    raw, read_file_at, read_opened, relative_to, MAX_DSN_FILE_BYTES, MAX_FILE_BYTES,
     MAX_PASSWORD_FILE_BYTES,
 };
 use super::{Checked, Validator, UNSET_ENV_DSN};
 use crate::postgres::dsn;
+use crate::postgres::tls::CaBundle;
 use crate::secret::Secret;
+
+/// Where a target's DSN is given: which of its three fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DsnSource {
+    /// `dsn`: written into the configuration.
+    Dsn,
+    /// `dsn_env`: the application's URL in an environment variable.
+    DsnEnv,
+    /// `dsn_file`: the application's URL in a file.
+    DsnFile,
+}
+
+impl DsnSource {
+    /// The field's name, as errors name it.
+    pub(super) fn field(self) -> &'static str {
+        match self {
+            DsnSource::Dsn => "dsn",
+            DsnSource::DsnEnv => "dsn_env",
+            DsnSource::DsnFile => "dsn_file",
+        }
+    }
+}
 
 impl Validator<'_> {
     /// The target's DSN from `dsn`, `dsn_env` or `dsn_file` (exactly one), parsed; with the
@@ -29,18 +52,18 @@ impl Validator<'_> {
         i: usize,
         raw: &raw::RawTarget,
         warnings: &mut Vec<String>,
-    ) -> Checked<(&'static str, dsn::ParsedDsn)> {
-        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
-        let given: Vec<&'static str> = [
-            ("dsn", raw.dsn.is_some()),
-            ("dsn_env", raw.dsn_env.is_some()),
-            ("dsn_file", raw.dsn_file.is_some()),
+    ) -> Checked<(DsnSource, dsn::ParsedDsn)> {
+        let at = |source: DsnSource| [Key("targets"), Index(i), Key(source.field())];
+        let given: Vec<DsnSource> = [
+            (DsnSource::Dsn, raw.dsn.is_some()),
+            (DsnSource::DsnEnv, raw.dsn_env.is_some()),
+            (DsnSource::DsnFile, raw.dsn_file.is_some()),
         ]
         .into_iter()
-        .filter_map(|(field, set)| set.then_some(field))
+        .filter_map(|(source, set)| set.then_some(source))
         .collect();
-        let field = match given[..] {
-            [field] => field,
+        let source = match given[..] {
+            [source] => source,
             [] => {
                 return Err(self.error(
                     &[Key("targets"), Index(i)],
@@ -54,32 +77,32 @@ impl Validator<'_> {
                 ))
             }
         };
-        let (text, origin) = match field {
-            "dsn_env" => {
+        let (text, origin) = match source {
+            DsnSource::DsnEnv => {
                 let var = raw.dsn_env.as_deref().unwrap_or_default();
                 match std::env::var(var) {
                     Ok(v) if !v.trim().is_empty() => {
                         (v.trim().to_string(), format!("the URL in {var}: "))
                     }
                     _ => {
-                        self.unset_env(&at(field), var, warnings)?;
+                        self.unset_env(&at(source), var, warnings)?;
                         (UNSET_ENV_DSN.to_string(), String::new())
                     }
                 }
             }
-            "dsn_file" => {
+            DsnSource::DsnFile => {
                 let file = raw.dsn_file.as_deref().unwrap_or_default();
-                let (path, text) = self.one_line(&at(field), file, MAX_DSN_FILE_BYTES, "a DSN")?;
+                let (path, text) = self.one_line(&at(source), file, MAX_DSN_FILE_BYTES, "a DSN")?;
                 (
                     text.trim().to_string(),
                     format!("the DSN in {}: ", path.display()),
                 )
             }
-            _ => (raw.dsn.clone().unwrap_or_default(), String::new()),
+            DsnSource::Dsn => (raw.dsn.clone().unwrap_or_default(), String::new()),
         };
         let parsed =
-            dsn::parse(&text).map_err(|e| self.error(&at(field), format!("{origin}{e}")))?;
-        Ok((field, parsed))
+            dsn::parse(&text).map_err(|e| self.error(&at(source), format!("{origin}{e}")))?;
+        Ok((source, parsed))
     }
 
     /// The password from `password_file` or `password_env` (at most one, and not beside a

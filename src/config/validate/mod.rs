@@ -2,10 +2,12 @@
 //! ([`Config`], [`TargetConfig`]), resolving durations, percentages, passwords and CA files.
 //! Every refusal names the field (and its line, through [`ConfigError::at`]). What a target
 //! takes from files and the environment (its DSN, password, CA bundle), and where a target file
-//! may take files from, is in `files.rs`; a target's `labels`, in `labels.rs`.
+//! may take files from, is in `files.rs`; a target's `labels`, in `labels.rs`; a target's
+//! sections, one function each, in `target.rs`.
 
 mod files;
 mod labels;
+mod target;
 
 pub(crate) use labels::too_many_names;
 pub use labels::{
@@ -21,12 +23,10 @@ use super::locate::Step::{self, Index, Key};
 use super::raw;
 use super::target_files::{self, TargetFilesConfig};
 use super::{
-    parse_duration, relative_to, Config, ConfigError, KeepaliveProbe, LifetimeSource, LogConfig,
-    LogFormat, MissingEnv, TargetConfig, DEFAULT_LISTEN_ADDRESS, MAX_CONNECTIONS_HARD_CAP,
-    MAX_DURATION, MAX_LADDER_RUNGS,
+    parse_duration, relative_to, Config, ConfigError, LifetimeSource, LogConfig, LogFormat,
+    MissingEnv, TargetConfig, DEFAULT_LISTEN_ADDRESS, MAX_DURATION, MAX_LADDER_RUNGS,
 };
-use crate::discovery::PolicyKind;
-use crate::postgres::dsn::{self, AppParams, SslMode};
+use crate::postgres::dsn::AppParams;
 use crate::recipes::pools::QUAINT_DEFAULT_MAX_IDLE_LIFETIME;
 
 /// Checks a parsed configuration file; `text` is the file's text (for line numbers).
@@ -270,187 +270,6 @@ impl Validator<'_> {
         let level = super::parse_log_level(raw.level.as_deref().unwrap_or("info"))
             .map_err(|reason| self.error(&[Key("log"), Key("level")], reason))?;
         Ok(LogConfig { format, level })
-    }
-
-    fn target(
-        &self,
-        i: usize,
-        raw: raw::RawTarget,
-        warnings: &mut Vec<String>,
-    ) -> Checked<TargetConfig> {
-        let at = |field: &'static str| [Key("targets"), Index(i), Key(field)];
-        let name = raw
-            .name
-            .clone()
-            .ok_or_else(|| self.error(&[Key("targets"), Index(i)], "`name` is required"))?;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(self.error(
-                &at("name"),
-                format!("`{name}`: use 1-64 characters from A-Z a-z 0-9 - _ ."),
-            ));
-        }
-        let labels = self.labels(i, raw.labels.as_ref())?;
-        let (dsn_field, parsed) = self.dsn(i, &raw, warnings)?;
-        let mut driver = parsed.config.clone();
-        let display_dsn = dsn::redacted(&driver);
-
-        let password = self.password(i, &raw, driver.get_password().is_some(), warnings)?;
-        // The application's own URL holds the application's secret by design; a `dsn` written
-        // into this file is better off without it.
-        if driver.get_password().is_some() && dsn_field == "dsn" {
-            warnings.push(format!(
-                "target {name}: the DSN carries a password; prefer password_file or password_env"
-            ));
-        }
-        if let Some(password) = password {
-            driver.password(password.expose());
-        }
-
-        let sslmode = match (&raw.sslmode, parsed.sslmode) {
-            (Some(text), _) => text
-                .parse::<SslMode>()
-                .map_err(|e| self.error(&at("sslmode"), e))?,
-            (None, Some(from_dsn)) => from_dsn,
-            (None, None) => SslMode::Prefer,
-        };
-        let ca_path = raw.ca_file.clone().or(parsed.sslrootcert.clone());
-        let ca_pem = match ca_path {
-            Some(file) => Some(self.ca_bundle(&at("ca_file"), &file)?),
-            None => None,
-        };
-        if matches!(sslmode, SslMode::VerifyCa | SslMode::VerifyFull) && ca_pem.is_none() {
-            return Err(self.error(
-                &at("ca_file"),
-                format!("sslmode {sslmode} needs ca_file (the CA bundle that signed the server's certificate)"),
-            ));
-        }
-
-        let connect_timeout = self.duration(&at("connect_timeout"), &raw.connect_timeout, "5s")?;
-        let query_timeout = self.duration(&at("query_timeout"), &raw.query_timeout, "10s")?;
-        let tcp_user_timeout = match &raw.tcp_user_timeout {
-            Some(_) => self.duration(&at("tcp_user_timeout"), &raw.tcp_user_timeout, "")?,
-            None => query_timeout,
-        };
-        let probe_query = raw.probe_query.clone().unwrap_or_else(|| "SELECT 1".into());
-        if probe_query.trim().is_empty() {
-            return Err(self.error(&at("probe_query"), "must not be empty"));
-        }
-
-        let max_connections = raw.max_connections.unwrap_or(8);
-        if max_connections < 2 || max_connections as usize > MAX_CONNECTIONS_HARD_CAP {
-            return Err(self.error(
-                &at("max_connections"),
-                format!(
-                    "{max_connections} is outside 2..={MAX_CONNECTIONS_HARD_CAP} (one session is the control connection, the rest probe; the cap protects the server)"
-                ),
-            ));
-        }
-
-        let range_at = |f: &'static str| [Key("targets"), Index(i), Key("idle_range"), Key(f)];
-        let (raw_min, raw_max) = match &raw.idle_range {
-            Some(r) => (r.min.clone(), r.max.clone()),
-            None => (None, None),
-        };
-        let idle_min = self.duration(&range_at("min"), &raw_min, "1s")?;
-        let idle_max = self.duration(&range_at("max"), &raw_max, "1h")?;
-        if idle_min >= idle_max {
-            return Err(self.error(
-                &range_at("min"),
-                format!(
-                    "min {} is not below max {}: the range is inverted",
-                    humantime::format_duration(idle_min),
-                    humantime::format_duration(idle_max)
-                ),
-            ));
-        }
-
-        let precision = self.fraction(&at("precision"), &raw.precision, 0.05)?;
-        if !(precision > 0.0 && precision <= 0.5) {
-            return Err(self.error(&at("precision"), "must be above 0% and at most 50%"));
-        }
-        let margin = self.fraction(
-            &at("recommendation_margin"),
-            &raw.recommendation_margin,
-            0.2,
-        )?;
-        if !(0.0..=0.9).contains(&margin) {
-            return Err(self.error(&at("recommendation_margin"), "must be between 0% and 90%"));
-        }
-
-        let watch_ladder = self.ladder(i, &raw.watch_ladder)?;
-        let configured = match &raw.app_max_idle_lifetime {
-            Some(_) => {
-                Some(self.duration(&at("app_max_idle_lifetime"), &raw.app_max_idle_lifetime, "")?)
-            }
-            None => None,
-        };
-        let (app_max_idle_lifetime, app_lifetime_source) =
-            self.app_lifetime(&name, &at(dsn_field), configured, &parsed.app, warnings)?;
-        let recommended_socket_timeout = self.duration(
-            &at("recommended_socket_timeout"),
-            &raw.recommended_socket_timeout,
-            "10s",
-        )?;
-        let keepalive_probe = match &raw.keepalive_probe {
-            Some(k) if k.enabled.unwrap_or(true) => Some(KeepaliveProbe {
-                interval: self.duration(
-                    &[
-                        Key("targets"),
-                        Index(i),
-                        Key("keepalive_probe"),
-                        Key("interval"),
-                    ],
-                    &k.interval,
-                    "30s",
-                )?,
-            }),
-            _ => None,
-        };
-        let discovery_policy = match raw.discovery_policy.as_deref().map(str::trim) {
-            None | Some("adaptive") => PolicyKind::Adaptive,
-            Some("bisection") => PolicyKind::Bisection,
-            Some("fixed_ladder") => PolicyKind::FixedLadder,
-            Some(other) => {
-                return Err(self.error(
-                    &at("discovery_policy"),
-                    format!(
-                        "`{other}` is not a discovery policy (adaptive, bisection or fixed_ladder; the last two are baselines for benchmarking)"
-                    ),
-                ))
-            }
-        };
-
-        Ok(TargetConfig {
-            name,
-            driver,
-            display_dsn,
-            sslmode,
-            ca_pem,
-            connect_timeout,
-            probe_query,
-            query_timeout,
-            tcp_user_timeout,
-            max_connections: max_connections as usize,
-            idle_min,
-            idle_max,
-            precision,
-            watch_ladder,
-            app_max_idle_lifetime,
-            app_lifetime_source,
-            app_params: parsed.app,
-            recommendation_margin: margin,
-            recommended_socket_timeout,
-            keepalive_probe,
-            reap_ghosts: raw.reap_ghosts.unwrap_or(true),
-            allow_cleartext_password: raw.allow_cleartext_password.unwrap_or(false),
-            discovery_policy,
-            labels,
-        })
     }
 
     /// The lifetime the guard idles and where it came from: `app_max_idle_lifetime` wins;

@@ -175,7 +175,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
     /// Resumes from `stored`, the measurement the publisher's first publication showed (see
     /// [`super::publisher::resumable`]): its bracket is confirmed by the sentinels instead of
     /// discovered again.
-    pub fn resuming(mut self, stored: Option<storage::Measurement>) -> Self {
+    pub fn resuming(mut self, stored: Option<storage::StoredMeasurement>) -> Self {
         let Some(stored) = stored else {
             return self;
         };
@@ -209,10 +209,10 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         store.remember(
             &self.target.name,
             fingerprint,
-            storage::Measurement {
+            storage::StoredMeasurement {
                 lower: self.bracket.lower,
                 upper: self.bracket.upper,
-                drop_kind: drop_kind.map(|cause| cause.to_string()),
+                drop_kind,
                 keepalive_rescue,
                 measured_at: SystemTime::now(),
             },

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::{plan_guard, rungs, Engine, Holding, RunMode};
 use crate::config::TargetConfig;
 use crate::discovery::{Bracket, Discovery, Estimator, SearchSpace, Verdict};
+use crate::model::TargetState;
 use crate::probe::guard::Guard;
 use crate::probe::network::{Connect, ControlLink};
-use crate::probe::status::TargetState;
 use crate::probe::watch::{Change, Watch};
 
 pub(super) enum Phase {
@@ -224,7 +224,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
     /// observation (a stored bracket being confirmed is dropped: the seed holds only what this
     /// run observed).
     fn threshold_moved(&mut self, change: Change, bracket: Bracket) {
-        self.publish.threshold_changed(change.direction.label());
+        self.publish.threshold_changed(change.direction);
         tracing::warn!(
             target_name = %self.target.name, direction = change.direction.label(),
             old_lower = %format::bound(bracket.lower), old_upper = %format::bound(bracket.upper),

@@ -7,10 +7,9 @@ use std::time::Duration;
 use super::slots::{Holding, Used};
 use super::tasks::{Event, Use};
 use super::Engine;
-use crate::postgres::classify::DeathCause;
+use crate::model::{DeathCause, Detected, Role};
 use crate::postgres::connection::{ConnectError, ProbeOutcome};
 use crate::probe::network::{Conn, Connect, ControlLink};
-use crate::probe::watch::Role;
 
 impl<N: Connect, K: ControlLink> Engine<N, K> {
     pub(super) fn handle(&mut self, event: Event<N::Conn>) {
@@ -89,7 +88,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             }
             Err(e) => {
                 tracing::debug!(target_name = %self.target.name, error = %e, lingers = e.lingers, "probe connection failed");
-                self.publish.connect_failed(e.kind.label(), e.to_string());
+                self.publish.connect_failed(e.kind, e.to_string());
                 match attempt.filter(|_| e.lingers) {
                     // Given up on, but the server may still finish it: the slot stays taken
                     // until the server is seen without the attempt's session (then the
@@ -150,7 +149,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         let role = self.role(slot);
         if probed {
             let rung = self.rung(idle).to_string();
-            self.publish.probe_use(&rung, outcome.label());
+            self.publish.probe_use(&rung, &outcome);
         }
         // A death tells us about idle time only if the server is still there and the death is
         // one idling can cause; otherwise (a restart's 57P01, an outage) it is an outage.
@@ -175,7 +174,14 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 let cause = end.cause.clone().unwrap_or(DeathCause::Error);
                 outage |= !cause.can_be_idle_expiry();
                 let detail = end.detail.as_deref();
-                self.record_death(role, &cause, idle_at_death, "while_idle", detail, outage);
+                self.record_death(
+                    role,
+                    &cause,
+                    idle_at_death,
+                    Detected::WhileIdle,
+                    detail,
+                    outage,
+                );
                 if !outage {
                     self.publish.record_probe(idle_at_death, false);
                 }
@@ -189,9 +195,16 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 query_error,
                 time_to_failure,
             } => {
-                self.publish.time_to_failure(cause.kind(), time_to_failure);
+                self.publish.time_to_failure(&cause, time_to_failure);
                 outage |= !cause.can_be_idle_expiry();
-                self.record_death(role, &cause, idle, "on_use", Some(&query_error), outage);
+                self.record_death(
+                    role,
+                    &cause,
+                    idle,
+                    Detected::OnUse,
+                    Some(&query_error),
+                    outage,
+                );
                 if !outage {
                     self.publish.record_probe(idle, false);
                 }
@@ -213,7 +226,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         role: Role,
         cause: &DeathCause,
         idle: Duration,
-        detected: &'static str,
+        detected: Detected,
         detail: Option<&str>,
         outage: bool,
     ) {
@@ -228,6 +241,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             && match role {
                 Role::Guard | Role::SentinelLow => true,
                 Role::Discovery | Role::SentinelHigh | Role::Keepalive => below_lower,
+                Role::Control => false,
             };
         if unexpected {
             tracing::warn!(target_name = %self.target.name, role = role.label(), kind = %cause, idle = %crate::format::duration(idle), detail, "connection closed although it should have survived");

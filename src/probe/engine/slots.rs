@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use super::phases::Phase;
 use super::Engine;
 use crate::discovery::Scheduler;
+use crate::model::Role;
 use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::probe::network::{Connect, ControlLink};
-use crate::probe::watch::Role;
 
 /// What a slot holds.
 #[derive(Default)]

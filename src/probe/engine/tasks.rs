@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 use super::slots::Holding;
 use super::{Engine, LeftoverSessions};
 use crate::backoff::Backoff;
+use crate::model::Role;
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
 };
 use crate::probe::control::GhostVerdict;
 use crate::probe::network::{Conn, Connect, ControlLink};
-use crate::probe::watch::{self, Role};
+use crate::probe::watch;
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
 const GHOST_GRACE: Duration = Duration::from_secs(1);

@@ -7,8 +7,9 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::metrics::Metrics;
+use crate::model::{DeathCause, TargetState};
 use crate::probe::simulated_path::{Drop, SimulatedConnector, SimulatedControl, SimulatedPath};
-use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
+use crate::probe::status::{StatusBoard, TargetStatus};
 use crate::storage::Store;
 
 fn secs(s: f64) -> Duration {
@@ -403,7 +404,7 @@ async fn a_restart_resumes_from_the_stored_measurement_within_1_2_times_its_uppe
         .recall("db", &target.fingerprint())
         .expect("remembered");
     assert_eq!((stored.lower, stored.upper), (bracket.lower, bracket.upper));
-    assert_eq!(stored.drop_kind.as_deref(), Some("timeout"));
+    assert_eq!(stored.drop_kind, Some(DeathCause::Timeout));
 
     let run = Run::start_with(&path, target, RunMode::Continuous, Some(store), None);
     let status = run.status();

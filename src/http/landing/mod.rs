@@ -11,15 +11,19 @@ mod labels;
 
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod advice;
+mod chart;
+mod deaths;
+mod html;
+
+pub use html::escape;
+
+use advice::STORED_CONFIRMING;
 
 use crate::format::human;
-use crate::postgres::classify::DeathCause;
-use crate::probe::status::{StatusBoard, TargetState, TargetStatus};
-use crate::recipes::{self, Recipe};
-
-/// How a stored measurement's lifetime is shown until the sentinels confirm it.
-const STORED_CONFIRMING: &str = "stored, confirming";
+use crate::model::TargetState;
+use crate::probe::status::{StatusBoard, TargetStatus};
 
 const STYLE: &str = concat!(
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}",
@@ -43,7 +47,6 @@ const COPY_SCRIPT: &str = concat!(
     "pre.parentNode.insertBefore(b,pre.nextSibling)});"
 );
 
-/// The page; `telemetry_path`: where the metrics link points (`--web.telemetry-path`).
 /// One target file as the page shows it; the daemon rewrites the list at every refresh.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetFileRow {
@@ -57,6 +60,7 @@ pub struct TargetFileRow {
 /// The target files the globs match, in path order, for the page.
 pub type TargetFileBoard = Arc<RwLock<Vec<TargetFileRow>>>;
 
+/// The page; `telemetry_path`: where the metrics link points (`--web.telemetry-path`).
 pub fn render(board: &StatusBoard, files: &TargetFileBoard, telemetry_path: &str) -> String {
     let board = board.read().unwrap_or_else(|e| e.into_inner());
     let mut page = format!(
@@ -182,311 +186,25 @@ fn section(page: &mut String, s: &TargetStatus) {
         );
     }
     page.push_str("<h3>Survival by idle time</h3>\n");
-    survival_chart(page, s);
-    deaths(page, s);
-    events(page, s);
-    settings(page, s);
+    chart::survival_chart(page, s);
+    deaths::deaths(page, s);
+    deaths::events(page, s);
+    advice::settings(page, s);
     page.push_str("</section>\n");
-}
-
-fn deaths(page: &mut String, s: &TargetStatus) {
-    page.push_str("<h3>How connections die here</h3>\n");
-    if s.deaths.is_empty() {
-        page.push_str("<p>No connection has died yet.</p>\n");
-    } else {
-        page.push_str("<ul>");
-        for (cause, count) in &s.deaths {
-            let _ = write!(
-                page,
-                "<li><code>{}</code> × {count}: {}</li>",
-                escape(&cause.to_string()),
-                explain(cause)
-            );
-        }
-        page.push_str("</ul>\n");
-    }
-    let _ = writeln!(
-        page,
-        "<p>Ghost sessions (dead for us, still listed by the server): {} seen, {} terminated, {} alive.</p>",
-        s.ghosts_seen, s.ghosts_reaped, s.ghosts_alive
-    );
-    if !s.server_settings.is_empty() {
-        let settings: Vec<String> = s
-            .server_settings
-            .iter()
-            .map(|(k, v)| format!("<code>{}={}</code>", escape(k), escape(v)))
-            .collect();
-        let _ = writeln!(page, "<p>Server settings: {}</p>", settings.join(" "));
-    }
-}
-
-fn explain(cause: &DeathCause) -> &'static str {
-    match cause {
-        DeathCause::Timeout => "silent drop: no answer, the flow was forgotten without a packet",
-        DeathCause::Reset => "the path answered a forgotten flow with RST",
-        DeathCause::Eof => "something closed the flow with a FIN (quaint/Prisma: kind: Closed)",
-        DeathCause::ServerTerminated { .. } => {
-            "PostgreSQL ended the session itself (57P05 = idle_session_timeout)"
-        }
-        DeathCause::Error => "another error; see the logs",
-    }
-}
-
-fn events(page: &mut String, s: &TargetStatus) {
-    page.push_str("<h3>Recent closed connections</h3>\n");
-    if s.recent_events.is_empty() {
-        page.push_str("<p>No closed connections yet.</p>\n");
-        return;
-    }
-    page.push_str("<table><thead><tr><th>when (UTC)</th><th>role</th><th>kind</th><th>idle</th><th>detected</th><th>should have survived</th></tr></thead><tbody>\n");
-    for e in &s.recent_events {
-        let when = utc(e.at);
-        let _ = writeln!(
-            page,
-            "<tr><td>{when}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.role,
-            escape(&e.kind),
-            human(e.idle),
-            e.detected,
-            if e.unexpected {
-                "<span class=\"bad\">yes</span>"
-            } else {
-                "no"
-            },
-        );
-    }
-    page.push_str("</tbody></table>\n");
-}
-
-fn settings(page: &mut String, s: &TargetStatus) {
-    page.push_str("<h3>Settings for your pool</h3>\n");
-    let recipes = s
-        .measurement()
-        .zip(s.knobs())
-        .map(|(m, knobs)| recipes::for_path(&m, &knobs))
-        .unwrap_or_default();
-    let Some(lifetime) = s.recommendation.and_then(|r| r.max_idle_lifetime) else {
-        page.push_str("<p>None yet: no idle connection has survived, so no lifetime is known to be safe.</p>\n");
-        return;
-    };
-    if s.recommendation_unconfirmed {
-        let _ = writeln!(
-            page,
-            "<p>None yet ({STORED_CONFIRMING}): the stored measurement gave a lifetime of {}, but the path may have changed since; the settings follow once the sentinels confirm it still holds.</p>",
-            human(lifetime)
-        );
-        return;
-    }
-    if recipes.is_empty() {
-        page.push_str("<p>None yet: the first death tells how this path drops connections.</p>\n");
-        return;
-    }
-    let box_counts = recipes::BoxCounts::from_keepalive_rescue(s.keepalive_rescue);
-    let _ = writeln!(
-        page,
-        "<p>Lifetime <b>{}</b> (lower bound minus the margin); {}. Each line below says whether the pool matrix ran it against the real library behind a box like this one.</p>",
-        human(lifetime),
-        escape(box_counts.describe())
-    );
-    let (proven, unproven): (Vec<&Recipe>, Vec<&Recipe>) =
-        recipes.iter().partition(|r| r.is_proven());
-    recipe_blocks(page, &proven);
-    if !unproven.is_empty() {
-        let _ = writeln!(
-            page,
-            "<details><summary>Not verified for this path ({}): derived from each library's source, try them behind <code>idle_drop_exporter simulate</code> first</summary>",
-            unproven.len()
-        );
-        recipe_blocks(page, &unproven);
-        page.push_str("</details>\n");
-    }
-}
-
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
-fn recipe_blocks(page: &mut String, recipes: &[&Recipe]) {
-    page.push_str("<div class=\"advice\">\n");
-    for r in recipes {
-        let _ = writeln!(
-            page,
-            "<div>{}</div><div><pre class=\"copy\" title=\"{}\">{}</pre><div class=\"muted\">Why: {}.</div><div class=\"{}\">{}</div></div>",
-            escape(r.title),
-            escape(r.source),
-            escape(&r.text),
-            escape(&r.why),
-            if r.is_proven() { "ok" } else { "bad" },
-            escape(&capitalized(&r.proof.to_string()))
-        );
-    }
-    page.push_str("</div>\n");
-}
-
-// ---- the survival chart ------------------------------------------------------------------
-
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 190.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const SURVIVED_Y: f64 = 50.0;
-const DIED_Y: f64 = 110.0;
-const AXIS_Y: f64 = 140.0;
-
-/// Idle time (x) against survived (upper row) or died (lower row) for the recent probes; the
-/// bracket shaded; the app's lifetime and the recommendation as vertical lines.
-fn survival_chart(page: &mut String, s: &TargetStatus) {
-    let probes_max = s.recent_probes.iter().map(|p| p.idle).max();
-    let marks = [
-        s.bracket.lower,
-        s.bracket.upper,
-        s.app_max_idle_lifetime,
-        probes_max,
-    ];
-    let Some(span) = marks.iter().flatten().max().copied() else {
-        page.push_str("<p>No probe has finished yet.</p>\n");
-        return;
-    };
-    let max = nice_ceiling(span.mul_f64(1.15));
-    let x = |d: Duration| LEFT + (WIDTH - LEFT - RIGHT) * (d.as_secs_f64() / max.as_secs_f64());
-    let _ = write!(
-        page,
-        "<svg class=\"survival\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"survival of probe connections by idle time for {}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"12\">",
-        escape(&s.name)
-    );
-    if let (Some(lower), upper) = (s.bracket.lower, s.bracket.upper) {
-        let end = upper.map_or(WIDTH - RIGHT, x);
-        let _ = write!(
-            page,
-            "<rect class=\"bracket\" x=\"{:.1}\" y=\"25\" width=\"{:.1}\" height=\"105\" fill=\"#f5c542\" fill-opacity=\"0.35\"><title>threshold bracket</title></rect>",
-            x(lower),
-            (end - x(lower)).max(1.0)
-        );
-    }
-    let _ = write!(
-        page,
-        "<text x=\"{LEFT}\" y=\"16\" fill=\"#555\">bracket [{}, {}]</text>",
-        s.bracket.lower.map_or("–".into(), human),
-        s.bracket.upper.map_or("∞".into(), human)
-    );
-    let _ = write!(
-        page,
-        "<text x=\"4\" y=\"{}\">survived</text><text x=\"4\" y=\"{}\">died</text>",
-        SURVIVED_Y + 4.0,
-        DIED_Y + 4.0
-    );
-    let _ = write!(
-        page,
-        "<line x1=\"{LEFT}\" y1=\"{AXIS_Y}\" x2=\"{}\" y2=\"{AXIS_Y}\" stroke=\"#444\"/>",
-        WIDTH - RIGHT
-    );
-    for i in 0..=5 {
-        let tick = max.mul_f64(f64::from(i) / 5.0);
-        let tx = x(tick);
-        let _ = write!(
-            page,
-            "<line x1=\"{tx:.1}\" y1=\"{AXIS_Y}\" x2=\"{tx:.1}\" y2=\"{}\" stroke=\"#444\"/><text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            AXIS_Y + 5.0,
-            AXIS_Y + 18.0,
-            human(tick)
-        );
-    }
-    let _ = write!(
-        page,
-        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">idle time before use</text>",
-        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
-        AXIS_Y + 36.0
-    );
-    for probe in &s.recent_probes {
-        let px = x(probe.idle);
-        if probe.survived {
-            let _ = write!(
-                page,
-                "<circle class=\"survived\" cx=\"{px:.1}\" cy=\"{SURVIVED_Y}\" r=\"4\" fill=\"#2a8a2a\" fill-opacity=\"0.7\"><title>survived {}</title></circle>",
-                human(probe.idle)
-            );
-        } else {
-            let _ = write!(
-                page,
-                "<path class=\"died\" d=\"M{:.1} {:.1}l8 8m0 -8l-8 8\" stroke=\"#c00\" stroke-width=\"2\"><title>died {}</title></path>",
-                px - 4.0,
-                DIED_Y - 4.0,
-                human(probe.idle)
-            );
-        }
-    }
-    let mut marker = |d: Duration, color: &str, label: &str, y: f64| {
-        let mx = x(d);
-        let _ = write!(
-            page,
-            "<line x1=\"{mx:.1}\" y1=\"25\" x2=\"{mx:.1}\" y2=\"{AXIS_Y}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"{:.1}\" y=\"{y}\" fill=\"{color}\">{label} {}</text>",
-            mx + 3.0,
-            human(d)
-        );
-    };
-    if let Some(app) = s.app_max_idle_lifetime {
-        marker(app, "#1f5fbf", "your pool", 36.0);
-    }
-    if let Some(recommended) = s.recommendation.and_then(|r| r.max_idle_lifetime) {
-        if s.recommendation_unconfirmed {
-            marker(recommended, "#888888", "stored", 128.0);
-        } else {
-            marker(recommended, "#2a8a2a", "recommended", 128.0);
-        }
-    }
-    page.push_str("</svg>\n");
-}
-
-/// A round axis maximum at or above `d` (1, 2 or 5 times a power of ten seconds).
-fn nice_ceiling(d: Duration) -> Duration {
-    let secs = d.as_secs_f64().max(1.0);
-    let magnitude = 10f64.powf(secs.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * magnitude)
-        .find(|v| *v >= secs)
-        .unwrap_or(10.0 * magnitude);
-    Duration::from_secs_f64(step)
-}
-
-/// `YYYY-MM-DD HH:MM:SS` in UTC; `-` for a clock before 1970 or past 9999.
-fn utc(at: SystemTime) -> String {
-    let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799); // 9999-12-31 23:59:59
-    if at < UNIX_EPOCH || at > last {
-        return "-".to_string();
-    }
-    // `2024-05-01T12:00:00Z`
-    let rfc3339 = humantime::format_rfc3339_seconds(at).to_string();
-    rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
-}
-
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::chart::nice_ceiling;
+    use super::html::utc;
     use super::*;
     use crate::discovery::Bracket;
+    use crate::model::DeathCause;
     use crate::probe::status::ProbeRecord;
     use crate::recommend::Recommendation;
     use std::collections::BTreeMap;
     use std::sync::{Arc, RwLock};
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn escapes_markup() {
