@@ -1,11 +1,15 @@
 //! A simulated world for the discovery policies: a middlebox with a known threshold T, ideal
 //! timers, and configurable latencies. It drives a [`Discovery`] exactly as the engine does
 //! (poll at deadlines, results delivered after their latency), so the wall-time figures in
-//! `docs/benchmarks.md` come from the same decision code that runs in production.
+//! `docs/benchmarks.md` come from the same decision code that runs in production. A guard
+//! (`SimOptions::guard`) can run beside it in a slot of its own, its results passed on as
+//! evidence ([`Estimator::observe`]) as the engine does.
 
 use std::time::Duration;
 
-use super::{Action, Bracket, Discovery, Estimator, PolicyKind, Scheduler, SearchSpace, Verdict};
+use super::{
+    Action, Bracket, Discovery, Estimator, PolicyKind, Scheduler, SearchSpace, SlotClock, Verdict,
+};
 
 /// Latencies of the simulated world.
 #[derive(Clone, Copy, Debug)]
@@ -17,6 +21,10 @@ pub struct SimOptions {
     pub failure_detection: Duration,
     /// Closing a dead connection and checking the server for its ghost.
     pub release_delay: Duration,
+    /// A guard beside the discovery, in a slot of its own: it idles this fraction of T again
+    /// and again (`app_max_idle_lifetime`, as `probe::guard` does), and each result is evidence
+    /// for the discovery.
+    pub guard: Option<f64>,
 }
 
 impl Default for SimOptions {
@@ -26,6 +34,7 @@ impl Default for SimOptions {
             probe_rtt: Duration::from_millis(1),
             failure_detection: Duration::ZERO,
             release_delay: Duration::from_millis(1000),
+            guard: None,
         }
     }
 }
@@ -64,9 +73,15 @@ pub fn simulate(
     opts: &SimOptions,
     time_limit: Duration,
 ) -> SimOutcome {
+    let slots = slots.max(1);
     let mut sim = Sim {
         discovery: Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO),
-        since: vec![Duration::ZERO; slots.max(1)],
+        guard: opts.guard.map(|fraction| SimGuard {
+            slot: slots,
+            lifetime: threshold.mul_f64(fraction),
+            clock: SlotClock::Empty,
+        }),
+        since: vec![Duration::ZERO; slots + 1],
         pending: Vec::new(),
         threshold,
         opts,
@@ -78,11 +93,22 @@ pub fn simulate(
         if sim.discovery.verdict() != Verdict::Searching {
             return sim.outcome(Some(now));
         }
-        for action in sim.discovery.poll(now) {
+        let mut actions = sim.discovery.poll(now);
+        if let Some(g) = &mut sim.guard {
+            actions.extend(g.poll(now));
+        }
+        for action in actions {
             sim.act(action, now);
         }
         let next_event = sim.pending.iter().map(|(at, _)| *at).min();
-        let next = match (next_event, sim.discovery.next_deadline()) {
+        let guard_deadline = sim.guard.as_ref().and_then(|g| g.next_deadline());
+        let deadline = sim
+            .discovery
+            .next_deadline()
+            .into_iter()
+            .chain(guard_deadline)
+            .min();
+        let next = match (next_event, deadline) {
             (Some(a), Some(b)) => a.min(b.max(now)),
             (Some(a), None) => a,
             (None, Some(b)) => b.max(now),
@@ -97,10 +123,19 @@ pub fn simulate(
     sim.outcome(None)
 }
 
+/// The simulated guard: one slot idling `lifetime` between uses (the engine's `Guard` is the
+/// same [`SlotClock`]).
+struct SimGuard {
+    slot: usize,
+    lifetime: Duration,
+    clock: SlotClock,
+}
+
 /// One simulated discovery: the path answers each action after its latency.
 struct Sim<'a> {
     discovery: Discovery,
-    /// When each slot's connection last went idle.
+    guard: Option<SimGuard>,
+    /// When each slot's connection last went idle (the guard's last).
     since: Vec<Duration>,
     /// Results the path has yet to deliver, with when.
     pending: Vec<(Duration, Pending)>,
@@ -154,7 +189,7 @@ impl Sim<'_> {
             match event {
                 Pending::Opened { slot } => {
                     self.since[slot] = at;
-                    self.discovery.on_opened(slot, at);
+                    self.scheduler(slot).on_opened(slot, at);
                 }
                 Pending::Probed {
                     slot,
@@ -167,10 +202,25 @@ impl Sim<'_> {
                         let release = at + self.opts.release_delay;
                         self.pending.push((release, Pending::Released { slot }));
                     }
-                    self.discovery.on_probe(slot, idle, survived, at);
+                    self.scheduler(slot).on_probe(slot, idle, survived, at);
+                    if self.is_guard(slot) {
+                        self.discovery.observe(idle, survived);
+                    }
                 }
-                Pending::Released { slot } => self.discovery.on_released(slot, at),
+                Pending::Released { slot } => self.scheduler(slot).on_released(slot, at),
             }
+        }
+    }
+
+    fn is_guard(&self, slot: usize) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.slot == slot)
+    }
+
+    /// Whose slot it is: the guard's, or the discovery's.
+    fn scheduler(&mut self, slot: usize) -> &mut dyn Scheduler {
+        match &mut self.guard {
+            Some(g) if g.slot == slot => g,
+            _ => &mut self.discovery,
         }
     }
 
@@ -182,6 +232,40 @@ impl Sim<'_> {
             probes: self.probes,
             opens: self.opens,
         }
+    }
+}
+
+/// The guard's one slot, driven like the engine drives `probe::guard::Guard`.
+impl Scheduler for SimGuard {
+    fn poll(&mut self, now: Duration) -> Vec<Action> {
+        self.clock
+            .due(self.slot, now, self.lifetime)
+            .into_iter()
+            .collect()
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        self.clock.deadline(self.lifetime)
+    }
+
+    fn on_opened(&mut self, _slot: usize, now: Duration) {
+        self.clock.idle_from(now);
+    }
+
+    fn on_open_failed(&mut self, _slot: usize, _now: Duration) {
+        self.clock.empty();
+    }
+
+    fn on_probe(&mut self, _slot: usize, _idle: Duration, survived: bool, now: Duration) {
+        self.clock.probed(survived, now);
+    }
+
+    fn on_closed_while_idle(&mut self, _slot: usize, _idle: Duration, _now: Duration) {
+        self.clock.busy();
+    }
+
+    fn on_released(&mut self, _slot: usize, _now: Duration) {
+        self.clock.empty();
     }
 }
 
