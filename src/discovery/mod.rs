@@ -8,6 +8,17 @@
 //!
 //! Terms: a connection idle for `d` survives its next use iff `d < T`; a use resets its idle
 //! clock. The **bracket** is (longest idle that survived, shortest idle that killed].
+//!
+//! Evidence from outside the discovery's slots (the guard's, through [`Estimator::observe`])
+//! narrows the bracket, and so the answer and the verdict, but not the schedule: the policies
+//! plan from the discovery's own results (its *search* bracket). The guard idles a lifetime
+//! the application chose, and escalating from its survival put the next step wherever that
+//! choice fell against T (with the guard at 0.75×T, the next step, 0.975×T, survived too, and
+//! the first death needed one step more: issue 18). With the schedule its own, a discovery
+//! beside a guard probes exactly as one without it, and a narrower bracket can only meet the
+//! precision sooner: where T holds still, the guard's results never make the answer later
+//! (`tests.rs` checks it on the simulator). One that contradicts the bracket (the threshold
+//! moved) restarts both from it, as any newest evidence does.
 
 mod clock;
 mod policy;
@@ -152,8 +163,8 @@ pub trait Scheduler {
 /// A scheduler whose results bound the threshold: the scheduler of a phase (the discovery,
 /// the watch). The guard's results reach it as evidence too.
 pub trait Estimator: Scheduler {
-    /// An idle time observed outside the scheduler's own slots (the guard's): evidence like
-    /// any other.
+    /// An idle time observed outside the scheduler's own slots (the guard's): evidence for
+    /// the bracket (the discovery does not plan its probes from it: see the module doc).
     fn observe(&mut self, idle: Duration, survived: bool);
     fn bracket(&self) -> Bracket;
 }
@@ -164,7 +175,12 @@ pub struct Discovery {
     space: SearchSpace,
     policy: PolicyKind,
     slots: Vec<SlotClock>,
+    /// Everything observed, the guard's results included: the answer and the verdict.
     bracket: Bracket,
+    /// What the discovery's own probes (and its seed) observed: what the policies plan from.
+    /// Never narrower than `bracket`, and restarted with it when an observation contradicts
+    /// it (the threshold moved: the newest evidence wins, whoever observed it).
+    search: Bracket,
     /// Idle values currently being tested (probe sent, no answer yet), per slot.
     testing: Vec<Option<Duration>>,
     /// The time of the last `poll`: the policies' notion of "now" for `next_deadline`.
@@ -180,15 +196,17 @@ impl Discovery {
         seed: Bracket,
         _now: Duration,
     ) -> Self {
+        let seed = if seed.is_consistent() {
+            seed
+        } else {
+            Bracket::default()
+        };
         Discovery {
             space,
             policy,
             slots: vec![SlotClock::Empty; slots.max(1)],
-            bracket: if seed.is_consistent() {
-                seed
-            } else {
-                Bracket::default()
-            },
+            bracket: seed,
+            search: seed,
             testing: vec![None; slots.max(1)],
             now: Duration::ZERO,
         }
@@ -208,27 +226,54 @@ impl Discovery {
         self.policy
     }
 
+    /// The bracket the policies plan from: the discovery's own results (see the module doc).
+    pub(crate) fn search(&self) -> Bracket {
+        self.search
+    }
+
+    /// One observation: `own` when a probe of the discovery's own slots made it. Every one
+    /// narrows the bracket; only its own narrow the search, unless it contradicts the bracket,
+    /// which then restarts, and the search with it.
+    fn record(&mut self, idle: Duration, survived: bool, own: bool) {
+        let restarted = if survived {
+            self.observe_survival(idle)
+        } else {
+            self.observe_death(idle)
+        };
+        if restarted {
+            self.search = self.bracket;
+        } else if own && survived {
+            self.search.record_survival(idle);
+        } else if own {
+            self.search.record_death(idle);
+        }
+    }
+
     /// A survival at or above a known death means the threshold moved up (or a fluke): start
-    /// again from this observation alone, the newest evidence.
-    fn observe_survival(&mut self, idle: Duration) {
+    /// again from this observation alone, the newest evidence. True when it did.
+    fn observe_survival(&mut self, idle: Duration) -> bool {
         if self.bracket.upper.is_some_and(|u| idle >= u) {
             self.bracket = Bracket {
                 lower: Some(idle),
                 upper: None,
             };
+            true
         } else {
             self.bracket.record_survival(idle);
+            false
         }
     }
 
-    fn observe_death(&mut self, idle: Duration) {
+    fn observe_death(&mut self, idle: Duration) -> bool {
         if self.bracket.lower.is_some_and(|l| idle <= l) {
             self.bracket = Bracket {
                 lower: None,
                 upper: Some(idle),
             };
+            true
         } else {
             self.bracket.record_death(idle);
+            false
         }
     }
 
@@ -283,13 +328,13 @@ impl Scheduler for Discovery {
     fn on_probe(&mut self, slot: usize, idle: Duration, survived: bool, now: Duration) {
         self.testing[slot] = None;
         self.slots[slot].probed(survived, now);
-        self.observe(idle, survived);
+        self.record(idle, survived, true);
     }
 
     fn on_closed_while_idle(&mut self, slot: usize, idle: Duration, _now: Duration) {
         self.testing[slot] = None;
         self.slots[slot].busy();
-        self.observe_death(idle);
+        self.record(idle, false, true);
     }
 
     fn on_released(&mut self, slot: usize, _now: Duration) {
@@ -298,12 +343,9 @@ impl Scheduler for Discovery {
 }
 
 impl Estimator for Discovery {
+    /// The guard's result: it narrows the bracket, not the search (see the module doc).
     fn observe(&mut self, idle: Duration, survived: bool) {
-        if survived {
-            self.observe_survival(idle);
-        } else {
-            self.observe_death(idle);
-        }
+        self.record(idle, survived, false);
     }
 
     fn bracket(&self) -> Bracket {

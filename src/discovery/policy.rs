@@ -1,6 +1,8 @@
 //! The policies: given the bracket and each slot's idle clock, when to open, use or discard.
 //!
-//! Every policy produces a *schedule* of `(time, action)` pairs from the current state alone.
+//! Every policy produces a *schedule* of `(time, action)` pairs from the current state alone:
+//! the slots' idle clocks and the discovery's own results (its search bracket; the guard's
+//! results narrow the answer, not the schedule, see `mod.rs`).
 //! Because all idle clocks advance at the same rate, a schedule stays valid until the next
 //! event, so `poll` fires what is due and `next_deadline` is the earliest entry.
 //!
@@ -92,7 +94,7 @@ fn adaptive(d: &Discovery) -> Vec<(Duration, Action)> {
     let mut out = Vec::new();
     open_empty_slots(d, &mut out);
     let idle = idle_oldest_first(d);
-    match d.bracket.upper {
+    match d.search().upper {
         None => escalate(d, &idle, &mut out),
         Some(upper) => split(d, &idle, secs(upper), &mut out),
     }
@@ -107,7 +109,7 @@ fn escalate(d: &Discovery, idle: &[(usize, Duration)], out: &mut Vec<(Duration, 
         .iter()
         .flatten()
         .map(|t| secs(*t))
-        .chain(d.bracket.lower.map(secs))
+        .chain(d.search().lower.map(secs))
         .fold(None, |acc: Option<f64>, v| {
             Some(acc.map_or(v, |a| a.max(v)))
         });
@@ -134,7 +136,7 @@ fn split(d: &Discovery, idle: &[(usize, Duration)], upper: f64, out: &mut Vec<(D
     // sentinel's death. The new T is most likely near the old one, so descend by halving from
     // there instead of bisecting all the way from the range min.
     let lower = d
-        .bracket
+        .search()
         .lower
         .map_or((upper / DESCENT_SPLIT).max(min).min(upper), secs);
     for (slot, since) in idle {
@@ -198,7 +200,8 @@ fn bisection(d: &Discovery) -> Vec<(Duration, Action)> {
     match d.slots[0] {
         SlotClock::Empty => out.push((Duration::ZERO, Action::Open { slot: 0 })),
         SlotClock::Idle { since } => {
-            let target = match (d.bracket.lower, d.bracket.upper) {
+            let search = d.search();
+            let target = match (search.lower, search.upper) {
                 (None, None) => min,
                 (Some(l), None) => (secs(l) * 2.0).min(max),
                 (l, Some(u)) => {

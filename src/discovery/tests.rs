@@ -233,3 +233,216 @@ fn a_rediscovery_seeded_with_a_death_descends_from_it() {
         "first probe at {first_probe:?}"
     );
 }
+
+/// Drives `d` against threshold `t` with instant answers until `until`: every due action done
+/// at once, a probe surviving iff its idle time is below `t`.
+fn drive(d: &mut Discovery, t: f64, until: f64) {
+    let mut now = s(0.0);
+    let mut since = vec![s(0.0); d.slots.len()];
+    while now <= s(until) {
+        for action in d.poll(now) {
+            match action {
+                Action::Open { slot } => {
+                    since[slot] = now;
+                    d.on_opened(slot, now);
+                }
+                Action::Probe { slot } => {
+                    let idle = now - since[slot];
+                    since[slot] = now;
+                    d.on_probe(slot, idle, idle < s(t), now);
+                }
+                Action::Discard { slot } => d.on_released(slot, now),
+            }
+        }
+        match d.next_deadline() {
+            Some(next) if next > now => now = next,
+            _ => break,
+        }
+    }
+}
+
+/// Issue 18: the guard idles a lifetime the application chose; the escalation went on from
+/// its survival, so at 0.75×T the next step (0.975×T) survived too and the first death came a
+/// step later. Its survival now narrows the bracket (the answer, the verdict) and leaves the
+/// discovery's own schedule as it was.
+#[test]
+fn the_guards_survival_narrows_the_bracket_not_the_schedule() {
+    let (t, guard) = (20.0, 15.0);
+    let new = || {
+        Discovery::new(
+            space(0.05),
+            6,
+            PolicyKind::Adaptive,
+            Bracket::default(),
+            s(0.0),
+        )
+    };
+    let (mut with_guard, mut without) = (new(), new());
+    drive(&mut with_guard, t, 15.0);
+    drive(&mut without, t, 15.0);
+    let own = without.bracket();
+    assert!(own.lower.unwrap() < s(guard), "{own:?}");
+    with_guard.observe(s(guard), true);
+    assert_eq!(
+        with_guard.bracket().lower,
+        Some(s(guard)),
+        "its evidence counts"
+    );
+    assert_eq!(with_guard.search(), own);
+    assert_eq!(with_guard.next_deadline(), without.next_deadline());
+    let next = with_guard.next_deadline().unwrap();
+    assert_eq!(with_guard.poll(next), without.poll(next));
+    // The next step is the discovery's own (13.8 s × 1.3 = 17.9 s), not 15 s × 1.3 = 19.5 s.
+    let testing = with_guard.testing.iter().flatten().max().copied().unwrap();
+    assert!(
+        testing < s(19.0),
+        "escalated from the guard's survival: {testing:?}"
+    );
+}
+
+/// The guard's survival can end the search: the discovery's own results leave the bracket
+/// too wide, the guard's lower bound narrows it within the precision.
+#[test]
+fn the_guards_survival_can_meet_the_precision() {
+    let seed = Bracket {
+        lower: Some(s(17.0)),
+        upper: Some(s(21.0)),
+    };
+    let mut d = Discovery::new(space(0.05), 6, PolicyKind::Adaptive, seed, s(0.0));
+    assert_eq!(d.verdict(), Verdict::Searching);
+    d.observe(s(19.5), true);
+    assert_eq!(d.verdict(), Verdict::Converged);
+    assert_eq!(d.search().lower, Some(s(17.0)));
+}
+
+/// A result of the guard's that contradicts the bracket (the threshold moved) restarts the
+/// search from it, as one of the discovery's own would: the search never plans from a
+/// bracket the answer has left behind.
+#[test]
+fn a_contradicting_guard_result_restarts_the_search_too() {
+    let seed = Bracket {
+        lower: Some(s(10.0)),
+        upper: Some(s(20.0)),
+    };
+    let mut d = Discovery::new(space(0.05), 6, PolicyKind::Adaptive, seed, s(0.0));
+    d.observe(s(25.0), true);
+    let restarted = Bracket {
+        lower: Some(s(25.0)),
+        upper: None,
+    };
+    assert_eq!((d.bracket(), d.search()), (restarted, restarted));
+    d.observe(s(5.0), false);
+    let restarted = Bracket {
+        lower: None,
+        upper: Some(s(5.0)),
+    };
+    assert_eq!((d.bracket(), d.search()), (restarted, restarted));
+}
+
+/// Where T holds still, a guard beside the discovery never makes its answer later, at any
+/// lifetime (below T its survivals count, above it its deaths), with any number of slots
+/// and detection time; the bracket still contains T, and near T the guard's survivals end
+/// some searches sooner. (When the escalation went on from the guard's survivals, a guard at
+/// 0.75×T made many answers later: the demo's below.)
+#[test]
+fn a_guard_never_makes_the_answer_later() {
+    let sp = space(0.05);
+    let mut sooner = 0;
+    for slots in [1, 2, 6] {
+        for detection in [0.0, 3.4, 10.0] {
+            for guard in [0.5, 0.75, 0.8125, 0.9, 0.97, 1.2, 2.0] {
+                for i in 0..25 {
+                    let t = (1.5f64.ln() + (2000.0f64 / 1.5).ln() * f64::from(i) / 24.0).exp();
+                    let o = SimOptions {
+                        failure_detection: s(detection),
+                        ..SimOptions::default()
+                    };
+                    let guarded = SimOptions {
+                        guard: Some(guard),
+                        ..o
+                    };
+                    let limit = s(t * 40.0 + 300.0);
+                    let alone = simulate(sp, slots, PolicyKind::Adaptive, s(t), &o, limit);
+                    let with = simulate(sp, slots, PolicyKind::Adaptive, s(t), &guarded, limit);
+                    let case = format!("slots {slots}, detection {detection} s, guard {guard}×T, T {t:.1} s: {alone:?} / {with:?}");
+                    let (alone_at, with_at) =
+                        (alone.converged_at.unwrap(), with.converged_at.unwrap());
+                    assert!(with_at <= alone_at, "later with the guard: {case}");
+                    assert_eq!(with.verdict, Verdict::Converged, "{case}");
+                    let b = with.bracket;
+                    assert!(
+                        b.lower.unwrap() < s(t) && b.upper.unwrap() >= s(t),
+                        "{case}"
+                    );
+                    sooner += usize::from(with_at < alone_at);
+                }
+            }
+        }
+    }
+    assert!(
+        sooner > 0,
+        "the guard's results never ended a search sooner"
+    );
+}
+
+/// Issue 18's demo (silent box, T = 20 s, 3 s `tcp_user_timeout`, the guard at 15 s, 6
+/// discovery slots): with the guard as fast as without it, where it used to be 2.34×T.
+#[test]
+fn the_demos_guard_costs_nothing_on_the_simulator() {
+    let sp = SearchSpace {
+        min: s(1.0),
+        max: s(600.0),
+        precision: 0.05,
+    };
+    let o = SimOptions {
+        failure_detection: s(3.4),
+        ..SimOptions::default()
+    };
+    let guarded = SimOptions {
+        guard: Some(0.75),
+        ..o
+    };
+    let alone = simulate(sp, 6, PolicyKind::Adaptive, s(20.0), &o, s(800.0));
+    let with = simulate(sp, 6, PolicyKind::Adaptive, s(20.0), &guarded, s(800.0));
+    assert_eq!(
+        with.converged_at, alone.converged_at,
+        "{alone:?} / {with:?}"
+    );
+    assert!(with.converged_at.unwrap() < s(20.0 * 2.2), "{with:?}");
+}
+
+/// The guard's cost on the simulator, for docs/benchmarks.md:
+/// `cargo test --release --lib guard_table -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn guard_table() {
+    let samples: usize = std::env::var("IDLE_DROP_SIM_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    println!("| detection | discovery slots | guard | median ×T | p90 ×T | max ×T |");
+    println!("|---|---|---|---|---|---|");
+    for detection in [0.0, 3.4, 10.0] {
+        for (slots, guard) in [
+            (7, None),
+            (6, None),
+            (6, Some(0.5)),
+            (6, Some(0.75)),
+            (6, Some(0.9)),
+            (6, Some(0.97)),
+            (6, Some(1.5)),
+        ] {
+            let o = SimOptions {
+                failure_detection: s(detection),
+                guard,
+                ..SimOptions::default()
+            };
+            let r = ratio_stats(space(0.05), slots, PolicyKind::Adaptive, &o, samples, 7);
+            let guard = guard.map_or("none".to_string(), |g| format!("{g}×T"));
+            println!(
+                "| {detection} s | {slots} | {guard} | {:.2} | {:.2} | {:.2} |",
+                r.median, r.p90, r.max
+            );
+        }
+    }
+}

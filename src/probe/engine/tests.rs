@@ -376,6 +376,56 @@ async fn a_guard_below_the_threshold_never_pages_and_its_survivals_count() {
     run.stop().await;
 }
 
+/// Issue 18: the guard's survival steered the discovery (its escalation went on from the
+/// guard's 15 s, so 19.5 s survived and the first death needed one step more). With
+/// scripts/demo.sh's settings, silent drop at T = 20 s and the guard at 15 s, a run with the
+/// guard now reaches `watching` no later than one without it that has the same six discovery
+/// slots (budget 8 with the guard, 7 without), and the guard's survival still shows: the
+/// bracket's lower bound is the guard's 15 s before the discovery's own survivals pass it.
+#[tokio::test(start_paused = true)]
+async fn the_guards_survival_counts_without_slowing_discovery() {
+    let demo =
+        "    query_timeout: 5s\n    tcp_user_timeout: 3s\n    idle_range: {min: 1s, max: 10m}\n";
+    let mut watching_at = Vec::new();
+    let guards_lower_bound_seen = std::cell::Cell::new(false);
+    for extra in [
+        "    max_connections: 7\n",
+        "    max_connections: 8\n    app_max_idle_lifetime: 15s\n",
+    ] {
+        let path = SimulatedPath::new(Some(secs(20.0)), Drop::Silent);
+        let run = Run::start(
+            &path,
+            target(&format!("{demo}{extra}")),
+            RunMode::Continuous,
+        );
+        let at = run
+            .until("watching", secs(600.0), |s| {
+                // Lower bounds in [15 s, 15.1 s): the guard's survival (the discovery's own
+                // steps are 13.8 s and 17.9 s).
+                if s.bracket
+                    .lower
+                    .is_some_and(|l| l >= secs(15.0) && l < secs(15.1))
+                {
+                    guards_lower_bound_seen.set(true);
+                }
+                s.state == TargetState::Watching
+            })
+            .await;
+        assert_contains(run.status().bracket, 20.0);
+        watching_at.push(at);
+        run.stop().await;
+    }
+    let (alone, guarded) = (watching_at[0], watching_at[1]);
+    assert!(
+        guarded <= alone + secs(0.5),
+        "watching after {guarded:?} with the guard, {alone:?} without"
+    );
+    assert!(
+        guards_lower_bound_seen.get(),
+        "the guard's survival never showed in the bracket"
+    );
+}
+
 /// Discovers T with a memory store, then stops: what a later run resumes from.
 async fn measured(path: &SimulatedPath, target: &Arc<TargetConfig>) -> (Store, Bracket) {
     let store = Store::memory();
