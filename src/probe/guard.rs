@@ -4,7 +4,9 @@
 //!
 //! It has its own slot, outside discovery and watch, so it runs from the first minute
 //! (discovery at T = 1 h takes about 2 h) and keeps its idle clock across phase changes. What
-//! it observes is also evidence about T, which the engine passes on to the active phase.
+//! it observes is also evidence about T, which the engine passes on to the active phase: it
+//! narrows the discovery's bracket, but the discovery plans its probes from its own results
+//! (a lifetime the application chose is no step of its escalation; see `discovery`).
 //! Pure logic, no clock: a [`Scheduler`] of one slot, driven like the discovery and the watch.
 
 use std::time::Duration;
