@@ -635,6 +635,45 @@ pub async fn wait_until_ready(address: SocketAddr) {
     panic!("{address} not ready within 20 s");
 }
 
+/// The binary serving `config` with `flags` on a free port, its log (JSON lines) in
+/// `DIR/exporter.log`; killed when dropped. Returns once it listens (not once it is ready: it
+/// reads its target files after that).
+pub struct Served {
+    pub process: Process,
+    pub address: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Served {
+    pub async fn start(config: &TempConfig, flags: &[&str]) -> Served {
+        let port = free_port();
+        let log = config.dir.join("exporter.log");
+        let process = Process(
+            Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+                .arg("--config.file")
+                .arg(&config.path)
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.format=json")
+                .args(flags)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_until_listening(address).await;
+        Served {
+            process,
+            address,
+            log,
+        }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::parse(&http_get(self.address, "/metrics").await.1)
+    }
+}
+
 pub fn exists(path: &str) -> bool {
     Path::new(path).exists()
 }
