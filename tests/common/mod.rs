@@ -249,6 +249,25 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Sends SIGTERM and waits for the exit, at most `limit` (panics past it).
+    pub async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit {limit:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts `program` with its stderr in `log` (kept for a failing test's reader).
     pub fn start(program: &str, args: &[String], log: &Path) -> Process {
         let log = std::fs::File::create(log).unwrap();
