@@ -1,8 +1,10 @@
 //! Everything that talks to PostgreSQL: DSN parsing, TLS, the watched startup that never sends
 //! a password in clear text without TLS (`startup`), probe connections that remember how they
 //! died, and the classification of driver errors into metric label values; what the client's
-//! kernel says of a probe's socket (`tcp_state`).
+//! kernel says of a probe's socket (`tcp_state`) and whether a use sent on it reached the
+//! server (`arrival`).
 
+pub mod arrival;
 pub mod classify;
 pub mod connection;
 pub mod dsn;
