@@ -32,7 +32,7 @@ use super::sql_literal;
 use super::tcp_state::{self, SocketId, TcpState};
 
 /// Retransmissions of the use's bytes, all unacknowledged, before the kernel's side counts as
-/// evidence (the lead's measurement: 2 about 1 s after the send, with a 5 s box).
+/// evidence (measured behind the lab's silent box: the second about 1 s after the send).
 pub const MIN_RETRANSMITS: u32 = 2;
 
 /// How long after the last retransmission it may take the server's kernel to acknowledge it
