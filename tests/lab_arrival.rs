@@ -168,11 +168,10 @@ fn server_processes(lab: &Lab) -> Vec<String> {
     pids
 }
 
-/// Stops `pids` now and resumes them `after`.
-async fn stop_for(pids: Vec<String>, after: Duration) {
-    signal("STOP", &pids);
+/// Resumes `pids` (stopped before the use was sent) `after` the send.
+async fn resume_after(pids: &[String], after: Duration) {
     tokio::time::sleep(after).await;
-    signal("CONT", &pids);
+    signal("CONT", pids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,8 +204,9 @@ async fn a_use_on_a_live_flow_is_never_called_lost() {
     // but its host's kernel acknowledges the bytes.
     let pid = probe.backend.pid.to_string();
     let previous = probe.next_use().0 - 1;
+    signal("STOP", std::slice::from_ref(&pid));
     let stopped = watch_use(&mut probe, &control, "SELECT 1", ms(500), async {
-        stop_for(vec![pid.clone()], ms(3000)).await
+        resume_after(std::slice::from_ref(&pid), ms(3000)).await
     })
     .await;
     report("stopped backend", &stopped);
@@ -222,8 +222,9 @@ async fn a_use_on_a_live_flow_is_never_called_lost() {
 
     // The whole server stopped (the control connection's backend too).
     let all = server_processes(&lab);
+    signal("STOP", &all);
     let server = watch_use(&mut probe, &control, "SELECT 1", ms(500), async {
-        stop_for(all.clone(), ms(3000)).await
+        resume_after(&all, ms(3000)).await
     })
     .await;
     report("stopped server", &server);
