@@ -62,7 +62,10 @@ async fn a_use_on_a_flow_the_box_forgot_never_arrived_within_a_second_and_a_half
     let connector = connector(&lab);
     let mut probe = open(&connector).await;
     assert!(alive(&probe.probe("SELECT 1", USE_TIMEOUT).await));
-    // Past the box's 5 s: it forgot the flow and drops what the probe sends next.
+    // The second, for a control connection that answers slowly.
+    let mut second = open(&connector).await;
+    assert!(alive(&second.probe("SELECT 1", USE_TIMEOUT).await));
+    // Past the box's 5 s: it forgot the flows and drops what the probes send next.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let control = open(&connector).await;
     let sent = Sent::next(&probe).unwrap();
@@ -92,6 +95,38 @@ async fn a_use_on_a_flow_the_box_forgot_never_arrived_within_a_second_and_a_half
     assert!(
         !in_flight.is_finished(),
         "the use must still be retransmitting"
+    );
+    in_flight.abort();
+
+    // A loaded control connection (a 1 s statement ahead of the row's query) delays the verdict
+    // (it waits a round trip longer for an acknowledgement) but still gives it.
+    let sent = Sent::next(&second).unwrap();
+    let started = Instant::now();
+    let in_flight = tokio::spawn(async move { second.probe("SELECT 2", USE_TIMEOUT).await });
+    let busy = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        control
+            .simple_query("SELECT pg_sleep(1)", CONTROL_TIMEOUT)
+            .await
+    };
+    let (found, busy) = tokio::join!(
+        arrival::confirm(&sent, &control, Duration::from_secs(5), CONTROL_TIMEOUT),
+        busy
+    );
+    busy.unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "dead flow, loaded control connection: {:?} {:.3} s after the send; socket {:?}",
+        found.arrival,
+        took.as_secs_f64(),
+        found.socket
+    );
+    assert_eq!(found.arrival, Arrival::NeverArrived, "{found:?}");
+    let socket = found.socket.unwrap();
+    // The row's query waited behind the statement (sent about 0.35 s before it).
+    assert!(
+        socket.control_round_trip >= Duration::from_millis(300),
+        "{socket:?}"
     );
     in_flight.abort();
     control.close().await;
