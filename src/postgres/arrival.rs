@@ -22,6 +22,10 @@
 //! [`Arrival::Unknown`]: the caller keeps today's timeout path. No timestamp of the server is
 //! read (not `state_change`, not `now()`), and the client's clock only measures its own
 //! intervals, so skew between the hosts cannot move a verdict.
+//!
+//! What it cannot tell: a box that drops this flow's packets only for a while (longer than the
+//! wait, about a second) from one that forgot the flow; both are, at that moment, a working path
+//! and a flow that carries nothing (measured in `docs/benchmarks.md`).
 
 use std::time::Duration;
 
