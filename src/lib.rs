@@ -15,7 +15,9 @@
 //!   [`ThresholdMove`](model::ThresholdMove), each with the label text metrics and page show.
 //! - [`postgres`]: DSNs, TLS, the watched startup that never sends a password in clear text
 //!   without TLS (`startup/`), probe connections that remember how they died (opened from a
-//!   [`ConnectSpec`](postgres::connection::ConnectSpec), not the configuration), error classes.
+//!   [`ConnectSpec`](postgres::connection::ConnectSpec), not the configuration), error classes,
+//!   what the client's kernel says of a probe's socket (`tcp_state.rs`) and whether a use sent
+//!   on it reached the server (`arrival.rs`: a silent death confirmed in about a second).
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
 //!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery, watch and
 //!   guard (each keeps a [`SlotClock`](discovery::SlotClock) per slot, `clock.rs`), and

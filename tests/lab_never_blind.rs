@@ -14,7 +14,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -543,18 +542,7 @@ async fn a_corrupt_or_mismatched_state_file_costs_a_discovery_not_the_start() {
         &stderr,
     );
     assert_discovered_from_zero(address, "a corrupt file is ignored").await;
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = child.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status}");
     let logs = std::fs::read_to_string(&stderr).unwrap();
     let ignored: Vec<&str> = logs

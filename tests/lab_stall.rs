@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -145,18 +145,7 @@ async fn through_stalls(lab: &Lab, postmaster_only: bool) -> Stalled {
     }
     let m = Metrics::parse(&http_get(address, "/metrics").await.1);
     let given_up = m.sum("idle_drop_connect_errors_total", &[("kind", "timeout")]);
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = child.terminate(Duration::from_secs(30)).await;
     lab.sessions_left_after(Duration::from_secs(3));
     counting.store(false, Ordering::Relaxed);
     counter.await.unwrap();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn exporter() -> Command {
@@ -179,23 +179,8 @@ async fn build_info_and_the_start_log_line_carry_the_version() {
     let config = common::TempConfig::new(
         "targets:\n  - name: db\n    dsn: postgres://probe@127.0.0.1:1/postgres\n    connect_timeout: 200ms\n",
     );
-    let port = common::free_port();
-    let log = config.dir.join("stderr.log");
-    let child = common::Process(
-        exporter()
-            .arg("--config.file")
-            .arg(&config.path)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.format=json")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    common::wait_until_listening(address).await;
-    let (_, body) = common::http_get(address, "/metrics").await;
-    let m = common::Metrics::parse(&body);
+    let served = common::Served::start(&config, &[]).await;
+    let m = served.metrics().await;
     let labels: Vec<(&str, &str)> = fields
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -204,7 +189,8 @@ async fn build_info_and_the_start_log_line_carry_the_version() {
         m.get("idle_drop_build_info", &labels),
         Some(1.0),
         "{fields:?}\n{}",
-        body.lines()
+        m.text
+            .lines()
             .filter(|l| l.contains("build_info"))
             .collect::<Vec<_>>()
             .join("\n")
@@ -212,7 +198,7 @@ async fn build_info_and_the_start_log_line_carry_the_version() {
     // The start line is written once the listener is bound; give the log writer a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     let started = loop {
-        let text = std::fs::read_to_string(&log).unwrap();
+        let text = std::fs::read_to_string(&served.log).unwrap();
         if let Some(line) = text
             .lines()
             .find(|l| l.contains("idle_drop_exporter started"))
@@ -222,7 +208,7 @@ async fn build_info_and_the_start_log_line_carry_the_version() {
         assert!(Instant::now() < deadline, "no start line in {text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    drop(child);
+    drop(served);
     let line: serde_json::Value = serde_json::from_str(&started).unwrap();
     assert_eq!(line["version"], field(&fields, "version"), "{started}");
     assert_eq!(line["revision"], field(&fields, "revision"), "{started}");

@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, http_request, Metrics, Process, TempConfig};
+use common::{http_get, http_request, Metrics, TempConfig};
 
 fn exporter() -> Command {
     Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
@@ -37,42 +37,9 @@ fn put(path: &Path, text: &str) {
     std::fs::rename(&aside, path).unwrap();
 }
 
-/// The binary serving `config` with `flags`, its log (JSON lines) in `log`.
-struct Running {
-    _process: Process,
-    address: std::net::SocketAddr,
-    log: PathBuf,
-}
+type Running = common::Served;
 
 impl Running {
-    async fn start(config: &TempConfig, flags: &[&str]) -> Running {
-        let port = free_port();
-        let log = config.dir.join("exporter.log");
-        let process = Process(
-            exporter()
-                .arg("--config.file")
-                .arg(&config.path)
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.format=json")
-                .args(flags)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        );
-        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        common::wait_until_listening(address).await;
-        Running {
-            _process: process,
-            address,
-            log,
-        }
-    }
-
-    async fn metrics(&self) -> Metrics {
-        Metrics::parse(&http_get(self.address, "/metrics").await.1)
-    }
-
     /// Polls /metrics until `done` holds; panics after `limit` with the last scrape and the log.
     async fn wait_for(&self, limit: Duration, what: &str, done: impl Fn(&Metrics) -> bool) {
         let start = Instant::now();
@@ -489,7 +456,7 @@ async fn slow_target_files_never_hold_up_signals_or_readiness() {
         "{:?}",
         asked.elapsed()
     );
-    let pid = exporter._process.0.id().to_string();
+    let pid = exporter.process.0.id().to_string();
     let sent = Instant::now();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -498,7 +465,7 @@ async fn slow_target_files_never_hold_up_signals_or_readiness() {
         .success());
     let mut exporter = exporter;
     let exited = loop {
-        if let Some(status) = exporter._process.0.try_wait().unwrap() {
+        if let Some(status) = exporter.process.0.try_wait().unwrap() {
             break Some(status);
         }
         if sent.elapsed() > Duration::from_secs(8) {

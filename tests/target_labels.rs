@@ -9,11 +9,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, http_request, Metrics, Process, TempConfig};
+use common::{http_get, http_request, Metrics, TempConfig};
 
 const WAIT: Duration = Duration::from_secs(15);
 const INFO: &str = "idle_drop_target_info";
@@ -42,41 +41,9 @@ fn put(path: &Path, text: &str) {
     std::fs::rename(&aside, path).unwrap();
 }
 
-/// The binary serving `config`, its log (JSON lines) in `log`.
-struct Running {
-    _process: Process,
-    address: std::net::SocketAddr,
-    log: PathBuf,
-}
+type Running = common::Served;
 
 impl Running {
-    async fn start(config: &TempConfig) -> Running {
-        let port = free_port();
-        let log = config.dir.join("exporter.log");
-        let process = Process(
-            Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
-                .arg("--config.file")
-                .arg(&config.path)
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.format=json")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        );
-        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        common::wait_until_listening(address).await;
-        Running {
-            _process: process,
-            address,
-            log,
-        }
-    }
-
-    async fn metrics(&self) -> Metrics {
-        Metrics::parse(&http_get(self.address, "/metrics").await.1)
-    }
-
     /// Polls until the info series are exactly `want`; panics after [`WAIT`] with the last
     /// scrape and the log.
     async fn wait_for_info(&self, what: &str, want: &[(&str, &[(&str, &str)])]) -> Metrics {
@@ -155,7 +122,7 @@ async fn labels_are_exported_once_per_target_and_follow_reloads_live() {
             target("f2", "")
         ),
     );
-    let exporter = Running::start(&config).await;
+    let exporter = Running::start(&config, &[]).await;
     let m = exporter
         .wait_for_info(
             "every target's labels",

@@ -21,6 +21,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::classify::{self, ConnectErrorKind};
 use super::dsn::SslMode;
+use super::tcp_state::SocketId;
 use super::tls::CaBundle;
 use super::{startup, tls};
 use crate::model::DeathCause;
@@ -102,7 +103,7 @@ impl Connector {
             startup::connect(&driver, self.tls.clone(), self.allow_cleartext),
         )
         .await;
-        let (client, connection) = match connected {
+        let (client, connection, socket) = match connected {
             Err(_) => {
                 return Err(ConnectError {
                     kind: ConnectErrorKind::Timeout,
@@ -119,7 +120,7 @@ impl Connector {
                     lingers: false,
                 })
             }
-            Ok(Ok(pair)) => pair,
+            Ok(Ok(opened)) => opened,
         };
         let (ended_tx, ended_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
@@ -135,6 +136,8 @@ impl Connector {
         let mut conn = ProbeConnection {
             client,
             tag: query_tag(&attempt.application_name),
+            uses: 0,
+            socket,
             fatal: std::sync::Mutex::new(None),
             ended: ended_rx,
             task,
@@ -203,6 +206,46 @@ impl ProbeConnection {
 /// truncation of long queries never cuts it.
 pub fn query_tag(application_name: &str) -> String {
     format!("/* {application_name} */ ")
+}
+
+/// Which use of a probe connection a query is: the comment after the connection's
+/// [`query_tag`] in the query of its `n`th use (from 1; the identity query carries none). The
+/// server's `pg_stat_activity.query` then says which use it last received, without any clock:
+/// the evidence [`super::arrival`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UseMarker(pub u64);
+
+impl UseMarker {
+    /// The comment, as it follows the tag.
+    pub fn text(self) -> String {
+        format!("/* use {} */ ", self.0)
+    }
+
+    /// Which of our queries `query` (a `pg_stat_activity.query`) is, on the connection whose
+    /// queries start with `tag`.
+    pub fn in_query(query: &str, tag: &str) -> LastQuery {
+        let Some(rest) = query.strip_prefix(tag) else {
+            return LastQuery::NotOurs;
+        };
+        let Some(rest) = rest.strip_prefix("/* use ") else {
+            return LastQuery::BeforeAnyUse;
+        };
+        match rest.split_once(" */").map(|(n, _)| n.parse()) {
+            Some(Ok(n)) => LastQuery::Use(UseMarker(n)),
+            _ => LastQuery::NotOurs,
+        }
+    }
+}
+
+/// What a session's last query text says about whose it is ([`UseMarker::in_query`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastQuery {
+    /// Ours, sent before any use (the identity query).
+    BeforeAnyUse,
+    /// Ours: this use.
+    Use(UseMarker),
+    /// Not ours (no tag: another client's, or `<insufficient privilege>`), or garbled.
+    NotOurs,
 }
 
 /// The first query of every connection: its pid, start and age (see [`BackendIdentity`]).
@@ -296,6 +339,10 @@ pub struct ProbeConnection {
     client: Client,
     /// What every query on it starts with (see [`query_tag`]).
     tag: String,
+    /// How many uses ([`ProbeConnection::probe`]) were sent: the last one's [`UseMarker`].
+    uses: u64,
+    /// Its TCP socket (`None` over a Unix socket, or if the kernel would not say).
+    socket: Option<SocketId>,
     /// A FATAL one of our queries received (see [`ProbeConnection::death_cause`]).
     fatal: std::sync::Mutex<Option<DeathCause>>,
     ended: watch::Receiver<Option<ConnectionEnd>>,
@@ -366,7 +413,8 @@ impl ProbeConnection {
         }
         let sent = Instant::now();
         self.last_sent = sent;
-        let query = format!("{}{query}", self.tag);
+        self.uses += 1;
+        let query = format!("{}{}{query}", self.tag, UseMarker(self.uses).text());
         match tokio::time::timeout(query_timeout, self.client.simple_query(&query)).await {
             Ok(Ok(_)) => {
                 self.last_active = Instant::now();
@@ -449,6 +497,22 @@ impl ProbeConnection {
             *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(classify::death_cause(error));
         }
+    }
+
+    /// The marker the next [`ProbeConnection::probe`] sends: take it before that use to ask,
+    /// while it is in flight, whether it arrived ([`super::arrival`]).
+    pub fn next_use(&self) -> UseMarker {
+        UseMarker(self.uses + 1)
+    }
+
+    /// Its TCP socket, to read the kernel's state of it ([`super::tcp_state`]).
+    pub fn socket(&self) -> Option<SocketId> {
+        self.socket
+    }
+
+    /// What every query on it starts with (see [`query_tag`]).
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     /// The driver client, for the control connection's parameterised queries.

@@ -1,11 +1,15 @@
 //! Everything that talks to PostgreSQL: DSN parsing, TLS, the watched startup that never sends
 //! a password in clear text without TLS (`startup`), probe connections that remember how they
-//! died, and the classification of driver errors into metric label values.
+//! died, and the classification of driver errors into metric label values; what the client's
+//! kernel says of a probe's socket (`tcp_state`) and whether a use sent on it reached the
+//! server (`arrival`).
 
+pub mod arrival;
 pub mod classify;
 pub mod connection;
 pub mod dsn;
 pub mod startup;
+pub mod tcp_state;
 pub mod tls;
 
 /// Every session the exporter opens carries an `application_name` that starts with this (then

@@ -27,6 +27,8 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Connection, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tcp_state::SocketId;
+
 mod guard;
 
 pub use guard::{AuthGuard, Verdict};
@@ -34,6 +36,10 @@ pub use guard::{AuthGuard, Verdict};
 /// A connection opened by [`connect`].
 pub type WatchedConnection =
     Connection<Watched, <MakeRustlsConnect as MakeTlsConnect<Watched>>::Stream>;
+
+/// What [`connect`] opens: the driver's client and connection, and the TCP socket under them
+/// (`None` over a Unix socket), to read its kernel state later.
+pub type Opened = (Client, WatchedConnection, Option<SocketId>);
 
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +72,7 @@ pub async fn connect(
     config: &Config,
     tls: MakeRustlsConnect,
     allow_cleartext: bool,
-) -> Result<(Client, WatchedConnection), StartupError> {
+) -> Result<Opened, StartupError> {
     let hosts = config.get_hosts();
     let ports = config.get_ports();
     let random = config.get_load_balance_hosts() == LoadBalanceHosts::Random;
@@ -135,8 +141,14 @@ async fn connect_once(
     target: &Target,
     hostname: Option<&str>,
     allow_cleartext: bool,
-) -> Result<(Client, WatchedConnection), StartupError> {
+) -> Result<Opened, StartupError> {
     let socket = open(config, target).await.map_err(StartupError::Connect)?;
+    let id = match &socket {
+        // Only the evidence of an arrival check needs it: a socket the kernel will not name
+        // leaves that check without it, never the connection.
+        Socket::Tcp(stream) => SocketId::of(stream).ok(),
+        Socket::Unix(_) => None,
+    };
     let refused = Arc::new(AtomicBool::new(false));
     let stream = Watched {
         inner: socket,
@@ -173,7 +185,7 @@ async fn connect_once(
             _ => {}
         }
     }
-    Ok((client, connection))
+    Ok((client, connection, id))
 }
 
 /// The socket, set up as tokio-postgres sets up its own (`connect_socket.rs`).

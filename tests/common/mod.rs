@@ -249,6 +249,25 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Sends SIGTERM and waits for the exit, at most `limit` (panics past it).
+    pub async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit {limit:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts `program` with its stderr in `log` (kept for a failing test's reader).
     pub fn start(program: &str, args: &[String], log: &Path) -> Process {
         let log = std::fs::File::create(log).unwrap();
@@ -633,6 +652,45 @@ pub async fn wait_until_ready(address: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{address} not ready within 20 s");
+}
+
+/// The binary serving `config` with `flags` on a free port, its log (JSON lines) in
+/// `DIR/exporter.log`; killed when dropped. Returns once it listens (not once it is ready: it
+/// reads its target files after that).
+pub struct Served {
+    pub process: Process,
+    pub address: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Served {
+    pub async fn start(config: &TempConfig, flags: &[&str]) -> Served {
+        let port = free_port();
+        let log = config.dir.join("exporter.log");
+        let process = Process(
+            Command::new(env!("CARGO_BIN_EXE_idle_drop_exporter"))
+                .arg("--config.file")
+                .arg(&config.path)
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.format=json")
+                .args(flags)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_until_listening(address).await;
+        Served {
+            process,
+            address,
+            log,
+        }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::parse(&http_get(self.address, "/metrics").await.1)
+    }
 }
 
 pub fn exists(path: &str) -> bool {
