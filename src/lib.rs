@@ -20,12 +20,13 @@
 //!   on it reached the server (`arrival.rs`: a silent death confirmed in about a second).
 //! - [`discovery`]: the pure bracket-narrowing policy (and its simulator); no I/O, no clock. Its
 //!   [`Scheduler`](discovery::Scheduler) trait is what the engine asks of discovery, watch and
-//!   guard (each keeps a [`SlotClock`](discovery::SlotClock) per slot, `clock.rs`), and
+//!   guard (each keeps a [`SlotClock`](discovery::SlotClock) per slot, `clock.rs`; the guard's
+//!   one-slot plan is [`Guard`](discovery::Guard), `guard.rs`, which the simulator runs too), and
 //!   [`Estimator`](discovery::Estimator) what it asks of a phase's scheduler.
 //! - [`probe`]: per target, the probe engine (`engine/`, by the state each file owns: the
 //!   engine and its loop in `mod.rs`, the phase machine in `phases.rs` (discovering,
 //!   confirming, watching, draining, outage), the slots in `slots.rs`, the spawned network
-//!   work in `tasks.rs`, what their reports do in `results.rs`), the guard, the watch, the
+//!   work in `tasks.rs`, what their reports do in `results.rs`), the watch, the
 //!   control connection (outage detection; ghost reaping in `control/ghost.rs`), the
 //!   [`Publisher`](probe::publisher::Publisher), the only writer of a target's series and
 //!   status (first publication, changes, removal, each with the [`model`] words it is given),

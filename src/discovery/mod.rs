@@ -21,10 +21,12 @@
 //! moved) restarts both from it, as any newest evidence does.
 
 mod clock;
+mod guard;
 mod policy;
 pub mod sim;
 
 pub use clock::SlotClock;
+pub use guard::Guard;
 
 use std::time::Duration;
 
@@ -145,7 +147,7 @@ pub enum Action {
 }
 
 /// What the probe engine asks of whoever decides for a set of its slots: the [`Discovery`],
-/// the watch (`probe::watch`) and the guard (`probe::guard`) answer the same calls. `now` is
+/// the watch (`probe::watch`) and the guard ([`Guard`], here because the simulator runs it too) answer the same calls. `now` is
 /// the time since the engine started; each action marks its slot busy until the matching
 /// `on_*` call. `slot` is the engine's index; each keeps a [`SlotClock`] per slot it owns.
 pub trait Scheduler {

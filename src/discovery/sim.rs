@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::{
-    Action, Bracket, Discovery, Estimator, PolicyKind, Scheduler, SearchSpace, SlotClock, Verdict,
+    Action, Bracket, Discovery, Estimator, Guard, PolicyKind, Scheduler, SearchSpace, Verdict,
 };
 
 /// Latencies of the simulated world.
@@ -22,7 +22,7 @@ pub struct SimOptions {
     /// Closing a dead connection and checking the server for its ghost.
     pub release_delay: Duration,
     /// A guard beside the discovery, in a slot of its own: it idles this fraction of T again
-    /// and again (`app_max_idle_lifetime`, as `probe::guard` does), and each result is evidence
+    /// and again (`app_max_idle_lifetime`, as the engine runs [`Guard`]), and each result is evidence
     /// for the discovery.
     pub guard: Option<f64>,
 }
@@ -76,11 +76,9 @@ pub fn simulate(
     let slots = slots.max(1);
     let mut sim = Sim {
         discovery: Discovery::new(space, slots, policy, Bracket::default(), Duration::ZERO),
-        guard: opts.guard.map(|fraction| SimGuard {
-            slot: slots,
-            lifetime: threshold.mul_f64(fraction),
-            clock: SlotClock::Empty,
-        }),
+        guard: opts
+            .guard
+            .map(|fraction| Guard::new(slots, threshold.mul_f64(fraction))),
         since: vec![Duration::ZERO; slots + 1],
         pending: Vec::new(),
         threshold,
@@ -125,16 +123,10 @@ pub fn simulate(
 
 /// The simulated guard: one slot idling `lifetime` between uses (the engine's `Guard` is the
 /// same [`SlotClock`]).
-struct SimGuard {
-    slot: usize,
-    lifetime: Duration,
-    clock: SlotClock,
-}
-
 /// One simulated discovery: the path answers each action after its latency.
 struct Sim<'a> {
     discovery: Discovery,
-    guard: Option<SimGuard>,
+    guard: Option<Guard>,
     /// When each slot's connection last went idle (the guard's last).
     since: Vec<Duration>,
     /// Results the path has yet to deliver, with when.
@@ -213,13 +205,13 @@ impl Sim<'_> {
     }
 
     fn is_guard(&self, slot: usize) -> bool {
-        self.guard.as_ref().is_some_and(|g| g.slot == slot)
+        self.guard.as_ref().is_some_and(|g| g.slot() == slot)
     }
 
     /// Whose slot it is: the guard's, or the discovery's.
     fn scheduler(&mut self, slot: usize) -> &mut dyn Scheduler {
         match &mut self.guard {
-            Some(g) if g.slot == slot => g,
+            Some(g) if g.slot() == slot => g,
             _ => &mut self.discovery,
         }
     }
@@ -232,40 +224,6 @@ impl Sim<'_> {
             probes: self.probes,
             opens: self.opens,
         }
-    }
-}
-
-/// The guard's one slot, driven like the engine drives `probe::guard::Guard`.
-impl Scheduler for SimGuard {
-    fn poll(&mut self, now: Duration) -> Vec<Action> {
-        self.clock
-            .due(self.slot, now, self.lifetime)
-            .into_iter()
-            .collect()
-    }
-
-    fn next_deadline(&self) -> Option<Duration> {
-        self.clock.deadline(self.lifetime)
-    }
-
-    fn on_opened(&mut self, _slot: usize, now: Duration) {
-        self.clock.idle_from(now);
-    }
-
-    fn on_open_failed(&mut self, _slot: usize, _now: Duration) {
-        self.clock.empty();
-    }
-
-    fn on_probe(&mut self, _slot: usize, _idle: Duration, survived: bool, now: Duration) {
-        self.clock.probed(survived, now);
-    }
-
-    fn on_closed_while_idle(&mut self, _slot: usize, _idle: Duration, _now: Duration) {
-        self.clock.busy();
-    }
-
-    fn on_released(&mut self, _slot: usize, _now: Duration) {
-        self.clock.empty();
     }
 }
 

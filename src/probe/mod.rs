@@ -3,7 +3,6 @@
 
 pub mod control;
 pub mod engine;
-pub mod guard;
 pub mod network;
 pub mod publisher;
 #[cfg(test)]

@@ -27,9 +27,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::Guard;
 use super::network::{Connect, ControlLink};
 use super::publisher::Publisher;
+use crate::discovery::Guard;
 
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;

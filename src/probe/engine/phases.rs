@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{plan_guard, rungs, Engine, Holding, RunMode};
 use crate::config::TargetConfig;
+use crate::discovery::Guard;
 use crate::discovery::{Bracket, Discovery, Estimator, SearchSpace, Verdict};
 use crate::model::TargetState;
-use crate::probe::guard::Guard;
 use crate::probe::network::{Connect, ControlLink};
 use crate::probe::watch::{Change, Watch};
 

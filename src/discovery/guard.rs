@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::discovery::{Action, Scheduler, SlotClock};
+use super::{Action, Scheduler, SlotClock};
 
 /// The guard's plan: its slot and the lifetime it idles; a [`Scheduler`] for that one slot.
 #[derive(Debug)]
