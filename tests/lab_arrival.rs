@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -172,41 +171,10 @@ async fn watch_use(
     }
 }
 
-fn signal(signal: &str, pids: &[String]) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .args(pids)
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pids:?}");
-}
-
-/// The lab's PostgreSQL processes: the postmaster, then its children.
-fn server_processes(lab: &Lab) -> Vec<String> {
-    let pid_file = format!("/tmp/idle-drop-lab/{}/data/postmaster.pid", lab.name);
-    let postmaster = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    let children = Command::new("pgrep")
-        .args(["-P", &postmaster])
-        .output()
-        .unwrap();
-    let mut pids = vec![postmaster];
-    pids.extend(
-        String::from_utf8_lossy(&children.stdout)
-            .lines()
-            .map(str::to_string),
-    );
-    pids
-}
-
 /// Resumes `pids` (stopped before the use was sent) `after` the send.
 async fn resume_after(pids: &[String], after: Duration) {
     tokio::time::sleep(after).await;
-    signal("CONT", pids);
+    assert!(signal("CONT", pids), "kill -CONT {pids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +207,10 @@ async fn a_use_on_a_live_flow_is_never_called_lost() {
     // but its host's kernel acknowledges the bytes.
     let pid = probe.backend.pid.to_string();
     let previous = probe.next_use().0 - 1;
-    signal("STOP", std::slice::from_ref(&pid));
+    assert!(
+        signal("STOP", std::slice::from_ref(&pid)),
+        "kill -STOP {pid}"
+    );
     let stopped = watch_use(&mut probe, &control, "SELECT 1", ms(500), async {
         resume_after(std::slice::from_ref(&pid), ms(3000)).await
     })
@@ -256,8 +227,8 @@ async fn a_use_on_a_live_flow_is_never_called_lost() {
     assert!(alive(&stopped.outcome));
 
     // The whole server stopped (the control connection's backend too).
-    let all = server_processes(&lab);
-    signal("STOP", &all);
+    let all = lab.server_processes();
+    assert!(signal("STOP", &all), "kill -STOP {all:?}");
     let server = watch_use(&mut probe, &control, "SELECT 1", ms(500), async {
         resume_after(&all, ms(3000)).await
     })

@@ -11,7 +11,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,33 +23,9 @@ const WATCHER: &str = "rb-stall-watcher";
 /// The lab's PostgreSQL processes but the watcher's own backend: the postmaster first (so it
 /// forks nothing more), then its children.
 fn server_processes(lab: &Lab, watcher_pid: &str) -> Vec<String> {
-    let pid_file = format!("/tmp/idle-drop-lab/{}/data/postmaster.pid", lab.name);
-    let postmaster = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    let children = Command::new("pgrep")
-        .args(["-P", &postmaster])
-        .output()
-        .unwrap();
-    let mut pids = vec![postmaster];
-    pids.extend(
-        String::from_utf8_lossy(&children.stdout)
-            .lines()
-            .filter(|pid| *pid != watcher_pid)
-            .map(str::to_string),
-    );
+    let mut pids = lab.server_processes();
+    pids.retain(|pid| pid != watcher_pid);
     pids
-}
-
-fn signal(signal: &str, pids: &[String]) {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .args(pids)
-        .status()
-        .unwrap();
 }
 
 /// What a run through the stalls saw.

@@ -126,6 +126,29 @@ impl Lab {
         }
     }
 
+    /// The lab's PostgreSQL processes: the postmaster first (stopped first, it forks nothing
+    /// more), then its children.
+    pub fn server_processes(&self) -> Vec<String> {
+        let pid_file = format!("/tmp/idle-drop-lab/{}/data/postmaster.pid", self.name);
+        let postmaster = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .lines()
+                .map(str::to_string),
+        );
+        pids
+    }
+
     pub fn get(&self, key: &str) -> &str {
         self.env
             .get(key)
@@ -691,6 +714,16 @@ impl Served {
     pub async fn metrics(&self) -> Metrics {
         Metrics::parse(&http_get(self.address, "/metrics").await.1)
     }
+}
+
+/// Sends `kill -SIGNAL` to `pids`; whether every one got it (one may have exited since).
+pub fn signal(signal: &str, pids: &[String]) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids)
+        .status()
+        .unwrap()
+        .success()
 }
 
 pub fn exists(path: &str) -> bool {
