@@ -63,6 +63,8 @@ pub struct Report {
     pub target: String,
     pub outcome: Outcome,
     pub elapsed_seconds: f64,
+    /// How long the discovery took to the bracket (or to its verdict outside the range).
+    pub discovery_seconds: Option<f64>,
     pub budget: usize,
     /// The most sessions that existed on the server at once (at most the budget).
     pub sessions_peak: usize,
@@ -313,6 +315,7 @@ impl Report {
             target: status.display_dsn.clone(),
             outcome,
             elapsed_seconds: secs(elapsed),
+            discovery_seconds: status.discovery_took.map(secs),
             budget: target.max_connections,
             sessions_peak: status.sessions_peak,
             lower_bound_seconds: bracket.lower.map(secs),
