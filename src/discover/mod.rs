@@ -114,7 +114,7 @@ pub struct Args {
     /// Idle one connection with TCP keepalives past the upper bound: if it lives, the box counts
     /// packets and keepalives are a fix; if not, it counts requests (a proxy). It opens at the
     /// start in a slot of the budget beside the discovery and is read once the bracket is known
-    /// (usually at once); with a budget under 5 (6 with --app-max-idle-lifetime) there is no
+    /// (usually at once); with a budget under 4 (5 with --app-max-idle-lifetime) there is no
     /// slot to spare, and it runs after the bracket: about 1.25 × the upper bound more.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub keepalive_check: bool,

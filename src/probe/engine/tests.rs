@@ -831,13 +831,13 @@ async fn the_keepalive_verdict_follows_the_bracket_at_once_when_it_idled_long_en
     assert!(r.verdict_at - r.bracket_at < secs(0.2), "{r:?}");
 }
 
-/// With a budget too small to spare a slot beside the discovery (4: three probe slots, which
-/// the discovery keeps), the check runs after the bracket as before: it opens once the bracket
-/// is known, with keepalives below its lower bound, and the verdict costs 1.25 × the upper bound
-/// more. From a budget of 5 it runs beside the discovery. The sessions stay within the budget.
+/// With a budget too small to spare a slot beside the discovery (3: two probe slots, which the
+/// discovery keeps), the check runs after the bracket as before: it opens once the bracket is
+/// known, with keepalives below its lower bound, and the verdict costs 1.25 × the upper bound
+/// more. From a budget of 4 it runs beside the discovery. The sessions stay within the budget.
 #[tokio::test(start_paused = true)]
 async fn a_budget_without_a_slot_to_spare_checks_keepalives_after_the_bracket() {
-    for budget in [4, 5] {
+    for budget in [3, 4] {
         let path = SimulatedPath::new(Some(secs(40.0)), Drop::Silent);
         path.set_counts_packets(true);
         let r = discover_with_check(&path, &format!("    max_connections: {budget}\n")).await;
@@ -847,7 +847,7 @@ async fn a_budget_without_a_slot_to_spare_checks_keepalives_after_the_bracket() 
         assert!(r.peak < budget, "{case}");
         assert_eq!(r.opens.len(), 1, "{case}");
         let (opened_at, interval) = r.opens[0];
-        if budget == 4 {
+        if budget == 3 {
             assert!(opened_at > r.bracket_at, "{case}");
             let lower = r.bracket.lower.unwrap();
             assert!(interval < lower / 2, "{case}");
@@ -860,6 +860,26 @@ async fn a_budget_without_a_slot_to_spare_checks_keepalives_after_the_bracket() 
                 "{case}"
             );
         }
+    }
+}
+
+/// `discover --app-max-idle-lifetime` has a guard too: each side slot is its own (the guard's
+/// the last, the check's below it), the discovery gets the rest, and the sessions stay within
+/// the budget. The guard's slot counts when deciding whether one is left for the check: a
+/// budget of 4 then leaves the discovery 2 probe slots, and the check waits for the bracket.
+#[tokio::test(start_paused = true)]
+async fn the_keepalive_check_and_the_guard_each_have_a_slot() {
+    for (budget, alongside) in [(8, true), (5, true), (4, false)] {
+        let path = SimulatedPath::new(Some(secs(40.0)), Drop::Silent);
+        path.set_counts_packets(true);
+        let extra = format!("    max_connections: {budget}\n    app_max_idle_lifetime: 30s\n");
+        let r = discover_with_check(&path, &extra).await;
+        let case = format!("budget {budget}: {r:?}");
+        assert_contains(r.bracket, 40.0);
+        assert_eq!(r.rescued, Some(true), "{case}");
+        assert!(r.peak < budget, "{case}");
+        assert_eq!(r.opens.len(), 1, "{case}");
+        assert_eq!(r.opens[0].0 < secs(1.0), alongside, "{case}");
     }
 }
 
