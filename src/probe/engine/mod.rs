@@ -82,8 +82,9 @@ pub struct Engine<N: Connect, K: ControlLink> {
     open_gate: Arc<Mutex<(Backoff, Instant)>>,
     open_permits: Arc<Semaphore>,
     /// Cancels the schedulers' opens still queued when their phase ends (a queued open that
-    /// connected after discovery ended was opened only to be closed), and the guard's when it
-    /// stops; renewed for the next phase.
+    /// connected after discovery ended was opened only to be closed), the guard's and the
+    /// keepalive check's when each stops (or the server is unreachable); renewed for the next
+    /// phase.
     phase_stop: CancellationToken,
     guard_stop: CancellationToken,
     check_stop: CancellationToken,
