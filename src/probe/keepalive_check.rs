@@ -62,8 +62,8 @@ pub struct KeepaliveCheck {
     slot: usize,
     idle: Option<Duration>,
     clock: SlotClock,
-    /// `Some(true)`: keepalives kept it alive.
-    verdict: Option<bool>,
+    /// `Some(true)`: keepalives kept it alive; with how long it had idled.
+    verdict: Option<(bool, Duration)>,
     /// The verdict was handed over, or no longer wanted: the slot is not needed any more.
     over: bool,
 }
@@ -101,17 +101,12 @@ impl KeepaliveCheck {
         !self.over
     }
 
-    /// The verdict, once (`Some(true)`: keepalives rescued the idle connection); the check is
-    /// over from then on.
-    pub fn take_verdict(&mut self) -> Option<bool> {
+    /// The verdict, once (`true`: keepalives rescued the idle connection), with how long the
+    /// connection had idled; the check is over from then on.
+    pub fn take_verdict(&mut self) -> Option<(bool, Duration)> {
         let verdict = self.verdict.filter(|_| !self.over)?;
         self.over = true;
         Some(verdict)
-    }
-
-    /// When its connection went idle (what the verdict's wait is counted from).
-    pub fn idle_since(&self) -> Option<Duration> {
-        self.clock.idle_since()
     }
 
     /// Its connection died for a reason idling cannot cause (an outage): no verdict, and a
@@ -157,15 +152,15 @@ impl Scheduler for KeepaliveCheck {
         self.clock.empty();
     }
 
-    fn on_probe(&mut self, _slot: usize, _idle: Duration, survived: bool, now: Duration) {
+    fn on_probe(&mut self, _slot: usize, idle: Duration, survived: bool, now: Duration) {
         self.clock.probed(survived, now);
-        self.verdict.get_or_insert(survived);
+        self.verdict.get_or_insert((survived, idle));
     }
 
-    fn on_closed_while_idle(&mut self, _slot: usize, _idle: Duration, _now: Duration) {
+    fn on_closed_while_idle(&mut self, _slot: usize, idle: Duration, _now: Duration) {
         // The keepalives did not keep it alive: the box closed the flow it counted idle.
         self.clock.busy();
-        self.verdict.get_or_insert(false);
+        self.verdict.get_or_insert((false, idle));
     }
 
     fn on_released(&mut self, _slot: usize, _now: Duration) {
@@ -197,7 +192,6 @@ mod tests {
         k.on_opened(6, secs(1));
         assert_eq!(k.next_deadline(), None, "no probe before the bracket");
         assert_eq!(k.poll(secs(3600)), vec![]);
-        assert_eq!(k.idle_since(), Some(secs(1)));
     }
 
     #[test]
@@ -208,7 +202,7 @@ mod tests {
         k.bracket_known(bracket(20, 21));
         assert_eq!(k.poll(secs(30)), vec![Action::Probe { slot: 0 }]);
         k.on_probe(0, secs(30), true, secs(30));
-        assert_eq!(k.take_verdict(), Some(true));
+        assert_eq!(k.take_verdict(), Some((true, secs(30))));
         assert_eq!(k.take_verdict(), None, "once");
         assert!(!k.running());
         assert_eq!(k.poll(secs(100)), vec![]);
@@ -225,7 +219,7 @@ mod tests {
         assert_eq!(k.poll(secs(30)), vec![]);
         assert_eq!(k.poll(secs(37)), vec![Action::Probe { slot: 0 }]);
         k.on_probe(0, secs(27), false, secs(37));
-        assert_eq!(k.take_verdict(), Some(false));
+        assert_eq!(k.take_verdict(), Some((false, secs(27))));
     }
 
     #[test]
@@ -234,7 +228,7 @@ mod tests {
         k.poll(secs(0));
         k.on_opened(0, secs(0));
         k.on_closed_while_idle(0, secs(20), secs(20));
-        assert_eq!(k.take_verdict(), Some(false));
+        assert_eq!(k.take_verdict(), Some((false, secs(20))));
         k.on_released(0, secs(21));
         assert_eq!(k.poll(secs(21)), vec![], "no new connection once known");
     }

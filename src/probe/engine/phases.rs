@@ -159,8 +159,9 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         if bracket != self.bracket {
             self.set_bracket(bracket);
         }
-        if let Some(rescued) = self.keepalive_check.as_mut().and_then(|k| k.take_verdict()) {
-            self.keepalive_verdict(rescued);
+        if let Some((rescued, idle)) = self.keepalive_check.as_mut().and_then(|k| k.take_verdict())
+        {
+            self.keepalive_verdict(rescued, idle);
         }
         match &self.phase {
             Phase::Discovering { discovery, started } => {
@@ -219,14 +220,9 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
 
     /// The keepalive check beside the discovery has its verdict: publish it, and give its
     /// slot back (the run ends once every slot is released).
-    fn keepalive_verdict(&mut self, rescued: bool) {
-        let idle = self
-            .keepalive_check
-            .as_ref()
-            .and_then(|k| k.idle_since())
-            .map(|since| format::duration(self.now().saturating_sub(since)));
+    fn keepalive_verdict(&mut self, rescued: bool, idle: std::time::Duration) {
         tracing::info!(
-            target_name = %self.target.name, rescued, idle,
+            target_name = %self.target.name, rescued, idle = %format::duration(idle),
             "keepalive check: {}",
             if rescued { "the box counts packets" } else { "the box counts requests" }
         );
