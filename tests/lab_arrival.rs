@@ -326,7 +326,12 @@ async fn a_server_clock_hours_off_changes_no_verdict() {
         )
         .await;
         report(&format!("slow query, clock {offset}"), &live);
-        assert_eq!(live.snapshot_verdict, Arrival::Arrived, "{:?}", live.snapshot);
+        assert_eq!(
+            live.snapshot_verdict,
+            Arrival::Arrived,
+            "{:?}",
+            live.snapshot
+        );
         assert_ne!(live.confirmation.arrival, Arrival::NeverArrived);
         assert!(alive(&live.outcome));
 
@@ -340,7 +345,11 @@ async fn a_server_clock_hours_off_changes_no_verdict() {
         let found =
             arrival::confirm(&sent, &control, Duration::from_secs(3), CONTROL_TIMEOUT).await;
         eprintln!("dead flow, clock {offset}: {found:?}");
-        assert_eq!(found.arrival, Arrival::NeverArrived, "clock {offset}: {found:?}");
+        assert_eq!(
+            found.arrival,
+            Arrival::NeverArrived,
+            "clock {offset}: {found:?}"
+        );
         in_flight.abort();
         control.close().await;
     }
