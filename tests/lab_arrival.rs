@@ -291,7 +291,7 @@ async fn clock_offset(control: &ProbeConnection) -> f64 {
         .simple_query("SELECT extract(epoch FROM now())::text", CONTROL_TIMEOUT)
         .await
         .unwrap();
-    let server: f64 = rows[0].get(0).cloned().flatten().unwrap().parse().unwrap();
+    let server: f64 = rows[0].first().cloned().flatten().unwrap().parse().unwrap();
     let client = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
