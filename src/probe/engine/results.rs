@@ -194,6 +194,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 cause,
                 query_error,
                 time_to_failure,
+                never_arrived,
             } => {
                 self.publish.time_to_failure(&cause, time_to_failure);
                 outage |= !cause.can_be_idle_expiry();
@@ -210,7 +211,11 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 }
                 how.outage = outage;
                 self.used(slot, idle, false, how);
-                self.release(slot, conn, true);
+                if never_arrived {
+                    self.release_confirmed(slot, conn);
+                } else {
+                    self.release(slot, conn, true);
+                }
             }
         }
         if outage {
