@@ -73,6 +73,8 @@ struct State {
     pooled: bool,
     /// How many activity rows the control connection was asked for.
     activity_queries: usize,
+    /// The control connection sees no row for any probe session (no evidence either way).
+    rows_hidden: bool,
 }
 
 /// The path and its server; clones share them.
@@ -100,6 +102,7 @@ impl SimulatedPath {
                 received: BTreeMap::new(),
                 pooled: false,
                 activity_queries: 0,
+                rows_hidden: false,
             })),
             up: Arc::new(watch::channel(true).0),
             control_sessions: Arc::new(watch::channel(1).0),
@@ -161,6 +164,12 @@ impl SimulatedPath {
     /// How many activity rows (the confirmation's control query) were read.
     pub fn activity_queries(&self) -> usize {
         self.state().activity_queries
+    }
+
+    /// The control connection sees no probe session's row (as for a session it may not see):
+    /// the confirmation has no evidence, and a silent death waits for the timeout.
+    pub fn set_rows_hidden(&self, hidden: bool) {
+        self.state().rows_hidden = hidden;
     }
 
     /// `reap_ghosts: false`: ghost checks only look.
@@ -529,7 +538,7 @@ impl ControlLink for SimulatedControl {
         if !self.path.server_up() {
             return ServerView::Unanswered;
         }
-        if !s.sessions.contains(&backend.pid) {
+        if s.rows_hidden || !s.sessions.contains(&backend.pid) {
             return ServerView::Missing;
         }
         let received = s.received.get(&backend.pid).copied().unwrap_or(0);
