@@ -216,12 +216,17 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         self.release_as(slot, conn, end);
     }
 
-    /// [`Engine::release`] of a connection whose death the server confirmed
-    /// ([`ProbeOutcome::Died`] `never_arrived`): it was just seen idle after an earlier query of
-    /// ours, and nothing we send can reach it, so no grace for a goodbye to land is needed.
-    /// The ghost check (and reap, under its same guards) comes at once.
-    pub(super) fn release_confirmed(&mut self, slot: usize, conn: N::Conn) {
-        self.release_as(slot, conn, End::ConfirmedDead);
+    /// [`Engine::release`] of a dead connection. `confirmed`: the server confirmed its last use
+    /// never arrived ([`ProbeOutcome::Died`] `never_arrived`): its session was just seen idle
+    /// after an earlier query of ours and nothing we send reaches it, so no grace for a goodbye
+    /// to land is needed; the ghost check (and reap, under its same guards) comes at once.
+    pub(super) fn release_dead(&mut self, slot: usize, conn: N::Conn, confirmed: bool) {
+        let end = if confirmed {
+            End::ConfirmedDead
+        } else {
+            End::Died
+        };
+        self.release_as(slot, conn, end);
     }
 
     fn release_as(&mut self, slot: usize, conn: N::Conn, end: End) {
