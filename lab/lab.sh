@@ -5,7 +5,9 @@
 #   lab.sh up NAME --mode silent|reset|server --timeout T [--max-connections N] [--tls]
 #                  [--auth scram-sha-256|md5|password]   (how the probe role authenticates)
 #   lab.sh set-timeout NAME T | env NAME | status NAME | psql NAME [psql args]
-#   lab.sh restart-postgres NAME | link-down NAME | link-up NAME | down NAME | down-all | deps
+#   lab.sh restart-postgres NAME [--clock-offset OFFSET]   (e.g. +3h, -3h: libfaketime skews the
+#                  server's clock, as a database host whose clock is wrong)
+#   lab.sh link-down NAME | link-up NAME | down NAME | down-all | deps
 #
 # Traffic stays on this machine: the namespace is reached over a veth pair with addresses from
 # 198.51.100.0/24 (TEST-NET-2). Nothing in the root namespace changes but that veth end.
@@ -33,12 +35,42 @@ deps() {
   command -v ip >/dev/null || missing+=(iproute2)
   command -v sysctl >/dev/null || missing+=(procps)
   command -v psql >/dev/null || missing+=(postgresql-client)
+  [ -n "$(faketime_lib)" ] || missing+=(libfaketime)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   # Debian's package may start a cluster of its own; the lab does not use it.
+}
+
+faketime_lib() {
+  local lib
+  for lib in /usr/lib/*/faketime/libfaketime.so.1; do
+    [ -e "$lib" ] && { echo "$lib"; return; }
+  done
+}
+
+# Restarts the server; with --clock-offset, under libfaketime, so every clock the server reads
+# for wall time (now(), pg_stat_activity's timestamps) is off by OFFSET. The monotonic clock
+# stays true: only the host's wall clock is wrong, as on a database host whose NTP is broken.
+restart_postgres() {
+  local name=$1 offset=
+  shift
+  case ${1:-} in
+    --clock-offset) offset=${2:?--clock-offset needs a value like +3h} ;;
+    '') ;;
+    *) die "restart-postgres: unknown option $1" ;;
+  esac
+  if [ -n "$offset" ]; then
+    local lib
+    lib=$(faketime_lib)
+    [ -n "$lib" ] || die "libfaketime is missing: run 'lab.sh deps'"
+    LD_PRELOAD=$lib FAKETIME=$offset DONT_FAKE_MONOTONIC=1 \
+      pg_ctl_as_postgres "$name" -m fast -w restart -l "$(dir "$name")/postgres.log" >/dev/null
+  else
+    pg_ctl_as_postgres "$name" -m fast -w restart -l "$(dir "$name")/postgres.log" >/dev/null
+  fi
 }
 
 check_name() {
@@ -293,7 +325,7 @@ down_all() {
 }
 
 cmd=${1:-}
-[ -n "$cmd" ] || { sed -n '2,10p' "$0"; exit 2; }
+[ -n "$cmd" ] || { sed -n '2,11p' "$0"; exit 2; }
 shift
 case $cmd in
   deps) deps ;;
@@ -302,7 +334,7 @@ case $cmd in
   env) print_env "$@" ;;
   status) status "$@" ;;
   psql) name=$1; shift; superuser_sql "$name" "$@" ;;
-  restart-postgres) pg_ctl_as_postgres "$1" -m fast -w restart -l "$(dir "$1")/postgres.log" >/dev/null ;;
+  restart-postgres) restart_postgres "$@" ;;
   link-down) ip link set "idl-$1-h" down ;;
   link-up) ip link set "idl-$1-h" up ;;
   down) down "$@" ;;

@@ -124,8 +124,9 @@ impl ThresholdMove {
 /// causes sort as their texts do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeathCause {
-    /// No answer: the kernel gave up (TCP_USER_TIMEOUT, ETIMEDOUT) or our query timeout fired.
-    /// This is what a silent drop looks like.
+    /// No answer: the kernel gave up (TCP_USER_TIMEOUT, ETIMEDOUT), our query timeout fired, or
+    /// the server confirmed the query never arrived (`postgres::arrival`: its session idle after
+    /// an earlier query, the bytes unacknowledged). This is what a silent drop looks like.
     Timeout,
     /// ECONNRESET / EPIPE: a middlebox or the peer reset the flow.
     Reset,

@@ -3,8 +3,10 @@
 //! on a flow the box forgot, about a second after the send (instead of `tcp_user_timeout`, 10 s),
 //! and never about a use on a live flow: a slow query, a stopped backend (whose row alone
 //! looks exactly like a death's), a stopped server, a loaded control connection. Clock skew
-//! cannot move a verdict because none is read from the server (the control query's text is
-//! checked in the unit tests); the lab's server shares this machine's clock, so no skew is staged.
+//! cannot move a verdict because no time is read from the server (the control query's text is
+//! checked in the unit tests); the last test proves it with the server's wall clock three hours
+//! ahead and then three hours behind this machine's (libfaketime, `lab.sh restart-postgres
+//! --clock-offset`).
 
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
@@ -281,4 +283,74 @@ fn report(case: &str, watched: &Watched) {
         watched.snapshot_verdict,
         watched.outcome.label()
     );
+}
+
+/// How far the server's wall clock is from this machine's, in seconds (server minus client).
+async fn clock_offset(control: &ProbeConnection) -> f64 {
+    let rows = control
+        .simple_query("SELECT extract(epoch FROM now())::text", CONTROL_TIMEOUT)
+        .await
+        .unwrap();
+    let server: f64 = rows[0].first().cloned().flatten().unwrap().parse().unwrap();
+    let client = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    server - client
+}
+
+/// A server clock hours off changes no verdict: a live use is still never called lost, and a
+/// use on a forgotten flow still never arrived. (A check that compared the row's `state_change`
+/// with the send would fail one way with the clock ahead and the other way with it behind.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_clock_hours_off_changes_no_verdict() {
+    if skip_without_lab(&[]) {
+        return;
+    }
+    let lab = Lab::up("arskew", "silent", 5);
+    let connector = connector(&lab);
+    for (offset, hours) in [("+3h", 3.0), ("-3h", -3.0)] {
+        lab.lab(&["restart-postgres", &lab.name, "--clock-offset", offset]);
+        let mut probe = open(&connector).await;
+        let control = open(&connector).await;
+        let skew = clock_offset(&control).await;
+        eprintln!("server clock {offset}: {skew:.1} s from this machine's");
+        assert!((skew - hours * 3600.0).abs() < 60.0, "skew {skew} s");
+
+        let live = watch_use(
+            &mut probe,
+            &control,
+            "SELECT pg_sleep(2)",
+            Duration::from_millis(500),
+            async {},
+        )
+        .await;
+        report(&format!("slow query, clock {offset}"), &live);
+        assert_eq!(
+            live.snapshot_verdict,
+            Arrival::Arrived,
+            "{:?}",
+            live.snapshot
+        );
+        assert_ne!(live.confirmation.arrival, Arrival::NeverArrived);
+        assert!(alive(&live.outcome));
+
+        // Past the box's 5 s: the probe's flow is forgotten. A control connection that idled
+        // as long would be too, so a fresh one reads the row.
+        control.close().await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let control = open(&connector).await;
+        let sent = Sent::next(&probe).unwrap();
+        let in_flight = tokio::spawn(async move { probe.probe("SELECT 2", USE_TIMEOUT).await });
+        let found =
+            arrival::confirm(&sent, &control, Duration::from_secs(3), CONTROL_TIMEOUT).await;
+        eprintln!("dead flow, clock {offset}: {found:?}");
+        assert_eq!(
+            found.arrival,
+            Arrival::NeverArrived,
+            "clock {offset}: {found:?}"
+        );
+        in_flight.abort();
+        control.close().await;
+    }
 }

@@ -208,3 +208,68 @@ async fn server_idle_session_timeout_10s() {
     }
     discover("p10", "server", 10, server()).await;
 }
+
+/// Issue 18, part 1: behind the silent box, with `tcp_user_timeout` and `query_timeout` at
+/// their 10 s defaults, a probe on a flow the box forgot is known dead from the server's side
+/// (its session idle after the use before, the bytes unacknowledged) in about a second, not
+/// after 10 s; the bracket still holds T and the ghost is reaped. (Before the confirmation
+/// every silent death here took 10 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_deaths_are_confirmed_by_the_server_in_about_a_second() {
+    if skip_without_lab(&[]) {
+        return;
+    }
+    let t = 5;
+    let lab = Lab::up("sc5", "silent", t);
+    let config = TempConfig::new(&format!(
+        "listen_address: 127.0.0.1:0\ntargets:\n  - name: lab\n    dsn: {dsn}\n    \
+         password_file: {pw}\n    sslmode: disable\n    connect_timeout: 3s\n    \
+         query_timeout: 10s\n    tcp_user_timeout: 10s\n    idle_range: {{min: 1s, max: 60s}}\n    \
+         max_connections: {BUDGET}\n",
+        dsn = lab.dsn(),
+        pw = lab.password_file(),
+    ));
+    let exporter = Exporter::start(&config).await;
+    let target = [("target", "lab")];
+    let m = exporter
+        .wait_for(
+            Duration::from_secs(t * 8 + 120),
+            "the first discovery",
+            |m| m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0),
+        )
+        .await;
+    let (lower, upper) = m.bracket("lab");
+    let took = m
+        .get("idle_drop_discovery_duration_seconds", &target)
+        .unwrap();
+    assert_bracket(&format!("silent T={t}s, confirmed"), lower, upper, t as f64);
+    let timeouts = [("target", "lab"), ("kind", "timeout")];
+    let count = m.sum("idle_drop_time_to_failure_seconds_count", &timeouts);
+    let sum = m.sum("idle_drop_time_to_failure_seconds_sum", &timeouts);
+    eprintln!(
+        "silent T={t}s, confirmed: bracket [{lower:.3}, {upper:.3}] in {took:.1}s; \
+         {count} silent deaths, {:.2} s each on average",
+        sum / count
+    );
+    assert!(count >= 1.0, "no silent death:\n{}", m.text);
+    // Generous: about 1.1 s measured, the 10 s timeouts would make it 10.
+    assert!(
+        sum / count < 5.0,
+        "silent deaths took {:.2} s on average, not about a second",
+        sum / count
+    );
+    assert_eq!(
+        m.sum("idle_drop_unexpected_closed_connections_total", &target),
+        0.0,
+        "no page during a clean discovery:\n{}",
+        m.text
+    );
+    exporter
+        .wait_for(Duration::from_secs(20), "ghosts to be reaped", |m| {
+            m.get("idle_drop_ghost_backends_reaped_total", &target) >= Some(1.0)
+        })
+        .await;
+    exporter.shutdown().await;
+    let left = lab.sessions_left_after(Duration::from_millis(5000));
+    assert_eq!(left, 0, "sessions left on the server after shutdown");
+}

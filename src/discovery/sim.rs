@@ -247,8 +247,26 @@ pub fn ratio_stats(
     samples: usize,
     seed: u64,
 ) -> RatioStats {
+    let thresholds = (space.min, space.max);
+    ratio_stats_within(space, thresholds, slots, policy, opts, samples, seed)
+}
+
+/// [`ratio_stats`] with T log-uniform in `thresholds` (inside the search range), e.g. the
+/// thresholds a goal is stated for.
+pub fn ratio_stats_within(
+    space: SearchSpace,
+    thresholds: (Duration, Duration),
+    slots: usize,
+    policy: PolicyKind,
+    opts: &SimOptions,
+    samples: usize,
+    seed: u64,
+) -> RatioStats {
     let mut rng = SplitMix(seed);
-    let (lo, hi) = (space.min.as_secs_f64().ln(), space.max.as_secs_f64().ln());
+    let (lo, hi) = (
+        thresholds.0.as_secs_f64().ln(),
+        thresholds.1.as_secs_f64().ln(),
+    );
     let mut ratios: Vec<f64> = (0..samples)
         .map(|_| {
             // Keep T strictly inside the range so every run can converge.

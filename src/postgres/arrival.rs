@@ -27,16 +27,26 @@
 //! wait, about a second) from one that forgot the flow; both are, at that moment, a working path
 //! and a flow that carries nothing (measured in `docs/benchmarks.md`).
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::connection::{BackendIdentity, LastQuery, ProbeConnection, UseMarker};
+use super::connection::{BackendIdentity, LastQuery, ProbeConnection, ProbeOutcome, UseMarker};
 use super::sql_literal;
 use super::tcp_state::{self, SocketId, TcpState};
+use crate::model::DeathCause;
 
 /// Retransmissions of the use's bytes, all unacknowledged, before the kernel's side counts as
 /// evidence (measured behind the lab's silent box: the second about 1 s after the send).
+///
+/// Why 2 and not more: no count closes the known limit (module doc), a live flow whose packets
+/// alone are dropped for longer than the wait; each more retransmission only moves it, by an
+/// RTO that doubles (3 would wait about 2.6 s and still misjudge a 3 s gap), while a silent
+/// death costs that much longer every time. Such a gap must also spare the control connection
+/// through the same box and the same server, or its answer is missing and the verdict
+/// `Unknown`. Fewer is not possible: the control connection is asked after the first, and a
+/// retransmission after its answer is required, so 2 is the least the rule allows.
 pub const MIN_RETRANSMITS: u32 = 2;
 
 /// How long after the last retransmission it may take the server's kernel to acknowledge it
@@ -215,16 +225,32 @@ pub struct Confirmation {
     pub socket: Option<SocketEvidence>,
 }
 
-/// Watches use `sent` (already sent, or about to be) for at most `limit`: once its bytes were
-/// retransmitted unacknowledged, asks `control` for the session's row; if that says the use
-/// never reached the backend, waits for a retransmission after the answer and decides. Healthy
-/// flows cost no control query. Returns as soon as the verdict is known, `Unknown` at `limit`.
+/// [`confirm_with`], reading the session's row on `control` ([`fetch`]).
 pub async fn confirm(
     sent: &Sent,
     control: &ProbeConnection,
     limit: Duration,
     query_timeout: Duration,
 ) -> Confirmation {
+    confirm_with(
+        sent,
+        |backend| async move { fetch(control, &backend, query_timeout).await },
+        limit,
+    )
+    .await
+}
+
+/// Watches use `sent` (already sent, or about to be) for at most `limit`: once its bytes were
+/// retransmitted unacknowledged, asks `fetch_row` for the session's row (the engine's goes
+/// through the control connection's task); if that says the use never reached the backend,
+/// waits for a retransmission after the answer and decides. Healthy flows cost no control
+/// query, nor does a pooler's backend. Returns as soon as the verdict is known, `Unknown` at
+/// `limit`.
+pub async fn confirm_with<F, R>(sent: &Sent, fetch_row: F, limit: Duration) -> Confirmation
+where
+    F: FnOnce(BackendIdentity) -> R,
+    R: Future<Output = ServerView>,
+{
     let deadline = Instant::now() + limit;
     let mut found = Confirmation {
         arrival: Arrival::Unknown,
@@ -242,7 +268,7 @@ pub async fn confirm(
         return found;
     }
     let asked = Instant::now();
-    let server = fetch(control, &sent.backend, query_timeout).await;
+    let server = fetch_row(sent.backend.clone()).await;
     let control_round_trip = asked.elapsed();
     found.server = Some(server.clone());
     if server_says(sent.marker, &sent.tag, &server) != Arrival::NeverArrived {
@@ -275,6 +301,54 @@ pub async fn confirm(
             Some(state) => now = state,
             None => return found,
         }
+    }
+}
+
+/// Sends `query` as the next use of `probe` ([`ProbeConnection::probe`]) with [`confirm_with`]
+/// racing it: if the server confirms the use never arrived before the answer or the timeout,
+/// the connection is aborted and the death reported at once, as the silent drop it is
+/// ([`DeathCause::Timeout`], `never_arrived`), with the real time to the verdict. `Arrived` and
+/// `Unknown` leave the use to its answer or its timeout, as without the confirmation. A
+/// pooler's backend, or a socket the kernel does not name, is probed alone: nothing read,
+/// no control query.
+pub async fn probe_confirmed<F, R>(
+    probe: &mut ProbeConnection,
+    query: &str,
+    query_timeout: Duration,
+    fetch_row: F,
+) -> ProbeOutcome
+where
+    F: FnOnce(BackendIdentity) -> R,
+    R: Future<Output = ServerView>,
+{
+    let Some(sent) = Sent::next(probe).filter(|s| s.backend.exclusive) else {
+        return probe.probe(query, query_timeout).await;
+    };
+    let never_arrived = async {
+        let found = confirm_with(&sent, fetch_row, query_timeout).await;
+        if found.arrival != Arrival::NeverArrived {
+            // No positive evidence: the use keeps its answer or its timeout.
+            std::future::pending::<()>().await;
+        }
+        found
+    };
+    let found = tokio::select! {
+        // An answer that is there wins over a verdict that is too.
+        biased;
+        outcome = probe.probe(query, query_timeout) => return outcome,
+        found = never_arrived => found,
+    };
+    probe.abort();
+    let retransmits = found.socket.map_or(0, |s| s.now.retransmits);
+    ProbeOutcome::Died {
+        cause: DeathCause::Timeout,
+        query_error: format!(
+            "the server confirmed the query never arrived: its session stayed idle after an \
+             earlier query while the query's bytes went unacknowledged through {retransmits} \
+             retransmissions; connection aborted"
+        ),
+        time_to_failure: probe.last_sent.elapsed(),
+        never_arrived: true,
     }
 }
 

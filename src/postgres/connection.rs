@@ -367,11 +367,15 @@ pub enum ProbeOutcome {
     /// idle, at `end.at`.
     ClosedWhileIdle { end: ConnectionEnd },
     /// The probe found it dead. `cause` comes from the connection task when it reported in time,
-    /// else from the query error; `query_error` is what an application would have seen.
+    /// else from the query error; `query_error` is what an application would have seen, or,
+    /// for a death the server confirmed ([`super::arrival::probe_confirmed`]), what showed it.
     Died {
         cause: DeathCause,
         query_error: String,
         time_to_failure: Duration,
+        /// The server confirmed the query never arrived (a silent death, known before any
+        /// timeout): its session is idle and nobody's, so the ghost check need not wait.
+        never_arrived: bool,
     },
 }
 
@@ -437,6 +441,7 @@ impl ProbeConnection {
                     cause,
                     query_error: format!("{query_error:?}"),
                     time_to_failure: sent.elapsed(),
+                    never_arrived: false,
                 }
             }
             Err(_) => {
@@ -446,6 +451,7 @@ impl ProbeConnection {
                     cause: DeathCause::Timeout,
                     query_error: format!("no answer within {query_timeout:?}"),
                     time_to_failure: sent.elapsed(),
+                    never_arrived: false,
                 }
             }
         }
@@ -503,6 +509,12 @@ impl ProbeConnection {
     /// while it is in flight, whether it arrived ([`super::arrival`]).
     pub fn next_use(&self) -> UseMarker {
         UseMarker(self.uses + 1)
+    }
+
+    /// Stops the connection's task at once: a flow the server confirmed dead would only go on
+    /// retransmitting (and a goodbye would be dropped like the rest).
+    pub fn abort(&self) {
+        self.task.abort();
     }
 
     /// Its TCP socket, to read the kernel's state of it ([`super::tcp_state`]).

@@ -1,10 +1,12 @@
 //! The control connection: one session per target kept busy so the middlebox never forgets it.
 //!
-//! It answers three questions for the engine:
+//! It answers four questions for the engine:
 //! - *Is the server reachable at all?* A probe that dies while the control connection also
 //!   fails is an outage, not an idle drop, and must not move the bracket.
 //! - *Does the server still list a dead probe's session?* (a ghost), and terminates it: only
 //!   sessions matching pid + backend_start + our application_name, so never anyone else's.
+//! - *Did a probe's query reach its session?* The row the confirmation of a silent death reads
+//!   ([`arrival`]): a flow the box forgot is known dead in about a second.
 //! - *What does the server say about keepalives and idle timeouts?* (an info metric).
 //!
 //! It is the exporter's connection, not the application's: its deaths never page. One the path
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::TargetConfig;
 use crate::model::DeathCause;
+use crate::postgres::arrival::{self, ServerView};
 use crate::postgres::connection::{Attempt, BackendIdentity, Connector, ProbeConnection};
 use crate::probe::publisher::Publisher;
 
@@ -39,6 +42,11 @@ enum Request {
         backend: BackendIdentity,
         idle_since: Instant,
         reply: oneshot::Sender<GhostVerdict>,
+    },
+    /// A probe's session row, for the confirmation of a silent death ([`arrival::fetch`]).
+    Activity {
+        backend: BackendIdentity,
+        reply: oneshot::Sender<ServerView>,
     },
 }
 
@@ -79,6 +87,21 @@ impl ControlHandle {
             return GhostVerdict::Unknown;
         }
         answer.await.unwrap_or(GhostVerdict::Unknown)
+    }
+
+    /// What the server shows of a probe's session (state and last query), for the confirmation
+    /// of a silent death; `Unanswered` while the control connection is down.
+    pub async fn activity(&self, backend: BackendIdentity) -> ServerView {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .requests
+            .send(Request::Activity { backend, reply })
+            .await
+            .is_err()
+        {
+            return ServerView::Unanswered;
+        }
+        answer.await.unwrap_or(ServerView::Unanswered)
     }
 
     pub fn is_up(&self) -> bool {
@@ -424,6 +447,16 @@ impl ControlTask {
                                 return None;
                             }
                         }
+                        Request::Activity { backend, reply } => {
+                            self.sending();
+                            let view = arrival::fetch(&conn, &backend, self.query_timeout()).await;
+                            let unanswered = view == ServerView::Unanswered;
+                            let _ = reply.send(view);
+                            if unanswered && !self.ping(&conn).await {
+                                self.lost(conn).await;
+                                return None;
+                            }
+                        }
                     }
                     next_ping = Instant::now() + self.ping_interval();
                 }
@@ -526,6 +559,7 @@ impl ControlTask {
                 request = self.inbox.recv() => match request {
                     Some(Request::Ping(reply)) => { let _ = reply.send(false); }
                     Some(Request::Ghost { reply, .. }) => { let _ = reply.send(GhostVerdict::Unknown); }
+                    Some(Request::Activity { reply, .. }) => { let _ = reply.send(ServerView::Unanswered); }
                     None => return,
                 }
             }

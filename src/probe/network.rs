@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::control::{ControlHandle, GhostVerdict};
+use crate::postgres::arrival::{self, ServerView};
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, Connector, ProbeConnection, ProbeOutcome,
 };
@@ -30,11 +31,15 @@ pub trait Conn: Send + 'static {
     fn idle_at_death(&self, at: Instant) -> Duration;
     /// How the connection ended, if it has.
     fn ended(&self) -> Option<ConnectionEnd>;
-    /// Sends the probe query; never takes much longer than `timeout`.
-    fn probe(
+    /// Sends the probe query; never takes much longer than `timeout`. While it is in flight,
+    /// the server may confirm through `control` that it never arrived (a silent death, known in
+    /// about a second: [`arrival::probe_confirmed`]); a backend not ours alone (a pooler's) costs
+    /// `control` nothing.
+    fn probe<K: ControlLink>(
         &mut self,
         query: &str,
         timeout: Duration,
+        control: &K,
     ) -> impl Future<Output = ProbeOutcome> + Send;
     /// Closes it (a live connection says goodbye so the server sees it go).
     fn close(self) -> impl Future<Output = ()> + Send;
@@ -65,6 +70,9 @@ pub trait ControlLink: Clone + Send + Sync + 'static {
         backend: BackendIdentity,
         idle_since: Instant,
     ) -> impl Future<Output = GhostVerdict> + Send;
+    /// What the server shows of a probe's session (its state and last query), for the
+    /// confirmation of a silent death.
+    fn activity(&self, backend: BackendIdentity) -> impl Future<Output = ServerView> + Send;
     fn is_up(&self) -> bool;
     /// Changes of reachability.
     fn subscribe(&self) -> watch::Receiver<bool>;
@@ -98,12 +106,13 @@ impl Conn for ProbeConnection {
     fn ended(&self) -> Option<ConnectionEnd> {
         ProbeConnection::ended(self)
     }
-    fn probe(
+    fn probe<K: ControlLink>(
         &mut self,
         query: &str,
         timeout: Duration,
+        control: &K,
     ) -> impl Future<Output = ProbeOutcome> + Send {
-        ProbeConnection::probe(self, query, timeout)
+        arrival::probe_confirmed(self, query, timeout, |backend| control.activity(backend))
     }
     fn close(self) -> impl Future<Output = ()> + Send {
         ProbeConnection::close(self)
@@ -132,6 +141,9 @@ impl ControlLink for ControlHandle {
         idle_since: Instant,
     ) -> impl Future<Output = GhostVerdict> + Send {
         ControlHandle::ghost(self, backend, idle_since)
+    }
+    fn activity(&self, backend: BackendIdentity) -> impl Future<Output = ServerView> + Send {
+        ControlHandle::activity(self, backend)
     }
     fn is_up(&self) -> bool {
         ControlHandle::is_up(self)

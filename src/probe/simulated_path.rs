@@ -9,8 +9,14 @@
 //! A box that counts packets (conntrack, a NAT) never forgets a flow whose TCP keepalives
 //! leave more often than its threshold; by default the box counts requests (a proxy).
 //! Tests change the threshold and take the server away while the engine runs.
+//!
+//! The confirmation of a silent death ([`arrival`]) is modelled on its two witnesses: the
+//! server remembers the last use each session received (the `/* use N */` marker), which the
+//! control connection's `activity` shows; the client's kernel is taken to have retransmitted
+//! twice, unacknowledged, [`CONFIRM_AFTER`] after a send that vanished (as measured behind the
+//! lab's silent box). The engine's real verdict ([`arrival::verdict`]) then decides.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,10 +26,12 @@ use tokio::time::Instant;
 use super::control::GhostVerdict;
 use super::network::{Conn, Connect, ControlLink};
 use crate::model::DeathCause;
+use crate::postgres::arrival::{self, ActivityRow, Arrival, ServerView, SocketEvidence};
 use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::connection::{
-    Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
+    query_tag, Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome, UseMarker,
 };
+use crate::postgres::tcp_state::TcpState;
 
 /// How the path treats a flow it forgot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +46,9 @@ pub enum Drop {
 
 /// A one-way delay for everything the simulated server sends.
 const ROUND_TRIP: Duration = Duration::from_millis(2);
+/// When, after a send into a flow the box forgot, the kernel's evidence is there (the second
+/// unacknowledged retransmission; measured 1.06–1.17 s behind the lab's silent box).
+pub const CONFIRM_AFTER: Duration = Duration::from_millis(1100);
 /// How long a connection attempt to a stalled server waits before it is given up.
 const STALLED_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -62,6 +73,14 @@ struct State {
     counts_packets: bool,
     /// Each connection opened with TCP keepalives: when, and their interval.
     keepalive_opens: Vec<(Instant, Duration)>,
+    /// The last use each listed session received (0: none since the identity query).
+    received: BTreeMap<i32, u64>,
+    /// New connections get a pooler's backend (not ours alone: never confirmed).
+    pooled: bool,
+    /// How many activity rows the control connection was asked for.
+    activity_queries: usize,
+    /// The control connection sees no row for any probe session (no evidence either way).
+    rows_hidden: bool,
 }
 
 /// The path and its server; clones share them.
@@ -88,6 +107,10 @@ impl SimulatedPath {
                 control_lower_bound: None,
                 counts_packets: false,
                 keepalive_opens: Vec::new(),
+                received: BTreeMap::new(),
+                pooled: false,
+                activity_queries: 0,
+                rows_hidden: false,
             })),
             up: Arc::new(watch::channel(true).0),
             control_sessions: Arc::new(watch::channel(1).0),
@@ -160,6 +183,23 @@ impl SimulatedPath {
         self.state().control_lower_bound
     }
 
+    /// Connections opened from now get a pooler's backend: not ours alone, so a silent death
+    /// is never confirmed and waits for the timeout.
+    pub fn set_pooled(&self, pooled: bool) {
+        self.state().pooled = pooled;
+    }
+
+    /// How many activity rows (the confirmation's control query) were read.
+    pub fn activity_queries(&self) -> usize {
+        self.state().activity_queries
+    }
+
+    /// The control connection sees no probe session's row (as for a session it may not see):
+    /// the confirmation has no evidence, and a silent death waits for the timeout.
+    pub fn set_rows_hidden(&self, hidden: bool) {
+        self.state().rows_hidden = hidden;
+    }
+
     /// `reap_ghosts: false`: ghost checks only look.
     pub fn set_reaping(&self, reaping: bool) {
         self.state().reaping = reaping;
@@ -211,6 +251,8 @@ pub struct SimulatedConn {
     flow: Arc<Mutex<Flow>>,
     last_sent: Instant,
     last_active: Instant,
+    /// Uses sent (the last one's marker).
+    uses: u64,
     ended: watch::Receiver<Option<ConnectionEnd>>,
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -246,16 +288,17 @@ impl Connect for SimulatedConnector {
             });
         }
         let sent = Instant::now();
-        let pid = {
+        let (pid, pooled) = {
             let mut s = self.path.state();
             s.next_pid += 1;
             let pid = s.next_pid;
             s.sessions.insert(pid);
+            s.received.insert(pid, 0);
             s.peak_sessions = s.peak_sessions.max(s.sessions.len() + s.abandoned.len());
             if let Some(interval) = keepalive {
                 s.keepalive_opens.push((sent, interval));
             }
-            pid
+            (pid, s.pooled)
         };
         let (ended_tx, ended) = watch::channel(None);
         let flow = Arc::new(Mutex::new(Flow {
@@ -276,12 +319,13 @@ impl Connect for SimulatedConnector {
             backend: BackendIdentity {
                 pid,
                 backend_start: format!("{pid}"),
-                exclusive: true,
+                exclusive: !pooled,
                 application_name: attempt.application_name,
             },
             flow,
             last_sent: sent,
             last_active: Instant::now(),
+            uses: 0,
             ended,
             watcher,
         })
@@ -358,6 +402,37 @@ impl SimulatedConn {
     }
 }
 
+impl SimulatedConn {
+    /// The confirmation of a use sent at `sent` that vanished: once the kernel's evidence is
+    /// there ([`CONFIRM_AFTER`]), the control connection's row and the real verdict decide.
+    /// A pooler's backend costs nothing; no verdict before `timeout` leaves the timeout.
+    async fn confirm<K: ControlLink>(&self, sent: Instant, timeout: Duration, control: &K) -> bool {
+        if !self.backend.exclusive || CONFIRM_AFTER >= timeout {
+            return false;
+        }
+        tokio::time::sleep_until(sent + CONFIRM_AFTER).await;
+        let asked = Instant::now();
+        let server = control.activity(self.backend.clone()).await;
+        let retransmitted = TcpState {
+            unacked_bytes: 40,
+            retransmits: arrival::MIN_RETRANSMITS,
+            rto: Duration::from_millis(800),
+        };
+        let evidence = SocketEvidence {
+            at_answer: TcpState {
+                retransmits: arrival::MIN_RETRANSMITS - 1,
+                ..retransmitted
+            },
+            now: retransmitted,
+            retransmitted_for: asked.elapsed() + arrival::ACK_SLACK,
+            control_round_trip: asked.elapsed(),
+        };
+        let tag = query_tag(&self.backend.application_name);
+        arrival::verdict(UseMarker(self.uses), &tag, &server, Some(&evidence))
+            == Arrival::NeverArrived
+    }
+}
+
 impl Conn for SimulatedConn {
     fn backend(&self) -> &BackendIdentity {
         &self.backend
@@ -378,12 +453,18 @@ impl Conn for SimulatedConn {
         self.ended.borrow().clone()
     }
 
-    async fn probe(&mut self, _query: &str, timeout: Duration) -> ProbeOutcome {
+    async fn probe<K: ControlLink>(
+        &mut self,
+        _query: &str,
+        timeout: Duration,
+        control: &K,
+    ) -> ProbeOutcome {
         if let Some(end) = self.ended() {
             return ProbeOutcome::ClosedWhileIdle { end };
         }
         let sent = Instant::now();
         self.last_sent = sent;
+        self.uses += 1;
         tokio::time::sleep(ROUND_TRIP / 2).await;
         let arrived = Instant::now();
         let answered = self
@@ -398,12 +479,16 @@ impl Conn for SimulatedConn {
         };
         let forgotten = self.path.forgets(idle, self.keepalive);
         if !self.path.server_up() || (forgotten && drop == Drop::Silent) {
-            tokio::time::sleep(timeout).await;
+            let never_arrived = self.confirm(sent, timeout, control).await;
+            if !never_arrived {
+                tokio::time::sleep_until(arrived + timeout).await;
+            }
             self.end(Some(DeathCause::Timeout));
             return ProbeOutcome::Died {
                 cause: DeathCause::Timeout,
                 query_error: "Error { kind: Closed, cause: None }".into(),
                 time_to_failure: sent.elapsed(),
+                never_arrived,
             };
         }
         if forgotten {
@@ -419,8 +504,13 @@ impl Conn for SimulatedConn {
                 cause,
                 query_error: "Error { kind: Closed, cause: None }".into(),
                 time_to_failure: sent.elapsed(),
+                never_arrived: false,
             };
         }
+        self.path
+            .state()
+            .received
+            .insert(self.backend.pid, self.uses);
         self.flow
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -479,6 +569,27 @@ impl ControlLink for SimulatedControl {
         } else {
             GhostVerdict::Alive
         }
+    }
+
+    async fn activity(&self, backend: BackendIdentity) -> ServerView {
+        tokio::time::sleep(ROUND_TRIP).await;
+        let mut s = self.path.state();
+        s.activity_queries += 1;
+        if !self.path.server_up() {
+            return ServerView::Unanswered;
+        }
+        if s.rows_hidden || !s.sessions.contains(&backend.pid) {
+            return ServerView::Missing;
+        }
+        let received = s.received.get(&backend.pid).copied().unwrap_or(0);
+        let marker = match received {
+            0 => String::new(),
+            n => UseMarker(n).text(),
+        };
+        ServerView::Row(ActivityRow {
+            state: "idle".into(),
+            query: format!("{}{marker}SELECT 1", query_tag(&backend.application_name)),
+        })
     }
 
     fn is_up(&self) -> bool {

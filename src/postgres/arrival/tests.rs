@@ -244,3 +244,37 @@ proptest! {
         prop_assert_eq!(arrival == Arrival::Arrived, last == SENT.0);
     }
 }
+
+/// A pooler's backend (not ours alone) is never asked about: its row says nothing of our
+/// flow, and the engine's probe then costs the control connection nothing.
+#[tokio::test]
+async fn a_poolers_backend_costs_no_control_query() {
+    let sent = Sent {
+        marker: UseMarker(3),
+        socket: SocketId {
+            inode: 0,
+            local: "127.0.0.1:1".parse().unwrap(),
+            peer: "127.0.0.1:2".parse().unwrap(),
+        },
+        tag: tag(),
+        backend: BackendIdentity {
+            pid: 4242,
+            backend_start: "2026-12-05 00:00:00+00".into(),
+            exclusive: false,
+            application_name: NAME.into(),
+        },
+    };
+    let asked = std::sync::atomic::AtomicBool::new(false);
+    let found = confirm_with(
+        &sent,
+        |_| async {
+            asked.store(true, std::sync::atomic::Ordering::Relaxed);
+            ServerView::Missing
+        },
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(found.arrival, Arrival::Unknown);
+    assert_eq!(found.server, Some(ServerView::NotOurs));
+    assert!(!asked.load(std::sync::atomic::Ordering::Relaxed));
+}

@@ -169,7 +169,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             s.backend = Some((backend.clone(), last_used));
             s.inherited = true;
             let generation = s.generation;
-            self.watch_until_gone(slot, generation, backend, last_used, false);
+            self.watch_until_gone(slot, generation, backend, last_used, tasks::End::Closed);
         }
         self
     }

@@ -145,7 +145,6 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             probed,
             server_reachable,
         } = used;
-        let conn = *conn;
         let role = self.role(slot);
         if probed {
             let rung = self.rung(idle).to_string();
@@ -163,10 +162,10 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             ProbeOutcome::Alive => {
                 self.publish.record_probe(idle, true);
                 if self.keeps(slot) {
-                    self.slots[slot].holding = Holding::Idle(Box::new(conn));
+                    self.slots[slot].holding = Holding::Idle(conn);
                     self.used(slot, idle, true, how);
                 } else {
-                    self.release(slot, conn, false);
+                    self.release(slot, *conn, false);
                 }
             }
             ProbeOutcome::ClosedWhileIdle { end } => {
@@ -188,12 +187,13 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 how.closed_while_idle = true;
                 how.outage = outage;
                 self.used(slot, idle_at_death, false, how);
-                self.release(slot, conn, true);
+                self.release(slot, *conn, true);
             }
             ProbeOutcome::Died {
                 cause,
                 query_error,
                 time_to_failure,
+                never_arrived,
             } => {
                 self.publish.time_to_failure(&cause, time_to_failure);
                 outage |= !cause.can_be_idle_expiry();
@@ -210,7 +210,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 }
                 how.outage = outage;
                 self.used(slot, idle, false, how);
-                self.release(slot, conn, true);
+                self.release_dead(slot, *conn, never_arrived);
             }
         }
         if outage {

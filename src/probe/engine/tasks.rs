@@ -32,6 +32,18 @@ const ATTEMPT_PROOF_LIMIT: Duration = Duration::from_secs(60);
 /// How long shutdown may spend terminating sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(8);
 
+/// How the session a slot releases ended, as the ghost check takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    /// Closed by us (or an attempt given up on): the server should let it go.
+    Closed,
+    /// The connection died: whether the server keeps its session says whether it keeps ghosts.
+    Died,
+    /// Died, and the server confirmed its last query never arrived: the session was just seen
+    /// idle and nothing can reach it, so the check needs no grace.
+    ConfirmedDead,
+}
+
 /// What a task reports back to the engine loop; `generation` tells a stale report (its slot
 /// was reused since) from a current one.
 pub(super) enum Event<C> {
@@ -162,13 +174,20 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         self.tasks.spawn(async move {
             let now = Instant::now();
             let (if_alive, if_dead) = (conn.idle_survived(now), conn.idle_at_death(now));
-            let outcome = conn.probe(&query, query_timeout).await;
+            let outcome = conn.probe(&query, query_timeout, &control).await;
             let idle = match outcome {
                 ProbeOutcome::Alive => if_alive,
                 _ => if_dead,
             };
-            let server_reachable =
-                matches!(outcome, ProbeOutcome::Alive) || control.healthy().await;
+            // A death the server confirmed came with the control connection's answer.
+            let server_reachable = matches!(
+                outcome,
+                ProbeOutcome::Alive
+                    | ProbeOutcome::Died {
+                        never_arrived: true,
+                        ..
+                    }
+            ) || control.healthy().await;
             let used = Use {
                 conn,
                 idle,
@@ -187,6 +206,24 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
     /// Closes a connection and frees its slot once the server no longer lists the session.
     /// `died`: the connection died, so the check also tells whether the server keeps ghosts.
     pub(super) fn release(&mut self, slot: usize, conn: N::Conn, died: bool) {
+        let end = if died { End::Died } else { End::Closed };
+        self.release_as(slot, conn, end);
+    }
+
+    /// [`Engine::release`] of a dead connection. `confirmed`: the server confirmed its last use
+    /// never arrived ([`ProbeOutcome::Died`] `never_arrived`): its session was just seen idle
+    /// after an earlier query of ours and nothing we send reaches it, so no grace for a goodbye
+    /// to land is needed; the ghost check (and reap, under its same guards) comes at once.
+    pub(super) fn release_dead(&mut self, slot: usize, conn: N::Conn, confirmed: bool) {
+        let end = if confirmed {
+            End::ConfirmedDead
+        } else {
+            End::Died
+        };
+        self.release_as(slot, conn, end);
+    }
+
+    fn release_as(&mut self, slot: usize, conn: N::Conn, end: End) {
         let s = &mut self.slots[slot];
         s.holding = Holding::Releasing;
         let generation = s.generation;
@@ -195,7 +232,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         // answer never came back.
         let last_used = s.backend.as_ref().map_or(conn.last_active(), |(_, at)| *at);
         self.tasks.spawn(conn.close());
-        self.watch_until_gone(slot, generation, backend, last_used, died);
+        self.watch_until_gone(slot, generation, backend, last_used, end);
     }
 
     /// An attempt given up on that the server may still finish: `slot` stays taken (counted as
@@ -205,11 +242,13 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         s.holding = Holding::Releasing;
         let identity = attempt.identity();
         s.backend = Some((identity.clone(), attempt.started));
-        self.watch_until_gone(slot, generation, identity, attempt.started, false);
+        self.watch_until_gone(slot, generation, identity, attempt.started, End::Closed);
     }
 
     /// Frees `slot` (a `Released` event) once the server no longer lists `backend`, reaping it
-    /// if allowed; a session still listed is checked again every `GHOST_RECHECK`.
+    /// if allowed; the first check after `GHOST_GRACE` (time for a closed session to go; none
+    /// for [`End::ConfirmedDead`]), a session still listed is checked again every
+    /// `GHOST_RECHECK`.
     ///
     /// An attempt given up on is only gone once the server is seen without it *after* it took
     /// a newer connection (one whose attempt started after this one: the probes' or the
@@ -222,8 +261,14 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         generation: u64,
         backend: BackendIdentity,
         last_used: Instant,
-        died: bool,
+        end: End,
     ) {
+        let died = end != End::Closed;
+        let grace = if end == End::ConfirmedDead {
+            Duration::ZERO
+        } else {
+            GHOST_GRACE
+        };
         let events = self.events.clone();
         let control = self.control.clone();
         let shutdown = self.shutdown.clone();
@@ -239,7 +284,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         let control = self.control.clone();
         self.tasks.spawn(async move {
             let work = async {
-                tokio::time::sleep(GHOST_GRACE).await;
+                tokio::time::sleep(grace).await;
                 let mut seen = false;
                 let mut counted_alive = false;
                 loop {

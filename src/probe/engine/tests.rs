@@ -751,6 +751,8 @@ async fn discover_with_check(path: &SimulatedPath, extra: &str) -> CheckRun {
         assert!(Instant::now() < give_up, "discover never ended: {status:?}");
         tokio::time::sleep(secs(0.05)).await;
     }
+    // A run that ends within a poll of its bracket or verdict published them by then.
+    let ended_at = run.started.elapsed();
     let status = run.status();
     let opens = path
         .keepalive_opens()
@@ -761,8 +763,12 @@ async fn discover_with_check(path: &SimulatedPath, extra: &str) -> CheckRun {
     assert_eq!(path.sessions().0, 0, "every session released");
     CheckRun {
         bracket: status.bracket,
-        bracket_at: bracket_at.expect("a bracket"),
-        verdict_at: verdict_at.unwrap_or(Duration::MAX),
+        bracket_at: bracket_at
+            .or((status.state == TargetState::Watching).then_some(ended_at))
+            .expect("a bracket"),
+        verdict_at: verdict_at
+            .or(status.keepalive_rescue.map(|_| ended_at))
+            .unwrap_or(Duration::MAX),
         rescued: status.keepalive_rescue,
         opens,
         peak: path.sessions().1,
@@ -1054,5 +1060,125 @@ async fn a_guard_a_reload_adds_during_an_outage_starts_after_it() {
         "the new guard idles 1m and survives"
     );
     assert_eq!(run.metric("idle_drop_outages_total{target=\"db\"}"), 1.0);
+    run.stop().await;
+}
+
+/// Discovery behind a silent box at T = 20 s with the default 10 s query timeout, to the end;
+/// returns the bracket, how long it took, the mean time to failure of its silent deaths, and
+/// how many ghosts it reaped.
+async fn discover_silent(path: &SimulatedPath) -> (Bracket, Duration, f64, f64) {
+    let run = Run::start(
+        path,
+        target("    query_timeout: 10s\n"),
+        RunMode::DiscoverOnce,
+    );
+    let started = run.started;
+    let bracket = tokio::time::timeout(secs(900.0), async {
+        loop {
+            let status = run.status();
+            if status.state == TargetState::Watching {
+                return status.bracket;
+            }
+            tokio::time::sleep(secs(0.1)).await;
+        }
+    })
+    .await
+    .expect("discovery within 900 s");
+    let took = started.elapsed();
+    let series = |what: &str| {
+        run.metric(&format!(
+            "idle_drop_time_to_failure_seconds_{what}{{kind=\"timeout\",target=\"db\"}}"
+        ))
+    };
+    let (sum, count) = (series("sum"), series("count"));
+    assert!(count >= 1.0, "no silent death counted");
+    let reaped = run.metric("idle_drop_ghost_backends_reaped_total{target=\"db\"}");
+    run.stop().await;
+    (bracket, took, sum / count, reaped)
+}
+
+/// Issue 18, part 1: a silent death the server confirms (the use never reached its session,
+/// which shows the use before it) is known at `CONFIRM_AFTER`, not at the 10 s query timeout;
+/// it is counted at the idle the probe had when it was sent, so the bracket still holds T.
+#[tokio::test(start_paused = true)]
+async fn a_silent_death_the_server_confirms_is_known_in_about_a_second() {
+    let path = SimulatedPath::new(Some(secs(20.0)), Drop::Silent);
+    let (bracket, took, time_to_failure, reaped) = discover_silent(&path).await;
+    assert_contains(bracket, 20.0);
+    assert!(
+        bracket.ratio().unwrap() <= 1.11,
+        "{bracket:?} within the precision"
+    );
+    assert!(
+        (1.0..2.0).contains(&time_to_failure),
+        "silent deaths known in {time_to_failure} s on average, not about a second"
+    );
+    assert!(
+        path.activity_queries() >= 1,
+        "the control connection was asked"
+    );
+    assert!(reaped >= 1.0, "the confirmed deaths' ghosts are reaped");
+    assert_eq!(path.sessions().0, 0, "every session closed or reaped");
+
+    // The same path with a pooler's backends: nothing to confirm, no control query, the
+    // timeout as before, and a slower discovery.
+    let pooled = SimulatedPath::new(Some(secs(20.0)), Drop::Silent);
+    pooled.set_pooled(true);
+    let (bracket, slow, time_to_failure, _) = discover_silent(&pooled).await;
+    assert_contains(bracket, 20.0);
+    assert!(
+        time_to_failure >= 10.0,
+        "a pooler's silent death waits out the query timeout, took {time_to_failure} s"
+    );
+    assert_eq!(
+        pooled.activity_queries(),
+        0,
+        "a pooler's backend costs no control query"
+    );
+    assert!(took < slow, "confirmed {took:?}, not confirmed {slow:?}");
+}
+
+/// No positive evidence (here the control connection sees no row for the session) keeps the
+/// timeout path: the death waits out the query timeout, and the bracket is as before.
+#[tokio::test(start_paused = true)]
+async fn without_the_servers_row_a_silent_use_waits_for_its_timeout() {
+    let path = SimulatedPath::new(Some(secs(20.0)), Drop::Silent);
+    path.set_rows_hidden(true);
+    let (bracket, _, time_to_failure, _) = discover_silent(&path).await;
+    assert_contains(bracket, 20.0);
+    assert!(
+        time_to_failure >= 10.0,
+        "no verdict without the server's row: {time_to_failure} s"
+    );
+    assert!(
+        path.activity_queries() >= 1,
+        "the control connection was asked"
+    );
+}
+
+/// A confirmed death's session was just seen idle after our earlier query, and nothing we send
+/// reaches it: its ghost is reaped at once, without the grace a closed session gets.
+#[tokio::test(start_paused = true)]
+async fn a_confirmed_deaths_ghost_is_reaped_without_the_grace() {
+    let path = SimulatedPath::new(Some(secs(20.0)), Drop::Silent);
+    let run = Run::start(
+        &path,
+        target("    query_timeout: 10s\n"),
+        RunMode::Continuous,
+    );
+    let deaths = "idle_drop_time_to_failure_seconds_count{kind=\"timeout\",target=\"db\"}";
+    let reaped = "idle_drop_ghost_backends_reaped_total{target=\"db\"}";
+    let give_up = Instant::now() + secs(300.0);
+    while run.metric(deaths) < 1.0 {
+        assert!(Instant::now() < give_up, "no silent death within 300 s");
+        tokio::time::sleep(secs(0.01)).await;
+    }
+    let died = Instant::now();
+    while run.metric(reaped) < 1.0 {
+        assert!(died.elapsed() < secs(5.0), "the ghost was not reaped");
+        tokio::time::sleep(secs(0.01)).await;
+    }
+    let took = died.elapsed();
+    assert!(took < secs(0.5), "reaped {took:?} after the verdict");
     run.stop().await;
 }
