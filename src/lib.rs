@@ -26,7 +26,8 @@
 //! - [`probe`]: per target, the probe engine (`engine/`, by the state each file owns: the
 //!   engine and its loop in `mod.rs`, the phase machine in `phases.rs` (discovering,
 //!   confirming, watching, draining, outage), the slots in `slots.rs`, the spawned network
-//!   work in `tasks.rs`, what their reports do in `results.rs`), the watch, the
+//!   work in `tasks.rs`, what their reports do in `results.rs`), the watch, `discover`'s
+//!   keepalive check beside the discovery in a slot of its own (`keepalive_check.rs`), the
 //!   control connection (outage detection; ghost reaping in `control/ghost.rs`), the
 //!   [`Publisher`](probe::publisher::Publisher), the only writer of a target's series and
 //!   status (first publication, changes, removal, each with the [`model`] words it is given),

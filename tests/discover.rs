@@ -82,6 +82,19 @@ fn measured(lab: &Lab, t: f64) -> Value {
     assert!(!stderr.contains('\r'), "no redraws on a pipe: {stderr:?}");
     assert!(started.elapsed() < Duration::from_secs(90));
     assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
+    // The keepalive verdict ran beside the discovery (budget 8), and the answer, verdict
+    // included, came well before the 1.25 x the upper bound the check took after the bracket.
+    assert_eq!(
+        report["keepalive_check"], "alongside_discovery",
+        "{report:#}"
+    );
+    assert_ne!(report["box_counts"], "unknown", "{report:#}");
+    let verdict_after_bracket =
+        seconds(&report, "elapsed_seconds") - seconds(&report, "discovery_seconds");
+    assert!(
+        verdict_after_bracket < 1.25 * upper,
+        "the answer came {verdict_after_bracket:.1} s after the bracket: {report:#}"
+    );
     report
 }
 
@@ -112,6 +125,40 @@ fn reset_is_measured_and_named() {
     let report = measured(&lab, 4.0);
     assert_eq!(report["drop"]["kind"], "reset", "{report:#}");
     assert_eq!(report["box_counts"], "packets", "{report:#}");
+}
+
+/// A budget of 3 leaves the discovery two probe slots and none to spare: the keepalive check
+/// runs after the bracket, as the report says (JSON and text), and still gets the verdict
+/// right; the server never lists more sessions than the budget.
+#[test]
+fn a_budget_without_a_slot_to_spare_checks_keepalives_after_the_bracket() {
+    if skip_without_lab(&[]) {
+        return;
+    }
+    let lab = Lab::up("dkb3", "reset", 4);
+    let sessions = SessionWatch::start(&lab.name);
+    let output = discover(&lab, "60s", &["--json", "--budget", "3"])
+        .output()
+        .unwrap();
+    let listed = sessions.finish();
+    let report = report(&output);
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["keepalive_check"], "after_bracket", "{report:#}");
+    assert_eq!(report["box_counts"], "packets", "{report:#}");
+    let upper = seconds(&report, "upper_bound_seconds");
+    let verdict_after_bracket =
+        seconds(&report, "elapsed_seconds") - seconds(&report, "discovery_seconds");
+    assert!(
+        verdict_after_bracket >= 1.25 * upper,
+        "the check idles 1.25 x the upper bound after the bracket: {report:#}"
+    );
+    assert!(report["sessions_peak"].as_u64().unwrap() <= 3, "{report:#}");
+    assert!(listed <= 3, "the server listed {listed} sessions, budget 3");
+    // The text report says what the small budget cost.
+    let text = discover(&lab, "60s", &["--budget", "3"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("checked after the bracket"), "{text}");
+    assert_eq!(lab.exporter_sessions(), 0, "sessions left behind");
 }
 
 #[test]

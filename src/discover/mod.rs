@@ -87,9 +87,9 @@ pub struct Args {
     /// Stop when the bracket is this tight: (upper - lower) <= precision x (upper + lower).
     #[arg(long, default_value = "5%")]
     pub precision: String,
-    /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m,
-    /// 3.25 x with the keepalive check]. Bounds the whole run: the last quarter of it (at most
-    /// 4 s) is kept for closing the sessions.
+    /// Give up after this long and print the bracket so far [default: 2 x range-max + 1m;
+    /// 3.25 x when the keepalive check runs after the bracket]. Bounds the whole run: the last
+    /// quarter of it (at most 4 s) is kept for closing the sessions.
     #[arg(long, value_name = "DURATION", value_parser = parse_time_limit)]
     pub time_limit: Option<Duration>,
     /// TCP + TLS + startup timeout per connection [default: 5s].
@@ -111,9 +111,11 @@ pub struct Args {
     /// Socket timeout the recommendation carries.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub socket_timeout: String,
-    /// After the bracket, idle one connection with TCP keepalives past the upper bound: if it
-    /// lives, the box counts packets and keepalives are a fix; if not, it counts requests (a
-    /// proxy). Costs about 1.25 × the upper bound more.
+    /// Idle one connection with TCP keepalives past the upper bound: if it lives, the box counts
+    /// packets and keepalives are a fix; if not, it counts requests (a proxy). It opens at the
+    /// start in a slot of the budget beside the discovery and is read once the bracket is known
+    /// (usually at once); with a budget under 4 (5 with --app-max-idle-lifetime) there is no
+    /// slot to spare, and it runs after the bracket: about 1.25 × the upper bound more.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub keepalive_check: bool,
     /// Print the report as JSON on stdout (progress still goes to stderr).
@@ -137,7 +139,12 @@ pub async fn main(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let rounds = if args.keepalive_check { 3.25 } else { 2.0 };
+    // The discovery takes at most about 2 x the range max; the keepalive check beside it has
+    // idled its 1.25 x the upper bound by then, after the bracket it needs that much more.
+    let rounds = match probe::keepalive_check_timing(&target) {
+        Some(probe::keepalive_check::CheckTiming::AfterBracket) => 3.25,
+        _ => 2.0,
+    };
     // At most 3.25 x MAX_DURATION + 1m: the range max is bounded by validation.
     let time_limit = args.time_limit.unwrap_or(
         target
@@ -153,31 +160,54 @@ pub async fn main(args: Args) -> ExitCode {
             interrupt.cancel();
         });
     }
-    let mut display = progress::Display::stderr();
-    let report = measure(target, time_limit, interrupt, |status, elapsed| {
-        display.show(status, elapsed)
-    })
+    let display = std::cell::RefCell::new(progress::Display::stderr());
+    let printed = std::cell::Cell::new(false);
+    let print = |report: &Report| {
+        display.borrow_mut().finish();
+        print_report(report, args.json);
+        printed.set(true);
+    };
+    let report = measure(
+        target,
+        time_limit,
+        interrupt,
+        |status, elapsed| display.borrow_mut().show(status, elapsed),
+        print,
+    )
     .await;
-    display.finish();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("a report serializes")
-        );
-    } else {
-        print!("{}", report.render_text());
+    if !printed.get() {
+        print(&report);
     }
     ExitCode::from(report.outcome.exit_code())
 }
 
+fn print_report(report: &Report, json: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(report).expect("a report serializes")
+        )
+    } else {
+        write!(out, "{}", report.render_text())
+    };
+    let _ = out.flush();
+}
+
 /// Measures one target until discovery is over, `time_limit` passes, the target stays
-/// unreachable, or `interrupt`; calls `progress` about once a second. Every probe session is
-/// closed (and any ghost terminated) before this returns.
+/// unreachable, or `interrupt`; calls `progress` about once a second until the answer. Calls
+/// `answer` with the report as soon as the answer is complete (the bracket, and the keepalive
+/// verdict when the check runs), while the probe sessions still close: the person waiting
+/// need not wait for that too. Every probe session is closed (and any ghost terminated) before
+/// this returns the report: the one `answer` was given, if any.
 pub async fn measure(
     target: TargetConfig,
     time_limit: Duration,
     interrupt: CancellationToken,
     mut progress: impl FnMut(&TargetStatus, Duration),
+    answer: impl FnOnce(&Report),
 ) -> Report {
     let target = Arc::new(target);
     let metrics = Arc::new(Metrics::new());
@@ -198,6 +228,10 @@ pub async fn measure(
     let deadline = started.checked_add(time_limit - close_reserve);
     let mut last_reachable = started;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // How soon a complete answer is seen (a read of the status board).
+    let mut answer_poll = tokio::time::interval(Duration::from_millis(50));
+    let mut answer = Some(answer);
+    let mut answered = None;
     let snapshot = || {
         board
             .read()
@@ -211,9 +245,19 @@ pub async fn measure(
             _ = &mut task => break None,
             _ = interrupt.cancelled() => break Some(Outcome::Interrupted),
             _ = until(deadline) => break Some(Outcome::TimeLimit),
+            _ = answer_poll.tick(), if answered.is_none() => {
+                let status = snapshot();
+                if let (Some(outcome), Some(answer)) = (complete(&target, &status), answer.take()) {
+                    let report = Report::new(&target, &status, outcome, started.elapsed());
+                    answer(&report);
+                    answered = Some(report);
+                }
+            }
             _ = ticker.tick() => {
                 let status = snapshot();
-                progress(&status, started.elapsed());
+                if answered.is_none() {
+                    progress(&status, started.elapsed());
+                }
                 if status.up {
                     last_reachable = Instant::now();
                 } else if last_reachable.elapsed() >= unreachable_limit(&target) {
@@ -223,23 +267,48 @@ pub async fn measure(
         }
     };
     if let Some(outcome) = outcome {
-        stop.cancel();
         let grace = match outcome {
             Outcome::TimeLimit => close_reserve,
             _ => CLOSE_GRACE,
         };
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(grace = %crate::format::duration(grace), "probe sessions still closing after the grace period");
-            task.abort();
-        }
+        stop_within(&mut task, &stop, grace).await;
     }
-    let status = snapshot();
-    let outcome = outcome.unwrap_or(match status.state {
-        TargetState::NoDrop => Outcome::NoDropUpToMax,
-        TargetState::BelowRange => Outcome::BelowRange,
-        _ => Outcome::Measured,
-    });
-    Report::new(&target, &status, outcome, started.elapsed())
+    answered.unwrap_or_else(|| {
+        let status = snapshot();
+        // The engine ended by itself: it measured (its verdict was not seen in time).
+        let outcome = outcome.or_else(|| complete(&target, &status));
+        let outcome = outcome.unwrap_or(Outcome::Measured);
+        Report::new(&target, &status, outcome, started.elapsed())
+    })
+}
+
+/// Stops the run early and waits up to `grace` for its sessions to close.
+async fn stop_within<T>(
+    task: &mut tokio::task::JoinHandle<T>,
+    stop: &CancellationToken,
+    grace: Duration,
+) {
+    stop.cancel();
+    if tokio::time::timeout(grace, &mut *task).await.is_err() {
+        tracing::warn!(grace = %crate::format::duration(grace), "probe sessions still closing after the grace period");
+        task.abort();
+    }
+}
+
+/// The outcome, once `status` holds the whole answer: the discovery is over, and the keepalive
+/// verdict is in when the bracket was found and the check runs (it runs only then).
+fn complete(target: &TargetConfig, status: &TargetStatus) -> Option<Outcome> {
+    match status.state {
+        TargetState::NoDrop => Some(Outcome::NoDropUpToMax),
+        TargetState::BelowRange => Some(Outcome::BelowRange),
+        TargetState::Watching
+            if status.keepalive_rescue.is_some()
+                || probe::keepalive_check_timing(target).is_none() =>
+        {
+            Some(Outcome::Measured)
+        }
+        _ => None,
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::config::TargetConfig;
 use crate::format::human;
 use crate::model::DeathCause;
+use crate::probe::keepalive_check::CheckTiming;
 use crate::probe::status::{dominant_death, TargetStatus};
 use crate::recipes::{self, BoxCounts, DropKind, Recipe};
 
@@ -62,6 +63,8 @@ pub struct Report {
     pub target: String,
     pub outcome: Outcome,
     pub elapsed_seconds: f64,
+    /// How long the discovery took to the bracket (or to its verdict outside the range).
+    pub discovery_seconds: Option<f64>,
     pub budget: usize,
     /// The most sessions that existed on the server at once (at most the budget).
     pub sessions_peak: usize,
@@ -84,6 +87,10 @@ pub struct Report {
     pub recommendation: Option<Recommended>,
     /// Whether TCP keepalives keep an idle flow alive on this path (the keepalive check).
     pub box_counts: BoxCounts,
+    /// When the keepalive check ran: `alongside_discovery` (in a slot of its own from the
+    /// start) or `after_bracket` (the budget had no slot to spare); absent without the check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_check: Option<&'static str>,
     /// Copy-paste settings per library for this path, each with whether it was proven.
     pub recipes: Vec<Recipe>,
     pub last_error: Option<String>,
@@ -308,6 +315,7 @@ impl Report {
             target: status.display_dsn.clone(),
             outcome,
             elapsed_seconds: secs(elapsed),
+            discovery_seconds: status.discovery_took.map(secs),
             budget: target.max_connections,
             sessions_peak: status.sessions_peak,
             lower_bound_seconds: bracket.lower.map(secs),
@@ -332,6 +340,7 @@ impl Report {
             }),
             recommendation,
             box_counts: BoxCounts::from_keepalive_rescue(status.keepalive_rescue),
+            keepalive_check: crate::probe::keepalive_check_timing(target).map(CheckTiming::label),
             recipes,
             last_error: status.last_error.clone(),
         }
@@ -377,6 +386,14 @@ impl Report {
         let ghosts = self.ghosts_text();
         let _ = writeln!(out, "  ghost sessions       {ghosts}");
         let _ = writeln!(out, "  keepalives           {}", self.box_counts.describe());
+        if self.keepalive_check == Some(CheckTiming::AfterBracket.label()) {
+            let _ = writeln!(
+                out,
+                "                       (checked after the bracket, about 1.25 x the upper bound more: \
+                 a budget of {} has no slot to spare beside the discovery)",
+                self.budget
+            );
+        }
         if !self.server_settings.is_empty() {
             let settings: Vec<String> = self
                 .server_settings

@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod engine;
+pub mod keepalive_check;
 pub mod network;
 pub mod publisher;
 #[cfg(test)]
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TargetConfig;
 use crate::postgres::classify::ConnectErrorKind;
 use crate::postgres::connection::Connector;
-pub use engine::{LeftoverSessions, RunMode};
+pub use engine::{keepalive_check_timing, LeftoverSessions, RunMode};
 use publisher::Publisher;
 
 /// What a run of a target starts with besides its settings (the daemon's runs; `discover`

@@ -6,6 +6,8 @@
 //! threshold finds the flow forgotten: a silent drop hangs until the query timeout, a reset
 //! fails at once; a closing box ends the connection at the threshold while it is still idle.
 //! The server keeps a silently dropped connection's session (a ghost) until it is reaped.
+//! A box that counts packets (conntrack, a NAT) never forgets a flow whose TCP keepalives
+//! leave more often than its threshold; by default the box counts requests (a proxy).
 //! Tests change the threshold and take the server away while the engine runs.
 //!
 //! The confirmation of a silent death ([`arrival`]) is modelled on its two witnesses: the
@@ -67,6 +69,10 @@ struct State {
     next_pid: i32,
     /// The lower bound the engine last gave the control connection to pace its pings by.
     control_lower_bound: Option<Duration>,
+    /// TCP keepalives keep a flow alive (the box counts packets, not requests).
+    counts_packets: bool,
+    /// Each connection opened with TCP keepalives: when, and their interval.
+    keepalive_opens: Vec<(Instant, Duration)>,
     /// The last use each listed session received (0: none since the identity query).
     received: BTreeMap<i32, u64>,
     /// New connections get a pooler's backend (not ours alone: never confirmed).
@@ -99,6 +105,8 @@ impl SimulatedPath {
                 reaping: true,
                 next_pid: 1000,
                 control_lower_bound: None,
+                counts_packets: false,
+                keepalive_opens: Vec::new(),
                 received: BTreeMap::new(),
                 pooled: false,
                 activity_queries: 0,
@@ -121,6 +129,26 @@ impl SimulatedPath {
     /// How late every answer reaches the client.
     pub fn set_answer_delay(&self, delay: Duration) {
         self.state().answer_delay = delay;
+    }
+
+    /// The box counts packets: TCP keepalives more often than the threshold keep a flow alive.
+    pub fn set_counts_packets(&self, counts_packets: bool) {
+        self.state().counts_packets = counts_packets;
+    }
+
+    /// Each connection opened with TCP keepalives: when, and their interval.
+    pub fn keepalive_opens(&self) -> Vec<(Instant, Duration)> {
+        self.state().keepalive_opens.clone()
+    }
+
+    /// Whether the box forgets a flow idle `idle` whose keepalives leave every `keepalive`.
+    fn forgets(&self, idle: Duration, keepalive: Option<Duration>) -> bool {
+        let s = self.state();
+        let Some(threshold) = s.threshold else {
+            return false;
+        };
+        let kept_alive = s.counts_packets && keepalive.is_some_and(|k| k < threshold);
+        idle >= threshold && !kept_alive
     }
 
     /// Takes the server away (an outage: nothing connects, nothing answers) or brings it back.
@@ -219,6 +247,7 @@ struct Flow {
 pub struct SimulatedConn {
     path: SimulatedPath,
     backend: BackendIdentity,
+    keepalive: Option<Duration>,
     flow: Arc<Mutex<Flow>>,
     last_sent: Instant,
     last_active: Instant,
@@ -234,7 +263,7 @@ impl Connect for SimulatedConnector {
     async fn open(
         &self,
         attempt: Attempt,
-        _keepalive: Option<Duration>,
+        keepalive: Option<Duration>,
         on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
     ) -> Result<SimulatedConn, ConnectError> {
         tokio::time::sleep(ROUND_TRIP).await;
@@ -266,6 +295,9 @@ impl Connect for SimulatedConnector {
             s.sessions.insert(pid);
             s.received.insert(pid, 0);
             s.peak_sessions = s.peak_sessions.max(s.sessions.len() + s.abandoned.len());
+            if let Some(interval) = keepalive {
+                s.keepalive_opens.push((sent, interval));
+            }
             (pid, s.pooled)
         };
         let (ended_tx, ended) = watch::channel(None);
@@ -273,11 +305,17 @@ impl Connect for SimulatedConnector {
             server_answered: sent,
             ended: ended_tx,
         }));
-        let watcher = tokio::spawn(watch_flow(self.path.clone(), pid, flow.clone(), on_end));
+        let watcher = tokio::spawn(watch_flow(
+            self.path.clone(),
+            (pid, keepalive),
+            flow.clone(),
+            on_end,
+        ));
         let delay = self.path.state().answer_delay;
         tokio::time::sleep(delay).await;
         Ok(SimulatedConn {
             path: self.path.clone(),
+            keepalive,
             backend: BackendIdentity {
                 pid,
                 backend_start: format!("{pid}"),
@@ -298,7 +336,7 @@ impl Connect for SimulatedConnector {
 /// however it ended.
 async fn watch_flow(
     path: SimulatedPath,
-    pid: i32,
+    (pid, keepalive): (i32, Option<Duration>),
     flow: Arc<Mutex<Flow>>,
     on_end: impl FnOnce(ConnectionEnd) + Send + 'static,
 ) {
@@ -310,9 +348,10 @@ async fn watch_flow(
     loop {
         let due = {
             let f = flow.lock().unwrap_or_else(|e| e.into_inner());
+            let kept_alive = !path.forgets(Duration::MAX, keepalive);
             let s = path.state();
             match (s.drop, s.threshold) {
-                (Drop::Close, Some(t)) => Some(f.server_answered + t),
+                (Drop::Close, Some(t)) if !kept_alive => Some(f.server_answered + t),
                 _ => None,
             }
         };
@@ -327,9 +366,10 @@ async fn watch_flow(
             _ = ended.wait_for(|e| e.is_some()) => break,
             _ = close_due => {
                 let f = flow.lock().unwrap_or_else(|e| e.into_inner());
+                let idle = Instant::now().saturating_duration_since(f.server_answered);
+                let forgotten = path.forgets(idle, keepalive);
                 let mut s = path.state();
-                let expired = s.drop == Drop::Close
-                    && s.threshold.is_some_and(|t| f.server_answered + t <= Instant::now());
+                let expired = s.drop == Drop::Close && forgotten;
                 if expired {
                     s.sessions.remove(&pid);
                     f.ended.send_replace(Some(ConnectionEnd {
@@ -433,11 +473,11 @@ impl Conn for SimulatedConn {
             .unwrap_or_else(|e| e.into_inner())
             .server_answered;
         let idle = arrived.saturating_duration_since(answered);
-        let (threshold, drop, delay) = {
+        let (drop, delay) = {
             let s = self.path.state();
-            (s.threshold, s.drop, s.answer_delay)
+            (s.drop, s.answer_delay)
         };
-        let forgotten = threshold.is_some_and(|t| idle >= t);
+        let forgotten = self.path.forgets(idle, self.keepalive);
         if !self.path.server_up() || (forgotten && drop == Drop::Silent) {
             let never_arrived = self.confirm(sent, timeout, control).await;
             if !never_arrived {

@@ -32,8 +32,9 @@ struct WatchSlot {
     clock: SlotClock,
 }
 
-/// How far past the upper bound the one-off keepalive check idles: clearly dead without
-/// keepalives, and no longer than needed.
+/// How far past the upper bound `discover`'s keepalive check idles: clearly dead without
+/// keepalives, and no longer than needed (beside the discovery it has mostly idled that long
+/// by the time the bracket is known).
 pub const KEEPALIVE_CHECK_FACTOR: f64 = 1.25;
 
 /// The keepalive interval for a probe: the configured one, but always well below the lower
@@ -126,7 +127,9 @@ impl Watch {
     }
 
     /// Only the keepalive probe, idling `KEEPALIVE_CHECK_FACTOR` × the upper bound: what
-    /// `discover` runs after the bracket converged, to tell what kind of box drops flows.
+    /// `discover` runs after the bracket converged, to tell what kind of box drops flows, when
+    /// its budget has no slot to spare for the check beside the discovery
+    /// (`probe/keepalive_check.rs`).
     pub fn keepalive_check(bracket: Bracket) -> Self {
         let idle = bracket
             .upper

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::keepalive_check::{self, CheckTiming, KeepaliveCheck};
 use super::network::{Connect, ControlLink};
 use super::publisher::Publisher;
 use crate::discovery::Guard;
@@ -67,6 +68,9 @@ pub struct Engine<N: Connect, K: ControlLink> {
     /// and the budget leaves room beside the schedulers (a reload's new plan waits in the
     /// phase transition).
     guard: Option<Guard>,
+    /// `discover`'s keepalive verdict in a slot of its own beside the discovery (the one below
+    /// the guard's), when the budget can spare it; otherwise it runs after the bracket.
+    keepalive_check: Option<KeepaliveCheck>,
     /// Settings a reload changes in place (see `config/change.rs`).
     updates: Option<latest::Receiver<Arc<TargetConfig>>>,
     /// Where settled measurements are kept, with this path's fingerprint.
@@ -78,10 +82,12 @@ pub struct Engine<N: Connect, K: ControlLink> {
     open_gate: Arc<Mutex<(Backoff, Instant)>>,
     open_permits: Arc<Semaphore>,
     /// Cancels the schedulers' opens still queued when their phase ends (a queued open that
-    /// connected after discovery ended was opened only to be closed), and the guard's when it
-    /// stops; renewed for the next phase.
+    /// connected after discovery ended was opened only to be closed), the guard's and the
+    /// keepalive check's when each stops (or the server is unreachable); renewed for the next
+    /// phase.
     phase_stop: CancellationToken,
     guard_stop: CancellationToken,
+    check_stop: CancellationToken,
     /// When the newest probe attempt that connected started: with the control connection's,
     /// what shows the server takes new connections again (see `tasks::watch_until_gone`).
     newest_connected: Arc<Mutex<Option<Instant>>>,
@@ -105,6 +111,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         let probe_slots = target.max_connections - 1;
         let rungs = rungs(&target);
         let guard = plan_guard(&target, probe_slots);
+        let keepalive_check = plan_keepalive_check(&target, mode, probe_slots, guard.is_some());
         Engine {
             publish,
             connector,
@@ -113,6 +120,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             inbox,
             slots: (0..probe_slots).map(|_| Slot::default()).collect(),
             guard,
+            keepalive_check,
             updates: None,
             memory: None,
             phase: Phase::towards(Next::Discover(Bracket::default())),
@@ -126,6 +134,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             open_permits: Arc::new(Semaphore::new(2)),
             phase_stop: CancellationToken::new(),
             guard_stop: CancellationToken::new(),
+            check_stop: CancellationToken::new(),
             newest_connected: Arc::new(Mutex::new(None)),
             tasks: JoinSet::new(),
             rungs,
@@ -146,7 +155,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
     pub fn with_inherited(mut self, sessions: LeftoverSessions) -> Self {
         let free: Vec<usize> = (0..self.slots.len())
             .rev()
-            .filter(|slot| !self.is_guard(*slot))
+            .filter(|slot| !self.is_side(*slot))
             .collect();
         let mut free = free.into_iter();
         for (backend, last_used) in sessions {
@@ -259,7 +268,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         self.epoch.elapsed()
     }
 
-    /// When the scheduler or the guard next has something to do.
+    /// When the scheduler, the guard or the keepalive check next has something to do.
     fn deadline(&self) -> Option<Duration> {
         let scheduler = self.phase.estimator_ref().and_then(|s| s.next_deadline());
         let guard = self
@@ -267,7 +276,12 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             .as_ref()
             .filter(|_| self.guard_runs())
             .and_then(|g| g.next_deadline());
-        scheduler.into_iter().chain(guard).min()
+        let check = self
+            .keepalive_check
+            .as_ref()
+            .filter(|_| self.check_runs())
+            .and_then(|k| k.next_deadline());
+        scheduler.into_iter().chain(guard).chain(check).min()
     }
 
     /// The guard runs in every phase, but not while the server is unreachable and not once
@@ -280,6 +294,12 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 .is_some_and(|t| matches!(t.next, Next::Stop))
     }
 
+    /// The keepalive check runs from the start until its verdict is in (through the drain
+    /// that ends the run), but not while the server is unreachable.
+    fn check_runs(&self) -> bool {
+        !self.phase.is_outage() && self.keepalive_check.as_ref().is_some_and(|k| k.running())
+    }
+
     // ---- executing the schedulers' actions ---------------------------------------------------
 
     fn execute(&mut self, now: Duration) {
@@ -289,6 +309,13 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             .map_or_else(Vec::new, |s| s.poll(now));
         if self.guard_runs() {
             actions.extend(self.guard.as_mut().map_or_else(Vec::new, |g| g.poll(now)));
+        }
+        if self.check_runs() {
+            actions.extend(
+                self.keepalive_check
+                    .as_mut()
+                    .map_or_else(Vec::new, |k| k.poll(now)),
+            );
         }
         for action in actions {
             match action {
@@ -341,6 +368,44 @@ fn rungs(target: &TargetConfig) -> Vec<(Duration, String)> {
 fn plan_guard(target: &TargetConfig, probe_slots: usize) -> Option<Guard> {
     let lifetime = target.app_max_idle_lifetime?;
     (probe_slots >= 2).then(|| Guard::new(probe_slots - 1, lifetime))
+}
+
+/// When a `discover` run of `target` measures its keepalive verdict (`None`: it does not):
+/// beside the discovery when the budget leaves it enough slots besides the check's
+/// ([`keepalive_check::runs_alongside`]), else after the bracket.
+pub fn keepalive_check_timing(target: &TargetConfig) -> Option<CheckTiming> {
+    target.keepalive_probe?;
+    let probe_slots = target.max_connections - 1;
+    let scheduler_slots = probe_slots - usize::from(plan_guard(target, probe_slots).is_some());
+    Some(if keepalive_check::runs_alongside(scheduler_slots) {
+        CheckTiming::AlongsideDiscovery
+    } else {
+        CheckTiming::AfterBracket
+    })
+}
+
+/// `discover`'s keepalive check in a slot of its own (the last one below the guard's), when
+/// [`keepalive_check_timing`] says so.
+fn plan_keepalive_check(
+    target: &TargetConfig,
+    mode: RunMode,
+    probe_slots: usize,
+    guard: bool,
+) -> Option<KeepaliveCheck> {
+    if mode != RunMode::DiscoverOnce {
+        return None;
+    }
+    let scheduler_slots = probe_slots - usize::from(guard);
+    match keepalive_check_timing(target)? {
+        CheckTiming::AlongsideDiscovery => Some(KeepaliveCheck::new(scheduler_slots - 1)),
+        CheckTiming::AfterBracket => {
+            tracing::info!(
+                target_name = %target.name, discovery_slots = scheduler_slots,
+                "the keepalive check runs after the bracket: the budget has no slot to spare beside the discovery (about 1.25 x the upper bound more)"
+            );
+            None
+        }
+    }
 }
 
 /// The next settings from a reload; never, without a source (or once it is gone).

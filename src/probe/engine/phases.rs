@@ -4,9 +4,14 @@
 //! reload that moves the guard) and what starts the next one. A reload that moves the guard
 //! carries the new guard in the transition; it is installed when the next phase starts.
 //!
+//! `discover`'s keepalive check runs beside the phases in a slot of its own when the budget
+//! can spare one (`keepalive_check.rs`): the discovery then ends in a drain towards the end of
+//! the run that waits for the check's verdict, read as soon as the bracket is known. Without
+//! the slot, the check is a phase of its own after the bracket ([`Next::CheckKeepalives`]).
+//!
 //! Room for more: a phase is one variant with its scheduler, so another way to end one (a
-//! server-side verdict on a silent death, a keepalive check beside the discovery) is one more
-//! arm of [`Engine::after_event`] or one more [`Next`].
+//! server-side verdict on a silent death) is one more arm of [`Engine::after_event`] or one
+//! more [`Next`].
 
 use crate::format;
 use std::sync::Arc;
@@ -64,7 +69,8 @@ pub(super) enum Next {
     /// A bracket from an earlier run: watch it, and call it confirmed once the low sentinel
     /// survived just below its lower bound.
     Confirm(Bracket),
-    /// `discover`: the bracket is known; one keepalive probe tells what kind of box it is.
+    /// `discover` without a slot to spare for the check beside the discovery: the bracket is
+    /// known; one keepalive probe tells what kind of box it is.
     CheckKeepalives(Bracket),
     /// Discovery is over and the run was for one measurement only (`discover`).
     Stop,
@@ -153,6 +159,10 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         if bracket != self.bracket {
             self.set_bracket(bracket);
         }
+        if let Some((rescued, idle)) = self.keepalive_check.as_mut().and_then(|k| k.take_verdict())
+        {
+            self.keepalive_verdict(rescued, idle);
+        }
         match &self.phase {
             Phase::Discovering { discovery, started } => {
                 let verdict = discovery.verdict();
@@ -185,13 +195,41 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         self.publish.set_state(state);
         self.remember();
         let bracket_found = verdict == Verdict::Converged;
-        self.drain(match self.mode {
+        let check = self.keepalive_check.as_mut();
+        let next = match self.mode {
             RunMode::Continuous => Next::Watch(bracket),
-            RunMode::DiscoverOnce if bracket_found && self.target.keepalive_probe.is_some() => {
-                Next::CheckKeepalives(bracket)
+            // The check beside the discovery is read now (or once it idled long enough); the
+            // run ends once its verdict is in and its slot is released.
+            RunMode::DiscoverOnce if bracket_found => match check {
+                Some(check) => {
+                    check.bracket_known(bracket);
+                    Next::Stop
+                }
+                None if self.target.keepalive_probe.is_some() => Next::CheckKeepalives(bracket),
+                None => Next::Stop,
+            },
+            RunMode::DiscoverOnce => {
+                if let Some(check) = check {
+                    check.abandon();
+                }
+                Next::Stop
             }
-            RunMode::DiscoverOnce => Next::Stop,
-        });
+        };
+        self.drain(next);
+    }
+
+    /// The keepalive check beside the discovery has its verdict: publish it, and give its
+    /// slot back (the run ends once every slot is released).
+    fn keepalive_verdict(&mut self, rescued: bool, idle: std::time::Duration) {
+        tracing::info!(
+            target_name = %self.target.name, rescued, idle = %format::duration(idle),
+            "keepalive check: {}",
+            if rescued { "the box counts packets" } else { "the box counts requests" }
+        );
+        self.publish.keepalive_rescue(rescued);
+        if let Some(slot) = self.keepalive_check.as_ref().map(|k| k.slot()) {
+            self.discard(slot);
+        }
     }
 
     /// The watch's news: the keepalive probe's result, a detected change, a confirmation.
@@ -270,7 +308,8 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
     }
 
     /// Closes the schedulers' connections before `next` starts; the guard's too when the
-    /// run stops or the server is unreachable.
+    /// run stops or the server is unreachable, the keepalive check's once it is over or the
+    /// server is unreachable.
     pub(super) fn drain(&mut self, next: Next) {
         self.end_phase(next, false, GuardPlan::Keep);
     }
@@ -298,8 +337,11 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         if !self.guard_runs() {
             std::mem::replace(&mut self.guard_stop, CancellationToken::new()).cancel();
         }
+        if !self.check_runs() {
+            std::mem::replace(&mut self.check_stop, CancellationToken::new()).cancel();
+        }
         for slot in 0..self.slots.len() {
-            if !self.is_guard(slot) || !self.guard_runs() {
+            if !self.is_side(slot) || !self.side_runs(slot) {
                 self.discard(slot);
             }
         }
@@ -313,7 +355,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(slot, _)| with_guard || !engine.is_guard(*slot))
+                .filter(|(slot, _)| with_guard || !engine.is_side(*slot))
                 .all(|(_, s)| s.inherited || matches!(s.holding, Holding::Empty))
         };
         if matches!(next, Next::Stop) {
@@ -328,10 +370,9 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             }
         }
         self.phase = self.start(next);
-        let guard_slot = self.guard.as_ref().map(Guard::slot);
-        for (slot, s) in self.slots.iter_mut().enumerate() {
-            if Some(slot) != guard_slot {
-                s.role = None;
+        for slot in 0..self.slots.len() {
+            if !self.is_side(slot) {
+                self.slots[slot].role = None;
             }
         }
         Some(next)

@@ -1,6 +1,6 @@
 //! The engine's slots, and the state they own: the connection (or session) each holds, its
-//! role, and which scheduler it reports to (the guard's own slot to the guard, every other to
-//! the phase's scheduler).
+//! role, and which scheduler it reports to (the guard's own slot to the guard, `discover`'s
+//! keepalive check's to the check, every other to the phase's scheduler).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,10 +10,11 @@ use tokio::time::Instant;
 
 use super::phases::Phase;
 use super::Engine;
-use crate::discovery::Scheduler;
+use crate::discovery::{Bracket, Scheduler};
 use crate::model::Role;
 use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::probe::network::{Connect, ControlLink};
+use crate::probe::watch;
 
 /// What a slot holds.
 #[derive(Default)]
@@ -70,6 +71,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
     pub(super) fn role_to_open(&self, slot: usize) -> Role {
         match self.phase.watch() {
             _ if self.is_guard(slot) => Role::Guard,
+            _ if self.is_keepalive_check(slot) => Role::Keepalive,
             Some(watch) => watch.role(slot),
             None => Role::Discovery,
         }
@@ -79,23 +81,69 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         self.guard.as_ref().is_some_and(|g| g.slot() == slot)
     }
 
-    /// How many slots the discovery or the watch gets: all but the guard's.
+    pub(super) fn is_keepalive_check(&self, slot: usize) -> bool {
+        self.keepalive_check
+            .as_ref()
+            .is_some_and(|k| k.slot() == slot)
+    }
+
+    /// A slot outside the phases (the guard's, the keepalive check's): its connection lives
+    /// across phase changes, and no phase waits for it to start.
+    pub(super) fn is_side(&self, slot: usize) -> bool {
+        self.is_guard(slot) || self.is_keepalive_check(slot)
+    }
+
+    /// Whether a side slot's scheduler still runs (its connection is kept through a drain).
+    pub(super) fn side_runs(&self, slot: usize) -> bool {
+        if self.is_guard(slot) {
+            self.guard_runs()
+        } else {
+            self.is_keepalive_check(slot) && self.check_runs()
+        }
+    }
+
+    /// How many slots the discovery or the watch gets: all but the guard's and the keepalive
+    /// check's.
     pub(super) fn scheduler_slots(&self) -> usize {
-        self.slots.len() - usize::from(self.guard.is_some())
+        self.slots.len()
+            - usize::from(self.guard.is_some())
+            - usize::from(self.keepalive_check.is_some())
+    }
+
+    /// The TCP keepalive interval of a connection opened into `slot` for `role` (`None`: no
+    /// keepalives). The check beside the discovery opens before any bound is known: its
+    /// keepalives leave often enough for any threshold in the range.
+    pub(super) fn keepalive_for(&self, slot: usize, role: Role) -> Option<Duration> {
+        let configured = self
+            .target
+            .keepalive_probe
+            .filter(|_| role == Role::Keepalive)?;
+        let below = if self.is_keepalive_check(slot) {
+            Bracket {
+                lower: Some(self.target.idle_min),
+                upper: None,
+            }
+        } else {
+            self.bracket
+        };
+        Some(watch::keepalive_interval(configured.interval, below))
     }
 
     /// Whether a connection that just answered in `slot` is kept for its next use.
     pub(super) fn keeps(&self, slot: usize) -> bool {
-        if self.is_guard(slot) {
-            self.guard_runs()
+        if self.is_side(slot) {
+            self.side_runs(slot)
         } else {
             !matches!(self.phase, Phase::Draining(_) | Phase::Outage(_))
         }
     }
 
-    /// The scheduler `slot` reports to: the guard for its own slot, else the phase's (none
-    /// while draining or in an outage).
+    /// The scheduler `slot` reports to: the guard or the keepalive check for its own slot,
+    /// else the phase's (none while draining or in an outage).
     pub(super) fn owner(&mut self, slot: usize) -> Option<&mut dyn Scheduler> {
+        if let Some(check) = self.keepalive_check.as_mut().filter(|k| k.slot() == slot) {
+            return Some(check);
+        }
         match &mut self.guard {
             Some(guard) if guard.slot() == slot => Some(guard),
             _ => self
@@ -107,12 +155,16 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
 
     /// A use of `slot`'s connection found it alive or dead after `idle` (`closed_while_idle`:
     /// it died before its probe was due): its scheduler is told, and the guard's result is
-    /// evidence for the phase's too. In an `outage` it tells nothing about idle time: the
-    /// phase's scheduler, ended at once (`enter_outage` follows), hears nothing, and the guard
-    /// only that its slot is busy.
+    /// evidence for the phase's too (the keepalive check's is not: keepalives change the
+    /// test). In an `outage` it tells nothing about idle time: the phase's scheduler, ended at
+    /// once (`enter_outage` follows), hears nothing, the guard only that its slot is busy, and
+    /// the keepalive check starts its idle time again.
     pub(super) fn used(&mut self, slot: usize, idle: Duration, survived: bool, how: Used) {
         let guard = self.is_guard(slot);
         if how.outage && !guard {
+            if let Some(check) = self.keepalive_check.as_mut().filter(|k| k.slot() == slot) {
+                check.interrupted();
+            }
             return;
         }
         if let Some(owner) = self.owner(slot) {

@@ -16,13 +16,11 @@ use tokio_util::sync::CancellationToken;
 use super::slots::Holding;
 use super::{Engine, LeftoverSessions};
 use crate::backoff::Backoff;
-use crate::model::Role;
 use crate::postgres::connection::{
     Attempt, BackendIdentity, ConnectError, ConnectionEnd, ProbeOutcome,
 };
 use crate::probe::control::GhostVerdict;
 use crate::probe::network::{Conn, Connect, ControlLink};
-use crate::probe::watch;
 
 /// How long a closed connection's session may take to disappear before we call it a ghost.
 const GHOST_GRACE: Duration = Duration::from_secs(1);
@@ -128,13 +126,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             return;
         }
         let role = self.role_to_open(slot);
-        let keepalive = if role == Role::Keepalive {
-            self.target
-                .keepalive_probe
-                .map(|k| watch::keepalive_interval(k.interval, self.bracket))
-        } else {
-            None
-        };
+        let keepalive = self.keepalive_for(slot, role);
         let s = &mut self.slots[slot];
         s.generation += 1;
         s.holding = Holding::Opening;
@@ -155,6 +147,8 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             shutdown: self.shutdown.clone(),
             unwanted: if self.is_guard(slot) {
                 self.guard_stop.clone()
+            } else if self.is_keepalive_check(slot) {
+                self.check_stop.clone()
             } else {
                 self.phase_stop.clone()
             },

@@ -691,8 +691,8 @@ async fn attempts_given_up_on_keep_their_slot_until_the_server_is_seen_without_t
 
 // ---- one test per transition of the phase machine that has its own branch ----------------
 
-/// Discovering → (converged, `discover`) checking keepalives → stop: the keepalive probe's
-/// result ends the run (the simulated box counts requests: keepalives do not rescue).
+/// Discovering → (converged, `discover`) stop, once the keepalive check beside the discovery
+/// has its verdict: the simulated box counts requests, so keepalives do not rescue.
 #[tokio::test(start_paused = true)]
 async fn discover_once_checks_the_keepalive_probe_then_stops() {
     let path = SimulatedPath::new(Some(secs(40.0)), Drop::Reset);
@@ -707,6 +707,186 @@ async fn discover_once_checks_the_keepalive_probe_then_stops() {
     assert_contains(status.bracket, 40.0);
     assert_eq!(status.keepalive_rescue, Some(false));
     assert_eq!(path.sessions().0, 0);
+}
+
+/// What a `discover` run showed of its keepalive check (times from the start).
+#[derive(Debug)]
+struct CheckRun {
+    bracket: Bracket,
+    /// The bracket converged (state `watching`).
+    bracket_at: Duration,
+    /// The verdict was published.
+    verdict_at: Duration,
+    rescued: Option<bool>,
+    /// Connections opened with TCP keepalives: when, and their interval.
+    opens: Vec<(Duration, Duration)>,
+    /// The most probe sessions the server listed at once.
+    peak: usize,
+}
+
+impl CheckRun {
+    /// When the first keepalive connection will have idled the check's 1.25 × the upper bound.
+    fn idled_enough_at(&self) -> Duration {
+        let upper = self.bracket.upper.expect("an upper bound");
+        self.opens[0].0 + upper.mul_f64(crate::probe::watch::KEEPALIVE_CHECK_FACTOR)
+    }
+}
+
+/// Runs `discover` (the interval of its flags: 30 s, capped by the engine) with `extra`
+/// settings against `path` to its end.
+async fn discover_with_check(path: &SimulatedPath, extra: &str) -> CheckRun {
+    let flags = format!("    keepalive_probe: {{enabled: true, interval: 30s}}\n{extra}");
+    let run = Run::start(path, target(&flags), RunMode::DiscoverOnce);
+    let (mut bracket_at, mut verdict_at) = (None, None);
+    let give_up = Instant::now() + secs(3600.0);
+    while !run.task.is_finished() {
+        let status = run.status();
+        let now = run.started.elapsed();
+        if status.state == TargetState::Watching {
+            bracket_at.get_or_insert(now);
+        }
+        if status.keepalive_rescue.is_some() {
+            verdict_at.get_or_insert(now);
+        }
+        assert!(Instant::now() < give_up, "discover never ended: {status:?}");
+        tokio::time::sleep(secs(0.05)).await;
+    }
+    // A run that ends within a poll of its bracket or verdict published them by then.
+    let ended_at = run.started.elapsed();
+    let status = run.status();
+    let opens = path
+        .keepalive_opens()
+        .into_iter()
+        .map(|(at, interval)| (at - run.started, interval))
+        .collect();
+    run.task.await.expect("engine task");
+    assert_eq!(path.sessions().0, 0, "every session released");
+    CheckRun {
+        bracket: status.bracket,
+        bracket_at: bracket_at
+            .or((status.state == TargetState::Watching).then_some(ended_at))
+            .expect("a bracket"),
+        verdict_at: verdict_at
+            .or(status.keepalive_rescue.map(|_| ended_at))
+            .unwrap_or(Duration::MAX),
+        rescued: status.keepalive_rescue,
+        opens,
+        peak: path.sessions().1,
+    }
+}
+
+/// Issue 18: the keepalive verdict no longer waits 1.25 × the upper bound after the bracket.
+/// Its connection opens in the first second, in a slot of its own inside the budget, with
+/// keepalives safe for any T in the range (range min 1 s: every second), and is probed as
+/// soon as the bracket is known and it idled 1.25 × the upper bound. Per box: a packet-counting
+/// box (conntrack) keeps it alive; one that counts requests resets it, closes it while it idles
+/// (the verdict is in before the bracket), or drops it silently (the query timeout shows it).
+#[tokio::test(start_paused = true)]
+async fn discover_once_reads_the_keepalive_check_beside_the_discovery() {
+    let query_timeout = secs(5.0);
+    for (drop, counts_packets, rescued) in [
+        (Drop::Silent, true, true),
+        (Drop::Reset, true, true),
+        (Drop::Reset, false, false),
+        (Drop::Close, false, false),
+        (Drop::Silent, false, false),
+    ] {
+        let path = SimulatedPath::new(Some(secs(40.0)), drop);
+        path.set_counts_packets(counts_packets);
+        let r = discover_with_check(&path, "").await;
+        let case = format!("{drop:?}, counts packets: {counts_packets}: {r:?}");
+        assert_contains(r.bracket, 40.0);
+        assert_eq!(r.rescued, Some(rescued), "{case}");
+        assert_eq!(r.opens.len(), 1, "one keepalive connection: {case}");
+        let (opened_at, interval) = r.opens[0];
+        assert!(opened_at < secs(1.0), "opened at {opened_at:?}: {case}");
+        assert_eq!(interval, secs(1.0), "{case}");
+        assert!(r.peak <= 7, "{} probe sessions, budget 8: {case}", r.peak);
+        let read_at = r.bracket_at.max(r.idled_enough_at());
+        let verdict_after_read = match (drop, counts_packets) {
+            // Its probe answers, or meets the reset, at once.
+            (Drop::Silent, true) | (Drop::Reset, _) => secs(0.5),
+            // The query timeout shows a silent death.
+            (Drop::Silent, false) => query_timeout + secs(0.5),
+            // Closed while it idled, at T: known long before the bracket.
+            (Drop::Close, _) => {
+                assert!(r.verdict_at < secs(41.0), "{case}");
+                assert!(r.verdict_at < r.bracket_at, "{case}");
+                continue;
+            }
+        };
+        assert!(
+            r.verdict_at >= read_at && r.verdict_at <= read_at + verdict_after_read,
+            "verdict at {:?}, read at {read_at:?}: {case}",
+            r.verdict_at
+        );
+    }
+}
+
+/// Where the discovery takes longer than 1.25 × the upper bound (silent drops, each death
+/// shown by a 5 s query timeout), the check has idled long enough when the bracket is known:
+/// its verdict follows the bracket at once (it came 1.25 × the upper bound later before).
+#[tokio::test(start_paused = true)]
+async fn the_keepalive_verdict_follows_the_bracket_at_once_when_it_idled_long_enough() {
+    let path = SimulatedPath::new(Some(secs(12.0)), Drop::Silent);
+    path.set_counts_packets(true);
+    let r = discover_with_check(&path, "").await;
+    assert_contains(r.bracket, 12.0);
+    assert_eq!(r.rescued, Some(true));
+    assert!(r.idled_enough_at() < r.bracket_at, "{r:?}");
+    assert!(r.verdict_at - r.bracket_at < secs(0.2), "{r:?}");
+}
+
+/// With a budget too small to spare a slot beside the discovery (3: two probe slots, which the
+/// discovery keeps), the check runs after the bracket as before: it opens once the bracket is
+/// known, with keepalives below its lower bound, and the verdict costs 1.25 × the upper bound
+/// more. From a budget of 4 it runs beside the discovery. The sessions stay within the budget.
+#[tokio::test(start_paused = true)]
+async fn a_budget_without_a_slot_to_spare_checks_keepalives_after_the_bracket() {
+    for budget in [3, 4] {
+        let path = SimulatedPath::new(Some(secs(40.0)), Drop::Silent);
+        path.set_counts_packets(true);
+        let r = discover_with_check(&path, &format!("    max_connections: {budget}\n")).await;
+        let case = format!("budget {budget}: {r:?}");
+        assert_contains(r.bracket, 40.0);
+        assert_eq!(r.rescued, Some(true), "{case}");
+        assert!(r.peak < budget, "{case}");
+        assert_eq!(r.opens.len(), 1, "{case}");
+        let (opened_at, interval) = r.opens[0];
+        if budget == 3 {
+            assert!(opened_at > r.bracket_at, "{case}");
+            let lower = r.bracket.lower.unwrap();
+            assert!(interval < lower / 2, "{case}");
+            assert!(r.verdict_at >= r.idled_enough_at(), "{case}");
+            assert!(r.verdict_at >= r.bracket_at + secs(50.0), "{case}");
+        } else {
+            assert!(opened_at < secs(1.0), "{case}");
+            assert!(
+                r.verdict_at <= r.bracket_at.max(r.idled_enough_at()) + secs(0.5),
+                "{case}"
+            );
+        }
+    }
+}
+
+/// `discover --app-max-idle-lifetime` has a guard too: each side slot is its own (the guard's
+/// the last, the check's below it), the discovery gets the rest, and the sessions stay within
+/// the budget. The guard's slot counts when deciding whether one is left for the check: a
+/// budget of 4 then leaves the discovery 2 probe slots, and the check waits for the bracket.
+#[tokio::test(start_paused = true)]
+async fn the_keepalive_check_and_the_guard_each_have_a_slot() {
+    for (budget, alongside) in [(8, true), (5, true), (4, false)] {
+        let path = SimulatedPath::new(Some(secs(40.0)), Drop::Silent);
+        path.set_counts_packets(true);
+        let extra = format!("    max_connections: {budget}\n    app_max_idle_lifetime: 30s\n");
+        let r = discover_with_check(&path, &extra).await;
+        let case = format!("budget {budget}: {r:?}");
+        assert_contains(r.bracket, 40.0);
+        assert_eq!(r.rescued, Some(true), "{case}");
+        assert!(r.peak < budget, "{case}");
+        assert_eq!(r.opens.len(), 1, "{case}");
+        assert_eq!(r.opens[0].0 < secs(1.0), alongside, "{case}");
+    }
 }
 
 /// Discovering → (nothing dropped up to the range max) watching, state `no_drop`; and
