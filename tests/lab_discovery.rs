@@ -20,24 +20,29 @@ struct Expect {
     ghosts: bool,
 }
 
+/// Waits at most `limit` for the target `lab`'s first discovery: the scrape that shows it, its
+/// bracket and how long it took.
+async fn first_discovery(exporter: &Exporter, limit: Duration) -> (Metrics, f64, f64, f64) {
+    let target = [("target", "lab")];
+    let m = exporter
+        .wait_for(limit, "the first discovery", |m| {
+            m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0)
+        })
+        .await;
+    let (lower, upper) = m.bracket("lab");
+    let took = m
+        .get("idle_drop_discovery_duration_seconds", &target)
+        .unwrap();
+    (m, lower, upper, took)
+}
+
 async fn discover(lab_name: &str, mode: &str, t: u64, expect: Expect) {
     let lab = Lab::up(lab_name, mode, t);
     let config = lab_config("lab", &lab, &format!("    max_connections: {BUDGET}\n"));
     let sessions = SessionWatch::start(&lab.name);
     let exporter = Exporter::start(&config).await;
     let target = [("target", "lab")];
-
-    let m = exporter
-        .wait_for(
-            Duration::from_secs(t * 8 + 60),
-            "the first discovery",
-            |m| m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0),
-        )
-        .await;
-    let (lower, upper) = m.bracket("lab");
-    let took = m
-        .get("idle_drop_discovery_duration_seconds", &target)
-        .unwrap();
+    let (m, lower, upper, took) = first_discovery(&exporter, Duration::from_secs(t * 8 + 60)).await;
     let t = t as f64;
     eprintln!(
         "{mode} T={t}s: bracket [{lower:.3}, {upper:.3}] in {took:.1}s = {:.2}×T",
@@ -231,17 +236,8 @@ async fn silent_deaths_are_confirmed_by_the_server_in_about_a_second() {
     ));
     let exporter = Exporter::start(&config).await;
     let target = [("target", "lab")];
-    let m = exporter
-        .wait_for(
-            Duration::from_secs(t * 8 + 120),
-            "the first discovery",
-            |m| m.get("idle_drop_discovery_runs_total", &target) >= Some(1.0),
-        )
-        .await;
-    let (lower, upper) = m.bracket("lab");
-    let took = m
-        .get("idle_drop_discovery_duration_seconds", &target)
-        .unwrap();
+    let (m, lower, upper, took) =
+        first_discovery(&exporter, Duration::from_secs(t * 8 + 120)).await;
     assert_bracket(&format!("silent T={t}s, confirmed"), lower, upper, t as f64);
     let timeouts = [("target", "lab"), ("kind", "timeout")];
     let count = m.sum("idle_drop_time_to_failure_seconds_count", &timeouts);
