@@ -256,6 +256,41 @@ fn ratio_table_from_5s() {
     }
 }
 
+/// What the policy alone predicts for each cell of the lab benchmark (`scripts/bench-discovery.py`:
+/// range 1 s–1 h, ±5%, budget 8): the bracket's time ×T at the lab's thresholds, 7 slots (alone)
+/// and 6 (beside a guard or `discover`'s keepalive check), each detection model:
+/// `cargo test --release --lib ratio_at_the_lab_thresholds -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn ratio_at_the_lab_thresholds() {
+    println!("| T | slots | 0 s | 1.1 s | 10 s |");
+    println!("|---|---|---|---|---|");
+    for t in [5.0, 8.0, 13.0, 20.0, 40.0, 120.0] {
+        for slots in [7, 6] {
+            let ratios: Vec<String> = [0.0, 1.1, 10.0]
+                .iter()
+                .map(|&detection| {
+                    let o = SimOptions {
+                        failure_detection: s(detection),
+                        ..SimOptions::default()
+                    };
+                    let r = simulate(
+                        space(0.05),
+                        slots,
+                        PolicyKind::Adaptive,
+                        s(t),
+                        &o,
+                        s(t * 20.0 + 60.0),
+                    );
+                    let at = r.converged_at.expect("converges");
+                    format!("{:.2}", at.as_secs_f64() / t)
+                })
+                .collect();
+            println!("| {t} s | {slots} | {} |", ratios.join(" | "));
+        }
+    }
+}
+
 /// After the threshold went down, only the sentinel's death is known: the search starts from
 /// it, not from the range min (at T = 300 s that was a first probe at 17 s).
 #[test]
