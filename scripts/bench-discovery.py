@@ -53,12 +53,17 @@ COUNT_SQL = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client
              "AND (usename = 'probe' OR application_name LIKE 'idle_drop_exporter%');")
 TERMINATE_SQL = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                  "WHERE backend_type = 'client backend' AND usename = 'probe';")
-# `demo` is scripts/demo.sh's target; `defaults` leaves every setting at its default.
+# `demo` is scripts/demo.sh's target; `defaults` leaves every setting at its default;
+# `timeouts-2s` shortens only the query and TCP user timeouts (what a death behind a proxy costs).
 PROFILES = {
     "defaults": {"discover": [], "yaml": []},
     "demo": {
         "discover": ["--query-timeout", "5s", "--tcp-user-timeout", "3s", "--range-max", "10m"],
         "yaml": ["query_timeout: 5s", "tcp_user_timeout: 3s", "idle_range: {min: 1s, max: 10m}"],
+    },
+    "timeouts-2s": {
+        "discover": ["--query-timeout", "2s", "--tcp-user-timeout", "2s"],
+        "yaml": ["query_timeout: 2s", "tcp_user_timeout: 2s"],
     },
 }
 
