@@ -5,6 +5,14 @@ fn s(x: f64) -> Duration {
     Duration::from_secs_f64(x)
 }
 
+/// How many thresholds a simulator table samples: `IDLE_DROP_SIM_SAMPLES`, else `default`.
+fn sim_samples(default: usize) -> usize {
+    std::env::var("IDLE_DROP_SIM_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn space(precision: f64) -> SearchSpace {
     SearchSpace {
         min: s(1.0),
@@ -149,10 +157,7 @@ fn edge_thresholds() {
 /// prints them with more samples).
 #[test]
 fn adaptive_meets_its_goal_and_beats_the_baselines() {
-    let samples: usize = std::env::var("IDLE_DROP_SIM_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+    let samples = sim_samples(300);
     let o = SimOptions::default();
     let sp = space(0.05);
     let adaptive8 = ratio_stats(sp, 8, PolicyKind::Adaptive, &o, samples, 1);
@@ -182,10 +187,7 @@ fn adaptive_meets_its_goal_and_beats_the_baselines() {
 #[test]
 #[ignore]
 fn ratio_table() {
-    let samples: usize = std::env::var("IDLE_DROP_SIM_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let samples = sim_samples(2000);
     println!(
         "| policy | slots | precision | detection | median ×T | p90 ×T | max ×T | unconverged |"
     );
@@ -226,10 +228,7 @@ fn ratio_table() {
 #[test]
 #[ignore]
 fn ratio_table_from_5s() {
-    let samples: usize = std::env::var("IDLE_DROP_SIM_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let samples = sim_samples(2000);
     println!("| slots | precision | detection | median ×T | p90 ×T | max ×T | unconverged |");
     println!("|---|---|---|---|---|---|---|");
     for slots in [6, 7] {
@@ -494,10 +493,7 @@ fn the_demos_guard_costs_nothing_on_the_simulator() {
 #[test]
 #[ignore]
 fn guard_table() {
-    let samples: usize = std::env::var("IDLE_DROP_SIM_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let samples = sim_samples(2000);
     println!("| detection | discovery slots | guard | median ×T | p90 ×T | max ×T |");
     println!("|---|---|---|---|---|---|");
     for detection in [0.0, 3.4, 10.0] {
