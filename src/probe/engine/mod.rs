@@ -39,7 +39,7 @@ use crate::postgres::connection::BackendIdentity;
 use crate::recommend;
 use crate::storage::{self, Store};
 use phases::{Next, Phase};
-use slots::{probe_sessions, Holding, Slot};
+use slots::{probe_sessions, End, Holding, Slot};
 use tasks::Event;
 
 /// Sessions of ours the server still lists when a run ends (ghosts it could not, or was not
@@ -169,7 +169,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             s.backend = Some((backend.clone(), last_used));
             s.inherited = true;
             let generation = s.generation;
-            self.watch_until_gone(slot, generation, backend, last_used, tasks::End::Closed);
+            self.watch_until_gone(slot, generation, backend, last_used, End::Closed);
         }
         self
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::slots::{Holding, Used};
+use super::slots::{End, Holding, Used};
 use super::tasks::{Event, Use};
 use super::Engine;
 use crate::model::{DeathCause, Detected, Role};
@@ -83,7 +83,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                     self.slots[slot].holding = Holding::Idle(Box::new(conn));
                     self.opened(slot, now, true);
                 } else {
-                    self.release(slot, conn, false);
+                    self.release(slot, conn, End::Closed);
                 }
             }
             Err(e) => {
@@ -165,7 +165,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                     self.slots[slot].holding = Holding::Idle(conn);
                     self.used(slot, idle, true, how);
                 } else {
-                    self.release(slot, *conn, false);
+                    self.release(slot, *conn, End::Closed);
                 }
             }
             ProbeOutcome::ClosedWhileIdle { end } => {
@@ -187,7 +187,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 how.closed_while_idle = true;
                 how.outage = outage;
                 self.used(slot, idle_at_death, false, how);
-                self.release(slot, *conn, true);
+                self.release(slot, *conn, End::Died);
             }
             ProbeOutcome::Died {
                 cause,
@@ -210,7 +210,12 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 }
                 how.outage = outage;
                 self.used(slot, idle, false, how);
-                self.release_dead(slot, *conn, never_arrived);
+                let end = if never_arrived {
+                    End::ConfirmedDead
+                } else {
+                    End::Died
+                };
+                self.release(slot, *conn, end);
             }
         }
         if outage {

@@ -16,6 +16,18 @@ use crate::postgres::connection::{Attempt, BackendIdentity};
 use crate::probe::network::{Connect, ControlLink};
 use crate::probe::watch;
 
+/// How the session a slot releases ended, as the ghost check takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    /// Closed by us (or an attempt given up on): the server should let it go.
+    Closed,
+    /// The connection died: whether the server keeps its session says whether it keeps ghosts.
+    Died,
+    /// Died, and the server confirmed its last query never arrived: the session was just seen
+    /// idle and nothing can reach it, so the check needs no grace.
+    ConfirmedDead,
+}
+
 /// What a slot holds.
 #[derive(Default)]
 pub(super) enum Holding<C> {
@@ -191,7 +203,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
 
     pub(super) fn discard(&mut self, slot: usize) {
         match std::mem::take(&mut self.slots[slot].holding) {
-            Holding::Idle(conn) => self.release(slot, *conn, false),
+            Holding::Idle(conn) => self.release(slot, *conn, End::Closed),
             other => {
                 self.slots[slot].holding = other;
             }

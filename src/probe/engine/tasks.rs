@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::slots::Holding;
+use super::slots::{End, Holding};
 use super::{Engine, LeftoverSessions};
 use crate::backoff::Backoff;
 use crate::postgres::connection::{
@@ -31,18 +31,6 @@ const GHOST_RECHECK: Duration = Duration::from_secs(30);
 const ATTEMPT_PROOF_LIMIT: Duration = Duration::from_secs(60);
 /// How long shutdown may spend terminating sessions the server still lists.
 const SWEEP_LIMIT: Duration = Duration::from_secs(8);
-
-/// How the session a slot releases ended, as the ghost check takes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum End {
-    /// Closed by us (or an attempt given up on): the server should let it go.
-    Closed,
-    /// The connection died: whether the server keeps its session says whether it keeps ghosts.
-    Died,
-    /// Died, and the server confirmed its last query never arrived: the session was just seen
-    /// idle and nothing can reach it, so the check needs no grace.
-    ConfirmedDead,
-}
 
 /// What a task reports back to the engine loop; `generation` tells a stale report (its slot
 /// was reused since) from a current one.
@@ -203,27 +191,10 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         });
     }
 
-    /// Closes a connection and frees its slot once the server no longer lists the session.
-    /// `died`: the connection died, so the check also tells whether the server keeps ghosts.
-    pub(super) fn release(&mut self, slot: usize, conn: N::Conn, died: bool) {
-        let end = if died { End::Died } else { End::Closed };
-        self.release_as(slot, conn, end);
-    }
-
-    /// [`Engine::release`] of a dead connection. `confirmed`: the server confirmed its last use
-    /// never arrived ([`ProbeOutcome::Died`] `never_arrived`): its session was just seen idle
-    /// after an earlier query of ours and nothing we send reaches it, so no grace for a goodbye
-    /// to land is needed; the ghost check (and reap, under its same guards) comes at once.
-    pub(super) fn release_dead(&mut self, slot: usize, conn: N::Conn, confirmed: bool) {
-        let end = if confirmed {
-            End::ConfirmedDead
-        } else {
-            End::Died
-        };
-        self.release_as(slot, conn, end);
-    }
-
-    fn release_as(&mut self, slot: usize, conn: N::Conn, end: End) {
+    /// Closes a connection and frees its slot once the server no longer lists the session;
+    /// `end` says how the ghost check takes it (a death tells whether the server keeps ghosts;
+    /// one the server confirmed needs no grace).
+    pub(super) fn release(&mut self, slot: usize, conn: N::Conn, end: End) {
         let s = &mut self.slots[slot];
         s.holding = Holding::Releasing;
         let generation = s.generation;
