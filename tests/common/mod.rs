@@ -645,13 +645,27 @@ pub fn assert_bracket(what: &str, lower: f64, upper: f64, t: f64) {
 }
 
 /// A loopback port free right now, for tests that must hand a fixed port to a process they
-/// start (another process could take it first; the tests start theirs at once).
+/// start.
+///
+/// It is taken below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default), where the kernel never hands out ports on its own. A port from `bind(:0)` is in
+/// that range, so between the check and the child's bind, any process's outgoing connection or
+/// `bind(:0)` could take it (a CI run installs packages meanwhile): the child then fails to
+/// listen and the test talks to whoever holds the port, or to itself (a TCP self-connect).
+/// Each test binary starts at its own offset (its pid), and a counter keeps its tests apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+        let port = (FIRST + (start + step) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// Waits (up to 10 s) until a process this test started accepts connections on `address`.
@@ -704,6 +718,13 @@ impl Served {
         );
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         wait_until_listening(address).await;
+        let mut process = process;
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!(
+                "the exporter exited ({status}) instead of listening on {address}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         Served {
             process,
             address,
