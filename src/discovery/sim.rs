@@ -47,6 +47,8 @@ pub struct SimOutcome {
     pub verdict: Verdict,
     pub probes: usize,
     pub opens: usize,
+    /// When the discovery's first death was known: the end of its escalation.
+    pub first_death: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +87,7 @@ pub fn simulate(
         opts,
         probes: 0,
         opens: 0,
+        first_death: None,
     };
     let mut now = Duration::ZERO;
     loop {
@@ -135,6 +138,7 @@ struct Sim<'a> {
     opts: &'a SimOptions,
     probes: usize,
     opens: usize,
+    first_death: Option<Duration>,
 }
 
 impl Sim<'_> {
@@ -191,6 +195,9 @@ impl Sim<'_> {
                     if survived {
                         self.since[slot] = at;
                     } else {
+                        if !self.is_guard(slot) {
+                            self.first_death.get_or_insert(at);
+                        }
                         let release = at + self.opts.release_delay;
                         self.pending.push((release, Pending::Released { slot }));
                     }
@@ -223,6 +230,7 @@ impl Sim<'_> {
             verdict: self.discovery.verdict(),
             probes: self.probes,
             opens: self.opens,
+            first_death: self.first_death,
         }
     }
 }

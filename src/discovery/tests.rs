@@ -290,6 +290,61 @@ fn ratio_at_the_lab_thresholds() {
     }
 }
 
+/// Where the adaptive policy's time goes (docs/benchmarks.md, issue 18, cause 1): its escalation
+/// until the first death, then the refinement, for T log-uniform in 5 s–1 h, beside the bound the
+/// escalation's structure sets. Testing a value v needs a connection idle v; with k slots used in
+/// turn at ×g steps, each test also waits out the slot's earlier uses, 1/(1 − g^−k) × v, and the
+/// first value tested above T is on average (g − 1)/ln g × T:
+/// `cargo test --release --lib escalation_and_refinement -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn escalation_and_refinement() {
+    let samples = sim_samples(400);
+    let bound = |g: f64, k: i32| (g - 1.0) / g.ln() * g.powi(k) / (g.powi(k) - 1.0);
+    println!("| slots | detection | first death, median ×T | p90 | answer, median ×T | p90 | bound at ×1.3 | best bound (g) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for slots in [6, 7] {
+        let k = slots as i32;
+        let (best, best_g) = (105..200)
+            .map(|step| f64::from(step) / 100.0)
+            .map(|g| (bound(g, k), g))
+            .fold((f64::INFINITY, 0.0), |a, b| if b.0 < a.0 { b } else { a });
+        for detection in [0.0, 1.1] {
+            let o = SimOptions {
+                failure_detection: s(detection),
+                ..SimOptions::default()
+            };
+            let (mut first, mut answer): (Vec<f64>, Vec<f64>) = (0..samples)
+                .map(|i| {
+                    let at = (i as f64 + 0.5) / samples as f64;
+                    let t = (5f64.ln() + (3600f64.ln() - 5f64.ln()) * at).exp();
+                    let r = simulate(
+                        space(0.05),
+                        slots,
+                        PolicyKind::Adaptive,
+                        s(t),
+                        &o,
+                        s(t * 20.0 + 60.0),
+                    );
+                    let ratio = |d: Option<Duration>| d.expect("converges").as_secs_f64() / t;
+                    (ratio(r.first_death), ratio(r.converged_at))
+                })
+                .unzip();
+            first.sort_by(f64::total_cmp);
+            answer.sort_by(f64::total_cmp);
+            let q = |v: &[f64], q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+            println!(
+                "| {slots} | {detection} s | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {best:.2} ({best_g}) |",
+                q(&first, 0.5),
+                q(&first, 0.9),
+                q(&answer, 0.5),
+                q(&answer, 0.9),
+                bound(1.3, k)
+            );
+        }
+    }
+}
+
 /// After the threshold went down, only the sentinel's death is known: the search starts from
 /// it, not from the range min (at T = 300 s that was a first probe at 17 s).
 #[test]
