@@ -11,6 +11,16 @@ use crate::model::{DeathCause, Detected, Role};
 use crate::postgres::connection::{ConnectError, ProbeOutcome};
 use crate::probe::network::{Conn, Connect, ControlLink};
 
+/// What a use learned of its connection's death.
+struct Death<'a> {
+    cause: DeathCause,
+    /// How long the connection had idled when it died.
+    idle: Duration,
+    detected: Detected,
+    /// The error as the connection or the query reported it.
+    detail: Option<&'a str>,
+}
+
 impl<N: Connect, K: ControlLink> Engine<N, K> {
     pub(super) fn handle(&mut self, event: Event<N::Conn>) {
         let now = self.now();
@@ -145,7 +155,6 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             probed,
             server_reachable,
         } = used;
-        let role = self.role(slot);
         if probed {
             let rung = self.rung(idle).to_string();
             self.publish.probe_use(&rung, &outcome);
@@ -169,25 +178,14 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 }
             }
             ProbeOutcome::ClosedWhileIdle { end } => {
-                let idle_at_death = conn.idle_at_death(end.at);
-                let cause = end.cause.clone().unwrap_or(DeathCause::Error);
-                outage |= !cause.can_be_idle_expiry();
-                let detail = end.detail.as_deref();
-                self.record_death(
-                    role,
-                    &cause,
-                    idle_at_death,
-                    Detected::WhileIdle,
-                    detail,
-                    outage,
-                );
-                if !outage {
-                    self.publish.record_probe(idle_at_death, false);
-                }
+                let death = Death {
+                    cause: end.cause.clone().unwrap_or(DeathCause::Error),
+                    idle: conn.idle_at_death(end.at),
+                    detected: Detected::WhileIdle,
+                    detail: end.detail.as_deref(),
+                };
                 how.closed_while_idle = true;
-                how.outage = outage;
-                self.used(slot, idle_at_death, false, how);
-                self.release(slot, *conn, End::Died);
+                outage = self.died(slot, *conn, death, how, End::Died);
             }
             ProbeOutcome::Died {
                 cause,
@@ -196,31 +194,53 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 never_arrived,
             } => {
                 self.publish.time_to_failure(&cause, time_to_failure);
-                outage |= !cause.can_be_idle_expiry();
-                self.record_death(
-                    role,
-                    &cause,
+                let death = Death {
+                    cause,
                     idle,
-                    Detected::OnUse,
-                    Some(&query_error),
-                    outage,
-                );
-                if !outage {
-                    self.publish.record_probe(idle, false);
-                }
-                how.outage = outage;
-                self.used(slot, idle, false, how);
+                    detected: Detected::OnUse,
+                    detail: Some(&query_error),
+                };
                 let end = if never_arrived {
                     End::ConfirmedDead
                 } else {
                     End::Died
                 };
-                self.release(slot, *conn, end);
+                outage = self.died(slot, *conn, death, how, end);
             }
         }
         if outage {
             self.enter_outage();
         }
+    }
+
+    /// A use found its connection dead: count the death, tell the search what idle time it
+    /// proves (unless `how` or the cause makes it an outage's), and release the slot as `end`.
+    /// Whether it was an outage's.
+    fn died(
+        &mut self,
+        slot: usize,
+        conn: N::Conn,
+        death: Death<'_>,
+        mut how: Used,
+        end: End,
+    ) -> bool {
+        let outage = how.outage || !death.cause.can_be_idle_expiry();
+        let role = self.role(slot);
+        self.record_death(
+            role,
+            &death.cause,
+            death.idle,
+            death.detected,
+            death.detail,
+            outage,
+        );
+        if !outage {
+            self.publish.record_probe(death.idle, false);
+        }
+        how.outage = outage;
+        self.used(slot, death.idle, false, how);
+        self.release(slot, conn, end);
+        outage
     }
 
     /// A connection died: count it, and decide whether it should have survived (what pages).
