@@ -255,6 +255,19 @@ fn ratio_table_from_5s() {
     }
 }
 
+/// The adaptive policy at ±5% in the range 1 s–1 h against threshold `t` (seconds), with up
+/// to 20×T + 1 min to converge.
+fn adaptive_at(slots: usize, t: f64, o: &SimOptions) -> sim::SimOutcome {
+    simulate(
+        space(0.05),
+        slots,
+        PolicyKind::Adaptive,
+        s(t),
+        o,
+        s(t * 20.0 + 60.0),
+    )
+}
+
 /// What the policy alone predicts for each cell of the lab benchmark (`scripts/bench-discovery.py`:
 /// range 1 s–1 h, ±5%, budget 8): the bracket's time ×T at the lab's thresholds, 7 slots (alone)
 /// and 6 (beside a guard or `discover`'s keepalive check), each detection model:
@@ -273,14 +286,7 @@ fn ratio_at_the_lab_thresholds() {
                         failure_detection: s(detection),
                         ..SimOptions::default()
                     };
-                    let r = simulate(
-                        space(0.05),
-                        slots,
-                        PolicyKind::Adaptive,
-                        s(t),
-                        &o,
-                        s(t * 20.0 + 60.0),
-                    );
+                    let r = adaptive_at(slots, t, &o);
                     let at = r.converged_at.expect("converges");
                     format!("{:.2}", at.as_secs_f64() / t)
                 })
@@ -318,14 +324,7 @@ fn escalation_and_refinement() {
                 .map(|i| {
                     let at = (i as f64 + 0.5) / samples as f64;
                     let t = (5f64.ln() + (3600f64.ln() - 5f64.ln()) * at).exp();
-                    let r = simulate(
-                        space(0.05),
-                        slots,
-                        PolicyKind::Adaptive,
-                        s(t),
-                        &o,
-                        s(t * 20.0 + 60.0),
-                    );
+                    let r = adaptive_at(slots, t, &o);
                     let ratio = |d: Option<Duration>| d.expect("converges").as_secs_f64() / t;
                     (ratio(r.first_death), ratio(r.converged_at))
                 })
