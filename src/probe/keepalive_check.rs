@@ -3,8 +3,10 @@
 //! while the discovery narrows the bracket, and probed once the bracket is known and it has
 //! idled [`KEEPALIVE_CHECK_FACTOR`] × the upper bound. Alive: the box counts packets
 //! (keepalives are a fix); dead: it counts requests (a proxy). A box that counts requests and
-//! closes the flow (FIN or RST) ends the connection while it idles, so that verdict is known
-//! before the bracket is.
+//! closes the flow (FIN or RST) ends the connection while it idles, before the bracket is
+//! known; that death is the verdict only if it came no younger than connections without
+//! keepalives were seen to live ([`keepalive_death_is_the_boxs`]), so it is judged once the
+//! bracket is known. A younger one (a fault on the path) starts the check again.
 //!
 //! Run after the bracket instead (the watch's [`Watch::keepalive_check`]), the same verdict
 //! cost about 1.25 × the upper bound more (issue 18). Its slot is worth that only while the
@@ -16,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::watch::KEEPALIVE_CHECK_FACTOR;
+use super::watch::{keepalive_death_is_the_boxs, KEEPALIVE_CHECK_FACTOR};
 use crate::discovery::{Action, Bracket, Scheduler, SlotClock};
 
 /// The fewest slots the discovery keeps when the check takes one beside it. The simulator
@@ -60,22 +62,31 @@ impl CheckTiming {
 pub struct KeepaliveCheck {
     /// The engine's slot the check uses.
     slot: usize,
+    precision: f64,
+    /// The bracket, once known: a death is judged against its lower bound.
+    bracket: Option<Bracket>,
     idle: Option<Duration>,
     clock: SlotClock,
     /// `Some(true)`: keepalives kept it alive; with how long it had idled.
     verdict: Option<(bool, Duration)>,
     /// The verdict was handed over, or no longer wanted: the slot is not needed any more.
     over: bool,
+    /// Deaths too young to be the box's verdict, with how long each had idled (taken once).
+    too_young: Vec<Duration>,
 }
 
 impl KeepaliveCheck {
-    pub fn new(slot: usize) -> Self {
+    /// The check in `slot`, for a discovery of `precision`.
+    pub fn new(slot: usize, precision: f64) -> Self {
         KeepaliveCheck {
             slot,
+            precision,
+            bracket: None,
             idle: None,
             clock: SlotClock::Empty,
             verdict: None,
             over: false,
+            too_young: Vec::new(),
         }
     }
 
@@ -89,6 +100,26 @@ impl KeepaliveCheck {
         if let Some(upper) = bracket.upper {
             self.idle = Some(upper.mul_f64(KEEPALIVE_CHECK_FACTOR));
         }
+        self.bracket = Some(bracket);
+        self.judge_a_death();
+    }
+
+    /// A death is the verdict only if the box can have caused it; otherwise it is set aside
+    /// and a new connection idles from its release on.
+    fn judge_a_death(&mut self) {
+        let (Some((false, idle)), Some(bracket)) = (self.verdict, self.bracket) else {
+            return;
+        };
+        if !keepalive_death_is_the_boxs(idle, bracket, self.precision) {
+            self.verdict = None;
+            self.too_young.push(idle);
+        }
+    }
+
+    /// Deaths set aside as too young to be the box's verdict since the last call, with how long
+    /// each connection had idled (for the log).
+    pub fn take_too_young(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.too_young)
     }
 
     /// No verdict is wanted (the discovery ended without a bracket): nothing more to do.
@@ -101,9 +132,10 @@ impl KeepaliveCheck {
         !self.over
     }
 
-    /// The verdict, once (`true`: keepalives rescued the idle connection), with how long the
-    /// connection had idled; the check is over from then on.
+    /// The verdict, once the bracket is known (`true`: keepalives rescued the idle
+    /// connection), with how long the connection had idled; the check is over from then on.
     pub fn take_verdict(&mut self) -> Option<(bool, Duration)> {
+        self.bracket?;
         let verdict = self.verdict.filter(|_| !self.over)?;
         self.over = true;
         Some(verdict)
@@ -158,9 +190,11 @@ impl Scheduler for KeepaliveCheck {
     }
 
     fn on_closed_while_idle(&mut self, _slot: usize, idle: Duration, _now: Duration) {
-        // The keepalives did not keep it alive: the box closed the flow it counted idle.
+        // The keepalives did not keep it alive: the box closed the flow it counted idle, if it
+        // was old enough for that (judged now, or once the bracket is known).
         self.clock.busy();
         self.verdict.get_or_insert((false, idle));
+        self.judge_a_death();
     }
 
     fn on_released(&mut self, _slot: usize, _now: Duration) {
@@ -185,7 +219,7 @@ mod tests {
 
     #[test]
     fn opens_at_once_and_idles_until_the_bracket_is_known() {
-        let mut k = KeepaliveCheck::new(6);
+        let mut k = KeepaliveCheck::new(6, 0.05);
         assert_eq!(k.next_deadline(), Some(Duration::ZERO));
         assert_eq!(k.poll(secs(0)), vec![Action::Open { slot: 6 }]);
         assert_eq!(k.poll(secs(0)), vec![], "busy while opening");
@@ -196,7 +230,7 @@ mod tests {
 
     #[test]
     fn probes_at_once_when_it_already_idled_long_enough() {
-        let mut k = KeepaliveCheck::new(0);
+        let mut k = KeepaliveCheck::new(0, 0.05);
         k.poll(secs(0));
         k.on_opened(0, secs(0));
         k.bracket_known(bracket(20, 21));
@@ -210,7 +244,7 @@ mod tests {
 
     #[test]
     fn waits_for_the_rest_of_its_idle_time_when_it_has_not() {
-        let mut k = KeepaliveCheck::new(0);
+        let mut k = KeepaliveCheck::new(0, 0.05);
         k.poll(secs(0));
         k.on_opened(0, secs(10));
         k.bracket_known(bracket(20, 21));
@@ -222,20 +256,69 @@ mod tests {
         assert_eq!(k.take_verdict(), Some((false, secs(27))));
     }
 
+    /// A box that counts requests and closes the flow ends the check's connection at T, before
+    /// the bracket is known; the bracket then shows it died no younger than connections
+    /// without keepalives lived, so it is the verdict.
     #[test]
-    fn a_death_while_idle_is_the_verdict_before_the_bracket() {
-        let mut k = KeepaliveCheck::new(0);
+    fn a_death_while_idle_is_the_verdict_once_the_bracket_allows_it() {
+        let mut k = KeepaliveCheck::new(0, 0.05);
         k.poll(secs(0));
         k.on_opened(0, secs(0));
         k.on_closed_while_idle(0, secs(20), secs(20));
-        assert_eq!(k.take_verdict(), Some((false, secs(20))));
+        assert_eq!(k.take_verdict(), None, "judged once the bracket is known");
         k.on_released(0, secs(21));
-        assert_eq!(k.poll(secs(21)), vec![], "no new connection once known");
+        assert_eq!(k.poll(secs(21)), vec![], "no new connection meanwhile");
+        k.bracket_known(bracket(20, 21));
+        assert_eq!(k.take_verdict(), Some((false, secs(20))));
+        assert!(k.take_too_young().is_empty());
+        assert!(!k.running());
+    }
+
+    /// A fault on the path kills the check's connection at 5 s, where connections without
+    /// keepalives lived 20 s: not the box's doing. The check starts again, and the new
+    /// connection's survival is the verdict.
+    #[test]
+    fn a_death_younger_than_plain_connections_lived_starts_the_check_again() {
+        let mut k = KeepaliveCheck::new(0, 0.05);
+        k.poll(secs(0));
+        k.on_opened(0, secs(0));
+        k.on_closed_while_idle(0, secs(5), secs(5));
+        k.on_released(0, secs(6));
+        k.bracket_known(bracket(20, 21));
+        assert_eq!(k.take_verdict(), None);
+        assert_eq!(k.take_too_young(), vec![secs(5)]);
+        assert_eq!(k.poll(secs(30)), vec![Action::Open { slot: 0 }]);
+        k.on_opened(0, secs(30));
+        assert_eq!(k.poll(secs(50)), vec![], "idles 26.25 s again");
+        assert_eq!(k.poll(secs(57)), vec![Action::Probe { slot: 0 }]);
+        k.on_probe(0, secs(27), true, secs(57));
+        assert_eq!(k.take_verdict(), Some((true, secs(27))));
+    }
+
+    /// The same after the bracket is known: the young death is set aside at once.
+    #[test]
+    fn a_young_death_after_the_bracket_is_set_aside_at_once() {
+        let mut k = KeepaliveCheck::new(0, 0.05);
+        k.poll(secs(0));
+        k.on_opened(0, secs(0));
+        k.bracket_known(bracket(20, 21));
+        k.on_closed_while_idle(0, secs(18), secs(18));
+        assert_eq!(k.take_verdict(), None);
+        assert_eq!(k.take_too_young(), vec![secs(18)]);
+        k.on_released(0, secs(19));
+        assert_eq!(k.poll(secs(19)), vec![Action::Open { slot: 0 }]);
+        k.on_opened(0, secs(19));
+        k.on_closed_while_idle(0, secs(19), secs(38));
+        assert_eq!(
+            k.take_verdict(),
+            Some((false, secs(19))),
+            "19 s ≥ 95% of 20 s"
+        );
     }
 
     #[test]
     fn an_outage_starts_its_idle_time_again() {
-        let mut k = KeepaliveCheck::new(0);
+        let mut k = KeepaliveCheck::new(0, 0.05);
         k.poll(secs(0));
         k.on_opened(0, secs(0));
         k.interrupted();
@@ -249,7 +332,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_check_needs_no_slot() {
-        let mut k = KeepaliveCheck::new(0);
+        let mut k = KeepaliveCheck::new(0, 0.05);
         k.abandon();
         assert!(!k.running());
         assert_eq!(k.poll(secs(0)), vec![]);

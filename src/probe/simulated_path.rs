@@ -17,7 +17,7 @@
 //! lab's silent box). The engine's real verdict ([`arrival::verdict`]) then decides.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -75,6 +75,8 @@ struct State {
     counts_packets: bool,
     /// Each connection opened with TCP keepalives: when, and their interval.
     keepalive_opens: Vec<(Instant, Duration)>,
+    /// The flows of those connections, by pid, for [`SimulatedPath::reset_keepalive_flows`].
+    keepalive_flows: Vec<(i32, Weak<Mutex<Flow>>)>,
     /// The last use each listed session received (0: none since the identity query).
     received: BTreeMap<i32, u64>,
     /// New connections get a pooler's backend (not ours alone: never confirmed).
@@ -109,6 +111,7 @@ impl SimulatedPath {
                 control_lower_bound: None,
                 counts_packets: false,
                 keepalive_opens: Vec::new(),
+                keepalive_flows: Vec::new(),
                 received: BTreeMap::new(),
                 pooled: false,
                 activity_queries: 0,
@@ -151,6 +154,25 @@ impl SimulatedPath {
         };
         let kept_alive = s.counts_packets && keepalive.is_some_and(|k| k < threshold);
         idle >= threshold && !kept_alive
+    }
+
+    /// A fault on the path resets every open connection that has TCP keepalives, at once, and
+    /// the server's end of each goes with it: a death idling did not cause.
+    pub fn reset_keepalive_flows(&self) {
+        let flows: Vec<(i32, Weak<Mutex<Flow>>)> =
+            std::mem::take(&mut self.state().keepalive_flows);
+        for (pid, flow) in flows {
+            let Some(flow) = flow.upgrade() else { continue };
+            self.state().sessions.remove(&pid);
+            let f = flow.lock().unwrap_or_else(|e| e.into_inner());
+            if f.ended.borrow().is_none() {
+                f.ended.send_replace(Some(ConnectionEnd {
+                    at: Instant::now(),
+                    cause: Some(DeathCause::Reset),
+                    detail: Some("reset by a fault on the path (simulated)".into()),
+                }));
+            }
+        }
     }
 
     /// Takes the server away (an outage: nothing connects, nothing answers) or brings it back.
@@ -307,6 +329,10 @@ impl Connect for SimulatedConnector {
             server_answered: sent,
             ended: ended_tx,
         }));
+        if keepalive.is_some() {
+            let mut s = self.path.state();
+            s.keepalive_flows.push((pid, Arc::downgrade(&flow)));
+        }
         let watcher = tokio::spawn(watch_flow(
             self.path.clone(),
             (pid, keepalive),

@@ -47,10 +47,22 @@ pub fn keepalive_interval(configured: Duration, bracket: Bracket) -> Duration {
     }
 }
 
+/// Whether a keepalive connection's death while idle after `idle` is the box's verdict on
+/// keepalives. A box that counts requests ends it at T, as it ends any idle connection; one that
+/// counts packets never does. So a death younger than connections without keepalives were seen
+/// to live (the lower bound, less the precision, where `sentinel_low` idles) is neither: a
+/// fault on the path or a kill at the server, which says nothing about keepalives.
+pub fn keepalive_death_is_the_boxs(idle: Duration, bracket: Bracket, precision: f64) -> bool {
+    bracket
+        .lower
+        .is_none_or(|lower| idle >= lower.mul_f64(1.0 - precision))
+}
+
 /// The watch scheduler for one target.
 #[derive(Debug)]
 pub struct Watch {
     bracket: Bracket,
+    precision: f64,
     slots: Vec<WatchSlot>,
     change: Option<Change>,
     keepalive_result: Option<bool>,
@@ -76,6 +88,7 @@ impl Watch {
         plan.truncate(slots);
         Watch {
             bracket,
+            precision,
             slots: plan
                 .into_iter()
                 .map(|(role, idle)| WatchSlot {
@@ -130,12 +143,13 @@ impl Watch {
     /// `discover` runs after the bracket converged, to tell what kind of box drops flows, when
     /// its budget has no slot to spare for the check beside the discovery
     /// (`probe/keepalive_check.rs`).
-    pub fn keepalive_check(bracket: Bracket) -> Self {
+    pub fn keepalive_check(bracket: Bracket, precision: f64) -> Self {
         let idle = bracket
             .upper
             .map_or(Duration::ZERO, |u| u.mul_f64(KEEPALIVE_CHECK_FACTOR));
         Watch {
             bracket,
+            precision,
             slots: vec![WatchSlot {
                 role: Role::Keepalive,
                 idle,
@@ -223,8 +237,11 @@ impl Scheduler for Watch {
         };
         s.clock.busy();
         if s.role == Role::Keepalive {
-            // It died before its probe was due: the keepalives did not keep it alive.
-            self.keepalive_result = Some(false);
+            // It died before its probe was due: the keepalives did not keep it alive, unless
+            // it died too young for that to be the box's doing (then it idles again).
+            if keepalive_death_is_the_boxs(idle, self.bracket, self.precision) {
+                self.keepalive_result = Some(false);
+            }
         } else {
             let role = s.role;
             self.observe(idle, false);
@@ -287,7 +304,7 @@ mod tests {
 
     #[test]
     fn the_keepalive_check_idles_past_the_upper_bound_alone() {
-        let mut w = Watch::keepalive_check(bracket());
+        let mut w = Watch::keepalive_check(bracket(), 0.05);
         assert_eq!(w.poll(secs(0)), vec![Action::Open { slot: 0 }]);
         assert!(w.wants_keepalive(0));
         w.on_opened(0, secs(0));
@@ -379,9 +396,36 @@ mod tests {
         w.on_probe(2, secs(157), true, secs(157));
         assert_eq!(w.take_keepalive_result(), Some(true));
         assert_eq!(w.take_change(), None);
-        w.on_closed_while_idle(2, secs(3), secs(160));
+        w.on_closed_while_idle(2, secs(101), secs(300));
         assert_eq!(w.take_keepalive_result(), Some(false));
         assert_eq!(w.take_change(), None);
+    }
+
+    /// A keepalive connection that dies younger than plain connections were seen to live
+    /// (lower bound 100 s, less 5%) did not die by the box's idle timeout: no result, and it
+    /// idles again from a new connection.
+    #[test]
+    fn a_keepalive_death_too_young_for_the_box_is_no_result() {
+        let mut w = Watch::new(bracket(), 0.05, true, 7);
+        w.poll(secs(0));
+        w.on_opened(2, secs(0));
+        w.on_closed_while_idle(2, secs(94), secs(94));
+        assert_eq!(w.take_keepalive_result(), None);
+        assert_eq!(w.take_change(), None);
+        w.on_released(2, secs(95));
+        assert!(w.poll(secs(95)).contains(&Action::Open { slot: 2 }));
+        w.on_opened(2, secs(95));
+        w.on_closed_while_idle(2, secs(96), secs(191));
+        assert_eq!(
+            w.take_keepalive_result(),
+            Some(false),
+            "95 s and older: the box's"
+        );
+        assert!(keepalive_death_is_the_boxs(
+            secs(1),
+            Bracket::default(),
+            0.05
+        ));
     }
 
     #[test]

@@ -397,7 +397,9 @@ fn plan_keepalive_check(
     }
     let scheduler_slots = probe_slots - usize::from(guard);
     match keepalive_check_timing(target)? {
-        CheckTiming::AlongsideDiscovery => Some(KeepaliveCheck::new(scheduler_slots - 1)),
+        CheckTiming::AlongsideDiscovery => {
+            Some(KeepaliveCheck::new(scheduler_slots - 1, target.precision))
+        }
         CheckTiming::AfterBracket => {
             tracing::info!(
                 target_name = %target.name, discovery_slots = scheduler_slots,

@@ -159,6 +159,7 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         if bracket != self.bracket {
             self.set_bracket(bracket);
         }
+        self.log_keepalive_deaths_set_aside(bracket);
         if let Some((rescued, idle)) = self.keepalive_check.as_mut().and_then(|k| k.take_verdict())
         {
             self.keepalive_verdict(rescued, idle);
@@ -216,6 +217,21 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
             }
         };
         self.drain(next);
+    }
+
+    /// The keepalive check's connection died younger than connections without keepalives
+    /// lived: a fault, not the box's verdict, so the check idles a new one.
+    fn log_keepalive_deaths_set_aside(&mut self, bracket: Bracket) {
+        let Some(check) = self.keepalive_check.as_mut() else {
+            return;
+        };
+        for idle in check.take_too_young() {
+            tracing::warn!(
+                target_name = %self.target.name, idle = %format::duration(idle),
+                lower = %format::bound(bracket.lower),
+                "keepalive check: its connection died younger than connections without keepalives lived, so not by the box's idle timeout; checking again with a new connection"
+            );
+        }
     }
 
     /// The keepalive check beside the discovery has its verdict: publish it, and give its
@@ -419,7 +435,9 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
                 self.publish.set_state(TargetState::Confirming);
                 phase
             }
-            Next::CheckKeepalives(bracket) => Phase::Watching(Watch::keepalive_check(bracket)),
+            Next::CheckKeepalives(bracket) => {
+                Phase::Watching(Watch::keepalive_check(bracket, self.target.precision))
+            }
             Next::Stop => Phase::towards(Next::Stop),
         }
     }
