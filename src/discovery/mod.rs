@@ -83,6 +83,15 @@ impl Bracket {
         }
     }
 
+    /// Whether a connection that died after `idle` died younger than connections were seen to
+    /// live: below the lower bound by more than the precision, which idle times' scheduling
+    /// jitter stays within. Such a death is not the box's idle timeout (a fault, a kill at the
+    /// server, or the threshold went down).
+    pub fn died_younger_than_survivors(&self, idle: Duration, precision: f64) -> bool {
+        self.lower
+            .is_some_and(|lower| idle < lower.mul_f64(1.0 - precision))
+    }
+
     /// `upper / lower`, when both are known.
     pub fn ratio(&self) -> Option<f64> {
         match (self.lower, self.upper) {

@@ -37,6 +37,20 @@ fn verdicts() {
     assert_eq!(b(Some(10.0), Some(9.0)).verdict(&sp), Verdict::Searching);
 }
 
+/// Jitter within the precision below the lower bound is not a young death; nothing is without
+/// a survival to compare with.
+#[test]
+fn a_death_is_younger_than_survivors_only_past_the_precision() {
+    let bracket = Bracket {
+        lower: Some(s(100.0)),
+        upper: Some(s(110.0)),
+    };
+    assert!(bracket.died_younger_than_survivors(s(94.9), 0.05));
+    assert!(!bracket.died_younger_than_survivors(s(95.0), 0.05));
+    assert!(!bracket.died_younger_than_survivors(s(120.0), 0.05));
+    assert!(!Bracket::default().died_younger_than_survivors(s(1.0), 0.05));
+}
+
 #[test]
 fn contradictions_restart_from_the_newest_observation() {
     let mut d = Discovery::new(

@@ -53,9 +53,7 @@ pub fn keepalive_interval(configured: Duration, bracket: Bracket) -> Duration {
 /// to live (the lower bound, less the precision, where `sentinel_low` idles) is neither: a
 /// fault on the path or a kill at the server, which says nothing about keepalives.
 pub fn keepalive_death_is_the_boxs(idle: Duration, bracket: Bracket, precision: f64) -> bool {
-    bracket
-        .lower
-        .is_none_or(|lower| idle >= lower.mul_f64(1.0 - precision))
+    !bracket.died_younger_than_survivors(idle, precision)
 }
 
 /// The watch scheduler for one target.

@@ -255,13 +255,11 @@ impl<N: Connect, K: ControlLink> Engine<N, K> {
         detail: Option<&str>,
         outage: bool,
     ) {
-        // Idle times carry scheduling jitter; a death inside the precision band below the lower
-        // bound is measurement noise, not a connection that should have lived.
-        let tolerance = 1.0 - self.target.precision;
+        // A death inside the precision band below the lower bound is scheduling jitter, not a
+        // connection that should have lived.
         let below_lower = self
             .bracket
-            .lower
-            .is_some_and(|lower| idle < lower.mul_f64(tolerance));
+            .died_younger_than_survivors(idle, self.target.precision);
         let unexpected = !outage
             && match role {
                 Role::Guard | Role::SentinelLow => true,
