@@ -5,8 +5,8 @@
 //! (keepalives are a fix); dead: it counts requests (a proxy). A box that counts requests and
 //! closes the flow (FIN or RST) ends the connection while it idles, before the bracket is
 //! known; that death is the verdict only if it came no younger than connections without
-//! keepalives were seen to live ([`keepalive_death_is_the_boxs`]), so it is judged once the
-//! bracket is known. A younger one (a fault on the path) starts the check again.
+//! keepalives were seen to live ([`Bracket::died_younger_than_survivors`]), so it is judged
+//! once the bracket is known. A younger one (a fault on the path) starts the check again.
 //!
 //! Run after the bracket instead (the watch's [`Watch::keepalive_check`]), the same verdict
 //! cost about 1.25 × the upper bound more (issue 18). Its slot is worth that only while the
@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::watch::{keepalive_death_is_the_boxs, KEEPALIVE_CHECK_FACTOR};
+use super::watch::KEEPALIVE_CHECK_FACTOR;
 use crate::discovery::{Action, Bracket, Scheduler, SlotClock};
 
 /// The fewest slots the discovery keeps when the check takes one beside it. The simulator
@@ -110,7 +110,7 @@ impl KeepaliveCheck {
         let (Some((false, idle)), Some(bracket)) = (self.verdict, self.bracket) else {
             return;
         };
-        if !keepalive_death_is_the_boxs(idle, bracket, self.precision) {
+        if bracket.died_younger_than_survivors(idle, self.precision) {
             self.verdict = None;
             self.too_young.push(idle);
         }

@@ -47,15 +47,6 @@ pub fn keepalive_interval(configured: Duration, bracket: Bracket) -> Duration {
     }
 }
 
-/// Whether a keepalive connection's death while idle after `idle` is the box's verdict on
-/// keepalives. A box that counts requests ends it at T, as it ends any idle connection; one that
-/// counts packets never does. So a death younger than connections without keepalives were seen
-/// to live (the lower bound, less the precision, where `sentinel_low` idles) is neither: a
-/// fault on the path or a kill at the server, which says nothing about keepalives.
-pub fn keepalive_death_is_the_boxs(idle: Duration, bracket: Bracket, precision: f64) -> bool {
-    !bracket.died_younger_than_survivors(idle, precision)
-}
-
 /// The watch scheduler for one target.
 #[derive(Debug)]
 pub struct Watch {
@@ -235,9 +226,14 @@ impl Scheduler for Watch {
         };
         s.clock.busy();
         if s.role == Role::Keepalive {
-            // It died before its probe was due: the keepalives did not keep it alive, unless
-            // it died too young for that to be the box's doing (then it idles again).
-            if keepalive_death_is_the_boxs(idle, self.bracket, self.precision) {
+            // It died before its probe was due: the keepalives did not keep it alive. Unless
+            // it died younger than plain connections lived: a box that counts requests ends a
+            // keepalive connection at T like any other, one that counts packets never does, so
+            // that is a fault or a kill at the server, no result (it idles again).
+            if !self
+                .bracket
+                .died_younger_than_survivors(idle, self.precision)
+            {
                 self.keepalive_result = Some(false);
             }
         } else {
@@ -419,11 +415,7 @@ mod tests {
             Some(false),
             "95 s and older: the box's"
         );
-        assert!(keepalive_death_is_the_boxs(
-            secs(1),
-            Bracket::default(),
-            0.05
-        ));
+        assert!(!Bracket::default().died_younger_than_survivors(secs(1), 0.05));
     }
 
     #[test]
